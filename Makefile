@@ -1,0 +1,44 @@
+# The two commands of the README, and the steps they are made of.
+#   make run   build, install into .venv, serve examples/hello.wsgi on http://127.0.0.1:8000/
+#   make test  build and run every check and test; CI runs exactly this
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: run test venv develop check-rust test-rust test-python lint-python bench clean
+
+run: develop
+	$(BIN)/ferrule start-server examples/hello.wsgi --host 127.0.0.1 --port $(PORT) --log-to-terminal --access-log
+
+test: check-rust test-rust develop lint-python test-python
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+venv: $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+develop: venv
+	$(BIN)/maturin develop --quiet
+
+check-rust:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --quiet -- -D warnings
+
+test-rust:
+	cargo test --quiet
+
+lint-python: venv
+	$(BIN)/ruff check python tests bench
+	$(BIN)/ruff format --check python tests bench
+
+test-python: develop
+	$(BIN)/python -m pytest -q
+
+bench:
+	bench/run
+
+clean:
+	rm -rf $(VENV) target

@@ -1,0 +1,7 @@
+"""The smallest WSGI application: `make run` serves it."""
+
+
+def application(environ, start_response):
+    body = b"Hello World!\n"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

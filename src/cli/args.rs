@@ -1,0 +1,204 @@
+//! The command line as mod_wsgi-express defines it: option names, defaults and grouping
+//! match `mod_wsgi-express start-server`, so a user switches by changing one word. This
+//! layer only checks single values; [`super::config`] does the rest.
+//!
+//! Options not built yet are declared in [`super::unsupported`] and refused by name.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// mod_wsgi-express's default port.
+pub(super) const DEFAULT_PORT: u16 = 8000;
+/// mod_wsgi-express's default number of request threads per process.
+pub(super) const DEFAULT_THREADS: usize = 5;
+/// mod_wsgi-express's default name of the WSGI callable in the script.
+pub(super) const DEFAULT_CALLABLE_OBJECT: &str = "application";
+/// mod_wsgi-express's default error log level (Apache's `LogLevel`).
+pub(super) const DEFAULT_LOG_LEVEL: &str = "warn";
+/// Seconds the server waits for requests in progress when stopping (mod_wsgi-express's
+/// `--shutdown-timeout`).
+pub(super) const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 5;
+/// Seconds a client may take to send a request head (Apache's `RequestReadTimeout`
+/// header stage in mod_wsgi-express's configuration).
+pub(super) const DEFAULT_HEADER_TIMEOUT: u64 = 15;
+/// Pending connections the kernel keeps for the listener (mod_wsgi-express's
+/// `--server-backlog`).
+pub(super) const DEFAULT_SERVER_BACKLOG: u32 = 500;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferrule",
+    version,
+    about = "Serve a Python WSGI application in production: mod_wsgi-express's command line, without Apache.",
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub(super) struct Cli {
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum Command {
+    /// Serve a WSGI application in the foreground.
+    StartServer(StartServerArgs),
+}
+
+/// The `start-server` options that Ferrule builds.
+#[derive(Debug, Args)]
+#[allow(clippy::struct_field_names)]
+pub(super) struct StartServerArgs {
+    /// The WSGI script file to serve (a Python file that defines the WSGI callable).
+    #[arg(value_name = "SCRIPT")]
+    pub(super) script: Option<PathBuf>,
+
+    /// Port to listen on for HTTP.
+    #[arg(long, default_value_t = DEFAULT_PORT, value_name = "NUMBER", help_heading = "Server")]
+    pub(super) port: u16,
+
+    /// Address or host name to listen on; all interfaces when not given.
+    #[arg(long, value_name = "IP-ADDRESS", help_heading = "Server")]
+    pub(super) host: Option<String>,
+
+    /// Number of server processes; more than one makes wsgi.multiprocess true.
+    #[arg(long, value_name = "NUMBER", value_parser = clap::value_parser!(u32).range(1..=1024), help_heading = "Processes")]
+    pub(super) processes: Option<u32>,
+
+    /// Number of threads per process that run the application.
+    #[arg(long, default_value_t = DEFAULT_THREADS, value_name = "NUMBER", value_parser = parse_thread_count, help_heading = "Processes")]
+    pub(super) threads: usize,
+
+    /// Run the application inside the server processes instead of separate daemon
+    /// processes: no extra hop, no isolation.
+    #[arg(long, help_heading = "Processes")]
+    pub(super) embedded_mode: bool,
+
+    /// Name of the WSGI callable defined by the script.
+    #[arg(long, default_value = DEFAULT_CALLABLE_OBJECT, value_name = "NAME", help_heading = "Application")]
+    pub(super) callable_object: String,
+
+    /// Directory the application runs in; also searched for modules. Defaults to the
+    /// current directory.
+    #[arg(long, value_name = "DIRECTORY-PATH", help_heading = "Application")]
+    pub(super) working_directory: Option<PathBuf>,
+
+    /// Directory to add to the module search path (sys.path); .pth files in it are read.
+    /// May be given more than once.
+    #[arg(
+        long = "python-path",
+        value_name = "DIRECTORY-PATH",
+        help_heading = "Application"
+    )]
+    pub(super) python_paths: Vec<PathBuf>,
+
+    /// Directory for the server's generated files and logs; by default a directory in
+    /// /tmp named after the host, port and user.
+    #[arg(long, value_name = "DIRECTORY-PATH", help_heading = "Server")]
+    pub(super) server_root: Option<PathBuf>,
+
+    /// Seconds requests in progress get to finish when the server stops.
+    #[arg(long, default_value_t = DEFAULT_SHUTDOWN_TIMEOUT, value_name = "SECONDS", help_heading = "Processes")]
+    pub(super) shutdown_timeout: u64,
+
+    /// Seconds a client may take to send the head of a request before it is dropped.
+    #[arg(long, default_value_t = DEFAULT_HEADER_TIMEOUT, value_name = "SECONDS", help_heading = "Server")]
+    pub(super) header_timeout: u64,
+
+    /// Length of the kernel's queue of connections not yet accepted.
+    #[arg(long, default_value_t = DEFAULT_SERVER_BACKLOG, value_name = "NUMBER", help_heading = "Server")]
+    pub(super) server_backlog: u32,
+
+    /// Write the error log (and the access log, if on) to the terminal instead of files
+    /// in the server root.
+    #[arg(long, help_heading = "Logging")]
+    pub(super) log_to_terminal: bool,
+
+    /// Least severe error log messages to record.
+    #[arg(long, default_value = DEFAULT_LOG_LEVEL, value_name = "NAME",
+          value_parser = clap::builder::PossibleValuesParser::new(crate::logs::Level::NAMES),
+          help_heading = "Logging")]
+    pub(super) log_level: String,
+
+    /// Record every request in an access log (Apache's common format).
+    #[arg(long, help_heading = "Logging")]
+    pub(super) access_log: bool,
+
+    /// Write the messages of server start-up to a log file in the server root as well.
+    #[arg(long, help_heading = "Logging")]
+    pub(super) startup_log: bool,
+}
+
+fn parse_thread_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(count @ 1..=1024) => Ok(count),
+        _ => Err(format!("'{text}' is not a thread count between 1 and 1024")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Result<StartServerArgs, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("ferrule").chain(argv.iter().copied()))?;
+        let Command::StartServer(start_server) = cli.command;
+        Ok(start_server)
+    }
+
+    #[test]
+    fn defaults_match_mod_wsgi_express() {
+        let args = parse(&["start-server", "app.wsgi"]).unwrap();
+        assert_eq!(args.port, 8000);
+        assert_eq!(args.threads, 5);
+        assert_eq!(args.processes, None);
+        assert_eq!(args.callable_object, "application");
+        assert_eq!(args.log_level, "warn");
+        assert!(!args.embedded_mode);
+        assert!(args.python_paths.is_empty());
+    }
+
+    #[test]
+    fn built_options_parse() {
+        let args = parse(&[
+            "start-server",
+            "app.wsgi",
+            "--port",
+            "8123",
+            "--host",
+            "127.0.0.1",
+            "--processes",
+            "2",
+            "--threads",
+            "3",
+            "--embedded-mode",
+            "--callable-object",
+            "app",
+            "--python-path",
+            "/a",
+            "--python-path",
+            "/b",
+            "--log-to-terminal",
+            "--log-level",
+            "debug",
+            "--access-log",
+        ])
+        .unwrap();
+        assert_eq!(args.port, 8123);
+        assert_eq!(args.processes, Some(2));
+        assert_eq!(args.threads, 3);
+        assert!(args.embedded_mode && args.log_to_terminal && args.access_log);
+        assert_eq!(
+            args.python_paths,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(parse(&["start-server", "--threads", "0"]).is_err());
+        assert!(parse(&["start-server", "--port", "70000"]).is_err());
+        assert!(parse(&["start-server", "--log-level", "loud"]).is_err());
+        assert!(parse(&["start-server", "--processes", "0"]).is_err());
+    }
+}

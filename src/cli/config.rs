@@ -1,0 +1,250 @@
+//! [`Config`]: the validated configuration, built once from the command line.
+//!
+//! `Config::from_args` checks what needs the file system (the script exists, directories
+//! exist), derives values (absolute paths, the server root, the operating mode) and
+//! reports every problem at once, each naming its option. Each subsystem gets its own part.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::PythonRuntime;
+use super::args::StartServerArgs;
+use crate::logs::Level;
+
+/// Everything `start-server` was asked to do, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub application: ApplicationConfig,
+    pub processes: ProcessConfig,
+    pub logs: LogConfig,
+    pub python: PythonRuntime,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The address to bind; `None` means every interface.
+    pub host: Option<String>,
+    pub port: u16,
+    /// Directory for generated files and logs.
+    pub server_root: PathBuf,
+    pub server_backlog: u32,
+    pub header_read_timeout: Duration,
+    /// The name the server answers to when a request has no Host header.
+    pub server_name: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApplicationConfig {
+    /// The WSGI script file, absolute.
+    pub script: PathBuf,
+    pub callable_object: String,
+    /// Absolute; the processes `chdir` here before loading the application.
+    pub working_directory: PathBuf,
+    pub python_paths: Vec<PathBuf>,
+}
+
+/// Where the application runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperatingMode {
+    /// The server processes run the application themselves.
+    Embedded,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProcessConfig {
+    pub mode: OperatingMode,
+    /// Daemon mode was asked for (the default) but is not built yet; embedded mode runs.
+    pub daemon_mode_requested: bool,
+    pub n_processes: usize,
+    pub n_threads: usize,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub level: Level,
+    pub log_to_terminal: bool,
+    /// The error log file; unused with `--log-to-terminal`.
+    pub error_log: PathBuf,
+    /// The access log file, when `--access-log` is on and the log goes to a file.
+    pub access_log: Option<PathBuf>,
+    /// Access logging is on.
+    pub access_log_enabled: bool,
+    /// Where start-up messages are copied, with `--startup-log`.
+    pub startup_log: Option<PathBuf>,
+}
+
+/// A problem with the command line, naming the option and the value at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no WSGI script file given\nhint: ferrule start-server path/to/app.wsgi")]
+    NoScript,
+    #[error("the WSGI script file '{path}' does not exist")]
+    ScriptMissing { path: PathBuf },
+    #[error("the WSGI script file '{path}' is not a regular file")]
+    ScriptNotAFile { path: PathBuf },
+    #[error("--{option} '{path}' is not an existing directory")]
+    NotADirectory { option: &'static str, path: PathBuf },
+    #[error(
+        "option {option} is not supported yet by ferrule\nhint: remove it, or use mod_wsgi-express until ferrule builds it"
+    )]
+    NotSupportedYet { option: String },
+    #[error("cannot determine the current directory: {source}")]
+    NoCurrentDirectory { source: std::io::Error },
+}
+
+impl Config {
+    /// Validates `args`; on failure returns every problem found, not just the first.
+    pub(super) fn from_args(
+        args: StartServerArgs,
+        python: &PythonRuntime,
+    ) -> Result<Self, Vec<ConfigError>> {
+        // Destructured in full so that a new option cannot be silently ignored.
+        let StartServerArgs {
+            script,
+            port,
+            host,
+            processes,
+            threads,
+            embedded_mode,
+            callable_object,
+            working_directory,
+            python_paths,
+            server_root,
+            shutdown_timeout,
+            header_timeout,
+            server_backlog,
+            log_to_terminal,
+            log_level,
+            access_log,
+            startup_log,
+        } = args;
+        let mut problems = Vec::new();
+        let current_directory = match std::env::current_dir() {
+            Ok(directory) => directory,
+            Err(source) => return Err(vec![ConfigError::NoCurrentDirectory { source }]),
+        };
+        let absolute = |path: &Path| current_directory.join(path);
+
+        let script = match script {
+            None => {
+                problems.push(ConfigError::NoScript);
+                PathBuf::new()
+            }
+            Some(script) => {
+                let script = absolute(&script);
+                match fs_err::metadata(&script) {
+                    Err(_) => problems.push(ConfigError::ScriptMissing {
+                        path: script.clone(),
+                    }),
+                    Ok(metadata) if !metadata.is_file() => {
+                        problems.push(ConfigError::ScriptNotAFile {
+                            path: script.clone(),
+                        });
+                    }
+                    Ok(_) => {}
+                }
+                script
+            }
+        };
+        let working_directory =
+            working_directory.map_or_else(|| current_directory.clone(), |path| absolute(&path));
+        require_directory(&mut problems, "working-directory", &working_directory);
+        let python_paths: Vec<PathBuf> = python_paths.iter().map(|path| absolute(path)).collect();
+        for path in &python_paths {
+            require_directory(&mut problems, "python-path", path);
+        }
+
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let server_root = server_root.map_or_else(
+            || default_server_root(host.as_deref(), port, uid),
+            |path| absolute(&path),
+        );
+        let level = log_level.parse::<Level>().unwrap_or(Level::Warn);
+        let n_processes = processes.map_or(1, |count| count as usize);
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let logs = LogConfig {
+            level,
+            log_to_terminal,
+            error_log: server_root.join("error_log"),
+            access_log: (access_log && !log_to_terminal).then(|| server_root.join("access_log")),
+            access_log_enabled: access_log,
+            startup_log: startup_log.then(|| server_root.join("startup_log")),
+        };
+        Ok(Self {
+            server: ServerConfig {
+                server_name: host.clone().unwrap_or_else(|| "localhost".to_owned()),
+                host,
+                port,
+                server_root,
+                server_backlog,
+                header_read_timeout: Duration::from_secs(header_timeout),
+            },
+            application: ApplicationConfig {
+                script,
+                callable_object,
+                working_directory,
+                python_paths,
+            },
+            processes: ProcessConfig {
+                mode: OperatingMode::Embedded,
+                daemon_mode_requested: !embedded_mode,
+                n_processes,
+                n_threads: threads,
+                shutdown_timeout: Duration::from_secs(shutdown_timeout),
+            },
+            logs,
+            python: python.clone(),
+        })
+    }
+
+    /// The URL the banner shows: `http://localhost:8000/`.
+    pub fn server_url(&self) -> String {
+        let host = self.server.host.as_deref().unwrap_or("localhost");
+        if self.server.port == 80 {
+            format!("http://{host}/")
+        } else {
+            format!("http://{host}:{}/", self.server.port)
+        }
+    }
+}
+
+fn require_directory(problems: &mut Vec<ConfigError>, option: &'static str, path: &Path) {
+    if !path.is_dir() {
+        problems.push(ConfigError::NotADirectory {
+            option,
+            path: path.to_owned(),
+        });
+    }
+}
+
+/// mod_wsgi-express's `/tmp/mod_wsgi-HOST:PORT:UID`, with our own name so that both
+/// servers can run side by side.
+fn default_server_root(host: Option<&str>, port: u16, uid: u32) -> PathBuf {
+    PathBuf::from(format!(
+        "/tmp/ferrule-{}:{port}:{uid}",
+        host.unwrap_or("localhost")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_server_root_names_host_port_and_user() {
+        assert_eq!(
+            default_server_root(None, 8000, 1000),
+            PathBuf::from("/tmp/ferrule-localhost:8000:1000")
+        );
+        assert_eq!(
+            default_server_root(Some("127.0.0.1"), 8123, 0),
+            PathBuf::from("/tmp/ferrule-127.0.0.1:8123:0")
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! The `ferrule` command line: `start-server` with mod_wsgi-express's options, parsed and
+//! validated into one [`Config`]. Nothing after this module reads raw arguments.
+//!
+//! `args` mirrors mod_wsgi-express (names, defaults, grouping) and checks single values;
+//! `config` does the checks that need the file system and derives the rest.
+
+mod args;
+mod config;
+mod unsupported;
+
+use clap::{CommandFactory, FromArgMatches};
+
+pub use config::{
+    ApplicationConfig, Config, ConfigError, LogConfig, OperatingMode, ProcessConfig, ServerConfig,
+};
+
+/// Exit codes, distinct per kind of failure so scripts can tell them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Success = 0,
+    /// The server ran and failed: a process could not be started, a port was taken.
+    Failure = 1,
+    /// The command line was wrong: a bad value, a missing file, an unsupported option.
+    UsageError = 2,
+    /// The WSGI application could not be loaded; restarting would not help.
+    AppLoadFailed = 3,
+    /// A bug or an environment Ferrule cannot work in.
+    InternalError = 70,
+}
+
+/// Facts about the Python interpreter Ferrule runs in, read once at start-up.
+#[derive(Clone, Debug)]
+pub struct PythonRuntime {
+    /// `sys.executable`: server processes are started with it, so a virtualenv just works.
+    pub executable: std::path::PathBuf,
+    /// `sys.version` without the build details, for the banner.
+    pub version: String,
+}
+
+/// Parses `argv` (without the program name). On `--help`, `--version` or errors, prints
+/// what the user needs and returns the exit status instead.
+pub fn parse(argv: Vec<String>, python: &PythonRuntime) -> Result<Config, ExitStatus> {
+    let command = unsupported::add_to(args::Cli::command());
+    let matches =
+        match command.try_get_matches_from(std::iter::once("ferrule".to_owned()).chain(argv)) {
+            Ok(matches) => matches,
+            Err(error) => {
+                let _ = error.print();
+                return Err(if error.use_stderr() {
+                    ExitStatus::UsageError
+                } else {
+                    ExitStatus::Success
+                });
+            }
+        };
+    let cli = match args::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return Err(ExitStatus::UsageError);
+        }
+    };
+    let args::Command::StartServer(start_server) = cli.command;
+    let Some((_, sub_matches)) = matches.subcommand() else {
+        return Err(ExitStatus::InternalError);
+    };
+    let mut problems: Vec<ConfigError> = unsupported::given(sub_matches)
+        .into_iter()
+        .map(|option| ConfigError::NotSupportedYet { option })
+        .collect();
+    match Config::from_args(start_server, python) {
+        Ok(config) if problems.is_empty() => return Ok(config),
+        Ok(_) => {}
+        Err(errors) => problems.extend(errors),
+    }
+    report(&problems);
+    Err(ExitStatus::UsageError)
+}
+
+/// Prints every problem at once, so a user fixes them in one go.
+fn report(problems: &[ConfigError]) {
+    let mut text = String::new();
+    for problem in problems {
+        text.push_str(&format!("ferrule: error: {problem}\n"));
+    }
+    crate::logs::write_terminal(&text);
+}

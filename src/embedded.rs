@@ -1,0 +1,178 @@
+//! One embedded-mode server process: loads the application, then serves the listening
+//! socket it inherited from the supervisor with the front end and the WSGI executor in
+//! the same process.
+//!
+//! The supervisor starts these processes as `python -m ferrule start-server ARGS` with
+//! [`LISTENER_FD_ENV`] set; parsing the same arguments gives the same [`Config`].
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+
+use crate::cli::{Config, ExitStatus};
+use crate::frontend::{self, FrontendConfig};
+use crate::logs::access_log::AccessLog;
+use crate::logs::{Level, error_log};
+use crate::shutdown::Shutdown;
+use crate::wsgi::{AppSpec, Executor, ProcessFacts};
+
+/// Names the inherited listening socket's descriptor in a server process's environment.
+pub const LISTENER_FD_ENV: &str = "FERRULE_LISTENER_FD";
+
+/// The listening socket this process inherited, if it is a server process.
+pub fn inherited_listener() -> Option<RawFd> {
+    std::env::var(LISTENER_FD_ENV).ok()?.parse().ok()
+}
+
+/// Runs this process as an embedded-mode server process until SIGTERM.
+pub fn run(py: Python<'_>, config: &Config, listener_fd: RawFd) -> ExitStatus {
+    // SAFETY: setting a signal disposition has no memory-safety preconditions. Ctrl-C in
+    // a terminal reaches the whole process group; the supervisor decides how to stop.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+    crate::supervisor::open_error_log(config);
+    if let Err(error) = std::env::set_current_dir(&config.application.working_directory) {
+        error_log::log(
+            Level::Error,
+            "ferrule",
+            &format!(
+                "cannot change to --working-directory '{}': {error}",
+                config.application.working_directory.display()
+            ),
+        );
+        return ExitStatus::AppLoadFailed;
+    }
+    let spec = AppSpec {
+        script: config.application.script.clone(),
+        callable_object: config.application.callable_object.clone(),
+        python_paths: config.application.python_paths.clone(),
+    };
+    let executor = match Executor::start(py, &spec, process_facts(config)) {
+        Ok(executor) => Arc::new(executor),
+        Err(error) => {
+            error_log::log(Level::Error, "wsgi", &error.to_string());
+            return ExitStatus::AppLoadFailed;
+        }
+    };
+    py.detach(|| serve(config, listener_fd, executor))
+}
+
+fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitStatus {
+    // SAFETY: the supervisor passed us this descriptor of a listening TCP socket, and
+    // nothing else in this process uses it.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(listener_fd) };
+    set_close_on_exec(listener_fd);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_name("ferrule-http")
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            error_log::log(
+                Level::Crit,
+                "ferrule",
+                &format!("cannot start the HTTP runtime: {error}"),
+            );
+            return ExitStatus::InternalError;
+        }
+    };
+    let frontend_config = Arc::new(FrontendConfig {
+        access_log: open_access_log(config),
+        header_read_timeout: config.server.header_read_timeout,
+        shutdown_timeout: config.processes.shutdown_timeout,
+    });
+    let served = runtime.block_on(async {
+        let _ = listener.set_nonblocking(true);
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let shutdown = Shutdown::new();
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stopper = shutdown.clone();
+        tokio::spawn(async move {
+            terminate.recv().await;
+            stopper.trigger();
+        });
+        frontend::serve(listener, frontend_config, Arc::clone(&executor), shutdown).await;
+        Ok::<(), std::io::Error>(())
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    if let Err(error) = served {
+        error_log::log(
+            Level::Crit,
+            "ferrule",
+            &format!("cannot serve the inherited listener: {error}"),
+        );
+        return ExitStatus::InternalError;
+    }
+    let Ok(executor) = Arc::try_unwrap(executor) else {
+        return ExitStatus::Success;
+    };
+    if !executor.stop(config.processes.shutdown_timeout) {
+        error_log::log(
+            Level::Warn,
+            "ferrule",
+            "requests still running at shutdown; exiting anyway",
+        );
+        // SAFETY: _exit ends the process at once, which is the point: a thread is stuck
+        // inside the application and Python's finalisation would wait for it forever.
+        unsafe { libc::_exit(0) };
+    }
+    ExitStatus::Success
+}
+
+fn process_facts(config: &Config) -> ProcessFacts {
+    ProcessFacts {
+        n_processes: config.processes.n_processes,
+        n_threads: config.processes.n_threads,
+        process_group: String::new(),
+        application_group: String::new(),
+        callable_object: config.application.callable_object.clone(),
+        script_filename: config.application.script.to_string_lossy().into_owned(),
+        script_name: String::new(),
+        default_server_name: config.server.server_name.clone(),
+        server_software: format!("ferrule/{}", env!("CARGO_PKG_VERSION")),
+        document_root: config
+            .server
+            .server_root
+            .join("htdocs")
+            .to_string_lossy()
+            .into_owned(),
+    }
+}
+
+fn open_access_log(config: &Config) -> Option<AccessLog> {
+    if !config.logs.access_log_enabled {
+        return None;
+    }
+    match &config.logs.access_log {
+        None => Some(AccessLog::new(Box::new(std::io::stdout()))),
+        Some(path) => match fs_err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(file) => Some(AccessLog::new(Box::new(file.into_parts().0))),
+            Err(error) => {
+                error_log::log(
+                    Level::Error,
+                    "ferrule",
+                    &format!("cannot open the access log: {error}"),
+                );
+                None
+            }
+        },
+    }
+}
+
+fn set_close_on_exec(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor we own, with valid flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The hyper service of one connection: turns a parsed request into an executor
+//! [`Request`](crate::wsgi::Request), waits for the response head, and hands hyper the body.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+
+use super::body::LoggedBody;
+use super::request_body::HyperRequestBody;
+use super::{Backend, FrontendConfig};
+use crate::logs::access_log::AccessRecord;
+use crate::wsgi::{self, ConnectionInfo};
+
+#[derive(Clone)]
+pub(super) struct Service {
+    config: Arc<FrontendConfig>,
+    backend: Backend,
+    connection: ConnectionInfo,
+}
+
+impl Service {
+    pub(super) fn new(
+        config: Arc<FrontendConfig>,
+        backend: Backend,
+        connection: ConnectionInfo,
+    ) -> Self {
+        Self {
+            config,
+            backend,
+            connection,
+        }
+    }
+}
+
+impl hyper::service::Service<hyper::Request<Incoming>> for Service {
+    type Response = hyper::Response<LoggedBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move { Ok(service.dispatch(request).await) })
+    }
+}
+
+impl Service {
+    async fn dispatch(self, request: hyper::Request<Incoming>) -> hyper::Response<LoggedBody> {
+        let (parts, body) = request.into_parts();
+        let access = self.config.access_log.as_ref().map(|_| AccessRecord {
+            remote_host: self.connection.remote_addr.ip().to_canonical().to_string(),
+            request_line: format!("{} {} {:?}", parts.method, parts.uri, parts.version),
+            status: 0,
+            body_bytes: 0,
+        });
+        let request = wsgi::Request {
+            method: parts.method,
+            target: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+            connection: self.connection,
+            body: Box::new(HyperRequestBody::new(
+                body,
+                tokio::runtime::Handle::current(),
+            )),
+        };
+        let response = self.backend.submit(request).await.unwrap_or_else(|_| {
+            wsgi::error_response(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "The request ended before the application produced a response.",
+            )
+        });
+        let wsgi::Response {
+            status,
+            reason,
+            headers,
+            body,
+        } = response;
+        let access = access.map(|mut record| {
+            record.status = status.as_u16();
+            (Arc::clone(&self.config), record)
+        });
+        let mut response = hyper::Response::new(LoggedBody::new(body, access));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        if let Some(reason) = reason {
+            if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.to_vec()) {
+                response.extensions_mut().insert(reason);
+            }
+        }
+        response
+    }
+}

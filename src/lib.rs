@@ -1,0 +1,59 @@
+//! Ferrule: mod_wsgi-express rebuilt in Rust, built as the extension module `ferrule._ferrule`.
+//!
+//! Crate map, one line per top-level module:
+//! - `cli`: the `start-server` command line, parsed into one validated [`cli::Config`].
+//! - `supervisor`: binds the listener, starts and restarts the server processes, turns
+//!   signals into graceful stop.
+//! - `embedded`: one embedded-mode server process (front end and executor together).
+//! - `frontend`: accepts connections and speaks HTTP (hyper); never runs Python.
+//! - `wsgi`: the WSGI executor, the only home of PEP 3333 (environ, input, start_response,
+//!   file_wrapper, application loading).
+//! - `logs`: the error log and the access log in Apache's formats.
+//! - `shutdown`: the signal that tells long-running tasks to stop.
+//!
+//! This file only exposes the Python entry point; it holds no logic.
+
+pub mod cli;
+pub mod embedded;
+pub mod frontend;
+pub mod logs;
+pub mod shutdown;
+pub mod supervisor;
+pub mod wsgi;
+
+use pyo3::prelude::*;
+
+/// Runs the `ferrule` command line with `argv` (without the program name) and returns the
+/// process exit code. Called by `python -m ferrule` and the `ferrule` console script.
+#[pyfunction]
+#[allow(clippy::needless_pass_by_value)] // PyO3 extracts a list into an owned Vec.
+fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
+    let sys = py.import("sys")?;
+    let python = cli::PythonRuntime {
+        executable: sys.getattr("executable")?.extract()?,
+        version: sys
+            .getattr("version")?
+            .extract::<String>()?
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+    };
+    let config = match cli::parse(argv.clone(), &python) {
+        Ok(config) => config,
+        Err(status) => return Ok(status as i32),
+    };
+    let status = match embedded::inherited_listener() {
+        Some(listener_fd) => embedded::run(py, &config, listener_fd),
+        None => py.detach(|| supervisor::run(&config, &argv)),
+    };
+    Ok(status as i32)
+}
+
+#[pymodule]
+fn _ferrule(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(main, module)?)?;
+    module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    wsgi::init_pymodule(module)?;
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! The error log: Apache's line format, its severity levels, one sink per process.
+//!
+//! Lines look like Apache's so that existing tools and habits keep working:
+//! `[Wed Nov 25 05:43:55.123456 2026] [wsgi:error] [pid 42:tid 43] message`.
+//! Every line of a multi-line message (a traceback) becomes its own entry, as mod_wsgi does.
+
+use std::io::Write;
+use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
+
+use super::time::LocalTime;
+
+/// Apache's severity levels, most severe first; `--log-level` picks the least severe logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Emerg,
+    Alert,
+    Crit,
+    Error,
+    Warn,
+    Notice,
+    Info,
+    Debug,
+}
+
+impl Level {
+    pub const NAMES: [&'static str; 8] = [
+        "emerg", "alert", "crit", "error", "warn", "notice", "info", "debug",
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+impl FromStr for Level {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        const ALL: [Level; 8] = [
+            Level::Emerg,
+            Level::Alert,
+            Level::Crit,
+            Level::Error,
+            Level::Warn,
+            Level::Notice,
+            Level::Info,
+            Level::Debug,
+        ];
+        ALL.into_iter()
+            .find(|level| level.name() == name)
+            .ok_or_else(|| format!("unknown log level '{name}'"))
+    }
+}
+
+/// Where the error log of this process goes.
+pub enum Destination {
+    /// The process's standard error (`--log-to-terminal`, and before start-up finished).
+    Stderr,
+    /// A file opened for appending; several processes may share it.
+    File(std::fs::File),
+}
+
+struct ErrorLog {
+    level: Level,
+    sink: Mutex<Destination>,
+}
+
+static ERROR_LOG: OnceLock<ErrorLog> = OnceLock::new();
+
+/// Sets this process's error log. Later calls are ignored: one process, one error log.
+pub fn init(level: Level, destination: Destination) {
+    let _ = ERROR_LOG.set(ErrorLog {
+        level,
+        sink: Mutex::new(destination),
+    });
+}
+
+/// True when a message of `level` would be written.
+pub fn enabled(level: Level) -> bool {
+    level <= ERROR_LOG.get().map_or(Level::Warn, |log| log.level)
+}
+
+/// Writes `message` under `module` (`wsgi`, `ferrule`, ...) at `level`.
+pub fn log(level: Level, module: &str, message: &str) {
+    log_with_context(level, module, None, message);
+}
+
+/// As [`log`], adding `[remote ADDR]` for messages that belong to a request.
+pub fn log_with_context(level: Level, module: &str, remote: Option<&str>, message: &str) {
+    if !enabled(level) {
+        return;
+    }
+    let stamp = LocalTime::now().error_log_stamp();
+    let pid = std::process::id();
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    let remote = remote
+        .map(|addr| format!(" [remote {addr}]"))
+        .unwrap_or_default();
+    let mut text = String::with_capacity(message.len() + 96);
+    let message = message.strip_suffix('\n').unwrap_or(message);
+    for line in message.split('\n') {
+        text.push_str(&format!(
+            "[{stamp}] [{module}:{}] [pid {pid}:tid {tid}]{remote} {line}\n",
+            level.name()
+        ));
+    }
+    write_raw(text.as_bytes());
+}
+
+fn write_raw(bytes: &[u8]) {
+    let Some(log) = ERROR_LOG.get() else {
+        let _ = std::io::stderr().write_all(bytes);
+        return;
+    };
+    let mut sink = log
+        .sink
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // A full disk or a closed terminal must not take the server down; there is nowhere
+    // left to report the failure to, so it is dropped.
+    let _ = match &mut *sink {
+        Destination::Stderr => std::io::stderr().write_all(bytes),
+        Destination::File(file) => file.write_all(bytes),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_parse_and_order_like_apache() {
+        assert_eq!("warn".parse::<Level>(), Ok(Level::Warn));
+        assert!(Level::Error < Level::Info);
+        assert!("verbose".parse::<Level>().is_err());
+        for name in Level::NAMES {
+            assert_eq!(name.parse::<Level>().unwrap().name(), name);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Loading the WSGI application: the script file executed as a module of its own, and the
+//! callable taken from it.
+//!
+//! As mod_wsgi does, the script runs under a private module name derived from its path (so
+//! two scripts never collide, and the script is not importable by accident), with
+//! `__file__` set, after `--python-path` entries were added with `site.addsitedir`.
+
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyModule};
+
+use super::error::AppLoadError;
+
+/// Where the application lives and how to reach it.
+#[derive(Clone, Debug)]
+pub struct AppSpec {
+    /// The WSGI script file, absolute.
+    pub script: PathBuf,
+    /// The name of the WSGI callable inside the script (`--callable-object`).
+    pub callable_object: String,
+    /// Directories added to `sys.path` before the script runs (`--python-path`).
+    pub python_paths: Vec<PathBuf>,
+}
+
+/// Runs the script and returns its WSGI callable.
+pub fn load_application(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, AppLoadError> {
+    add_python_paths(py, &spec.python_paths).map_err(|error| AppLoadError::Interpreter {
+        traceback: format_exception(py, &error),
+    })?;
+    let source = fs_err::read(&spec.script).map_err(|source| AppLoadError::ScriptUnreadable {
+        path: spec.script.clone(),
+        source,
+    })?;
+    let module = execute_script(py, spec, &source).map_err(|error| AppLoadError::ScriptFailed {
+        path: spec.script.clone(),
+        traceback: format_exception(py, &error),
+    })?;
+    match module.getattr(spec.callable_object.as_str()) {
+        Ok(callable) if callable.is_callable() => Ok(callable.unbind()),
+        _ => Err(AppLoadError::NoCallable {
+            path: spec.script.clone(),
+            callable: spec.callable_object.clone(),
+        }),
+    }
+}
+
+fn add_python_paths(py: Python<'_>, python_paths: &[PathBuf]) -> PyResult<()> {
+    if python_paths.is_empty() {
+        return Ok(());
+    }
+    let site = py.import("site")?;
+    for directory in python_paths {
+        site.call_method1("addsitedir", (directory.to_string_lossy().as_ref(),))?;
+    }
+    Ok(())
+}
+
+fn execute_script<'py>(
+    py: Python<'py>,
+    spec: &AppSpec,
+    source: &[u8],
+) -> PyResult<Bound<'py, PyModule>> {
+    let path = spec.script.to_string_lossy();
+    let module_name = private_module_name(&spec.script);
+    let module = PyModule::new(py, &module_name)?;
+    module.setattr("__file__", path.as_ref())?;
+    let sys_modules = py.import("sys")?.getattr("modules")?;
+    sys_modules.set_item(&module_name, &module)?;
+    let builtins = py.import("builtins")?;
+    let code = builtins.call_method1("compile", (source, path.as_ref(), "exec"))?;
+    let namespace: Bound<'py, PyDict> = module.dict();
+    if let Err(error) = builtins.call_method1("exec", (code, &namespace)) {
+        let _ = sys_modules.del_item(&module_name);
+        return Err(error);
+    }
+    Ok(module)
+}
+
+/// `_ferrule_<hash of the path>`: unique per script, never a valid import of user code.
+fn private_module_name(script: &std::path::Path) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    script.hash(&mut hasher);
+    format!("_ferrule_{:016x}", hasher.finish())
+}
+
+/// The exception with its traceback, as Python would print it.
+pub(crate) fn format_exception(py: Python<'_>, error: &PyErr) -> String {
+    let formatted = py.import("traceback").and_then(|traceback| {
+        traceback.call_method1(
+            "format_exception",
+            (error.get_type(py), error.value(py), error.traceback(py)),
+        )
+    });
+    match formatted.and_then(|lines| lines.extract::<Vec<String>>()) {
+        Ok(lines) => lines.concat(),
+        Err(_) => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_names_differ_per_script_and_are_private() {
+        let first = private_module_name(std::path::Path::new("/srv/a/app.wsgi"));
+        let second = private_module_name(std::path::Path::new("/srv/b/app.wsgi"));
+        assert_ne!(first, second);
+        assert!(first.starts_with("_ferrule_"));
+    }
+}

@@ -1,0 +1,267 @@
+//! The WSGI environ, built the way mod_wsgi builds it.
+//!
+//! Constants (`wsgi.*`, `SCRIPT_NAME`, the `mod_wsgi.*` keys that do not change per
+//! request) live in a per-process template dict; each request starts from one C-level
+//! `dict.copy()` of it and adds what the request says.
+//!
+//! Request headers whose names hold anything but ASCII letters, digits and `-` are dropped
+//! (mod_wsgi 4.3.0, "Bugs Fixed" 2): `X_Forwarded_For` must not be able to pose as
+//! `X-Forwarded-For`. Header values pass through as latin-1, never dropped.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use super::ConnectionInfo;
+
+/// Facts fixed for the life of one server process, copied into every environ.
+#[derive(Clone, Debug)]
+pub struct ProcessFacts {
+    pub n_processes: usize,
+    pub n_threads: usize,
+    /// `mod_wsgi.process_group`: empty in embedded mode, the group name in daemon mode.
+    pub process_group: String,
+    /// `mod_wsgi.application_group`: the Python interpreter the application runs in.
+    pub application_group: String,
+    pub callable_object: String,
+    /// The WSGI script file, for `SCRIPT_FILENAME`.
+    pub script_filename: String,
+    /// Where the application is mounted; empty for the root of the site.
+    pub script_name: String,
+    /// What `SERVER_NAME` says when the request carries no Host header.
+    pub default_server_name: String,
+    pub server_software: String,
+    pub document_root: String,
+}
+
+/// Builds the per-process template dict. `errors` is `wsgi.errors`, `file_wrapper` the
+/// `wsgi.file_wrapper` class.
+pub(crate) fn template<'py>(
+    py: Python<'py>,
+    facts: &ProcessFacts,
+    errors: &Bound<'py, PyAny>,
+    file_wrapper: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let environ = PyDict::new(py);
+    environ.set_item("wsgi.version", (1, 0))?;
+    environ.set_item("wsgi.multithread", facts.n_threads > 1)?;
+    environ.set_item("wsgi.multiprocess", facts.n_processes > 1)?;
+    environ.set_item("wsgi.run_once", false)?;
+    environ.set_item("wsgi.errors", errors)?;
+    environ.set_item("wsgi.file_wrapper", file_wrapper)?;
+    environ.set_item("wsgi.input_terminated", true)?;
+    environ.set_item("GATEWAY_INTERFACE", "CGI/1.1")?;
+    environ.set_item("SERVER_SOFTWARE", &facts.server_software)?;
+    environ.set_item("SCRIPT_NAME", &facts.script_name)?;
+    environ.set_item("SCRIPT_FILENAME", &facts.script_filename)?;
+    environ.set_item("DOCUMENT_ROOT", &facts.document_root)?;
+    environ.set_item("CONTEXT_DOCUMENT_ROOT", &facts.document_root)?;
+    environ.set_item("CONTEXT_PREFIX", "")?;
+    environ.set_item("REQUEST_SCHEME", "http")?;
+    environ.set_item("mod_wsgi.process_group", &facts.process_group)?;
+    environ.set_item("mod_wsgi.application_group", &facts.application_group)?;
+    environ.set_item("mod_wsgi.callable_object", &facts.callable_object)?;
+    environ.set_item("mod_wsgi.script_reloading", "1")?;
+    environ.set_item("mod_wsgi.enable_sendfile", "0")?;
+    environ.set_item("mod_wsgi.ignore_activity", "0")?;
+    environ.set_item("mod_wsgi.handler_script", "")?;
+    environ.set_item("mod_wsgi.version", (4, 3, 0))?;
+    environ.set_item("ferrule.version", env!("CARGO_PKG_VERSION"))?;
+    Ok(environ)
+}
+
+/// The request-specific part of the environ, added to a copy of the template.
+pub(crate) struct RequestFacts<'a> {
+    pub method: &'a http::Method,
+    pub target: &'a http::Uri,
+    pub version: http::Version,
+    pub headers: &'a http::HeaderMap,
+    pub connection: ConnectionInfo,
+    pub default_server_name: &'a str,
+    pub script_name: &'a str,
+}
+
+pub(crate) fn build<'py>(
+    py: Python<'py>,
+    template: &Bound<'py, PyDict>,
+    request: &RequestFacts<'_>,
+    input: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let environ = template.copy()?;
+    environ.set_item(pyo3::intern!(py, "REQUEST_METHOD"), request.method.as_str())?;
+    let path = request.target.path();
+    let query = request.target.query().unwrap_or("");
+    let request_uri = request
+        .target
+        .path_and_query()
+        .map_or(path, http::uri::PathAndQuery::as_str);
+    environ.set_item(pyo3::intern!(py, "REQUEST_URI"), request_uri)?;
+    let decoded_path = percent_decode(path.as_bytes());
+    let path_info = decoded_path
+        .strip_prefix(request.script_name.as_bytes())
+        .unwrap_or(&decoded_path);
+    environ.set_item(pyo3::intern!(py, "PATH_INFO"), latin1(py, path_info))?;
+    environ.set_item(pyo3::intern!(py, "QUERY_STRING"), query)?;
+    environ.set_item(
+        pyo3::intern!(py, "SERVER_PROTOCOL"),
+        protocol_name(request.version),
+    )?;
+    let connection = request.connection;
+    environ.set_item(
+        pyo3::intern!(py, "REMOTE_ADDR"),
+        connection.remote_addr.ip().to_canonical().to_string(),
+    )?;
+    environ.set_item(
+        pyo3::intern!(py, "REMOTE_PORT"),
+        connection.remote_addr.port().to_string(),
+    )?;
+    environ.set_item(
+        pyo3::intern!(py, "SERVER_ADDR"),
+        connection.local_addr.ip().to_canonical().to_string(),
+    )?;
+    let (server_name, server_port) = server_name_and_port(request);
+    environ.set_item(pyo3::intern!(py, "SERVER_NAME"), server_name)?;
+    environ.set_item(pyo3::intern!(py, "SERVER_PORT"), server_port)?;
+    if connection.https {
+        environ.set_item(pyo3::intern!(py, "wsgi.url_scheme"), "https")?;
+        environ.set_item(pyo3::intern!(py, "REQUEST_SCHEME"), "https")?;
+        environ.set_item(pyo3::intern!(py, "HTTPS"), "1")?;
+    } else {
+        environ.set_item(pyo3::intern!(py, "wsgi.url_scheme"), "http")?;
+    }
+    add_headers(py, &environ, request.headers)?;
+    environ.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
+    Ok(environ)
+}
+
+fn protocol_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Apache with `UseCanonicalName Off`: the name and port the client asked for in Host,
+/// falling back to the configured name and the port the connection arrived on.
+fn server_name_and_port(request: &RequestFacts<'_>) -> (String, String) {
+    let local_port = request.connection.local_addr.port().to_string();
+    let Some(host) = request
+        .headers
+        .get(http::header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .filter(|host| !host.is_empty())
+    else {
+        return (request.default_server_name.to_owned(), local_port);
+    };
+    // An IPv6 literal keeps its brackets; only a colon after them starts the port.
+    let split_at = if host.starts_with('[') {
+        host.find(']')
+            .and_then(|end| host[end..].find(':').map(|colon| end + colon))
+    } else {
+        host.rfind(':')
+    };
+    match split_at {
+        Some(colon) if host[colon + 1..].bytes().all(|b| b.is_ascii_digit()) => {
+            let port = &host[colon + 1..];
+            let port = if port.is_empty() {
+                local_port
+            } else {
+                port.to_owned()
+            };
+            (host[..colon].to_ascii_lowercase(), port)
+        }
+        _ => (host.to_ascii_lowercase(), local_port),
+    }
+}
+
+fn add_headers(
+    py: Python<'_>,
+    environ: &Bound<'_, PyDict>,
+    headers: &http::HeaderMap,
+) -> PyResult<()> {
+    for name in headers.keys() {
+        let name_str = name.as_str();
+        if !name_str
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            continue;
+        }
+        let mut values = headers.get_all(name).iter();
+        let Some(first) = values.next() else { continue };
+        let mut joined: std::borrow::Cow<'_, [u8]> = first.as_bytes().into();
+        for value in values {
+            let joined = joined.to_mut();
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(value.as_bytes());
+        }
+        let value = latin1(py, &joined);
+        match name_str {
+            "content-type" => environ.set_item(pyo3::intern!(py, "CONTENT_TYPE"), value)?,
+            "content-length" => environ.set_item(pyo3::intern!(py, "CONTENT_LENGTH"), value)?,
+            _ => environ.set_item(cgi_header_key(name_str), value)?,
+        }
+    }
+    Ok(())
+}
+
+/// `x-forwarded-for` → `HTTP_X_FORWARDED_FOR`.
+fn cgi_header_key(name: &str) -> String {
+    let mut key = String::with_capacity(name.len() + 5);
+    key.push_str("HTTP_");
+    key.extend(name.bytes().map(|b| match b {
+        b'-' => '_',
+        b => char::from(b.to_ascii_uppercase()),
+    }));
+    key
+}
+
+/// Bytes as a Python str, one character per byte (latin-1), as PEP 3333 asks.
+fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.is_ascii() => PyString::new(py, text),
+        _ => {
+            let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+            PyString::new(py, &text)
+        }
+    }
+}
+
+fn percent_decode(raw: &[u8]) -> Vec<u8> {
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut index = 0;
+    while index < raw.len() {
+        if raw[index] == b'%' && index + 2 < raw.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(high), Some(low)) = (hex(raw[index + 1]), hex(raw[index + 2])) {
+                decoded.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+                index += 3;
+                continue;
+            }
+        }
+        decoded.push(raw[index]);
+        index += 1;
+    }
+    decoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_keeps_bad_escapes() {
+        assert_eq!(percent_decode(b"/a%20b"), b"/a b");
+        assert_eq!(percent_decode(b"/%zz%2"), b"/%zz%2");
+        assert_eq!(percent_decode(b"/%C3%A9"), b"/\xc3\xa9");
+        assert_eq!(percent_decode(b"%41"), b"A");
+    }
+
+    #[test]
+    fn header_keys_follow_cgi() {
+        assert_eq!(cgi_header_key("x-forwarded-for"), "HTTP_X_FORWARDED_FOR");
+        assert_eq!(cgi_header_key("accept"), "HTTP_ACCEPT");
+    }
+}

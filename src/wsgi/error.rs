@@ -1,0 +1,28 @@
+//! Errors of the WSGI executor layer.
+
+use std::path::PathBuf;
+
+/// Why the WSGI application could not be loaded at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum AppLoadError {
+    #[error("cannot read the WSGI script file '{path}': {source}")]
+    ScriptUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to load the WSGI script file '{path}':\n{traceback}")]
+    ScriptFailed { path: PathBuf, traceback: String },
+    #[error(
+        "the WSGI script file '{path}' defines no callable named '{callable}'\nhint: name the callable with --callable-object"
+    )]
+    NoCallable { path: PathBuf, callable: String },
+    #[error("failed to prepare the Python interpreter: {traceback}")]
+    Interpreter { traceback: String },
+}
+
+/// Why reading the request body failed: the client went away or sent a broken body.
+#[derive(Debug, thiserror::Error)]
+#[error("request body read failed: {reason}")]
+pub struct BodyReadError {
+    pub reason: String,
+}

@@ -1,0 +1,131 @@
+//! The pool of application threads of one process and the queue that feeds them.
+//!
+//! Each thread attaches to Python once for its whole life and detaches only while it waits
+//! for the next request; requests arrive through an unbounded queue whose length is
+//! bounded by the connections the front end holds.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use tokio::sync::oneshot;
+
+use super::app::{AppSpec, format_exception, load_application};
+use super::environ::{self, ProcessFacts};
+use super::error::AppLoadError;
+use super::file_wrapper::FileWrapper;
+use super::log_stream::LogStream;
+use super::{Request, Response, run};
+use crate::logs::Level;
+
+/// A request waiting for an application thread, with the way back to its connection.
+pub(crate) struct Job {
+    pub(crate) request: Request,
+    pub(crate) reply_tx: oneshot::Sender<Response>,
+}
+
+/// What every application thread of the process shares.
+pub(crate) struct ThreadContext {
+    pub(crate) app: Py<PyAny>,
+    pub(crate) environ_template: Py<PyDict>,
+    pub(crate) facts: ProcessFacts,
+}
+
+/// The WSGI executor of one process: the loaded application and its threads.
+pub struct Executor {
+    /// Dropped by [`Executor::stop`]; the threads end when the queue is closed and empty.
+    job_tx: crossbeam_channel::Sender<Job>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Executor {
+    /// Loads the application and starts `facts.n_threads` application threads.
+    pub fn start(
+        py: Python<'_>,
+        spec: &AppSpec,
+        facts: ProcessFacts,
+    ) -> Result<Self, AppLoadError> {
+        let interpreter_error = |error: PyErr| AppLoadError::Interpreter {
+            traceback: format_exception(py, &error),
+        };
+        redirect_standard_streams(py).map_err(interpreter_error)?;
+        let app = load_application(py, spec)?;
+        let errors = Bound::new(py, LogStream::new("wsgi.errors", Level::Error))
+            .map_err(interpreter_error)?;
+        let file_wrapper = py.get_type::<FileWrapper>();
+        let environ_template =
+            environ::template(py, &facts, errors.as_any(), file_wrapper.as_any())
+                .map_err(interpreter_error)?
+                .unbind();
+        let n_threads = facts.n_threads.max(1);
+        let context = Arc::new(ThreadContext {
+            app,
+            environ_template,
+            facts,
+        });
+        let (job_tx, job_rx) = crossbeam_channel::unbounded::<Job>();
+        let threads = (0..n_threads)
+            .map(|index| {
+                let context = Arc::clone(&context);
+                let job_rx = job_rx.clone();
+                std::thread::Builder::new()
+                    .name(format!("ferrule-wsgi-{index}"))
+                    .spawn(move || application_thread(&context, &job_rx))
+                    .map_err(|error| AppLoadError::Interpreter {
+                        traceback: format!("cannot start an application thread: {error}"),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { job_tx, threads })
+    }
+
+    /// Queues `request`; the receiver yields the response once the application produced
+    /// its head (or failed).
+    pub fn submit(&self, request: Request) -> oneshot::Receiver<Response> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        // The queue only closes in `stop`, which consumes the executor.
+        let _ = self.job_tx.send(Job { request, reply_tx });
+        reply_rx
+    }
+
+    /// Closes the queue and waits up to `timeout` for the threads to finish their
+    /// requests. Returns false if some thread was still busy. Call it detached from Python.
+    pub fn stop(self, timeout: Duration) -> bool {
+        drop(self.job_tx);
+        let deadline = Instant::now() + timeout;
+        while self.threads.iter().any(|thread| !thread.is_finished()) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        true
+    }
+}
+
+fn application_thread(context: &ThreadContext, job_rx: &crossbeam_channel::Receiver<Job>) {
+    Python::attach(|py| {
+        while let Ok(job) = py.detach(|| job_rx.recv()) {
+            run::handle(py, context, job);
+        }
+    });
+}
+
+/// Sends `print()` and `sys.stderr` output of the application to the error log.
+fn redirect_standard_streams(py: Python<'_>) -> PyResult<()> {
+    let sys = py.import("sys")?;
+    sys.setattr(
+        "stdout",
+        Bound::new(py, LogStream::new("<stdout>", Level::Error))?,
+    )?;
+    sys.setattr(
+        "stderr",
+        Bound::new(py, LogStream::new("<stderr>", Level::Error))?,
+    )?;
+    Ok(())
+}

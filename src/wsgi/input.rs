@@ -1,0 +1,207 @@
+//! `wsgi.input`: the request body as a file-like object that streams.
+//!
+//! Bytes are pulled from the [`BodySource`] only when the application asks for them, a
+//! chunk at a time, with the GIL released while waiting; a 1 GiB upload never sits in
+//! memory. The body is already bounded (Content-Length) or de-chunked, so reading to the
+//! end is always safe (`wsgi.input_terminated` is true).
+
+use std::sync::Mutex;
+
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
+use pyo3::types::{PyBytes, PyList};
+
+use super::BodySource;
+
+/// The file-like object handed to the application as `wsgi.input`.
+#[pyclass(frozen, module = "ferrule._ferrule")]
+pub struct Input {
+    state: Mutex<InputState>,
+}
+
+struct InputState {
+    source: Box<dyn BodySource>,
+    /// Bytes received but not yet handed to the application, from `start` on.
+    buffer: Vec<u8>,
+    start: usize,
+    finished: bool,
+}
+
+impl Input {
+    pub(crate) fn new(source: Box<dyn BodySource>) -> Self {
+        Self {
+            state: Mutex::new(InputState {
+                source,
+                buffer: Vec::new(),
+                start: 0,
+                finished: false,
+            }),
+        }
+    }
+}
+
+impl InputState {
+    fn buffered(&self) -> &[u8] {
+        &self.buffer[self.start..]
+    }
+
+    /// Receives one more chunk into the buffer. Returns false at the end of the body.
+    fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
+        if self.finished {
+            return Ok(false);
+        }
+        let source = &mut self.source;
+        let chunk = py
+            .detach(|| source.read_chunk())
+            .map_err(|error| PyOSError::new_err(error.to_string()))?;
+        let Some(chunk) = chunk else {
+            self.finished = true;
+            return Ok(false);
+        };
+        if self.start == self.buffer.len() {
+            self.buffer.clear();
+            self.start = 0;
+        } else if self.start > 0 && self.start >= self.buffer.len() / 2 {
+            self.buffer.drain(..self.start);
+            self.start = 0;
+        }
+        self.buffer.extend_from_slice(&chunk);
+        Ok(true)
+    }
+
+    fn take<'py>(&mut self, py: Python<'py>, count: usize) -> Bound<'py, PyBytes> {
+        let count = count.min(self.buffered().len());
+        let bytes = PyBytes::new(py, &self.buffered()[..count]);
+        self.start += count;
+        bytes
+    }
+
+    fn read<'py>(&mut self, py: Python<'py>, size: Option<usize>) -> PyResult<Bound<'py, PyBytes>> {
+        match size {
+            None => {
+                while self.fill(py)? {}
+                Ok(self.take(py, usize::MAX))
+            }
+            Some(size) => {
+                while self.buffered().len() < size && self.fill(py)? {}
+                Ok(self.take(py, size))
+            }
+        }
+    }
+
+    fn readline<'py>(
+        &mut self,
+        py: Python<'py>,
+        size: Option<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let limit = size.unwrap_or(usize::MAX);
+        let mut searched = 0;
+        loop {
+            let buffered = self.buffered();
+            if let Some(newline) = buffered[searched..].iter().position(|&b| b == b'\n') {
+                return Ok(self.take(py, (searched + newline + 1).min(limit)));
+            }
+            searched = buffered.len();
+            if searched >= limit || !self.fill(py)? {
+                return Ok(self.take(py, limit));
+            }
+        }
+    }
+}
+
+/// Python's convention: `None` or a negative size means "everything".
+fn size_argument(size: Option<isize>) -> Option<usize> {
+    size.and_then(|size| usize::try_from(size).ok())
+}
+
+#[pymethods]
+impl Input {
+    #[pyo3(signature = (size=None))]
+    fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let mut state = self
+            .state
+            .lock_py_attached(py)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.read(py, size_argument(size))
+    }
+
+    /// As `read(size)`, but returns whatever the next chunk brings rather than waiting
+    /// for `size` bytes.
+    #[pyo3(signature = (size=None))]
+    fn read1<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let mut state = self
+            .state
+            .lock_py_attached(py)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.buffered().is_empty() {
+            state.fill(py)?;
+        }
+        let size = size_argument(size).unwrap_or(usize::MAX);
+        Ok(state.take(py, size))
+    }
+
+    #[pyo3(signature = (size=None))]
+    fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let mut state = self
+            .state
+            .lock_py_attached(py)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.readline(py, size_argument(size))
+    }
+
+    /// Lines until the end of the body, or until their total size reaches `hint`.
+    #[pyo3(signature = (hint=None))]
+    fn readlines<'py>(&self, py: Python<'py>, hint: Option<isize>) -> PyResult<Bound<'py, PyList>> {
+        let hint = size_argument(hint).filter(|&hint| hint > 0);
+        let mut state = self
+            .state
+            .lock_py_attached(py)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let lines = PyList::empty(py);
+        let mut total = 0;
+        loop {
+            let line = state.readline(py, None)?;
+            let length = line.as_bytes().len();
+            if length == 0 {
+                break;
+            }
+            lines.append(line)?;
+            total += length;
+            if hint.is_some_and(|hint| total >= hint) {
+                break;
+            }
+        }
+        Ok(lines)
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = self.readline(py, None)?;
+        Ok((!line.as_bytes().is_empty()).then_some(line))
+    }
+
+    fn readable(&self) -> bool {
+        true
+    }
+
+    fn seekable(&self) -> bool {
+        false
+    }
+
+    fn writable(&self) -> bool {
+        false
+    }
+
+    /// Nothing to release: the server owns the connection. Present because frameworks
+    /// wrap `wsgi.input` in `io` classes that call it.
+    fn close(&self) {}
+
+    #[getter]
+    fn closed(&self) -> bool {
+        false
+    }
+}

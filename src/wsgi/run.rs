@@ -1,0 +1,128 @@
+//! One request through the application: build the environ, call the application, send
+//! what it returns, call `close()`; on every path, including errors and a client that
+//! left mid-stream.
+
+use bytes::Bytes;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use super::app::format_exception;
+use super::environ::{self, RequestFacts};
+use super::executor::{Job, ThreadContext};
+use super::file_wrapper::FileWrapper;
+use super::input::Input;
+use super::start_response::{Delivery, StartResponse, body_bytes};
+use crate::logs::{Level, error_log};
+
+pub(crate) fn handle(py: Python<'_>, context: &ThreadContext, job: Job) {
+    let Job { request, reply_tx } = job;
+    let remote = request.connection.remote_addr.to_string();
+    let responder = match Bound::new(py, StartResponse::new(reply_tx)) {
+        Ok(responder) => responder,
+        Err(error) => return report(py, &remote, "creating start_response", &error),
+    };
+    let outcome = call_application(py, context, request, &responder);
+    if let Err(error) = outcome {
+        report(py, &remote, "handling the request", &error);
+        responder.get().lock(py).fail(py);
+    }
+}
+
+fn call_application(
+    py: Python<'_>,
+    context: &ThreadContext,
+    request: super::Request,
+    responder: &Bound<'_, StartResponse>,
+) -> PyResult<()> {
+    let super::Request {
+        method,
+        target,
+        version,
+        headers,
+        connection,
+        body,
+    } = request;
+    let input = Bound::new(py, Input::new(body))?;
+    let facts = RequestFacts {
+        method: &method,
+        target: &target,
+        version,
+        headers: &headers,
+        connection,
+        default_server_name: &context.facts.default_server_name,
+        script_name: &context.facts.script_name,
+    };
+    let environ = environ::build(
+        py,
+        context.environ_template.bind(py),
+        &facts,
+        input.into_any(),
+    )?;
+    let result = context.app.bind(py).call1((environ, responder))?;
+    let sent = send_result(py, &result, responder.get());
+    let closed = call_close(py, &result);
+    sent.and(closed)
+}
+
+/// Sends the application's iterable: in one piece when it is a list or tuple, as a file
+/// when it wraps a real file, chunk by chunk otherwise.
+///
+/// The response state is locked per step, never across a call into the application: a
+/// generator may call `start_response` (or `write`) while it runs.
+fn send_result(
+    py: Python<'_>,
+    result: &Bound<'_, PyAny>,
+    responder: &StartResponse,
+) -> PyResult<()> {
+    if responder.lock(py).is_unsent() {
+        if let Ok(list) = result.cast_exact::<PyList>() {
+            let chunks = list
+                .iter()
+                .map(|item| body_bytes(&item))
+                .collect::<PyResult<Vec<Bytes>>>()?;
+            return responder.lock(py).send_full(chunks);
+        }
+        if let Ok(tuple) = result.cast_exact::<PyTuple>() {
+            let chunks = tuple
+                .iter()
+                .map(|item| body_bytes(&item))
+                .collect::<PyResult<Vec<Bytes>>>()?;
+            return responder.lock(py).send_full(chunks);
+        }
+        if let Ok(wrapper) = result.cast::<FileWrapper>() {
+            if let Some((file, offset, length)) = wrapper.get().as_regular_file(py) {
+                return responder.lock(py).send_file(file, offset, length);
+            }
+        }
+    }
+    for item in result.try_iter()? {
+        let chunk = body_bytes(&item?)?;
+        if chunk.is_empty() {
+            continue;
+        }
+        if responder.lock(py).send_chunk(py, chunk)? == Delivery::ClientGone {
+            // Stop producing for nobody; close() still runs.
+            return Ok(());
+        }
+    }
+    responder.lock(py).finish()
+}
+
+fn call_close(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {
+    if result.hasattr(pyo3::intern!(py, "close"))? {
+        result.call_method0(pyo3::intern!(py, "close"))?;
+    }
+    Ok(())
+}
+
+fn report(py: Python<'_>, remote: &str, during: &str, error: &PyErr) {
+    let traceback = format_exception(py, error);
+    py.detach(|| {
+        error_log::log_with_context(
+            Level::Error,
+            "wsgi",
+            Some(remote),
+            &format!("Exception occurred while {during}:\n{traceback}"),
+        );
+    });
+}

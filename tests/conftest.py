@@ -1,0 +1,182 @@
+"""The one fixture every integration test builds on: a real ferrule server on a free port.
+
+`ferrule_server(app, *options)` starts `python -m ferrule start-server` in its own process
+group, waits until the port accepts connections (no fixed sleeps), and returns a handle.
+Every server started in a test is stopped, with its children, when the test ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+APPS = Path(__file__).parent / "apps"
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
+    """Polls `predicate` until it returns something truthy; fails the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    port: int
+    server_root: Path
+    stdout_path: Path
+    stderr_path: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str = "/", **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", 30)
+        return requests.get(self.url + path, **kwargs)
+
+    def post(self, path: str = "/", **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", 30)
+        return requests.post(self.url + path, **kwargs)
+
+    @property
+    def error_log_path(self) -> Path:
+        return self.server_root / "error_log"
+
+    def error_log(self) -> str:
+        """The error log so far: the file in the server root, or stderr with
+        --log-to-terminal."""
+        if "--log-to-terminal" in self.args:
+            return self.stderr()
+        try:
+            return self.error_log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        return wait_until(lambda: text in self.error_log() and self.error_log(), timeout)
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def child_pids(self) -> list[int]:
+        """Pids of the server processes the supervisor started."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return [int(pid) for pid in children.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+        return self.process.returncode
+
+
+def start_server(
+    tmp_path: Path,
+    app: str | Path | None,
+    *options: str,
+    wait: bool = True,
+    env: dict | None = None,
+) -> Server:
+    port = free_port()
+    server_root = tmp_path / f"server-root-{port}"
+    args = [sys.executable, "-m", "ferrule", "start-server"]
+    if app is not None:
+        app_path = Path(app)
+        args.append(str(app_path if app_path.is_absolute() else APPS / app_path))
+    args += ["--host", "127.0.0.1", "--port", str(port), "--server-root", str(server_root)]
+    args += list(options)
+    stdout_path = tmp_path / f"stdout-{port}.txt"
+    stderr_path = tmp_path / f"stderr-{port}.txt"
+    process = subprocess.Popen(
+        args,
+        stdout=stdout_path.open("wb"),
+        stderr=stderr_path.open("wb"),
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+        cwd=tmp_path,
+    )
+    server = Server(process, port, server_root, stdout_path, stderr_path, args)
+    if wait:
+
+        def accepting():
+            if process.poll() is not None:
+                raise AssertionError(f"server exited with {process.returncode}:\n{server.stderr()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_until(accepting, START_TIMEOUT)
+    return server
+
+
+@pytest.fixture
+def ferrule_server(tmp_path):
+    """Factory: `ferrule_server("environ.wsgi", "--threads", "2")` returns a running Server."""
+    servers: list[Server] = []
+
+    def start(app="environ.wsgi", *options: str, **kwargs) -> Server:
+        server = start_server(tmp_path, app, *options, **kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def run_ferrule(
+    *args: str, cwd: Path | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess:
+    """Runs `python -m ferrule ARGS` to completion (for start-up errors and --help)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ferrule", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )

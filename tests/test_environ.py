@@ -1,0 +1,305 @@
+"""The WSGI environ as the application sees it, through a real socket and real clients.
+
+Most tests use `requests`; where the exact bytes on the wire matter (duplicate headers,
+header names `requests` would not send, non-ASCII header bytes, HTTP/1.0, the raw request
+target) the request is written by hand on a plain socket and the response is parsed by
+`http.client`.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+
+import pytest
+import requests
+
+EMBEDDED = "--embedded-mode"
+
+
+@pytest.fixture
+def server(ferrule_server):
+    """One embedded-mode server running environ.wsgi with the default options."""
+    return ferrule_server("environ.wsgi", EMBEDDED)
+
+
+def report_of(response) -> dict:
+    assert response.status_code == 200, response.text
+    return json.loads(response.text)
+
+
+def environ_of(response) -> dict:
+    return report_of(response)["environ"]
+
+
+def raw_exchange(port: int, request: bytes) -> tuple[dict, tuple[str, int]]:
+    """Writes `request` byte for byte on a new connection; returns the app's report and
+    the client end of the connection (address, port)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        client_address = sock.getsockname()
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock, method=request.split(b" ", 1)[0].decode())
+        response.begin()
+        body = response.read()
+        assert response.status == 200, body
+    return json.loads(body), client_address
+
+
+def raw_environ(port: int, request: bytes) -> dict:
+    return raw_exchange(port, request)[0]["environ"]
+
+
+def raw_get(port: int, target: bytes = b"/", *header_lines: bytes) -> dict:
+    """A hand-written `GET target HTTP/1.1` with a Host header and the given lines."""
+    lines = [b"GET " + target + b" HTTP/1.1", b"Host: 127.0.0.1:%d" % port, *header_lines]
+    request = b"\r\n".join([*lines, b"Connection: close", b"", b""])
+    return raw_environ(port, request)
+
+
+# --- The request line -------------------------------------------------------------------
+
+
+def test_request_method_is_the_method_sent(server):
+    assert environ_of(server.get("/"))["REQUEST_METHOD"] == "GET"
+    assert environ_of(server.post("/", data=b"x"))["REQUEST_METHOD"] == "POST"
+    put = requests.put(server.url + "/", data=b"x", timeout=30)
+    assert environ_of(put)["REQUEST_METHOD"] == "PUT"
+    delete = requests.delete(server.url + "/", timeout=30)
+    assert environ_of(delete)["REQUEST_METHOD"] == "DELETE"
+
+
+def test_script_name_is_empty_at_the_root(server):
+    environ = environ_of(server.get("/some/path"))
+    assert environ["SCRIPT_NAME"] == ""
+    assert environ["PATH_INFO"] == "/some/path"
+
+
+def test_path_info_is_percent_decoded_as_latin1(server):
+    environ = environ_of(server.get("/a%20b/%C3%A9"))
+    # The UTF-8 bytes of 'é' arrive as two latin-1 characters, as PEP 3333 asks.
+    assert environ["PATH_INFO"] == "/a b/\xc3\xa9"
+    assert environ["PATH_INFO"] == "/a b/Ã©"
+
+
+def test_path_info_keeps_malformed_escapes(server):
+    environ = raw_get(server.port, b"/x%zz/y%2")
+    assert environ["PATH_INFO"] == "/x%zz/y%2"
+    assert environ["REQUEST_URI"] == "/x%zz/y%2"
+
+
+def test_query_string_is_passed_raw(server):
+    environ = raw_get(server.port, b"/p?a=1&b=%20x+y&c=%2F&d")
+    assert environ["QUERY_STRING"] == "a=1&b=%20x+y&c=%2F&d"
+    assert environ["PATH_INFO"] == "/p"
+
+
+def test_query_string_is_empty_without_a_query(server):
+    assert environ_of(server.get("/p"))["QUERY_STRING"] == ""
+
+
+def test_request_uri_is_the_path_and_query_as_sent(server):
+    environ = raw_get(server.port, b"/a%20b/%C3%A9?q=%20x+y&r")
+    assert environ["REQUEST_URI"] == "/a%20b/%C3%A9?q=%20x+y&r"
+    assert environ["PATH_INFO"] == "/a b/Ã©"
+
+
+def test_server_protocol_http_1_1(server):
+    assert environ_of(server.get("/"))["SERVER_PROTOCOL"] == "HTTP/1.1"
+
+
+def test_server_protocol_http_1_0(server):
+    request = b"GET / HTTP/1.0\r\nHost: 127.0.0.1:%d\r\n\r\n" % server.port
+    assert raw_environ(server.port, request)["SERVER_PROTOCOL"] == "HTTP/1.0"
+
+
+# --- The body ---------------------------------------------------------------------------
+
+
+def test_content_type_is_the_content_type_header(server):
+    response = server.post("/", data=b"a=1", headers={"Content-Type": "text/plain; charset=utf-8"})
+    environ = environ_of(response)
+    assert environ["CONTENT_TYPE"] == "text/plain; charset=utf-8"
+    assert "HTTP_CONTENT_TYPE" not in environ
+
+
+def test_content_length_is_present_for_a_post_with_a_body(server):
+    response = server.post("/", data=b"hello world")
+    report = report_of(response)
+    assert report["environ"]["CONTENT_LENGTH"] == "11"
+    assert "HTTP_CONTENT_LENGTH" not in report["environ"]
+    assert base64.b64decode(report["body"]) == b"hello world"
+
+
+def test_content_length_is_absent_for_a_get_without_a_body(server):
+    environ = raw_get(server.port, b"/")
+    assert "CONTENT_LENGTH" not in environ
+    assert "HTTP_CONTENT_LENGTH" not in environ
+    assert "CONTENT_TYPE" not in environ
+
+
+# --- Server and remote addresses --------------------------------------------------------
+
+
+def test_server_name_and_port_come_from_the_host_header(server):
+    environ = environ_of(server.get("/", headers={"Host": "example.com:8123"}))
+    assert environ["SERVER_NAME"] == "example.com"
+    assert environ["SERVER_PORT"] == "8123"
+    assert environ["HTTP_HOST"] == "example.com:8123"
+
+
+def test_server_port_is_the_connection_port_when_host_has_none(server):
+    environ = environ_of(server.get("/", headers={"Host": "example.com"}))
+    assert environ["SERVER_NAME"] == "example.com"
+    assert environ["SERVER_PORT"] == str(server.port)
+
+
+def test_server_name_and_port_for_a_plain_request(server):
+    environ = environ_of(server.get("/"))
+    assert environ["SERVER_NAME"] == "127.0.0.1"
+    assert environ["SERVER_PORT"] == str(server.port)
+
+
+def test_remote_addr_is_the_loopback_client(server):
+    assert environ_of(server.get("/"))["REMOTE_ADDR"] == "127.0.0.1"
+
+
+def test_remote_port_is_the_client_socket_port(server):
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    report, (client_host, client_port) = raw_exchange(server.port, request)
+    assert report["environ"]["REMOTE_ADDR"] == client_host == "127.0.0.1"
+    assert report["environ"]["REMOTE_PORT"] == str(client_port)
+
+
+# --- wsgi.* and mod_wsgi.* --------------------------------------------------------------
+
+
+def test_wsgi_version(server):
+    assert environ_of(server.get("/"))["wsgi.version"] == repr((1, 0))
+
+
+def test_wsgi_url_scheme_is_http(server):
+    assert environ_of(server.get("/"))["wsgi.url_scheme"] == "http"
+
+
+def test_wsgi_input_terminated(server):
+    assert environ_of(server.get("/"))["wsgi.input_terminated"] == "True"
+
+
+def test_wsgi_run_once_is_false(server):
+    assert environ_of(server.get("/"))["wsgi.run_once"] == "False"
+
+
+def test_wsgi_multithread_with_default_threads(server):
+    assert environ_of(server.get("/"))["wsgi.multithread"] == "True"
+
+
+def test_wsgi_multithread_is_false_with_one_thread(ferrule_server):
+    server = ferrule_server("environ.wsgi", EMBEDDED, "--threads", "1")
+    assert environ_of(server.get("/"))["wsgi.multithread"] == "False"
+
+
+def test_wsgi_multiprocess_is_false_with_one_process(server):
+    assert environ_of(server.get("/"))["wsgi.multiprocess"] == "False"
+
+
+def test_wsgi_multiprocess_is_true_with_two_processes(ferrule_server):
+    server = ferrule_server("environ.wsgi", EMBEDDED, "--processes", "2")
+    assert environ_of(server.get("/"))["wsgi.multiprocess"] == "True"
+
+
+def test_wsgi_errors_and_file_wrapper_are_present(server):
+    environ = environ_of(server.get("/"))
+    assert environ["wsgi.errors"] not in ("", "None")
+    assert environ["wsgi.file_wrapper"] not in ("", "None")
+    assert environ["wsgi.input"] not in ("", "None")
+
+
+def test_mod_wsgi_process_group_is_empty_in_embedded_mode(server):
+    assert environ_of(server.get("/"))["mod_wsgi.process_group"] == ""
+
+
+def test_mod_wsgi_application_group_is_present(server):
+    environ = environ_of(server.get("/"))
+    assert "mod_wsgi.application_group" in environ
+    # mod_wsgi-express runs the application in the main interpreter (%{GLOBAL}): ''.
+    assert environ["mod_wsgi.application_group"] == ""
+
+
+# --- Request headers --------------------------------------------------------------------
+
+
+def test_each_header_becomes_an_http_key(server):
+    response = server.get(
+        "/",
+        headers={"X-Custom-Thing": "one", "Accept-Language": "fr", "X-Lower": "MiXeD Value"},
+    )
+    environ = environ_of(response)
+    assert environ["HTTP_X_CUSTOM_THING"] == "one"
+    assert environ["HTTP_ACCEPT_LANGUAGE"] == "fr"
+    assert environ["HTTP_X_LOWER"] == "MiXeD Value"
+    assert environ["HTTP_HOST"] == f"127.0.0.1:{server.port}"
+
+
+def test_repeated_header_values_are_joined_with_comma_space(server):
+    environ = raw_get(
+        server.port,
+        b"/",
+        b"X-Dup: first",
+        b"Accept: text/html",
+        b"X-Dup: second",
+        b"X-Dup: third",
+    )
+    assert environ["HTTP_X_DUP"] == "first, second, third"
+    assert environ["HTTP_ACCEPT"] == "text/html"
+
+
+def test_header_names_with_underscores_or_dots_never_reach_the_environ(server):
+    environ = raw_get(
+        server.port,
+        b"/",
+        b"X_Forwarded_For: evil",
+        b"X-Forwarded-For: good",
+        b"X.Foo: 1",
+    )
+    assert environ["HTTP_X_FORWARDED_FOR"] == "good"
+    assert "HTTP_X_FOO" not in environ
+    assert "HTTP_X.FOO" not in environ
+    carriers = {key: value for key, value in environ.items() if "evil" in value}
+    assert carriers == {}
+
+
+def test_underscore_header_alone_does_not_pose_as_the_dashed_one(server):
+    environ = raw_get(server.port, b"/", b"X_Forwarded_For: evil")
+    assert "HTTP_X_FORWARDED_FOR" not in environ
+    assert not [key for key, value in environ.items() if "evil" in value]
+
+
+def test_non_ascii_header_value_bytes_arrive_as_latin1(server):
+    environ = raw_get(server.port, b"/", b"X-Name: caf\xe9", b"X-Utf8: caf\xc3\xa9")
+    assert environ["HTTP_X_NAME"] == "caf\xe9"
+    assert len(environ["HTTP_X_NAME"]) == 4
+    assert environ["HTTP_X_UTF8"] == "caf\xc3\xa9"
+
+
+# --- The server's own environment -------------------------------------------------------
+
+
+def test_os_environ_does_not_override_request_data(ferrule_server):
+    server = ferrule_server(
+        "environ.wsgi",
+        EMBEDDED,
+        env={
+            "HTTP_HOST": "evil",
+            "PATH_INFO": "evil",
+            "SERVER_NAME": "evil",
+            "HTTP_X_MISSING": "evil",
+        },
+    )
+    environ = environ_of(server.get("/real"))
+    assert environ["HTTP_HOST"] == f"127.0.0.1:{server.port}"
+    assert environ["PATH_INFO"] == "/real"
+    assert environ["SERVER_NAME"] == "127.0.0.1"
+    assert "HTTP_X_MISSING" not in environ
+    assert not [key for key, value in environ.items() if value == "evil"]

@@ -476,12 +476,11 @@ fn banner(config: &Config) -> String {
     lines.push((
         "Request Capacity",
         format!(
-            "{} ({} process{} * {} thread{})",
+            "{} ({} process{} * {} threads)",
             processes * threads,
             processes,
             if processes == 1 { "" } else { "es" },
             threads,
-            if threads == 1 { "" } else { "s" }
         ),
     ));
     lines.push((

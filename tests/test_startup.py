@@ -1,6 +1,8 @@
 """Start-up: serving, the banner, the command line and its errors."""
 
-from conftest import APPS, run_ferrule
+import re
+
+from conftest import APPS, run_ferrule, wait_until
 
 
 def test_hello_is_served_with_the_banner(ferrule_server):
@@ -90,3 +92,80 @@ def test_missing_callable_is_named(ferrule_server, tmp_path):
     server = ferrule_server(script, "--embedded-mode", wait=False)
     assert server.process.wait(30) == 3
     assert "defines no callable named 'application'" in server.error_log()
+
+
+def test_working_directory_is_the_cwd_and_on_the_module_path(ferrule_server, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "helper_module.py").write_text("GREETING = 'from the working directory'\n")
+    script = tmp_path / "uses_helper.wsgi"
+    script.write_text(
+        "import os\n"
+        "import helper_module\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [(helper_module.GREETING + '|' + os.getcwd()).encode()]\n"
+    )
+    server = ferrule_server(script, "--embedded-mode", "--working-directory", str(project))
+    assert server.get("/").text == f"from the working directory|{project}"
+
+
+def test_python_path_adds_module_directories(ferrule_server, tmp_path):
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "extra_module.py").write_text("VALUE = 'extra'\n")
+    script = tmp_path / "uses_extra.wsgi"
+    script.write_text(
+        "import extra_module\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [extra_module.VALUE.encode()]\n"
+    )
+    server = ferrule_server(script, "--embedded-mode", "--python-path", str(library))
+    assert server.get("/").text == "extra"
+
+
+def test_callable_object_names_the_callable(ferrule_server, tmp_path):
+    script = tmp_path / "named.wsgi"
+    script.write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'named callable']\n"
+    )
+    server = ferrule_server(script, "--embedded-mode", "--callable-object", "app")
+    assert server.get("/").text == "named callable"
+
+
+def test_access_log_records_requests_in_common_format(ferrule_server):
+    server = ferrule_server("environ.wsgi", "--embedded-mode", "--access-log")
+    body = server.get("/logged?x=1").content
+    access_log = server.server_root / "access_log"
+    line = wait_until(lambda: access_log.exists() and access_log.read_text().strip())
+    pattern = (
+        r"^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "
+        r'"GET /logged\?x=1 HTTP/1\.1" 200 ' + str(len(body)) + "$"
+    )
+    assert re.match(pattern, line), line
+    assert f"Access Log File    : {access_log}" in server.stdout()
+
+
+def test_startup_log_keeps_the_banner(ferrule_server):
+    server = ferrule_server("environ.wsgi", "--embedded-mode", "--startup-log")
+    startup_log = server.server_root / "startup_log"
+    assert "Server URL" in startup_log.read_text()
+
+
+def test_log_level_filters_the_error_log(ferrule_server, tmp_path):
+    script = tmp_path / "prints.wsgi"
+    script.write_text(
+        "def application(environ, start_response):\n"
+        "    print('printed by the application')\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'ok']\n"
+    )
+    server = ferrule_server(script, "--embedded-mode", "--log-level", "crit")
+    assert server.get("/").text == "ok"
+    quiet = ferrule_server(script, "--embedded-mode")
+    assert quiet.get("/").text == "ok"
+    quiet.wait_for_log("printed by the application")
+    assert "printed by the application" not in server.error_log()

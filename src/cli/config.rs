@@ -155,11 +155,22 @@ impl Config {
         for path in &python_paths {
             require_directory(&mut problems, "python-path", path);
         }
+        // As mod_wsgi-express does, the working directory is searched for modules first.
+        let python_paths: Vec<PathBuf> = std::iter::once(working_directory.clone())
+            .chain(
+                python_paths
+                    .into_iter()
+                    .filter(|path| *path != working_directory),
+            )
+            .collect();
 
         // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
         let server_root = server_root.map_or_else(
-            || default_server_root(host.as_deref(), port, uid),
+            || {
+                let tmpdir = std::env::var("TMPDIR").ok();
+                default_server_root(tmpdir.as_deref(), host.as_deref(), port, uid)
+            },
             |path| absolute(&path),
         );
         let level = log_level.parse::<Level>().unwrap_or(Level::Warn);
@@ -223,11 +234,15 @@ fn require_directory(problems: &mut Vec<ConfigError>, option: &'static str, path
     }
 }
 
-/// mod_wsgi-express's `/tmp/mod_wsgi-HOST:PORT:UID`, with our own name so that both
-/// servers can run side by side.
-fn default_server_root(host: Option<&str>, port: u16, uid: u32) -> PathBuf {
+/// mod_wsgi-express's `$TMPDIR/mod_wsgi-HOST:PORT:UID` (`/tmp` without TMPDIR), with our
+/// own name so that both servers can run side by side.
+fn default_server_root(tmpdir: Option<&str>, host: Option<&str>, port: u16, uid: u32) -> PathBuf {
+    let tmpdir = match tmpdir.map(|directory| directory.trim_end_matches('/')) {
+        None | Some("") => "/tmp",
+        Some(directory) => directory,
+    };
     PathBuf::from(format!(
-        "/tmp/ferrule-{}:{port}:{uid}",
+        "{tmpdir}/ferrule-{}:{port}:{uid}",
         host.unwrap_or("localhost")
     ))
 }
@@ -239,12 +254,12 @@ mod tests {
     #[test]
     fn default_server_root_names_host_port_and_user() {
         assert_eq!(
-            default_server_root(None, 8000, 1000),
+            default_server_root(None, None, 8000, 1000),
             PathBuf::from("/tmp/ferrule-localhost:8000:1000")
         );
         assert_eq!(
-            default_server_root(Some("127.0.0.1"), 8123, 0),
-            PathBuf::from("/tmp/ferrule-127.0.0.1:8123:0")
+            default_server_root(Some("/var/tmp/"), Some("127.0.0.1"), 8123, 0),
+            PathBuf::from("/var/tmp/ferrule-127.0.0.1:8123:0")
         );
     }
 }

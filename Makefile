@@ -31,8 +31,8 @@ test-rust:
 	cargo test --quiet
 
 lint-python: venv
-	$(BIN)/ruff check python tests bench
-	$(BIN)/ruff format --check python tests bench
+	$(BIN)/ruff check python tests bench bench/run
+	$(BIN)/ruff format --check python tests bench bench/run
 
 test-python: develop
 	$(BIN)/python -m pytest -q

@@ -46,7 +46,8 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .keep_alive(true)
-        .pipeline_flush(true)
+        // Head and body chunks go out in one writev, never copied into one buffer.
+        .writev(true)
         .header_read_timeout(config.header_read_timeout);
     loop {
         let accepted = tokio::select! {

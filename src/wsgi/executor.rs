@@ -17,6 +17,7 @@ use super::environ::{self, ProcessFacts};
 use super::error::AppLoadError;
 use super::file_wrapper::FileWrapper;
 use super::log_stream::LogStream;
+use super::queue::JobQueue;
 use super::{Request, Response, run};
 use crate::logs::Level;
 
@@ -35,8 +36,8 @@ pub(crate) struct ThreadContext {
 
 /// The WSGI executor of one process: the loaded application and its threads.
 pub struct Executor {
-    /// Dropped by [`Executor::stop`]; the threads end when the queue is closed and empty.
-    job_tx: crossbeam_channel::Sender<Job>,
+    /// Closed by [`Executor::stop`]; the threads end when it is closed and empty.
+    queue: Arc<JobQueue<Job>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -65,20 +66,31 @@ impl Executor {
             environ_template,
             facts,
         });
-        let (job_tx, job_rx) = crossbeam_channel::unbounded::<Job>();
-        let threads = (0..n_threads)
+        let queue = Arc::new(JobQueue::new(n_threads));
+        let spawn = |name: String, body: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(body)
+                .map_err(|error| AppLoadError::Interpreter {
+                    traceback: format!("cannot start an application thread: {error}"),
+                })
+        };
+        let mut threads = (0..n_threads)
             .map(|index| {
                 let context = Arc::clone(&context);
-                let job_rx = job_rx.clone();
-                std::thread::Builder::new()
-                    .name(format!("ferrule-wsgi-{index}"))
-                    .spawn(move || application_thread(&context, &job_rx))
-                    .map_err(|error| AppLoadError::Interpreter {
-                        traceback: format!("cannot start an application thread: {error}"),
-                    })
+                let queue = Arc::clone(&queue);
+                spawn(
+                    format!("ferrule-wsgi-{index}"),
+                    Box::new(move || application_thread(&context, &queue)),
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { job_tx, threads })
+        let watched = Arc::clone(&queue);
+        threads.push(spawn(
+            "ferrule-watch".to_owned(),
+            Box::new(move || watched.watch_for_stalls()),
+        )?);
+        Ok(Self { queue, threads })
     }
 
     /// Queues `request`; the receiver yields the response once the application produced
@@ -86,14 +98,14 @@ impl Executor {
     pub fn submit(&self, request: Request) -> oneshot::Receiver<Response> {
         let (reply_tx, reply_rx) = oneshot::channel();
         // The queue only closes in `stop`, which consumes the executor.
-        let _ = self.job_tx.send(Job { request, reply_tx });
+        let _ = self.queue.push(Job { request, reply_tx });
         reply_rx
     }
 
     /// Closes the queue and waits up to `timeout` for the threads to finish their
     /// requests. Returns false if some thread was still busy. Call it detached from Python.
     pub fn stop(self, timeout: Duration) -> bool {
-        drop(self.job_tx);
+        self.queue.close();
         let deadline = Instant::now() + timeout;
         while self.threads.iter().any(|thread| !thread.is_finished()) {
             if Instant::now() >= deadline {
@@ -108,16 +120,16 @@ impl Executor {
     }
 }
 
-fn application_thread(context: &ThreadContext, job_rx: &crossbeam_channel::Receiver<Job>) {
+fn application_thread(context: &ThreadContext, queue: &JobQueue<Job>) {
     Python::attach(|py| {
         loop {
             // Take a waiting request without releasing the GIL: releasing it between
             // requests hands it to another application thread for nothing.
-            let job = match job_rx.try_recv() {
-                Ok(job) => job,
-                Err(_) => match py.detach(|| job_rx.recv()) {
-                    Ok(job) => job,
-                    Err(_) => break,
+            let job = match queue.try_pop() {
+                Some(job) => job,
+                None => match py.detach(|| queue.pop_blocking()) {
+                    Some(job) => job,
+                    None => break,
                 },
             };
             run::handle(py, context, job);

@@ -20,6 +20,7 @@ mod executor;
 mod file_wrapper;
 mod input;
 mod log_stream;
+mod queue;
 mod run;
 mod start_response;
 

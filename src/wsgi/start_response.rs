@@ -315,9 +315,18 @@ fn is_empty_exc_info(info: &Bound<'_, PyAny>) -> bool {
             .is_ok_and(|tuple| tuple.iter().all(|item| item.is_none()))
 }
 
+/// Body items at least this long are handed to the front end without a copy, the Python
+/// object kept alive instead; shorter ones are copied, which costs less than the deferred
+/// reference-count release. (64 KiB body: no copy saves a 64 KiB allocation, memcpy and
+/// page faults per response.)
+const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
+
 /// A body item as bytes; PEP 3333 allows nothing else.
 pub(crate) fn body_bytes(item: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     match item.cast::<PyBytes>() {
+        Ok(bytes) if bytes.as_bytes().len() >= ZERO_COPY_THRESHOLD => Ok(Bytes::from_owner(
+            pyo3::pybacked::PyBackedBytes::from(bytes.clone()),
+        )),
         Ok(bytes) => Ok(Bytes::copy_from_slice(bytes.as_bytes())),
         Err(_) => Err(PyTypeError::new_err(format!(
             "response body items must be bytes, got a value of type {}",

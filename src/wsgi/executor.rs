@@ -66,30 +66,19 @@ impl Executor {
             environ_template,
             facts,
         });
-        let queue = Arc::new(JobQueue::new(n_threads));
-        let spawn = |name: String, body: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(name)
-                .spawn(body)
-                .map_err(|error| AppLoadError::Interpreter {
-                    traceback: format!("cannot start an application thread: {error}"),
-                })
-        };
-        let mut threads = (0..n_threads)
+        let queue = Arc::new(JobQueue::new());
+        let threads = (0..n_threads)
             .map(|index| {
                 let context = Arc::clone(&context);
                 let queue = Arc::clone(&queue);
-                spawn(
-                    format!("ferrule-wsgi-{index}"),
-                    Box::new(move || application_thread(&context, &queue)),
-                )
+                std::thread::Builder::new()
+                    .name(format!("ferrule-wsgi-{index}"))
+                    .spawn(move || application_thread(&context, &queue))
+                    .map_err(|error| AppLoadError::Interpreter {
+                        traceback: format!("cannot start an application thread: {error}"),
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let watched = Arc::clone(&queue);
-        threads.push(spawn(
-            "ferrule-watch".to_owned(),
-            Box::new(move || watched.watch_for_stalls()),
-        )?);
         Ok(Self { queue, threads })
     }
 

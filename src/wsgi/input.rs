@@ -98,11 +98,16 @@ impl InputState {
         let limit = size.unwrap_or(usize::MAX);
         let mut searched = 0;
         loop {
-            let buffered = self.buffered();
-            if let Some(newline) = buffered[searched..].iter().position(|&b| b == b'\n') {
-                return Ok(self.take(py, (searched + newline + 1).min(limit)));
+            // Only the first `limit` bytes can matter: a long line read with a small
+            // size must not be scanned whole on every call.
+            let window = self.buffered().len().min(limit);
+            if let Some(newline) = self.buffered()[searched..window]
+                .iter()
+                .position(|&b| b == b'\n')
+            {
+                return Ok(self.take(py, searched + newline + 1));
             }
-            searched = buffered.len();
+            searched = window;
             if searched >= limit || !self.fill(py)? {
                 return Ok(self.take(py, limit));
             }

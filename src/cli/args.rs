@@ -98,11 +98,11 @@ pub(super) struct StartServerArgs {
     pub(super) server_root: Option<PathBuf>,
 
     /// Seconds requests in progress get to finish when the server stops.
-    #[arg(long, default_value_t = DEFAULT_SHUTDOWN_TIMEOUT, value_name = "SECONDS", help_heading = "Processes")]
+    #[arg(long, default_value_t = DEFAULT_SHUTDOWN_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
     pub(super) shutdown_timeout: u64,
 
     /// Seconds a client may take to send the head of a request before it is dropped.
-    #[arg(long, default_value_t = DEFAULT_HEADER_TIMEOUT, value_name = "SECONDS", help_heading = "Server")]
+    #[arg(long, default_value_t = DEFAULT_HEADER_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
     pub(super) header_timeout: u64,
 
     /// Length of the kernel's queue of connections not yet accepted.

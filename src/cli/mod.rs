@@ -6,6 +6,8 @@
 
 mod args;
 mod config;
+#[cfg(test)]
+mod options_doc;
 mod unsupported;
 
 use clap::{CommandFactory, FromArgMatches};

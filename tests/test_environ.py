@@ -12,6 +12,7 @@ import base64
 import http.client
 import json
 import socket
+import time
 
 import pytest
 import requests
@@ -303,3 +304,24 @@ def test_os_environ_does_not_override_request_data(ferrule_server):
     assert environ["SERVER_NAME"] == "127.0.0.1"
     assert "HTTP_X_MISSING" not in environ
     assert not [key for key, value in environ.items() if value == "evil"]
+
+
+def test_mod_wsgi_keys_are_those_mod_wsgi_6_gives(server):
+    before = time.time()
+    report = report_of(server.get("/mod/wsgi"))
+    environ = report["environ"]
+    assert environ["mod_wsgi.callable_object"] == "application"
+    assert environ["mod_wsgi.request_handler"] == "wsgi-script"
+    assert environ["mod_wsgi.script_name"] == ""
+    assert environ["mod_wsgi.path_info"] == "/mod/wsgi"
+    assert environ["mod_wsgi.listener_port"] == str(server.port)
+    assert environ["mod_wsgi.server_pid"] == str(report["pid"])
+    assert environ["mod_wsgi.version"] == "(4, 3, 0)"
+    request_start = float(environ["mod_wsgi.request_start"])
+    application_start = float(environ["mod_wsgi.application_start"])
+    assert before - 1 <= request_start <= application_start <= time.time() + 1
+    assert environ["mod_wsgi.queue_start"] == "0.0"
+    assert int(environ["mod_wsgi.thread_id"]) in range(5)
+    # mod_wsgi keeps its internal carriers (mod_wsgi.x-*) and HTTPS/PATH out of the environ.
+    assert not [key for key in environ if key.startswith("mod_wsgi.x-")]
+    assert "HTTPS" not in environ

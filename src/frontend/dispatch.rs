@@ -65,6 +65,7 @@ impl Service {
                 body,
                 tokio::runtime::Handle::current(),
             )),
+            received_at: std::time::SystemTime::now(),
         };
         let response = self.backend.submit(request).await.unwrap_or_else(|_| {
             wsgi::error_response(

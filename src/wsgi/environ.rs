@@ -57,13 +57,19 @@ pub(crate) fn template<'py>(
     environ.set_item("CONTEXT_DOCUMENT_ROOT", &facts.document_root)?;
     environ.set_item("CONTEXT_PREFIX", "")?;
     environ.set_item("REQUEST_SCHEME", "http")?;
+    // The mod_wsgi.* keys an application sees under mod_wsgi 6 (its internal
+    // mod_wsgi.x-* keys never reach the environ, and neither do they here).
     environ.set_item("mod_wsgi.process_group", &facts.process_group)?;
     environ.set_item("mod_wsgi.application_group", &facts.application_group)?;
     environ.set_item("mod_wsgi.callable_object", &facts.callable_object)?;
-    environ.set_item("mod_wsgi.script_reloading", "1")?;
-    environ.set_item("mod_wsgi.enable_sendfile", "0")?;
-    environ.set_item("mod_wsgi.ignore_activity", "0")?;
+    environ.set_item("mod_wsgi.request_handler", "wsgi-script")?;
     environ.set_item("mod_wsgi.handler_script", "")?;
+    environ.set_item("mod_wsgi.script_name", &facts.script_name)?;
+    environ.set_item("mod_wsgi.listener_host", "")?;
+    environ.set_item("mod_wsgi.server_pid", std::process::id().to_string())?;
+    environ.set_item("mod_wsgi.queue_start", 0.0)?;
+    environ.set_item("mod_wsgi.daemon_start", 0.0)?;
+    // The mod_wsgi release whose behaviour Ferrule promises (the 4.3.0 feature set).
     environ.set_item("mod_wsgi.version", (4, 3, 0))?;
     environ.set_item("ferrule.version", env!("CARGO_PKG_VERSION"))?;
     Ok(environ)
@@ -78,6 +84,9 @@ pub(crate) struct RequestFacts<'a> {
     pub connection: ConnectionInfo,
     pub default_server_name: &'a str,
     pub script_name: &'a str,
+    pub received_at: std::time::SystemTime,
+    /// Which application thread of the process runs the request (`mod_wsgi.thread_id`).
+    pub thread_index: usize,
 }
 
 pub(crate) fn build<'py>(
@@ -99,7 +108,9 @@ pub(crate) fn build<'py>(
     let path_info = decoded_path
         .strip_prefix(request.script_name.as_bytes())
         .unwrap_or(&decoded_path);
-    environ.set_item(pyo3::intern!(py, "PATH_INFO"), latin1(py, path_info))?;
+    let path_info = latin1(py, path_info);
+    environ.set_item(pyo3::intern!(py, "mod_wsgi.path_info"), &path_info)?;
+    environ.set_item(pyo3::intern!(py, "PATH_INFO"), path_info)?;
     environ.set_item(pyo3::intern!(py, "QUERY_STRING"), query)?;
     environ.set_item(
         pyo3::intern!(py, "SERVER_PROTOCOL"),
@@ -118,19 +129,40 @@ pub(crate) fn build<'py>(
         pyo3::intern!(py, "SERVER_ADDR"),
         connection.local_addr.ip().to_canonical().to_string(),
     )?;
+    environ.set_item(
+        pyo3::intern!(py, "mod_wsgi.listener_port"),
+        connection.local_addr.port().to_string(),
+    )?;
+    environ.set_item(
+        pyo3::intern!(py, "mod_wsgi.request_start"),
+        seconds_since_epoch(request.received_at),
+    )?;
+    environ.set_item(
+        pyo3::intern!(py, "mod_wsgi.application_start"),
+        seconds_since_epoch(std::time::SystemTime::now()),
+    )?;
+    environ.set_item(
+        pyo3::intern!(py, "mod_wsgi.thread_id"),
+        request.thread_index,
+    )?;
     let (server_name, server_port) = server_name_and_port(request);
     environ.set_item(pyo3::intern!(py, "SERVER_NAME"), server_name)?;
     environ.set_item(pyo3::intern!(py, "SERVER_PORT"), server_port)?;
     if connection.https {
         environ.set_item(pyo3::intern!(py, "wsgi.url_scheme"), "https")?;
         environ.set_item(pyo3::intern!(py, "REQUEST_SCHEME"), "https")?;
-        environ.set_item(pyo3::intern!(py, "HTTPS"), "1")?;
     } else {
         environ.set_item(pyo3::intern!(py, "wsgi.url_scheme"), "http")?;
     }
     add_headers(py, &environ, request.headers)?;
     environ.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
     Ok(environ)
+}
+
+fn seconds_since_epoch(instant: std::time::SystemTime) -> f64 {
+    instant
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |elapsed| elapsed.as_secs_f64())
 }
 
 fn protocol_name(version: http::Version) -> &'static str {

@@ -73,7 +73,7 @@ impl Executor {
                 let queue = Arc::clone(&queue);
                 std::thread::Builder::new()
                     .name(format!("ferrule-wsgi-{index}"))
-                    .spawn(move || application_thread(&context, &queue))
+                    .spawn(move || application_thread(&context, &queue, index))
                     .map_err(|error| AppLoadError::Interpreter {
                         traceback: format!("cannot start an application thread: {error}"),
                     })
@@ -109,7 +109,7 @@ impl Executor {
     }
 }
 
-fn application_thread(context: &ThreadContext, queue: &JobQueue<Job>) {
+fn application_thread(context: &ThreadContext, queue: &JobQueue<Job>, thread_index: usize) {
     Python::attach(|py| {
         loop {
             // Take a waiting request without releasing the GIL: releasing it between
@@ -121,7 +121,7 @@ fn application_thread(context: &ThreadContext, queue: &JobQueue<Job>) {
                     None => break,
                 },
             };
-            run::handle(py, context, job);
+            run::handle(py, context, job, thread_index);
         }
     });
 }

@@ -52,6 +52,8 @@ pub struct Request {
     pub headers: http::HeaderMap,
     pub connection: ConnectionInfo,
     pub body: Box<dyn BodySource>,
+    /// When the front end finished reading the request head (`mod_wsgi.request_start`).
+    pub received_at: std::time::SystemTime,
 }
 
 /// Facts about the connection a request arrived on.

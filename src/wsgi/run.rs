@@ -14,14 +14,14 @@ use super::input::Input;
 use super::start_response::{Delivery, StartResponse, body_bytes};
 use crate::logs::{Level, error_log};
 
-pub(crate) fn handle(py: Python<'_>, context: &ThreadContext, job: Job) {
+pub(crate) fn handle(py: Python<'_>, context: &ThreadContext, job: Job, thread_index: usize) {
     let Job { request, reply_tx } = job;
     let remote = request.connection.remote_addr.to_string();
     let responder = match Bound::new(py, StartResponse::new(reply_tx)) {
         Ok(responder) => responder,
         Err(error) => return report(py, &remote, "creating start_response", &error),
     };
-    let outcome = call_application(py, context, request, &responder);
+    let outcome = call_application(py, context, request, &responder, thread_index);
     if let Err(error) = outcome {
         report(py, &remote, "handling the request", &error);
         responder.get().lock(py).fail(py);
@@ -33,6 +33,7 @@ fn call_application(
     context: &ThreadContext,
     request: super::Request,
     responder: &Bound<'_, StartResponse>,
+    thread_index: usize,
 ) -> PyResult<()> {
     let super::Request {
         method,
@@ -41,6 +42,7 @@ fn call_application(
         headers,
         connection,
         body,
+        received_at,
     } = request;
     let input = Bound::new(py, Input::new(body))?;
     let facts = RequestFacts {
@@ -51,6 +53,8 @@ fn call_application(
         connection,
         default_server_name: &context.facts.default_server_name,
         script_name: &context.facts.script_name,
+        received_at,
+        thread_index,
     };
     let environ = environ::build(
         py,

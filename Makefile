@@ -7,12 +7,16 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test venv develop check-rust test-rust test-python lint-python bench clean
+.PHONY: run test system-deps venv develop check-rust test-rust test-python lint-python bench clean
 
 run: develop
 	$(BIN)/ferrule start-server examples/hello.wsgi --host 127.0.0.1 --port $(PORT) --log-to-terminal --access-log
 
-test: check-rust test-rust develop lint-python test-python
+test: system-deps check-rust test-rust develop lint-python test-python
+
+# Debian packages the tests use (strace observes sendfile); installed when missing.
+system-deps:
+	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

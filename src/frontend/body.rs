@@ -10,6 +10,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 
 use super::FrontendConfig;
+use super::sendfile::{FileSlot, MARKER_LEN, marker};
 use crate::logs::access_log::AccessRecord;
 use crate::wsgi::{ResponseBody, StreamAborted};
 
@@ -31,6 +32,13 @@ enum Chunks {
         remaining: u64,
     },
     Stream(mpsc::Receiver<Result<Bytes, StreamAborted>>),
+    /// A file sent by the socket with sendfile; the body yields marker frames.
+    Sendfile {
+        slot: FileSlot,
+        /// Handed to the slot on the first poll, once hyper is writing this body.
+        file: Option<(std::fs::File, u64)>,
+        remaining: u64,
+    },
 }
 
 /// The application failed after the head was sent; hyper cuts the connection.
@@ -42,6 +50,7 @@ impl LoggedBody {
     pub(super) fn new(
         body: ResponseBody,
         access: Option<(Arc<FrontendConfig>, AccessRecord)>,
+        file_slot: Option<FileSlot>,
     ) -> Self {
         let chunks = match body {
             ResponseBody::Full(chunks) => {
@@ -56,7 +65,14 @@ impl LoggedBody {
                 file,
                 offset,
                 length,
-            } => Chunks::Stream(stream_file(file, offset, length)),
+            } => match file_slot {
+                Some(slot) => Chunks::Sendfile {
+                    slot,
+                    file: Some((file, offset)),
+                    remaining: length,
+                },
+                None => Chunks::Stream(stream_file(file, offset, length)),
+            },
         };
         Self {
             chunks,
@@ -120,6 +136,19 @@ impl Body for LoggedBody {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(next) => next,
             },
+            Chunks::Sendfile {
+                slot,
+                file,
+                remaining,
+            } => {
+                if let Some((file, offset)) = file.take() {
+                    slot.set(file, offset);
+                }
+                let frame_len =
+                    usize::try_from(*remaining).map_or(MARKER_LEN, |left| left.min(MARKER_LEN));
+                *remaining -= frame_len as u64;
+                (frame_len > 0).then(|| Ok(marker(frame_len)))
+            }
         };
         Poll::Ready(match next {
             Some(Ok(chunk)) => {
@@ -132,12 +161,18 @@ impl Body for LoggedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(&self.chunks, Chunks::Full { chunks, .. } if chunks.is_empty())
+        match &self.chunks {
+            Chunks::Full { chunks, .. } => chunks.is_empty(),
+            Chunks::Sendfile { remaining, .. } => *remaining == 0,
+            Chunks::Stream(_) => false,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.chunks {
-            Chunks::Full { remaining, .. } => SizeHint::with_exact(*remaining),
+            Chunks::Full { remaining, .. } | Chunks::Sendfile { remaining, .. } => {
+                SizeHint::with_exact(*remaining)
+            }
             Chunks::Stream(_) => SizeHint::default(),
         }
     }

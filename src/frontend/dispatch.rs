@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 
 use super::body::LoggedBody;
 use super::request_body::HyperRequestBody;
+use super::sendfile::FileSlot;
 use super::{Backend, FrontendConfig};
 use crate::logs::access_log::AccessRecord;
 use crate::wsgi::{self, ConnectionInfo};
@@ -19,6 +20,9 @@ pub(super) struct Service {
     config: Arc<FrontendConfig>,
     backend: Backend,
     connection: ConnectionInfo,
+    /// Where file responses are handed to the socket for sendfile; `None` when the
+    /// connection cannot use it.
+    file_slot: Option<FileSlot>,
 }
 
 impl Service {
@@ -26,11 +30,13 @@ impl Service {
         config: Arc<FrontendConfig>,
         backend: Backend,
         connection: ConnectionInfo,
+        file_slot: Option<FileSlot>,
     ) -> Self {
         Self {
             config,
             backend,
             connection,
+            file_slot,
         }
     }
 }
@@ -83,7 +89,8 @@ impl Service {
             record.status = status.as_u16();
             (Arc::clone(&self.config), record)
         });
-        let mut response = hyper::Response::new(LoggedBody::new(body, access));
+        let mut response =
+            hyper::Response::new(LoggedBody::new(body, access, self.file_slot.clone()));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
         if let Some(reason) = reason {

@@ -7,12 +7,13 @@
 mod body;
 mod dispatch;
 mod request_body;
+mod sendfile;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::graceful::GracefulShutdown;
 
 use crate::logs::access_log::AccessLog;
@@ -70,8 +71,15 @@ pub async fn serve(
             local_addr,
             https: false,
         };
-        let service = dispatch::Service::new(Arc::clone(&config), Arc::clone(&backend), connection);
-        let served = builder.serve_connection(TokioIo::new(stream), service);
+        let file_slot = sendfile::FileSlot::default();
+        let service = dispatch::Service::new(
+            Arc::clone(&config),
+            Arc::clone(&backend),
+            connection,
+            Some(file_slot.clone()),
+        );
+        let stream = sendfile::SendfileStream::new(stream, file_slot);
+        let served = builder.serve_connection(stream, service);
         let served = graceful.watch(served);
         tokio::spawn(async move {
             // Clients that reset or time out are routine, not errors worth a log line.

@@ -325,3 +325,17 @@ def test_mod_wsgi_keys_are_those_mod_wsgi_6_gives(server):
     # mod_wsgi keeps its internal carriers (mod_wsgi.x-*) and HTTPS/PATH out of the environ.
     assert not [key for key in environ if key.startswith("mod_wsgi.x-")]
     assert "HTTPS" not in environ
+
+
+def test_path_info_is_normalized_like_apache(server):
+    environ = raw_get(server.port, b"/a//b/./c/../d/")
+    assert environ["PATH_INFO"] == "/a/b/d/"
+    assert environ["REQUEST_URI"] == "/a//b/./c/../d/"
+    assert raw_get(server.port, b"/../../etc/passwd")["PATH_INFO"] == "/etc/passwd"
+
+
+def test_an_encoded_slash_is_refused_with_404(server):
+    response = server.get("/a%2Fb")
+    assert response.status_code == 404
+    assert "encoded slash" in response.text
+    assert server.get("/a%2fb").status_code == 404

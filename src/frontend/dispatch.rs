@@ -61,6 +61,15 @@ impl Service {
             status: 0,
             body_bytes: 0,
         });
+        if has_encoded_slash(parts.uri.path()) {
+            // Apache's default (AllowEncodedSlashes Off): a path with an encoded slash
+            // never reaches the application.
+            let response = wsgi::error_response(
+                http::StatusCode::NOT_FOUND,
+                "The requested URL contains an encoded slash (%2F), which this server does not accept.",
+            );
+            return self.to_hyper(response, access);
+        }
         let request = wsgi::Request {
             method: parts.method,
             target: parts.uri,
@@ -79,6 +88,14 @@ impl Service {
                 "The request ended before the application produced a response.",
             )
         });
+        self.to_hyper(response, access)
+    }
+
+    fn to_hyper(
+        &self,
+        response: wsgi::Response,
+        access: Option<AccessRecord>,
+    ) -> hyper::Response<LoggedBody> {
         let wsgi::Response {
             status,
             reason,
@@ -100,4 +117,10 @@ impl Service {
         }
         response
     }
+}
+
+fn has_encoded_slash(path: &str) -> bool {
+    path.as_bytes().windows(3).any(|window| {
+        window[0] == b'%' && window[1] == b'2' && window[2].eq_ignore_ascii_case(&b'f')
+    })
 }

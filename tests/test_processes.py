@@ -97,3 +97,16 @@ def _alive(pid: int) -> bool:
             return "State:\tZ" not in status.read()
     except FileNotFoundError:
         return False
+
+
+def test_window_resize_does_not_stop_a_foreground_server(ferrule_server):
+    # mod_wsgi-express under a terminal stops on SIGWINCH (Apache's graceful stop);
+    # resizing the terminal must not take the site down.
+    server = ferrule_server("environ.wsgi", "--embedded-mode")
+    children = server.child_pids()
+    server.signal(signal.SIGWINCH)
+    for pid in children:
+        os.kill(pid, signal.SIGWINCH)
+    assert server.get("/").status_code == 200
+    assert server.process.poll() is None
+    assert server.child_pids() == children

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use crate::cli::{Config, ExitStatus};
+use crate::cli::{Config, ExitStatus, OperatingMode};
 use crate::frontend::{self, FrontendConfig};
 use crate::logs::access_log::AccessLog;
 use crate::logs::{Level, error_log};
@@ -97,7 +97,13 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
             terminate.recv().await;
             stopper.trigger();
         });
-        frontend::serve(listener, frontend_config, Arc::clone(&executor), shutdown).await;
+        frontend::serve(
+            listener,
+            frontend_config,
+            frontend::Backend::Embedded(Arc::clone(&executor)),
+            shutdown,
+        )
+        .await;
         Ok::<(), std::io::Error>(())
     });
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
@@ -125,11 +131,21 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
     ExitStatus::Success
 }
 
-fn process_facts(config: &Config) -> ProcessFacts {
+/// The per-process facts the environ template is built from, for either mode.
+pub(crate) fn process_facts(config: &Config) -> ProcessFacts {
+    // mod_wsgi-express names its daemon process group after the host and port.
+    let process_group = match config.processes.mode {
+        OperatingMode::Embedded => String::new(),
+        OperatingMode::Daemon => format!(
+            "{}:{}",
+            config.server.host.as_deref().unwrap_or("localhost"),
+            config.server.port
+        ),
+    };
     ProcessFacts {
         n_processes: config.processes.n_processes,
         n_threads: config.processes.n_threads,
-        process_group: String::new(),
+        process_group,
         application_group: String::new(),
         callable_object: config.application.callable_object.clone(),
         script_filename: config.application.script.to_string_lossy().into_owned(),
@@ -145,7 +161,7 @@ fn process_facts(config: &Config) -> ProcessFacts {
     }
 }
 
-fn open_access_log(config: &Config) -> Option<AccessLog> {
+pub(crate) fn open_access_log(config: &Config) -> Option<AccessLog> {
     if !config.logs.access_log_enabled {
         return None;
     }

@@ -5,6 +5,8 @@
 //! - `supervisor`: binds the listener, starts and restarts the server processes, turns
 //!   signals into graceful stop.
 //! - `embedded`: one embedded-mode server process (front end and executor together).
+//! - `daemon`: daemon mode: the IPC protocol, the front end's pool of daemon threads, and
+//!   the daemon process main.
 //! - `frontend`: accepts connections and speaks HTTP (hyper); never runs Python.
 //! - `wsgi`: the WSGI executor, the only home of PEP 3333 (environ, input, start_response,
 //!   file_wrapper, application loading).
@@ -14,6 +16,7 @@
 //! This file only exposes the Python entry point; it holds no logic.
 
 pub mod cli;
+pub mod daemon;
 pub mod embedded;
 pub mod frontend;
 pub mod logs;
@@ -43,9 +46,12 @@ fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         Ok(config) => config,
         Err(status) => return Ok(status as i32),
     };
-    let status = match embedded::inherited_listener() {
-        Some(listener_fd) => embedded::run(py, &config, listener_fd),
-        None => py.detach(|| supervisor::run(&config, &argv)),
+    let status = if let Some(listener_fd) = embedded::inherited_listener() {
+        embedded::run(py, &config, listener_fd)
+    } else if let Some(socket) = daemon::worker::daemon_socket() {
+        daemon::worker::run(py, &config, socket)
+    } else {
+        py.detach(|| supervisor::run(&config, &argv))
     };
     Ok(status as i32)
 }

@@ -152,6 +152,13 @@ def start_server(
     return server
 
 
+@pytest.fixture(params=["embedded", "daemon"])
+def mode_options(request) -> tuple[str, ...]:
+    """Runs a test once per operating mode: the options that select it. The executor is
+    the same code in both, so everything it promises must hold in both."""
+    return ("--embedded-mode",) if request.param == "embedded" else ()
+
+
 @pytest.fixture
 def ferrule_server(tmp_path):
     """Factory: `ferrule_server("environ.wsgi", "--threads", "2")` returns a running Server."""

@@ -174,7 +174,7 @@ def test_help_lists_every_mod_wsgi_express_option():
     "arguments",
     [
         ["--https-only"],
-        ["--maximum-requests", "100"],
+        ["--server-metrics"],
         ["--url-alias", "/static", "/tmp"],
         ["--setenv", "NAME", "value"],
         ["--debug-mode"],

@@ -17,13 +17,11 @@ import time
 import pytest
 import requests
 
-EMBEDDED = "--embedded-mode"
-
 
 @pytest.fixture
-def server(ferrule_server):
+def server(ferrule_server, mode_options):
     """One embedded-mode server running environ.wsgi with the default options."""
-    return ferrule_server("environ.wsgi", EMBEDDED)
+    return ferrule_server("environ.wsgi", *mode_options)
 
 
 def report_of(response) -> dict:
@@ -196,8 +194,8 @@ def test_wsgi_multithread_with_default_threads(server):
     assert environ_of(server.get("/"))["wsgi.multithread"] == "True"
 
 
-def test_wsgi_multithread_is_false_with_one_thread(ferrule_server):
-    server = ferrule_server("environ.wsgi", EMBEDDED, "--threads", "1")
+def test_wsgi_multithread_is_false_with_one_thread(ferrule_server, mode_options):
+    server = ferrule_server("environ.wsgi", *mode_options, "--threads", "1")
     assert environ_of(server.get("/"))["wsgi.multithread"] == "False"
 
 
@@ -205,8 +203,8 @@ def test_wsgi_multiprocess_is_false_with_one_process(server):
     assert environ_of(server.get("/"))["wsgi.multiprocess"] == "False"
 
 
-def test_wsgi_multiprocess_is_true_with_two_processes(ferrule_server):
-    server = ferrule_server("environ.wsgi", EMBEDDED, "--processes", "2")
+def test_wsgi_multiprocess_is_true_with_two_processes(ferrule_server, mode_options):
+    server = ferrule_server("environ.wsgi", *mode_options, "--processes", "2")
     assert environ_of(server.get("/"))["wsgi.multiprocess"] == "True"
 
 
@@ -217,8 +215,10 @@ def test_wsgi_errors_and_file_wrapper_are_present(server):
     assert environ["wsgi.input"] not in ("", "None")
 
 
-def test_mod_wsgi_process_group_is_empty_in_embedded_mode(server):
-    assert environ_of(server.get("/"))["mod_wsgi.process_group"] == ""
+def test_mod_wsgi_process_group_names_the_daemon_group(server, mode_options):
+    # mod_wsgi-express names its daemon process group HOST:PORT; embedded mode has none.
+    expected = "" if "--embedded-mode" in mode_options else f"127.0.0.1:{server.port}"
+    assert environ_of(server.get("/"))["mod_wsgi.process_group"] == expected
 
 
 def test_mod_wsgi_application_group_is_present(server):
@@ -287,10 +287,10 @@ def test_non_ascii_header_value_bytes_arrive_as_latin1(server):
 # --- The server's own environment -------------------------------------------------------
 
 
-def test_os_environ_does_not_override_request_data(ferrule_server):
+def test_os_environ_does_not_override_request_data(ferrule_server, mode_options):
     server = ferrule_server(
         "environ.wsgi",
-        EMBEDDED,
+        *mode_options,
         env={
             "HTTP_HOST": "evil",
             "PATH_INFO": "evil",

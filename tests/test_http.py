@@ -12,7 +12,6 @@ from typing import Self
 import pytest
 import requests
 
-EMBEDDED = "--embedded-mode"
 FIXED_BODY = bytes(index % 251 for index in range(1000))  # what input.wsgi's /fixed returns
 
 
@@ -123,13 +122,13 @@ def request(
 
 
 @pytest.fixture
-def server(ferrule_server):
-    return ferrule_server("environ.wsgi", EMBEDDED)
+def server(ferrule_server, mode_options):
+    return ferrule_server("environ.wsgi", *mode_options)
 
 
 @pytest.fixture
-def input_server(ferrule_server):
-    return ferrule_server("input.wsgi", EMBEDDED)
+def input_server(ferrule_server, mode_options):
+    return ferrule_server("input.wsgi", *mode_options)
 
 
 def environ_of(response: Response) -> dict:
@@ -249,8 +248,8 @@ def test_http_1_0_keep_alive_is_honoured_for_a_response_of_known_length(input_se
     assert rest == FIXED_BODY
 
 
-def test_http_1_0_request_with_a_streamed_response_is_close_delimited(ferrule_server):
-    server = ferrule_server("responses.wsgi", EMBEDDED)
+def test_http_1_0_request_with_a_streamed_response_is_close_delimited(ferrule_server, mode_options):
+    server = ferrule_server("responses.wsgi", *mode_options)
     with Connection(server.port) as connection:
         connection.send(request(server.port, "/generator", "GET", "HTTP/1.0"))
         response = connection.read_response(head_only=True)

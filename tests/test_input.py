@@ -20,7 +20,6 @@ import time
 import pytest
 import requests
 
-EMBEDDED = "--embedded-mode"
 APP = "input.wsgi"
 
 
@@ -76,8 +75,8 @@ def assert_complete(report: dict, body: bytes = BODY) -> None:
 
 
 @pytest.fixture
-def server(ferrule_server):
-    return ferrule_server(APP, EMBEDDED)
+def server(ferrule_server, mode_options):
+    return ferrule_server(APP, *mode_options)
 
 
 FRAMINGS = pytest.mark.parametrize("framing", ["length", "chunked"])
@@ -276,8 +275,8 @@ STREAM_BLOCK = 1024 * 1024
 PEAK_RSS_LIMIT_KB = 150_000
 
 
-def test_large_chunked_upload_is_streamed_not_buffered(ferrule_server):
-    server = ferrule_server(APP, EMBEDDED)
+def test_large_chunked_upload_is_streamed_not_buffered(ferrule_server, mode_options):
+    server = ferrule_server(APP, *mode_options)
     baseline = server.get("/read").json()["memory_kb"]
     base = os.urandom(STREAM_BLOCK)
     expected = hashlib.sha256()
@@ -307,8 +306,8 @@ def test_large_chunked_upload_is_streamed_not_buffered(ferrule_server):
 # -- the GIL is released while waiting for body bytes ------------------------------------
 
 
-def test_waiting_for_body_bytes_does_not_block_other_requests(ferrule_server):
-    server = ferrule_server(APP, EMBEDDED, "--threads", "2")
+def test_waiting_for_body_bytes_does_not_block_other_requests(ferrule_server, mode_options):
+    server = ferrule_server(APP, *mode_options, "--threads", "2")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
         slow.sendall(post_head(server.port, "/read?tag=slow-upload", 10) + b"12345")
         server.wait_for_log("input.wsgi: slow-upload reading")

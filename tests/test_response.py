@@ -20,7 +20,6 @@ import pytest
 
 from conftest import wait_until
 
-EMBEDDED = "--embedded-mode"
 APP = "responses.wsgi"
 
 
@@ -38,11 +37,13 @@ def markers(tmp_path) -> Path:
 
 
 @pytest.fixture
-def start(ferrule_server, markers):
+def start(ferrule_server, markers, mode_options):
     """Starts responses.wsgi in embedded mode with the marker directory set."""
 
     def start_app(*options: str):
-        return ferrule_server(APP, EMBEDDED, *options, env={"RESPONSES_MARKER_DIR": str(markers)})
+        return ferrule_server(
+            APP, *mode_options, *options, env={"RESPONSES_MARKER_DIR": str(markers)}
+        )
 
     return start_app
 

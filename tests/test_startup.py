@@ -17,10 +17,13 @@ def test_hello_is_served_with_the_banner(ferrule_server):
     assert "Request Capacity   : 5 (1 process * 5 threads)" in banner
 
 
-def test_daemon_mode_request_says_it_is_not_built_yet(ferrule_server):
-    server = ferrule_server("environ.wsgi")
+def test_daemon_mode_is_the_default(ferrule_server):
+    server = ferrule_server("environ.wsgi", "--processes", "2", "--threads", "3")
     assert server.get("/").status_code == 200
-    assert "daemon mode is not built yet" in server.stderr()
+    banner = server.stdout()
+    assert "Operating Mode     : daemon" in banner
+    assert "Request Capacity   : 6 (2 processes * 3 threads)" in banner
+    assert "Queue Timeout      : 45 (seconds)" in banner
 
 
 def test_help_lists_every_option():

@@ -25,6 +25,9 @@ pub(super) const DEFAULT_HEADER_TIMEOUT: u64 = 15;
 /// Pending connections the kernel keeps for the listener (mod_wsgi-express's
 /// `--server-backlog`).
 pub(super) const DEFAULT_SERVER_BACKLOG: u32 = 500;
+/// Seconds a request may wait for a free daemon thread (mod_wsgi-express's
+/// `--queue-timeout`).
+pub(super) const DEFAULT_QUEUE_TIMEOUT: u64 = 45;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -100,6 +103,20 @@ pub(super) struct StartServerArgs {
     /// Seconds requests in progress get to finish when the server stops.
     #[arg(long, default_value_t = DEFAULT_SHUTDOWN_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
     pub(super) shutdown_timeout: u64,
+
+    /// Replace a daemon process with a fresh one after it has served this many requests
+    /// (one process at a time, no request lost); 0 never does.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "NUMBER",
+        help_heading = "Processes"
+    )]
+    pub(super) maximum_requests: u64,
+
+    /// Seconds a request may wait for a free daemon thread before it is answered with 503.
+    #[arg(long, default_value_t = DEFAULT_QUEUE_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
+    pub(super) queue_timeout: u64,
 
     /// Seconds a client may take to send the head of a request before it is dropped.
     #[arg(long, default_value_t = DEFAULT_HEADER_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]

@@ -49,16 +49,20 @@ pub struct ApplicationConfig {
 pub enum OperatingMode {
     /// The server processes run the application themselves.
     Embedded,
+    /// The application runs in daemon processes behind the supervisor's front end.
+    Daemon,
 }
 
 #[derive(Clone, Debug)]
 pub struct ProcessConfig {
     pub mode: OperatingMode,
-    /// Daemon mode was asked for (the default) but is not built yet; embedded mode runs.
-    pub daemon_mode_requested: bool,
     pub n_processes: usize,
     pub n_threads: usize,
     pub shutdown_timeout: Duration,
+    /// Requests after which a daemon process is replaced; 0 for never.
+    pub maximum_requests: u64,
+    /// How long a request may wait for a free daemon thread.
+    pub queue_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -113,6 +117,8 @@ impl Config {
             python_paths,
             server_root,
             shutdown_timeout,
+            maximum_requests,
+            queue_timeout,
             header_timeout,
             server_backlog,
             log_to_terminal,
@@ -203,11 +209,16 @@ impl Config {
                 python_paths,
             },
             processes: ProcessConfig {
-                mode: OperatingMode::Embedded,
-                daemon_mode_requested: !embedded_mode,
+                mode: if embedded_mode {
+                    OperatingMode::Embedded
+                } else {
+                    OperatingMode::Daemon
+                },
                 n_processes,
                 n_threads: threads,
                 shutdown_timeout: Duration::from_secs(shutdown_timeout),
+                maximum_requests,
+                queue_timeout: Duration::from_secs(queue_timeout),
             },
             logs,
             python: python.clone(),

@@ -227,13 +227,6 @@ const UNSUPPORTED: &[Unsupported] = &[
         "Largest request body accepted, in bytes; larger ones get 413.",
     ),
     option(
-        "maximum-requests",
-        Value,
-        PROCESSES,
-        "NUMBER",
-        "Restart a daemon process after it served this many requests.",
-    ),
-    option(
         "startup-timeout",
         Value,
         TIMEOUTS,
@@ -323,13 +316,6 @@ const UNSUPPORTED: &[Unsupported] = &[
         TIMEOUTS,
         "SECONDS",
         "Seconds to wait for a proxied back end.",
-    ),
-    option(
-        "queue-timeout",
-        Value,
-        TIMEOUTS,
-        "SECONDS",
-        "Seconds a request may wait for a free daemon thread before a 503.",
     ),
     option(
         "header-max-timeout",

@@ -70,24 +70,29 @@ impl Service {
             );
             return self.to_hyper(response, access);
         }
-        let request = wsgi::Request {
-            method: parts.method,
-            target: parts.uri,
-            version: parts.version,
-            headers: parts.headers,
-            connection: self.connection,
-            body: Box::new(HyperRequestBody::new(
-                body,
-                tokio::runtime::Handle::current(),
-            )),
-            received_at: std::time::SystemTime::now(),
+        let response = match &self.backend {
+            Backend::Embedded(executor) => {
+                let request = wsgi::Request {
+                    method: parts.method,
+                    target: parts.uri,
+                    version: parts.version,
+                    headers: parts.headers,
+                    connection: self.connection,
+                    body: Box::new(HyperRequestBody::new(
+                        body,
+                        tokio::runtime::Handle::current(),
+                    )),
+                    received_at: std::time::SystemTime::now(),
+                };
+                executor.submit(request).await.unwrap_or_else(|_| {
+                    wsgi::error_response(
+                        http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "The request ended before the application produced a response.",
+                    )
+                })
+            }
+            Backend::Daemon(pool) => pool.forward(parts, body, self.connection).await,
         };
-        let response = self.backend.submit(request).await.unwrap_or_else(|_| {
-            wsgi::error_response(
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                "The request ended before the application produced a response.",
-            )
-        });
         self.to_hyper(response, access)
     }
 

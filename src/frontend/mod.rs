@@ -1,8 +1,9 @@
 //! The front end: accepts connections on listeners it is given and speaks HTTP with hyper.
 //!
 //! It never runs Python: each request is handed to a [`Backend`] (in embedded mode the
-//! WSGI executor of this process) and the response it gives back is written out, with the
-//! access log line once the last byte went out. Binding sockets is the supervisor's job.
+//! WSGI executor of this process, in daemon mode a daemon thread) and the response it
+//! gives back is written out, with the access log line once the last byte went out.
+//! Binding sockets is the supervisor's job.
 
 mod body;
 mod dispatch;
@@ -16,6 +17,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 use hyper_util::server::graceful::GracefulShutdown;
 
+use crate::daemon::client::DaemonPool;
 use crate::logs::access_log::AccessLog;
 use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;
@@ -32,7 +34,13 @@ pub struct FrontendConfig {
 }
 
 /// Where requests go once the front end has parsed them.
-pub type Backend = Arc<Executor>;
+#[derive(Clone)]
+pub enum Backend {
+    /// Embedded mode: this process's own WSGI executor.
+    Embedded(Arc<Executor>),
+    /// Daemon mode: a free thread of a daemon process.
+    Daemon(Arc<DaemonPool>),
+}
 
 /// Serves `listener` until `shutdown` triggers, then lets open connections finish for up
 /// to `config.shutdown_timeout`.
@@ -74,7 +82,7 @@ pub async fn serve(
         let file_slot = sendfile::FileSlot::default();
         let service = dispatch::Service::new(
             Arc::clone(&config),
-            Arc::clone(&backend),
+            backend.clone(),
             connection,
             Some(file_slot.clone()),
         );

@@ -2,28 +2,41 @@
 //! listening socket, prints the banner, starts the server processes, restarts those that
 //! die, and turns signals into a graceful stop or restart.
 //!
+//! In embedded mode its children are server processes that share the listener. In daemon
+//! mode it also runs the front end itself (hyper on the listener, never Python) and its
+//! children are daemon processes that connect to the front end's daemon socket.
+//!
 //! It is one loop over a closed set of [`Event`]s. It never loads the application: a
 //! crash there could not take the supervisor down with it.
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+mod banner;
+mod listen;
+
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::process::Command;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::cli::{Config, ExitStatus};
+use crate::cli::{Config, ExitStatus, OperatingMode};
+use crate::daemon::client::{DaemonPool, PoolEvent};
+use crate::daemon::worker::{DAEMON_SOCKET_ENV, PROCESS_INDEX_ENV};
 use crate::embedded::LISTENER_FD_ENV;
+use crate::frontend::{self, Backend, FrontendConfig};
 use crate::logs::error_log::{self, Destination};
 use crate::logs::{Level, write_stdout};
+use crate::shutdown::Shutdown;
 
-/// Time between a server process dying and its replacement starting, so that a process
-/// that dies at once does not spin the CPU.
+/// Time between a process dying and its replacement starting, so that a process that
+/// dies at once does not spin the CPU.
 const RESPAWN_DELAY: Duration = Duration::from_millis(100);
+/// Time before a daemon whose application failed to load on a later start is tried again.
+const LOAD_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Extra time after `--shutdown-timeout` before stragglers are killed.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
@@ -32,15 +45,23 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 enum Event {
     /// SIGTERM or SIGINT: stop gracefully.
     Stop,
-    /// SIGHUP or SIGUSR1: replace every server process, one by one.
+    /// SIGHUP or SIGUSR1: replace every process, one by one.
     Restart,
-    /// A server process ended.
+    /// A child process ended.
     ProcessExited {
         pid: u32,
         status: std::process::ExitStatus,
     },
     /// Time to start a process in this slot again.
     Respawn { slot: usize },
+    /// A daemon process connected: its application is loaded.
+    DaemonReady { pid: u32 },
+    /// A daemon process asked to be replaced.
+    DaemonRecycle { pid: u32 },
+    /// A retired process had its grace period; kill it if it is still there.
+    RetireDeadline { pid: u32 },
+    /// The in-process front end stopped serving (daemon mode).
+    FrontendDone,
 }
 
 /// Runs the server until it is stopped. Call it detached from Python.
@@ -52,22 +73,28 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         return ExitStatus::Failure;
     }
     open_error_log(config);
-    let listener = match bind(config) {
+    let listener = match listen::bind(config) {
         Ok(listener) => listener,
         Err(message) => {
             crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
             return ExitStatus::Failure;
         }
     };
-    let banner = banner(config);
+    let daemon_socket = if config.processes.mode == OperatingMode::Daemon {
+        match listen::bind_daemon_socket(&config.server.server_root) {
+            Ok(bound) => Some(bound),
+            Err(message) => {
+                crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+                return ExitStatus::Failure;
+            }
+        }
+    } else {
+        None
+    };
+    let banner = banner::banner(config);
     write_stdout(&banner);
     if let Some(path) = &config.logs.startup_log {
         let _ = fs_err::write(path, &banner);
-    }
-    if config.processes.daemon_mode_requested {
-        let warning = "daemon mode is not built yet in this version of ferrule; running in embedded mode (the application runs in the server processes)";
-        crate::logs::write_terminal(&format!("ferrule: warning: {warning}\n"));
-        error_log::log(Level::Warn, "ferrule", warning);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -81,6 +108,7 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
             return ExitStatus::InternalError;
         }
     };
+    let socket_path = daemon_socket.as_ref().map(|(_, path)| path.clone());
     let supervisor = Supervisor {
         config,
         argv,
@@ -89,9 +117,16 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         pids: HashMap::new(),
         stopping: None,
         exit_status: ExitStatus::Success,
+        daemon: None,
+        replacing: HashMap::new(),
+        recycle_queue: VecDeque::new(),
+        ever_ready: false,
     };
-    let status = runtime.block_on(supervisor.run());
-    drop(listener);
+    let status = runtime.block_on(supervisor.run(listener, daemon_socket));
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    if let Some(path) = socket_path {
+        let _ = std::fs::remove_file(path);
+    }
     status
 }
 
@@ -117,6 +152,16 @@ pub fn open_error_log(config: &Config) {
     error_log::init(config.logs.level, destination);
 }
 
+/// The daemon-mode half of the supervisor: the front end it runs and the pool of daemon
+/// threads behind it.
+struct DaemonSide {
+    pool: Arc<DaemonPool>,
+    socket_path: PathBuf,
+    frontend_shutdown: Shutdown,
+    accept_shutdown: Shutdown,
+    frontend_done: bool,
+}
+
 struct Supervisor<'a> {
     config: &'a Config,
     argv: &'a [String],
@@ -128,10 +173,23 @@ struct Supervisor<'a> {
     /// When the stop began, once it has.
     stopping: Option<Instant>,
     exit_status: ExitStatus,
+    daemon: Option<DaemonSide>,
+    /// Daemon mode: a new process (key) that takes over from an old one (value) once it
+    /// is ready.
+    replacing: HashMap<u32, u32>,
+    /// Daemon processes waiting their turn to be recycled, one at a time.
+    recycle_queue: VecDeque<u32>,
+    /// Some daemon process loaded the application: later load failures are retried
+    /// instead of stopping the server.
+    ever_ready: bool,
 }
 
 impl Supervisor<'_> {
-    async fn run(mut self) -> ExitStatus {
+    async fn run(
+        mut self,
+        listener: socket2::Socket,
+        daemon_socket: Option<(std::os::unix::net::UnixListener, PathBuf)>,
+    ) -> ExitStatus {
         let (event_tx, mut event_rx) = mpsc::unbounded_channel();
         if let Err(error) = forward_signals(&event_tx) {
             crate::logs::write_terminal(&format!(
@@ -139,7 +197,22 @@ impl Supervisor<'_> {
             ));
             return ExitStatus::InternalError;
         }
-        clear_close_on_exec(self.listener_fd);
+        // Keeps the listener open in embedded mode, where only the children serve it.
+        let mut _embedded_listener = None;
+        if let Some((unix_listener, socket_path)) = daemon_socket {
+            match self.start_frontend(listener, unix_listener, socket_path, &event_tx) {
+                Ok(daemon) => self.daemon = Some(daemon),
+                Err(error) => {
+                    crate::logs::write_terminal(&format!(
+                        "ferrule: error: cannot start the front end: {error}\n"
+                    ));
+                    return ExitStatus::InternalError;
+                }
+            }
+        } else {
+            listen::clear_close_on_exec(self.listener_fd);
+            _embedded_listener = Some(listener);
+        }
         for slot in 0..self.slots.len() {
             if let Err(status) = self.spawn(slot, &event_tx) {
                 self.stop();
@@ -149,7 +222,7 @@ impl Supervisor<'_> {
         }
         let mut kill_timer = std::pin::pin!(tokio::time::sleep(Duration::MAX / 4));
         loop {
-            if self.stopping.is_some() && self.pids.is_empty() {
+            if self.stopping.is_some() && self.pids.is_empty() && self.frontend_finished() {
                 return self.exit_status;
             }
             let event = tokio::select! {
@@ -159,6 +232,9 @@ impl Supervisor<'_> {
                 },
                 () = &mut kill_timer, if self.stopping.is_some() => {
                     self.kill_all(libc::SIGKILL);
+                    if let Some(daemon) = &mut self.daemon {
+                        daemon.frontend_done = true;
+                    }
                     continue;
                 }
             };
@@ -183,24 +259,114 @@ impl Supervisor<'_> {
                         }
                     }
                 }
+                Event::DaemonReady { pid } => self.on_ready(pid, &event_tx),
+                Event::DaemonRecycle { pid } => {
+                    self.recycle_queue.push_back(pid);
+                    self.recycle_next(&event_tx);
+                }
+                Event::RetireDeadline { pid } => {
+                    if let Some((slot, _)) = self.pids.get(&pid) {
+                        error_log::log(
+                            Level::Warn,
+                            "ferrule",
+                            &format!(
+                                "daemon process {slot} (pid {pid}) did not finish its requests within --shutdown-timeout; killing it"
+                            ),
+                        );
+                        send_signal(pid, libc::SIGKILL);
+                    }
+                }
+                Event::FrontendDone => {
+                    if let Some(daemon) = &mut self.daemon {
+                        daemon.frontend_done = true;
+                        daemon.accept_shutdown.trigger();
+                        daemon.pool.close();
+                    }
+                }
             }
         }
+    }
+
+    /// Daemon mode: serves HTTP on `listener` and accepts daemon threads on the socket.
+    fn start_frontend(
+        &self,
+        listener: socket2::Socket,
+        unix_listener: std::os::unix::net::UnixListener,
+        socket_path: PathBuf,
+        event_tx: &mpsc::UnboundedSender<Event>,
+    ) -> std::io::Result<DaemonSide> {
+        let listener: std::net::TcpListener = listener.into();
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let unix_listener = tokio::net::UnixListener::from_std(unix_listener)?;
+        let (pool_tx, mut pool_rx) = mpsc::unbounded_channel();
+        let pool = Arc::new(DaemonPool::new(
+            self.config.processes.queue_timeout,
+            pool_tx,
+        ));
+        let forward_tx = event_tx.clone();
+        tokio::spawn(async move {
+            while let Some(event) = pool_rx.recv().await {
+                let event = match event {
+                    PoolEvent::Ready { pid } => Event::DaemonReady { pid },
+                    PoolEvent::Recycle { pid } => Event::DaemonRecycle { pid },
+                };
+                if forward_tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        let accept_shutdown = Shutdown::new();
+        tokio::spawn(Arc::clone(&pool).accept(unix_listener, accept_shutdown.clone()));
+        let frontend_config = Arc::new(FrontendConfig {
+            access_log: crate::embedded::open_access_log(self.config),
+            header_read_timeout: self.config.server.header_read_timeout,
+            shutdown_timeout: self.config.processes.shutdown_timeout,
+        });
+        let frontend_shutdown = Shutdown::new();
+        let backend = Backend::Daemon(Arc::clone(&pool));
+        let stopper = frontend_shutdown.clone();
+        let done_tx = event_tx.clone();
+        tokio::spawn(async move {
+            frontend::serve(listener, frontend_config, backend, stopper).await;
+            let _ = done_tx.send(Event::FrontendDone);
+        });
+        Ok(DaemonSide {
+            pool,
+            socket_path,
+            frontend_shutdown,
+            accept_shutdown,
+            frontend_done: false,
+        })
+    }
+
+    fn frontend_finished(&self) -> bool {
+        self.daemon
+            .as_ref()
+            .is_none_or(|daemon| daemon.frontend_done)
     }
 
     fn spawn(
         &mut self,
         slot: usize,
         event_tx: &mpsc::UnboundedSender<Event>,
-    ) -> Result<(), ExitStatus> {
+    ) -> Result<u32, ExitStatus> {
         let mut command = Command::new(&self.config.python.executable);
         command
             .arg("-m")
             .arg("ferrule")
             .args(self.argv)
-            .env(LISTENER_FD_ENV, self.listener_fd.to_string())
-            .env("FERRULE_PROCESS_INDEX", slot.to_string())
+            .env(PROCESS_INDEX_ENV, slot.to_string())
+            .env_remove(LISTENER_FD_ENV)
+            .env_remove(DAEMON_SOCKET_ENV)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(false);
+        if let Some(daemon) = &self.daemon {
+            command.env(DAEMON_SOCKET_ENV, &daemon.socket_path);
+        } else {
+            command.env(LISTENER_FD_ENV, self.listener_fd.to_string());
+        }
+        let what = self.kind();
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(error) => {
@@ -208,7 +374,7 @@ impl Supervisor<'_> {
                     Level::Crit,
                     "ferrule",
                     &format!(
-                        "cannot start a server process with '{}': {error}",
+                        "cannot start a {what} process with '{}': {error}",
                         self.config.python.executable.display()
                     ),
                 );
@@ -226,7 +392,15 @@ impl Supervisor<'_> {
                 let _ = event_tx.send(Event::ProcessExited { pid, status });
             }
         });
-        Ok(())
+        Ok(pid)
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.daemon.is_some() {
+            "daemon"
+        } else {
+            "server"
+        }
     }
 
     fn on_exit(
@@ -238,51 +412,168 @@ impl Supervisor<'_> {
         let Some((slot, started)) = self.pids.remove(&pid) else {
             return;
         };
+        let lost_requests = self
+            .daemon
+            .as_ref()
+            .map(|daemon| daemon.pool.forget(pid))
+            .unwrap_or_default();
+        let kind = self.kind();
         let was_current = self.slots[slot] == Some(pid);
         if was_current {
             self.slots[slot] = None;
         }
-        if self.stopping.is_some() || !was_current {
+        self.recycle_queue.retain(|&queued| queued != pid);
+        // A replacement that died before it was ready: the old process keeps serving.
+        let replaced_old = self.replacing.remove(&pid);
+        if let Some(old) = replaced_old {
+            if self.pids.contains_key(&old) {
+                self.slots[slot] = Some(old);
+            }
+        }
+        if self.stopping.is_some() {
+            return;
+        }
+        if !was_current {
+            // A retired process leaving; only its death by a signal is news.
+            if status.signal().is_some() {
+                error_log::log(
+                    Level::Warn,
+                    "ferrule",
+                    &format!(
+                        "retired {kind} process {slot} (pid {pid}) {}",
+                        describe_exit(status)
+                    ),
+                );
+            }
             return;
         }
         if status.code() == Some(ExitStatus::AppLoadFailed as i32) {
+            if !self.ever_ready || self.daemon.is_none() {
+                self.stop_after_load_failure(slot, pid);
+                return;
+            }
             error_log::log(
                 Level::Error,
                 "ferrule",
                 &format!(
-                    "server process {slot} (pid {pid}) could not load the WSGI application; stopping the server"
+                    "daemon process {slot} (pid {pid}) could not load the WSGI application (see above); trying again in {} s",
+                    LOAD_RETRY_DELAY.as_secs()
                 ),
             );
-            crate::logs::write_terminal(&format!(
-                "ferrule: error: the WSGI application failed to load; see the error log{}\n",
-                if self.config.logs.log_to_terminal {
-                    String::new()
-                } else {
-                    format!(" {}", self.config.logs.error_log.display())
-                }
-            ));
-            self.exit_status = ExitStatus::AppLoadFailed;
-            self.stop();
+            if replaced_old.is_none() {
+                schedule(event_tx, LOAD_RETRY_DELAY, Event::Respawn { slot });
+            }
             return;
         }
+        let during = if lost_requests.is_empty() {
+            String::new()
+        } else {
+            format!(" while handling {}", lost_requests.join(", "))
+        };
         error_log::log(
             Level::Error,
             "ferrule",
             &format!(
-                "server process {slot} (pid {pid}) {} after {:.1} s; starting a new one",
+                "{kind} process {slot} (pid {pid}) {} after {:.1} s{during}; starting a new one",
                 describe_exit(status),
                 started.elapsed().as_secs_f64()
             ),
         );
-        let event_tx = event_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(RESPAWN_DELAY).await;
-            let _ = event_tx.send(Event::Respawn { slot });
-        });
+        if replaced_old.is_none() {
+            schedule(event_tx, RESPAWN_DELAY, Event::Respawn { slot });
+        }
     }
 
-    /// Starts a fresh process for every slot, then asks the old one to finish its
-    /// requests and leave. Both share the listener, so no connection is refused.
+    fn stop_after_load_failure(&mut self, slot: usize, pid: u32) {
+        let kind = self.kind();
+        error_log::log(
+            Level::Error,
+            "ferrule",
+            &format!(
+                "{kind} process {slot} (pid {pid}) could not load the WSGI application; stopping the server"
+            ),
+        );
+        crate::logs::write_terminal(&format!(
+            "ferrule: error: the WSGI application failed to load; see the error log{}\n",
+            if self.config.logs.log_to_terminal {
+                String::new()
+            } else {
+                format!(" {}", self.config.logs.error_log.display())
+            }
+        ));
+        self.exit_status = ExitStatus::AppLoadFailed;
+        self.stop();
+    }
+
+    /// A daemon process connected. If it replaces an old one, the old one now retires.
+    fn on_ready(&mut self, pid: u32, event_tx: &mpsc::UnboundedSender<Event>) {
+        self.ever_ready = true;
+        let Some(old) = self.replacing.remove(&pid) else {
+            return;
+        };
+        self.retire(old, event_tx);
+        self.recycle_next(event_tx);
+    }
+
+    /// Stops giving `pid` requests; it leaves once its requests are done.
+    fn retire(&self, pid: u32, event_tx: &mpsc::UnboundedSender<Event>) {
+        if let Some(daemon) = &self.daemon {
+            daemon.pool.retire(pid);
+            schedule(
+                event_tx,
+                self.config.processes.shutdown_timeout + KILL_GRACE,
+                Event::RetireDeadline { pid },
+            );
+        }
+    }
+
+    /// Starts replacing the next daemon that asked to be recycled, unless a replacement
+    /// is already under way: one process at a time keeps the capacity up.
+    fn recycle_next(&mut self, event_tx: &mpsc::UnboundedSender<Event>) {
+        if self.stopping.is_some() || !self.replacing.is_empty() {
+            return;
+        }
+        while let Some(old) = self.recycle_queue.pop_front() {
+            let Some(&(slot, _)) = self.pids.get(&old) else {
+                continue;
+            };
+            if self.slots[slot] != Some(old) {
+                continue;
+            }
+            error_log::log(
+                Level::Info,
+                "ferrule",
+                &format!(
+                    "daemon process {slot} (pid {old}) reached --maximum-requests ({}); replacing it",
+                    self.config.processes.maximum_requests
+                ),
+            );
+            self.replace(slot, event_tx);
+            return;
+        }
+    }
+
+    /// Starts a fresh process in `slot`; the current one leaves once the new one is ready
+    /// (daemon mode) or at once (embedded mode, where both share the listener).
+    fn replace(&mut self, slot: usize, event_tx: &mpsc::UnboundedSender<Event>) {
+        let old = self.slots[slot].take();
+        match self.spawn(slot, event_tx) {
+            Ok(new) => match old {
+                Some(old) if self.daemon.is_some() => {
+                    self.replacing.insert(new, old);
+                }
+                Some(old) => send_signal(old, libc::SIGTERM),
+                None => {}
+            },
+            Err(status) => {
+                self.exit_status = status;
+                self.stop();
+            }
+        }
+    }
+
+    /// Starts a fresh process for every slot, and retires the old ones as their
+    /// replacements are ready. No connection is refused and no request lost.
     fn restart(&mut self, event_tx: &mpsc::UnboundedSender<Event>) {
         if self.stopping.is_some() {
             return;
@@ -290,25 +581,30 @@ impl Supervisor<'_> {
         error_log::log(
             Level::Notice,
             "ferrule",
-            "restarting the server processes gracefully",
+            &format!("restarting the {} processes gracefully", self.kind()),
         );
         for slot in 0..self.slots.len() {
-            let old = self.slots[slot].take();
-            if let Err(status) = self.spawn(slot, event_tx) {
-                self.exit_status = status;
-                self.stop();
-                return;
+            // A slot whose replacement is still starting keeps that replacement.
+            if self.slots[slot].is_some_and(|pid| self.replacing.contains_key(&pid)) {
+                continue;
             }
-            if let Some(old) = old {
-                send_signal(old, libc::SIGTERM);
+            self.replace(slot, event_tx);
+            if self.stopping.is_some() {
+                return;
             }
         }
     }
 
     fn stop(&mut self) {
-        if self.stopping.is_none() {
-            self.stopping = Some(Instant::now());
-            self.kill_all(libc::SIGTERM);
+        if self.stopping.is_some() {
+            return;
+        }
+        self.stopping = Some(Instant::now());
+        match &self.daemon {
+            // The front end finishes the requests in progress first; daemons are let go
+            // when it is done (FrontendDone).
+            Some(daemon) => daemon.frontend_shutdown.trigger(),
+            None => self.kill_all(libc::SIGTERM),
         }
     }
 
@@ -317,6 +613,14 @@ impl Supervisor<'_> {
             send_signal(pid, signal_number);
         }
     }
+}
+
+fn schedule(event_tx: &mpsc::UnboundedSender<Event>, delay: Duration, event: Event) {
+    let event_tx = event_tx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let _ = event_tx.send(event);
+    });
 }
 
 fn forward_signals(event_tx: &mpsc::UnboundedSender<Event>) -> std::io::Result<()> {
@@ -380,123 +684,6 @@ fn signal_name(signal_number: i32) -> &'static str {
         libc::SIGXCPU => "SIGXCPU",
         _ => "unknown signal",
     }
-}
-
-fn bind(config: &Config) -> Result<Socket, String> {
-    let port = config.server.port;
-    let addresses: Vec<SocketAddr> = match &config.server.host {
-        None => vec![
-            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
-            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
-        ],
-        Some(host) => (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|error| format!("--host '{host}' cannot be resolved: {error}"))?
-            .collect(),
-    };
-    let mut last_error = None;
-    for address in &addresses {
-        match bind_one(*address, config.server.server_backlog) {
-            Ok(socket) => return Ok(socket),
-            Err(error) => last_error = Some((address, error)),
-        }
-    }
-    let (address, error) = last_error.ok_or_else(|| "no address to listen on".to_owned())?;
-    let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
-        "\nhint: another server uses this port; stop it or choose another with --port"
-    } else {
-        ""
-    };
-    Err(format!("cannot listen on {address}: {error}{hint}"))
-}
-
-fn bind_one(address: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
-    let socket = Socket::new(
-        Domain::for_address(address),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    if address.is_ipv6() {
-        // One socket for both families when listening everywhere, as Apache does.
-        socket.set_only_v6(false)?;
-    }
-    socket.bind(&address.into())?;
-    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    Ok(socket)
-}
-
-fn clear_close_on_exec(fd: RawFd) {
-    // SAFETY: fcntl on a descriptor we own, with valid flags.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-        }
-    }
-}
-
-/// The start-up summary mod_wsgi-express prints, with our values.
-fn banner(config: &Config) -> String {
-    let mut lines: Vec<(&str, String)> = vec![
-        ("Server URL", config.server_url()),
-        (
-            "Server Root",
-            config.server.server_root.display().to_string(),
-        ),
-    ];
-    if config.logs.log_to_terminal {
-        lines.push((
-            "Error Log File",
-            format!("/dev/stderr ({})", config.logs.level.name()),
-        ));
-    } else {
-        lines.push((
-            "Error Log File",
-            format!(
-                "{} ({})",
-                config.logs.error_log.display(),
-                config.logs.level.name()
-            ),
-        ));
-    }
-    if config.logs.access_log_enabled {
-        let access = config.logs.access_log.as_ref().map_or_else(
-            || "/dev/stdout".to_owned(),
-            |path| path.display().to_string(),
-        );
-        lines.push(("Access Log File", access));
-    }
-    if let Some(path) = &config.logs.startup_log {
-        lines.push(("Startup Log File", path.display().to_string()));
-    }
-    let processes = config.processes.n_processes;
-    let threads = config.processes.n_threads;
-    lines.push(("Operating Mode", "embedded".to_owned()));
-    lines.push((
-        "Request Capacity",
-        format!(
-            "{} ({} process{} * {} threads)",
-            processes * threads,
-            processes,
-            if processes == 1 { "" } else { "es" },
-            threads,
-        ),
-    ));
-    lines.push((
-        "Server Backlog",
-        format!("{} (connections)", config.server.server_backlog),
-    ));
-    lines.push((
-        "Python Executable",
-        config.python.executable.display().to_string(),
-    ));
-    lines.push(("Python Version", config.python.version.clone()));
-    let mut text = String::new();
-    for (label, value) in lines {
-        text.push_str(&format!("{label:<19}: {value}\n"));
-    }
-    text
 }
 
 #[cfg(test)]

@@ -1,0 +1,586 @@
+//! The front end's side of daemon mode: the pool of connections daemon threads opened to
+//! us, and [`DaemonPool::forward`], which hands one HTTP request to a free daemon thread
+//! and turns its answer into a [`wsgi::Response`].
+//!
+//! Each connection in the pool stands for one idle application thread of a daemon
+//! process, so a request is only ever handed to a process that can start on it at once;
+//! when none is idle it waits in the front end (up to `--queue-timeout`), never inside a
+//! busy daemon. Requests that wait are therefore never lost when a daemon dies.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixListener;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+
+use super::protocol::{self, Frame, FrameReader, ProtocolError, RequestHead, ResponseHead};
+use crate::logs::{Level, error_log};
+use crate::shutdown::Shutdown;
+use crate::wsgi::{self, ConnectionInfo, ResponseBody, StreamAborted};
+
+/// How long a daemon has to introduce itself after connecting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Response chunks buffered between a daemon and a slow client before the daemon is
+/// made to wait.
+const RESPONSE_CHANNEL_CHUNKS: usize = 4;
+
+/// What the pool tells the supervisor.
+#[derive(Debug)]
+pub enum PoolEvent {
+    /// A daemon process connected its first thread: it has loaded the application.
+    Ready { pid: u32 },
+    /// A daemon process asked to be replaced (it reached `--maximum-requests`).
+    Recycle { pid: u32 },
+}
+
+/// One connection from a daemon thread, idle between requests.
+struct DaemonConnection {
+    reader: FrameReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    pid: u32,
+    slot: u32,
+}
+
+/// A request currently handed to a daemon.
+struct InFlight {
+    pid: u32,
+    description: String,
+}
+
+#[derive(Default)]
+struct PoolState {
+    /// Idle connections; the most recently used is taken first, so a lightly loaded
+    /// server keeps using the threads whose caches are warm.
+    idle: Vec<DaemonConnection>,
+    waiters: VecDeque<oneshot::Sender<DaemonConnection>>,
+    /// Daemon processes that get no new requests and are told to leave.
+    retiring: HashSet<u32>,
+    /// Pids seen so far, to report each one's readiness once.
+    known: HashSet<u32>,
+    /// Pids that asked to be replaced.
+    recycling: HashSet<u32>,
+    in_flight: HashMap<u64, InFlight>,
+    next_request_id: u64,
+    /// Requests a daemon was handling when its connection broke, by pid, until the
+    /// supervisor collects them for its report.
+    lost: HashMap<u32, Vec<String>>,
+    closed: bool,
+}
+
+/// Why no daemon thread took a request.
+enum Unavailable {
+    QueueTimeout,
+    Closed,
+}
+
+/// The daemon threads connected to this front end.
+pub struct DaemonPool {
+    state: Mutex<PoolState>,
+    queue_timeout: Duration,
+    events: mpsc::UnboundedSender<PoolEvent>,
+}
+
+impl DaemonPool {
+    pub fn new(queue_timeout: Duration, events: mpsc::UnboundedSender<PoolEvent>) -> Self {
+        Self {
+            state: Mutex::new(PoolState::default()),
+            queue_timeout,
+            events,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Accepts daemon threads' connections on `listener` until `shutdown`.
+    pub async fn accept(self: Arc<Self>, listener: UnixListener, shutdown: Shutdown) {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        error_log::log(Level::Error, "ferrule", &format!("cannot accept a daemon connection: {error}"));
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = shutdown.wait() => return,
+            };
+            let pool = Arc::clone(&self);
+            tokio::spawn(async move {
+                let (reader, writer) = stream.into_split();
+                let mut reader = FrameReader::new(reader);
+                match tokio::time::timeout(HELLO_TIMEOUT, reader.read()).await {
+                    Ok(Ok(Frame::Hello(hello))) => {
+                        let first = pool.lock().known.insert(hello.pid);
+                        if first {
+                            let _ = pool.events.send(PoolEvent::Ready { pid: hello.pid });
+                        }
+                        pool.checkin(DaemonConnection {
+                            reader,
+                            writer,
+                            pid: hello.pid,
+                            slot: hello.slot,
+                        });
+                    }
+                    _ => error_log::log(
+                        Level::Warn,
+                        "ferrule",
+                        "a connection to the daemon socket did not introduce itself; closed it",
+                    ),
+                }
+            });
+        }
+    }
+
+    /// Stops sending requests to `pid` and tells its threads to leave as they become idle.
+    pub fn retire(&self, pid: u32) {
+        let stale = {
+            let mut pool = self.lock();
+            pool.retiring.insert(pid);
+            let (leaving, staying) = std::mem::take(&mut pool.idle)
+                .into_iter()
+                .partition(|connection| connection.pid == pid);
+            pool.idle = staying;
+            leaving
+        };
+        for connection in stale {
+            send_stop(connection);
+        }
+    }
+
+    /// Fails waiting requests and tells every daemon thread to leave as it becomes idle.
+    pub fn close(&self) {
+        let (idle, waiters) = {
+            let mut state = self.lock();
+            state.closed = true;
+            (
+                std::mem::take(&mut state.idle),
+                std::mem::take(&mut state.waiters),
+            )
+        };
+        drop(waiters);
+        for connection in idle {
+            send_stop(connection);
+        }
+    }
+
+    /// Forgets a daemon process that ended and returns the requests it was handling.
+    pub fn forget(&self, pid: u32) -> Vec<String> {
+        let mut state = self.lock();
+        state.retiring.remove(&pid);
+        state.known.remove(&pid);
+        state.recycling.remove(&pid);
+        state.idle.retain(|connection| connection.pid != pid);
+        let mut requests = state.lost.remove(&pid).unwrap_or_default();
+        requests.extend(
+            state
+                .in_flight
+                .values()
+                .filter(|request| request.pid == pid)
+                .map(|request| request.description.clone()),
+        );
+        requests
+    }
+
+    /// An idle connection, waiting up to `--queue-timeout` for one.
+    async fn checkout(&self) -> Result<DaemonConnection, Unavailable> {
+        let waiter = {
+            let mut state = self.lock();
+            while let Some(connection) = state.idle.pop() {
+                if is_alive(&connection) {
+                    return Ok(connection);
+                }
+            }
+            if state.closed {
+                return Err(Unavailable::Closed);
+            }
+            let (waiter_tx, waiter_rx) = oneshot::channel();
+            state.waiters.push_back(waiter_tx);
+            waiter_rx
+        };
+        match tokio::time::timeout(self.queue_timeout, waiter).await {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(_)) => Err(Unavailable::Closed),
+            Err(_) => Err(Unavailable::QueueTimeout),
+        }
+    }
+
+    /// Returns a connection whose request is complete.
+    fn checkin(&self, mut connection: DaemonConnection) {
+        let mut state = self.lock();
+        if state.closed || state.retiring.contains(&connection.pid) {
+            drop(state);
+            send_stop(connection);
+            return;
+        }
+        while let Some(waiter) = state.waiters.pop_front() {
+            match waiter.send(connection) {
+                Ok(()) => return,
+                // That request gave up waiting; offer the connection to the next.
+                Err(returned) => connection = returned,
+            }
+        }
+        state.idle.push(connection);
+    }
+
+    fn begin(&self, pid: u32, description: String) -> u64 {
+        let mut state = self.lock();
+        let id = state.next_request_id;
+        state.next_request_id += 1;
+        state.in_flight.insert(id, InFlight { pid, description });
+        id
+    }
+
+    fn end(&self, id: u64) {
+        self.lock().in_flight.remove(&id);
+    }
+
+    /// The connection of request `id` broke before the daemon answered.
+    fn lost(&self, id: u64) {
+        let mut state = self.lock();
+        if let Some(request) = state.in_flight.remove(&id) {
+            state
+                .lost
+                .entry(request.pid)
+                .or_default()
+                .push(request.description);
+        }
+    }
+
+    /// Asks the supervisor, once per process, to replace `pid`; until its replacement is
+    /// ready it keeps taking requests.
+    fn recycle(&self, pid: u32) {
+        if self.lock().recycling.insert(pid) {
+            let _ = self.events.send(PoolEvent::Recycle { pid });
+        }
+    }
+
+    /// Hands one request to a daemon thread and returns its response.
+    pub async fn forward(
+        self: &Arc<Self>,
+        parts: http::request::Parts,
+        body: Incoming,
+        connection: ConnectionInfo,
+    ) -> wsgi::Response {
+        let has_body = !body.is_end_stream();
+        let description = format!("{} {}", parts.method, parts.uri);
+        let head = RequestHead {
+            method: parts.method,
+            target: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+            remote_addr: connection.remote_addr,
+            local_addr: connection.local_addr,
+            https: connection.https,
+            received_at: std::time::SystemTime::now(),
+            has_body,
+        };
+        let mut encoded = BytesMut::with_capacity(512);
+        Frame::RequestHead(Box::new(head)).encode(&mut encoded);
+        let waited_since = Instant::now();
+        let daemon = loop {
+            let mut daemon = match self.checkout().await {
+                Ok(daemon) => daemon,
+                Err(Unavailable::QueueTimeout) => {
+                    error_log::log(
+                        Level::Error,
+                        "ferrule",
+                        &format!(
+                            "no daemon thread became free for {description} within --queue-timeout ({} s); answered 503",
+                            self.queue_timeout.as_secs()
+                        ),
+                    );
+                    return wsgi::error_response(
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        "Every application thread stayed busy for longer than the queue timeout.",
+                    );
+                }
+                Err(Unavailable::Closed) => {
+                    return wsgi::error_response(
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        "The server is shutting down.",
+                    );
+                }
+            };
+            // A write to a daemon that died between requests fails at once: the request
+            // was not handed over, so another thread can take it.
+            if daemon.writer.write_all(&encoded).await.is_ok() {
+                break daemon;
+            }
+            if waited_since.elapsed() > self.queue_timeout {
+                return wsgi::error_response(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "No application process could take the request.",
+                );
+            }
+        };
+        let request_id = self.begin(daemon.pid, description.clone());
+        let (response_done_tx, response_done_rx) = oneshot::channel();
+        let DaemonConnection {
+            mut reader,
+            writer,
+            pid,
+            slot,
+        } = daemon;
+        let writer = if has_body {
+            WriterState::Pump(tokio::spawn(pump_request_body(
+                body,
+                writer,
+                response_done_rx,
+            )))
+        } else {
+            drop(body);
+            WriterState::Here(writer)
+        };
+        let finish = Finish {
+            pool: Arc::clone(self),
+            request_id,
+            writer,
+            response_done: Some(response_done_tx),
+            pid,
+            slot,
+        };
+        match reader.read().await {
+            Ok(Frame::ResponseFull {
+                head,
+                body,
+                recycle,
+            }) => {
+                finish.complete(reader, recycle);
+                into_response(*head, ResponseBody::Full(vec![body]))
+            }
+            Ok(Frame::ResponseHead(head)) => {
+                let (chunk_tx, chunk_rx) = mpsc::channel(RESPONSE_CHANNEL_CHUNKS);
+                tokio::spawn(relay_response_body(reader, chunk_tx, finish));
+                into_response(*head, ResponseBody::Stream(chunk_rx))
+            }
+            Ok(other) => {
+                finish.broken(&format!("sent {other:?} instead of a response"));
+                bad_gateway()
+            }
+            Err(error) => {
+                let reason = match error {
+                    ProtocolError::Closed => "ended".to_owned(),
+                    other => format!("broke ({other})"),
+                };
+                error_log::log(
+                    Level::Error,
+                    "ferrule",
+                    &format!(
+                        "daemon process {slot} (pid {pid}) {reason} while handling {description} from {}; answered 502",
+                        connection.remote_addr
+                    ),
+                );
+                self.lost(request_id);
+                finish.abandon();
+                bad_gateway()
+            }
+        }
+    }
+}
+
+fn bad_gateway() -> wsgi::Response {
+    wsgi::error_response(
+        http::StatusCode::BAD_GATEWAY,
+        "The application process handling this request ended before it answered; the error log says why.",
+    )
+}
+
+fn into_response(head: ResponseHead, body: ResponseBody) -> wsgi::Response {
+    wsgi::Response {
+        status: head.status,
+        reason: head.reason,
+        headers: head.headers,
+        body,
+    }
+}
+
+/// The write half of a request's connection: here, or with the task sending the body.
+enum WriterState {
+    Here(OwnedWriteHalf),
+    Pump(tokio::task::JoinHandle<Option<OwnedWriteHalf>>),
+}
+
+/// What remains to do once the daemon's response is read: put the connection back.
+struct Finish {
+    pool: Arc<DaemonPool>,
+    request_id: u64,
+    writer: WriterState,
+    response_done: Option<oneshot::Sender<()>>,
+    pid: u32,
+    slot: u32,
+}
+
+impl Finish {
+    /// The response is complete and the connection at a frame boundary: return it to the
+    /// pool once the request body's sender has written its end.
+    fn complete(mut self, reader: FrameReader<OwnedReadHalf>, recycle: bool) {
+        self.pool.end(self.request_id);
+        if recycle {
+            self.pool.recycle(self.pid);
+        }
+        if let Some(done) = self.response_done.take() {
+            let _ = done.send(());
+        }
+        let pool = Arc::clone(&self.pool);
+        let (pid, slot) = (self.pid, self.slot);
+        match self.writer {
+            WriterState::Here(writer) => pool.checkin(DaemonConnection {
+                reader,
+                writer,
+                pid,
+                slot,
+            }),
+            WriterState::Pump(pump) => {
+                tokio::spawn(async move {
+                    if let Ok(Some(writer)) = pump.await {
+                        pool.checkin(DaemonConnection {
+                            reader,
+                            writer,
+                            pid,
+                            slot,
+                        });
+                    }
+                });
+            }
+        }
+    }
+
+    /// The connection is in an unknown state: close it (the daemon thread reconnects).
+    fn abandon(self) {
+        self.pool.end(self.request_id);
+        if let WriterState::Pump(pump) = self.writer {
+            pump.abort();
+        }
+    }
+
+    fn broken(self, what: &str) {
+        error_log::log(
+            Level::Error,
+            "ferrule",
+            &format!(
+                "daemon process {} (pid {}) {what}; closed its connection",
+                self.slot, self.pid
+            ),
+        );
+        self.abandon();
+    }
+}
+
+/// Copies the daemon's streamed response body into the channel hyper reads.
+async fn relay_response_body(
+    mut reader: FrameReader<OwnedReadHalf>,
+    chunk_tx: mpsc::Sender<Result<Bytes, StreamAborted>>,
+    finish: Finish,
+) {
+    loop {
+        match reader.read().await {
+            Ok(Frame::ResponseChunk(chunk)) => {
+                if chunk_tx.send(Ok(chunk)).await.is_err() {
+                    // The client left: closing the connection tells the daemon to stop
+                    // producing (its next write fails and the application's close() runs).
+                    finish.abandon();
+                    return;
+                }
+            }
+            Ok(Frame::ResponseEnd { recycle }) => {
+                finish.complete(reader, recycle);
+                return;
+            }
+            Ok(Frame::ResponseAbort) => {
+                let _ = chunk_tx.send(Err(StreamAborted)).await;
+                finish.complete(reader, false);
+                return;
+            }
+            Ok(other) => {
+                let _ = chunk_tx.send(Err(StreamAborted)).await;
+                finish.broken(&format!("sent {other:?} inside a response body"));
+                return;
+            }
+            Err(error) => {
+                error_log::log(
+                    Level::Error,
+                    "ferrule",
+                    &format!(
+                        "daemon process {} (pid {}) stopped in the middle of a response ({error}); cut the client's connection",
+                        finish.slot, finish.pid
+                    ),
+                );
+                let _ = chunk_tx.send(Err(StreamAborted)).await;
+                finish.pool.lost(finish.request_id);
+                finish.abandon();
+                return;
+            }
+        }
+    }
+}
+
+/// Sends the client's request body to the daemon as it arrives, until it ends, the client
+/// goes away, or the response is complete (the application did not want the rest).
+/// Returns the write half at a frame boundary, or `None` if the daemon went away.
+async fn pump_request_body(
+    mut body: Incoming,
+    mut writer: OwnedWriteHalf,
+    mut response_done: oneshot::Receiver<()>,
+) -> Option<OwnedWriteHalf> {
+    loop {
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            _ = &mut response_done => {
+                protocol::write_frame(&mut writer, &Frame::BodyEnd).await.ok()?;
+                return Some(writer);
+            }
+        };
+        match frame {
+            None => {
+                protocol::write_frame(&mut writer, &Frame::BodyEnd)
+                    .await
+                    .ok()?;
+                return Some(writer);
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if !data.is_empty() {
+                        protocol::write_chunk(&mut writer, false, &data)
+                            .await
+                            .ok()?;
+                    }
+                }
+            }
+            Some(Err(_)) => {
+                protocol::write_frame(&mut writer, &Frame::BodyAbort)
+                    .await
+                    .ok()?;
+                return Some(writer);
+            }
+        }
+    }
+}
+
+/// An idle connection whose daemon died reads as end-of-file at once.
+fn is_alive(connection: &DaemonConnection) -> bool {
+    if connection.reader.has_buffered() {
+        return false;
+    }
+    let mut probe = [0_u8; 1];
+    matches!(
+        connection.reader.get_ref().as_ref().try_read(&mut probe),
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock
+    )
+}
+
+fn send_stop(mut connection: DaemonConnection) {
+    tokio::spawn(async move {
+        let _ = protocol::write_frame(&mut connection.writer, &Frame::Stop).await;
+    });
+}

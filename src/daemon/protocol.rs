@@ -1,0 +1,541 @@
+//! The bytes spoken between the front end and daemon processes over their UNIX socket.
+//! This module is the only place that knows them.
+//!
+//! Every frame is `kind: u8`, `length: u32` (little endian), then `length` bytes of
+//! payload. Strings and byte strings inside a payload are a `u32` length and the bytes.
+//!
+//! A connection belongs to one daemon thread's slot and carries one request at a time:
+//! ```text
+//! daemon → front end   Hello                       once, after connecting
+//! front end → daemon   RequestHead                 has_body says whether body frames follow
+//! front end → daemon   BodyChunk* (BodyEnd | BodyAbort)
+//! daemon → front end   ResponseFull                the whole response in one frame, or
+//!                      ResponseHead ResponseChunk* (ResponseEnd | ResponseAbort)
+//! front end → daemon   Stop                        between requests: leave, do not reconnect
+//! ```
+//! The daemon reads body frames up to BodyEnd/BodyAbort even when the application did not
+//! ask for them, so the next `RequestHead` is always at a frame boundary.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest payload accepted; a bigger length means the stream is corrupt.
+const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
+const HEADER_LEN: usize = 5;
+
+/// Why a frame could not be read or understood.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("the peer closed the connection")]
+    Closed,
+    #[error("reading from the daemon socket failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("malformed frame from the peer: {0}")]
+    Malformed(&'static str),
+}
+
+/// Who is at the other end of a daemon connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub pid: u32,
+    /// The daemon process's slot in its group (0-based).
+    pub slot: u32,
+    /// Requests this daemon has served so far (0 at start-up).
+    pub served: u64,
+}
+
+/// A request head as the daemon needs it to build the environ.
+#[derive(Debug)]
+pub struct RequestHead {
+    pub method: http::Method,
+    pub target: http::Uri,
+    pub version: http::Version,
+    pub headers: http::HeaderMap,
+    pub remote_addr: SocketAddr,
+    pub local_addr: SocketAddr,
+    pub https: bool,
+    pub received_at: SystemTime,
+    /// Body frames follow this head.
+    pub has_body: bool,
+}
+
+/// A response head as the application produced it.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: http::StatusCode,
+    pub reason: Option<Bytes>,
+    pub headers: http::HeaderMap,
+}
+
+/// One frame of the protocol.
+#[derive(Debug)]
+pub enum Frame {
+    Hello(Hello),
+    RequestHead(Box<RequestHead>),
+    BodyChunk(Bytes),
+    BodyEnd,
+    /// The client went away before sending the whole body.
+    BodyAbort,
+    /// A response whose body is complete (a list or tuple result). `recycle` as in
+    /// `ResponseEnd`.
+    ResponseFull {
+        head: Box<ResponseHead>,
+        body: Bytes,
+        recycle: bool,
+    },
+    ResponseHead(Box<ResponseHead>),
+    ResponseChunk(Bytes),
+    /// The response is complete. `recycle`: the daemon wants to be replaced (it reached
+    /// `--maximum-requests`); the front end stops sending it requests.
+    ResponseEnd {
+        recycle: bool,
+    },
+    /// The application failed after the head went out; the client's connection must be cut.
+    ResponseAbort,
+    Stop,
+}
+
+mod kind {
+    pub(super) const HELLO: u8 = 1;
+    pub(super) const REQUEST_HEAD: u8 = 2;
+    pub(super) const BODY_CHUNK: u8 = 3;
+    pub(super) const BODY_END: u8 = 4;
+    pub(super) const BODY_ABORT: u8 = 5;
+    pub(super) const RESPONSE_FULL: u8 = 6;
+    pub(super) const RESPONSE_HEAD: u8 = 7;
+    pub(super) const RESPONSE_CHUNK: u8 = 8;
+    pub(super) const RESPONSE_END: u8 = 9;
+    pub(super) const RESPONSE_ABORT: u8 = 10;
+    pub(super) const STOP: u8 = 11;
+}
+
+impl Frame {
+    /// Appends the encoded frame to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        let start = out.len();
+        out.put_bytes(0, HEADER_LEN);
+        let frame_kind = match self {
+            Self::Hello(hello) => {
+                out.put_u32_le(hello.pid);
+                out.put_u32_le(hello.slot);
+                out.put_u64_le(hello.served);
+                kind::HELLO
+            }
+            Self::RequestHead(head) => {
+                encode_request_head(head, out);
+                kind::REQUEST_HEAD
+            }
+            Self::BodyChunk(chunk) => {
+                out.put_slice(chunk);
+                kind::BODY_CHUNK
+            }
+            Self::BodyEnd => kind::BODY_END,
+            Self::BodyAbort => kind::BODY_ABORT,
+            Self::ResponseFull {
+                head,
+                body,
+                recycle,
+            } => {
+                out.put_u8(u8::from(*recycle));
+                encode_response_head(head, out);
+                out.put_slice(body);
+                kind::RESPONSE_FULL
+            }
+            Self::ResponseHead(head) => {
+                encode_response_head(head, out);
+                kind::RESPONSE_HEAD
+            }
+            Self::ResponseChunk(chunk) => {
+                out.put_slice(chunk);
+                kind::RESPONSE_CHUNK
+            }
+            Self::ResponseEnd { recycle } => {
+                out.put_u8(u8::from(*recycle));
+                kind::RESPONSE_END
+            }
+            Self::ResponseAbort => kind::RESPONSE_ABORT,
+            Self::Stop => kind::STOP,
+        };
+        let length = u32::try_from(out.len() - start - HEADER_LEN).unwrap_or(u32::MAX);
+        out[start] = frame_kind;
+        out[start + 1..start + HEADER_LEN].copy_from_slice(&length.to_le_bytes());
+    }
+
+    /// The frame header that goes before a chunk written separately (no copy of the
+    /// chunk): `ResponseChunk` or `BodyChunk` of `length` bytes.
+    pub fn chunk_header(response: bool, length: usize) -> [u8; HEADER_LEN] {
+        let mut header = [0; HEADER_LEN];
+        header[0] = if response {
+            kind::RESPONSE_CHUNK
+        } else {
+            kind::BODY_CHUNK
+        };
+        header[1..].copy_from_slice(&u32::try_from(length).unwrap_or(u32::MAX).to_le_bytes());
+        header
+    }
+
+    fn decode(frame_kind: u8, mut payload: Bytes) -> Result<Self, ProtocolError> {
+        let frame = match frame_kind {
+            kind::HELLO => {
+                need(&payload, 16)?;
+                Self::Hello(Hello {
+                    pid: payload.get_u32_le(),
+                    slot: payload.get_u32_le(),
+                    served: payload.get_u64_le(),
+                })
+            }
+            kind::REQUEST_HEAD => Self::RequestHead(Box::new(decode_request_head(&mut payload)?)),
+            kind::BODY_CHUNK => Self::BodyChunk(payload),
+            kind::BODY_END => Self::BodyEnd,
+            kind::BODY_ABORT => Self::BodyAbort,
+            kind::RESPONSE_FULL => {
+                need(&payload, 1)?;
+                let recycle = payload.get_u8() != 0;
+                let head = decode_response_head(&mut payload)?;
+                Self::ResponseFull {
+                    head: Box::new(head),
+                    body: payload,
+                    recycle,
+                }
+            }
+            kind::RESPONSE_HEAD => {
+                Self::ResponseHead(Box::new(decode_response_head(&mut payload)?))
+            }
+            kind::RESPONSE_CHUNK => Self::ResponseChunk(payload),
+            kind::RESPONSE_END => {
+                need(&payload, 1)?;
+                Self::ResponseEnd {
+                    recycle: payload.get_u8() != 0,
+                }
+            }
+            kind::RESPONSE_ABORT => Self::ResponseAbort,
+            kind::STOP => Self::Stop,
+            _ => return Err(ProtocolError::Malformed("unknown frame kind")),
+        };
+        Ok(frame)
+    }
+}
+
+/// Reads frames from one side of a daemon connection, with its own buffer.
+pub struct FrameReader<R> {
+    inner: R,
+    buffer: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            buffer: BytesMut::with_capacity(16 * 1024),
+        }
+    }
+
+    /// The next frame; [`ProtocolError::Closed`] at a clean end of stream.
+    pub async fn read(&mut self) -> Result<Frame, ProtocolError> {
+        while self.buffer.len() < HEADER_LEN {
+            self.fill().await?;
+        }
+        let frame_kind = self.buffer[0];
+        let mut length_bytes = [0; 4];
+        length_bytes.copy_from_slice(&self.buffer[1..HEADER_LEN]);
+        let length = u32::from_le_bytes(length_bytes) as usize;
+        if length > MAX_PAYLOAD {
+            return Err(ProtocolError::Malformed("frame longer than the limit"));
+        }
+        if self.buffer.capacity() < HEADER_LEN + length {
+            self.buffer.reserve(HEADER_LEN + length - self.buffer.len());
+        }
+        while self.buffer.len() < HEADER_LEN + length {
+            self.fill().await?;
+        }
+        self.buffer.advance(HEADER_LEN);
+        let payload = self.buffer.split_to(length).freeze();
+        Frame::decode(frame_kind, payload)
+    }
+
+    /// True when bytes of a frame are already buffered (the peer sent something while it
+    /// should have been idle).
+    pub fn has_buffered(&self) -> bool {
+        !self.buffer.is_empty()
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    async fn fill(&mut self) -> Result<(), ProtocolError> {
+        if self.buffer.capacity() - self.buffer.len() < 4096 {
+            self.buffer.reserve(16 * 1024);
+        }
+        let read = self.inner.read_buf(&mut self.buffer).await?;
+        if read == 0 {
+            return Err(ProtocolError::Closed);
+        }
+        Ok(())
+    }
+}
+
+/// Writes `frame` in one write.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frame: &Frame,
+) -> std::io::Result<()> {
+    let mut out = BytesMut::with_capacity(256);
+    frame.encode(&mut out);
+    writer.write_all(&out).await
+}
+
+/// Writes a chunk frame without copying the chunk into a frame buffer.
+pub async fn write_chunk<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    response: bool,
+    chunk: &[u8],
+) -> std::io::Result<()> {
+    let header = Frame::chunk_header(response, chunk.len());
+    if chunk.len() <= 4096 {
+        let mut out = Vec::with_capacity(HEADER_LEN + chunk.len());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(chunk);
+        return writer.write_all(&out).await;
+    }
+    writer.write_all(&header).await?;
+    writer.write_all(chunk).await
+}
+
+fn need(payload: &Bytes, length: usize) -> Result<(), ProtocolError> {
+    if payload.remaining() < length {
+        Err(ProtocolError::Malformed("frame shorter than its fields"))
+    } else {
+        Ok(())
+    }
+}
+
+fn put_bytes(out: &mut BytesMut, bytes: &[u8]) {
+    out.put_u32_le(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+    out.put_slice(bytes);
+}
+
+fn get_bytes(payload: &mut Bytes) -> Result<Bytes, ProtocolError> {
+    need(payload, 4)?;
+    let length = payload.get_u32_le() as usize;
+    need(payload, length)?;
+    Ok(payload.split_to(length))
+}
+
+fn get_str(payload: &mut Bytes) -> Result<String, ProtocolError> {
+    String::from_utf8(get_bytes(payload)?.to_vec())
+        .map_err(|_| ProtocolError::Malformed("text field is not UTF-8"))
+}
+
+fn encode_version(version: http::Version) -> u8 {
+    match version {
+        http::Version::HTTP_10 => 0,
+        http::Version::HTTP_2 => 2,
+        _ => 1,
+    }
+}
+
+fn decode_version(code: u8) -> http::Version {
+    match code {
+        0 => http::Version::HTTP_10,
+        2 => http::Version::HTTP_2,
+        _ => http::Version::HTTP_11,
+    }
+}
+
+fn encode_headers(headers: &http::HeaderMap, out: &mut BytesMut) {
+    out.put_u32_le(u32::try_from(headers.len()).unwrap_or(u32::MAX));
+    for (name, value) in headers {
+        put_bytes(out, name.as_str().as_bytes());
+        put_bytes(out, value.as_bytes());
+    }
+}
+
+fn decode_headers(payload: &mut Bytes) -> Result<http::HeaderMap, ProtocolError> {
+    need(payload, 4)?;
+    let count = payload.get_u32_le() as usize;
+    let mut headers = http::HeaderMap::with_capacity(count.min(256));
+    for _ in 0..count {
+        let name = get_bytes(payload)?;
+        let value = get_bytes(payload)?;
+        let name = http::HeaderName::from_bytes(&name)
+            .map_err(|_| ProtocolError::Malformed("bad header name"))?;
+        let value = http::HeaderValue::from_maybe_shared(value)
+            .map_err(|_| ProtocolError::Malformed("bad header value"))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+fn encode_request_head(head: &RequestHead, out: &mut BytesMut) {
+    put_bytes(out, head.method.as_str().as_bytes());
+    put_bytes(out, head.target.to_string().as_bytes());
+    out.put_u8(encode_version(head.version));
+    out.put_u8(u8::from(head.https));
+    out.put_u8(u8::from(head.has_body));
+    let since_epoch = head
+        .received_at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    out.put_u64_le(u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX));
+    put_bytes(out, head.remote_addr.to_string().as_bytes());
+    put_bytes(out, head.local_addr.to_string().as_bytes());
+    encode_headers(&head.headers, out);
+}
+
+fn decode_request_head(payload: &mut Bytes) -> Result<RequestHead, ProtocolError> {
+    let method = http::Method::from_bytes(&get_bytes(payload)?)
+        .map_err(|_| ProtocolError::Malformed("bad method"))?;
+    let target = http::Uri::from_maybe_shared(get_bytes(payload)?)
+        .map_err(|_| ProtocolError::Malformed("bad request target"))?;
+    need(payload, 11)?;
+    let version = decode_version(payload.get_u8());
+    let https = payload.get_u8() != 0;
+    let has_body = payload.get_u8() != 0;
+    let received_at = SystemTime::UNIX_EPOCH + Duration::from_micros(payload.get_u64_le());
+    let remote_addr = get_str(payload)?
+        .parse()
+        .map_err(|_| ProtocolError::Malformed("bad remote address"))?;
+    let local_addr = get_str(payload)?
+        .parse()
+        .map_err(|_| ProtocolError::Malformed("bad local address"))?;
+    let headers = decode_headers(payload)?;
+    Ok(RequestHead {
+        method,
+        target,
+        version,
+        headers,
+        remote_addr,
+        local_addr,
+        https,
+        received_at,
+        has_body,
+    })
+}
+
+fn encode_response_head(head: &ResponseHead, out: &mut BytesMut) {
+    out.put_u16_le(head.status.as_u16());
+    put_bytes(out, head.reason.as_deref().unwrap_or_default());
+    encode_headers(&head.headers, out);
+}
+
+fn decode_response_head(payload: &mut Bytes) -> Result<ResponseHead, ProtocolError> {
+    need(payload, 2)?;
+    let status = http::StatusCode::from_u16(payload.get_u16_le())
+        .map_err(|_| ProtocolError::Malformed("bad status code"))?;
+    let reason = get_bytes(payload)?;
+    let headers = decode_headers(payload)?;
+    Ok(ResponseHead {
+        status,
+        reason: (!reason.is_empty()).then_some(reason),
+        headers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn round_trip(frame: &Frame) -> Frame {
+        let mut encoded = BytesMut::new();
+        frame.encode(&mut encoded);
+        // Feed it one byte at a time to exercise partial reads.
+        let (mut client, server) = tokio::io::duplex(1);
+        let bytes = encoded.freeze();
+        let writer = tokio::spawn(async move { client.write_all(&bytes).await });
+        let mut reader = FrameReader::new(server);
+        let decoded = reader.read().await.expect("frame decodes");
+        writer.await.expect("writer ran").expect("bytes written");
+        decoded
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn request_head_survives_the_trip() {
+        let mut headers = http::HeaderMap::new();
+        headers.append("x-a", http::HeaderValue::from_static("1"));
+        headers.append(
+            "x-a",
+            http::HeaderValue::from_bytes(b"caf\xe9").expect("latin-1"),
+        );
+        let head = RequestHead {
+            method: http::Method::POST,
+            target: http::Uri::from_static("/a%20b?x=1"),
+            version: http::Version::HTTP_10,
+            headers,
+            remote_addr: "[::1]:5000".parse().expect("addr"),
+            local_addr: "127.0.0.1:8000".parse().expect("addr"),
+            https: true,
+            received_at: SystemTime::UNIX_EPOCH + Duration::from_micros(1_234_567),
+            has_body: true,
+        };
+        let Frame::RequestHead(decoded) =
+            runtime().block_on(round_trip(&Frame::RequestHead(Box::new(head))))
+        else {
+            panic!("wrong frame kind");
+        };
+        assert_eq!(decoded.method, http::Method::POST);
+        assert_eq!(decoded.target, "/a%20b?x=1");
+        assert_eq!(decoded.version, http::Version::HTTP_10);
+        let values: Vec<&[u8]> = decoded
+            .headers
+            .get_all("x-a")
+            .iter()
+            .map(http::HeaderValue::as_bytes)
+            .collect();
+        assert_eq!(values, [&b"1"[..], &b"caf\xe9"[..]]);
+        assert_eq!(decoded.remote_addr.to_string(), "[::1]:5000");
+        assert!(decoded.https && decoded.has_body);
+        assert_eq!(
+            decoded.received_at,
+            SystemTime::UNIX_EPOCH + Duration::from_micros(1_234_567)
+        );
+    }
+
+    #[test]
+    fn full_response_keeps_reason_and_body() {
+        let head = ResponseHead {
+            status: http::StatusCode::IM_A_TEAPOT,
+            reason: Some(Bytes::from_static(b"Short And Stout")),
+            headers: http::HeaderMap::new(),
+        };
+        let frame = Frame::ResponseFull {
+            head: Box::new(head),
+            body: Bytes::from_static(b"hello"),
+            recycle: true,
+        };
+        let Frame::ResponseFull {
+            head,
+            body,
+            recycle,
+        } = runtime().block_on(round_trip(&frame))
+        else {
+            panic!("wrong frame kind");
+        };
+        assert!(recycle);
+        assert_eq!(head.status, 418);
+        assert_eq!(head.reason.as_deref(), Some(&b"Short And Stout"[..]));
+        assert_eq!(body, "hello");
+    }
+
+    #[test]
+    fn corrupt_lengths_are_refused() {
+        let result = runtime().block_on(async {
+            let (mut client, server) = tokio::io::duplex(64);
+            client
+                .write_all(&[kind::BODY_CHUNK, 0xff, 0xff, 0xff, 0xff])
+                .await
+                .expect("written");
+            FrameReader::new(server).read().await
+        });
+        assert!(matches!(result, Err(ProtocolError::Malformed(_))));
+    }
+}

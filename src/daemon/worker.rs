@@ -1,0 +1,430 @@
+//! The main of one daemon process: loads the application into the WSGI executor, then
+//! opens one connection per application thread to the front end's daemon socket and
+//! serves the requests that arrive on them.
+//!
+//! The supervisor starts it as `python -m ferrule start-server ARGS` with
+//! [`DAEMON_SOCKET_ENV`] set. A connection ends for good when the front end sends `Stop`
+//! (graceful restart, recycling, shutdown); the process exits once all have ended.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pyo3::prelude::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+
+use super::protocol::{self, Frame, FrameReader, Hello, ProtocolError, ResponseHead};
+use crate::cli::{Config, ExitStatus};
+use crate::logs::{Level, error_log};
+use crate::shutdown::Shutdown;
+use crate::wsgi::{self, AppSpec, BodyReadError, BodySource, Executor, ResponseBody};
+
+/// Names the front end's daemon socket in a daemon process's environment.
+pub const DAEMON_SOCKET_ENV: &str = "FERRULE_DAEMON_SOCKET";
+/// The daemon's slot in its group, in its environment.
+pub const PROCESS_INDEX_ENV: &str = "FERRULE_PROCESS_INDEX";
+
+/// Largest list response sent as one frame; bigger ones go out in chunks.
+const INLINE_LIMIT: usize = 1024 * 1024;
+/// Request body chunks buffered ahead of the application.
+const BODY_CHANNEL_CHUNKS: usize = 4;
+/// Size of the blocks read from a `wsgi.file_wrapper` file.
+const FILE_BLOCK_SIZE: usize = 256 * 1024;
+
+/// The front end's socket, if this process is a daemon process.
+pub fn daemon_socket() -> Option<PathBuf> {
+    std::env::var_os(DAEMON_SOCKET_ENV).map(PathBuf::from)
+}
+
+/// What the connection tasks of this process share.
+struct Worker {
+    executor: Executor,
+    socket: PathBuf,
+    pid: u32,
+    slot: u32,
+    served: AtomicU64,
+    /// `--maximum-requests`; 0 for never.
+    maximum_requests: u64,
+    shutdown: Shutdown,
+}
+
+/// How one connection ended.
+enum Ended {
+    /// The front end said Stop, or this process is stopping: do not reconnect.
+    ForGood,
+    /// The connection broke; open a new one.
+    Broken,
+}
+
+/// Runs this process as a daemon process until the front end lets it go or SIGTERM.
+pub fn run(py: Python<'_>, config: &Config, socket: PathBuf) -> ExitStatus {
+    // SAFETY: setting a signal disposition has no memory-safety preconditions. Ctrl-C in
+    // a terminal reaches the whole process group; the supervisor decides how to stop.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+    crate::supervisor::open_error_log(config);
+    let slot: u32 = std::env::var(PROCESS_INDEX_ENV)
+        .ok()
+        .and_then(|index| index.parse().ok())
+        .unwrap_or(0);
+    if let Err(error) = std::env::set_current_dir(&config.application.working_directory) {
+        error_log::log(
+            Level::Error,
+            "ferrule",
+            &format!(
+                "cannot change to --working-directory '{}': {error}",
+                config.application.working_directory.display()
+            ),
+        );
+        return ExitStatus::AppLoadFailed;
+    }
+    let spec = AppSpec {
+        script: config.application.script.clone(),
+        callable_object: config.application.callable_object.clone(),
+        python_paths: config.application.python_paths.clone(),
+    };
+    let executor = match Executor::start(py, &spec, crate::embedded::process_facts(config)) {
+        Ok(executor) => executor,
+        Err(error) => {
+            error_log::log(Level::Error, "wsgi", &error.to_string());
+            return ExitStatus::AppLoadFailed;
+        }
+    };
+    let worker = Arc::new(Worker {
+        executor,
+        socket,
+        pid: std::process::id(),
+        slot,
+        served: AtomicU64::new(0),
+        maximum_requests: config.processes.maximum_requests,
+        shutdown: Shutdown::new(),
+    });
+    let n_connections = config.processes.n_threads.max(1);
+    let shutdown_timeout = config.processes.shutdown_timeout;
+    py.detach(|| serve(worker, n_connections, shutdown_timeout))
+}
+
+fn serve(worker: Arc<Worker>, n_connections: usize, shutdown_timeout: Duration) -> ExitStatus {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            error_log::log(
+                Level::Crit,
+                "ferrule",
+                &format!("cannot start the daemon's runtime: {error}"),
+            );
+            return ExitStatus::InternalError;
+        }
+    };
+    runtime.block_on(async {
+        if let Ok(mut terminate) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            let stopper = worker.shutdown.clone();
+            tokio::spawn(async move {
+                terminate.recv().await;
+                stopper.trigger();
+            });
+        }
+        let tasks: Vec<_> = (0..n_connections)
+            .map(|_| tokio::spawn(connection_loop(Arc::clone(&worker))))
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    let Ok(worker) = Arc::try_unwrap(worker) else {
+        return ExitStatus::Success;
+    };
+    if !worker.executor.stop(shutdown_timeout) {
+        error_log::log(
+            Level::Warn,
+            "ferrule",
+            "requests still running when the daemon process stopped; exiting anyway",
+        );
+        // SAFETY: _exit ends the process at once, which is the point: a thread is stuck
+        // inside the application and Python's finalisation would wait for it forever.
+        unsafe { libc::_exit(0) };
+    }
+    ExitStatus::Success
+}
+
+/// Keeps one connection to the front end open, reconnecting when it breaks, until the
+/// front end lets it go or the front end is gone.
+async fn connection_loop(worker: Arc<Worker>) {
+    loop {
+        if worker.shutdown.is_triggered() {
+            return;
+        }
+        let Ok(mut stream) = UnixStream::connect(&worker.socket).await else {
+            // The front end is gone: nobody will send requests any more.
+            worker.shutdown.trigger();
+            return;
+        };
+        let hello = Frame::Hello(Hello {
+            pid: worker.pid,
+            slot: worker.slot,
+            served: worker.served.load(Ordering::Relaxed),
+        });
+        if protocol::write_frame(&mut stream, &hello).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let (reader, writer) = stream.into_split();
+        match serve_connection(&worker, FrameReader::new(reader), writer).await {
+            Ended::ForGood => return,
+            Ended::Broken => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+async fn serve_connection(
+    worker: &Arc<Worker>,
+    reader: FrameReader<OwnedReadHalf>,
+    mut writer: OwnedWriteHalf,
+) -> Ended {
+    let mut reader = Some(reader);
+    loop {
+        let Some(mut idle_reader) = reader.take() else {
+            return Ended::Broken;
+        };
+        let frame = tokio::select! {
+            frame = idle_reader.read() => frame,
+            () = worker.shutdown.wait() => return Ended::ForGood,
+        };
+        reader = Some(idle_reader);
+        let head = match frame {
+            Ok(Frame::RequestHead(head)) => head,
+            Ok(Frame::Stop) => return Ended::ForGood,
+            Ok(other) => {
+                error_log::log(
+                    Level::Error,
+                    "ferrule",
+                    &format!("the front end sent {other:?} where a request was expected"),
+                );
+                return Ended::Broken;
+            }
+            Err(ProtocolError::Closed) => return Ended::Broken,
+            Err(error) => {
+                error_log::log(Level::Error, "ferrule", &error.to_string());
+                return Ended::Broken;
+            }
+        };
+        let (body, pump): (Box<dyn BodySource>, _) = if head.has_body {
+            let (chunk_tx, chunk_rx) = mpsc::channel(BODY_CHANNEL_CHUNKS);
+            let Some(body_reader) = reader.take() else {
+                return Ended::Broken;
+            };
+            let pump = tokio::spawn(pump_request_body(body_reader, chunk_tx));
+            (Box::new(ChannelBody { chunk_rx }), Some(pump))
+        } else {
+            (Box::new(NoBody), None)
+        };
+        let protocol::RequestHead {
+            method,
+            target,
+            version,
+            headers,
+            remote_addr,
+            local_addr,
+            https,
+            received_at,
+            has_body: _,
+        } = *head;
+        let request = wsgi::Request {
+            method,
+            target,
+            version,
+            headers,
+            connection: wsgi::ConnectionInfo {
+                remote_addr,
+                local_addr,
+                https,
+            },
+            body,
+            received_at,
+        };
+        let reply = worker.executor.submit(request);
+        let served = worker.served.fetch_add(1, Ordering::Relaxed) + 1;
+        let recycle = worker.maximum_requests > 0 && served >= worker.maximum_requests;
+        let written = match reply.await {
+            Ok(response) => write_response(&mut writer, response, recycle).await,
+            Err(_) => Err(std::io::Error::other("the executor dropped the request")),
+        };
+        if let Some(pump) = pump {
+            match pump.await {
+                Ok(Some(returned)) => reader = Some(returned),
+                _ => return Ended::Broken,
+            }
+        }
+        if written.is_err() {
+            return Ended::Broken;
+        }
+    }
+}
+
+/// Writes the executor's response as frames.
+async fn write_response(
+    writer: &mut OwnedWriteHalf,
+    response: wsgi::Response,
+    recycle: bool,
+) -> std::io::Result<()> {
+    let wsgi::Response {
+        status,
+        reason,
+        headers,
+        body,
+    } = response;
+    let head = Box::new(ResponseHead {
+        status,
+        reason,
+        headers,
+    });
+    let mut out = BytesMut::with_capacity(512);
+    match body {
+        ResponseBody::Full(chunks) => {
+            let total: usize = chunks.iter().map(Bytes::len).sum();
+            if total <= INLINE_LIMIT {
+                let body = match chunks.len() {
+                    0 => Bytes::new(),
+                    1 => chunks.into_iter().next().unwrap_or_default(),
+                    _ => {
+                        let mut joined = BytesMut::with_capacity(total);
+                        for chunk in &chunks {
+                            joined.extend_from_slice(chunk);
+                        }
+                        joined.freeze()
+                    }
+                };
+                Frame::ResponseFull {
+                    head,
+                    body,
+                    recycle,
+                }
+                .encode(&mut out);
+                return writer.write_all(&out).await;
+            }
+            protocol::write_frame(writer, &Frame::ResponseHead(head)).await?;
+            for chunk in chunks {
+                protocol::write_chunk(writer, true, &chunk).await?;
+            }
+        }
+        ResponseBody::Stream(mut chunk_rx) => {
+            protocol::write_frame(writer, &Frame::ResponseHead(head)).await?;
+            while let Some(item) = chunk_rx.recv().await {
+                match item {
+                    Ok(chunk) => protocol::write_chunk(writer, true, &chunk).await?,
+                    Err(wsgi::StreamAborted) => {
+                        return protocol::write_frame(writer, &Frame::ResponseAbort).await;
+                    }
+                }
+            }
+        }
+        ResponseBody::File {
+            mut file,
+            offset,
+            length,
+        } => {
+            protocol::write_frame(writer, &Frame::ResponseHead(head)).await?;
+            if let Err(error) = send_file(writer, &mut file, offset, length).await {
+                error_log::log(
+                    Level::Error,
+                    "ferrule",
+                    &format!("reading the file of a wsgi.file_wrapper response failed: {error}"),
+                );
+                return protocol::write_frame(writer, &Frame::ResponseAbort).await;
+            }
+        }
+    }
+    protocol::write_frame(writer, &Frame::ResponseEnd { recycle }).await
+}
+
+async fn send_file(
+    writer: &mut OwnedWriteHalf,
+    file: &mut std::fs::File,
+    offset: u64,
+    length: u64,
+) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    let mut remaining = length;
+    let mut block = vec![0; FILE_BLOCK_SIZE];
+    while remaining > 0 {
+        let want = usize::try_from(remaining).map_or(block.len(), |left| left.min(block.len()));
+        let read = file.read(&mut block[..want])?;
+        if read == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file got shorter while it was being sent",
+            ));
+        }
+        protocol::write_chunk(writer, true, &block[..read]).await?;
+        remaining -= read as u64;
+    }
+    Ok(())
+}
+
+/// Reads body frames into the application's channel until the body's end, then hands the
+/// reader back at a frame boundary. Keeps reading (and dropping) when the application
+/// stopped reading, so that the next request starts cleanly.
+async fn pump_request_body(
+    mut reader: FrameReader<OwnedReadHalf>,
+    chunk_tx: mpsc::Sender<Result<Bytes, BodyReadError>>,
+) -> Option<FrameReader<OwnedReadHalf>> {
+    loop {
+        match reader.read().await {
+            Ok(Frame::BodyChunk(chunk)) => {
+                // A closed channel means the application is done with the body.
+                let _ = chunk_tx.send(Ok(chunk)).await;
+            }
+            Ok(Frame::BodyEnd) => return Some(reader),
+            Ok(Frame::BodyAbort) => {
+                let _ = chunk_tx
+                    .send(Err(BodyReadError {
+                        reason: "the client closed the connection before sending the whole body"
+                            .to_owned(),
+                    }))
+                    .await;
+                return Some(reader);
+            }
+            Ok(_) | Err(_) => {
+                let _ = chunk_tx
+                    .send(Err(BodyReadError {
+                        reason: "the front end's connection broke while sending the body"
+                            .to_owned(),
+                    }))
+                    .await;
+                return None;
+            }
+        }
+    }
+}
+
+/// A request body arriving from the front end, read by an application thread.
+struct ChannelBody {
+    chunk_rx: mpsc::Receiver<Result<Bytes, BodyReadError>>,
+}
+
+impl BodySource for ChannelBody {
+    fn read_chunk(&mut self) -> Result<Option<Bytes>, BodyReadError> {
+        self.chunk_rx.blocking_recv().transpose()
+    }
+}
+
+struct NoBody;
+
+impl BodySource for NoBody {
+    fn read_chunk(&mut self) -> Result<Option<Bytes>, BodyReadError> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,76 @@
+//! The start-up summary mod_wsgi-express prints, with our values.
+
+use crate::cli::{Config, OperatingMode};
+
+/// The start-up summary mod_wsgi-express prints, with our values.
+pub(super) fn banner(config: &Config) -> String {
+    let mut lines: Vec<(&str, String)> = vec![
+        ("Server URL", config.server_url()),
+        (
+            "Server Root",
+            config.server.server_root.display().to_string(),
+        ),
+    ];
+    if config.logs.log_to_terminal {
+        lines.push((
+            "Error Log File",
+            format!("/dev/stderr ({})", config.logs.level.name()),
+        ));
+    } else {
+        lines.push((
+            "Error Log File",
+            format!(
+                "{} ({})",
+                config.logs.error_log.display(),
+                config.logs.level.name()
+            ),
+        ));
+    }
+    if config.logs.access_log_enabled {
+        let access = config.logs.access_log.as_ref().map_or_else(
+            || "/dev/stdout".to_owned(),
+            |path| path.display().to_string(),
+        );
+        lines.push(("Access Log File", access));
+    }
+    if let Some(path) = &config.logs.startup_log {
+        lines.push(("Startup Log File", path.display().to_string()));
+    }
+    let processes = config.processes.n_processes;
+    let threads = config.processes.n_threads;
+    let mode = match config.processes.mode {
+        OperatingMode::Embedded => "embedded",
+        OperatingMode::Daemon => "daemon",
+    };
+    lines.push(("Operating Mode", mode.to_owned()));
+    lines.push((
+        "Request Capacity",
+        format!(
+            "{} ({} process{} * {} threads)",
+            processes * threads,
+            processes,
+            if processes == 1 { "" } else { "es" },
+            threads,
+        ),
+    ));
+    if config.processes.mode == OperatingMode::Daemon {
+        lines.push((
+            "Queue Timeout",
+            format!("{} (seconds)", config.processes.queue_timeout.as_secs()),
+        ));
+    }
+    lines.push((
+        "Server Backlog",
+        format!("{} (connections)", config.server.server_backlog),
+    ));
+    lines.push((
+        "Python Executable",
+        config.python.executable.display().to_string(),
+    ));
+    lines.push(("Python Version", config.python.version.clone()));
+    let mut text = String::new();
+    for (label, value) in lines {
+        text.push_str(&format!("{label:<19}: {value}\n"));
+    }
+    text
+}

@@ -1,0 +1,92 @@
+//! The sockets the supervisor owns: the HTTP listener every mode serves, and in daemon
+//! mode the UNIX socket daemon processes connect to.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::cli::Config;
+
+/// The longest path a UNIX socket address holds on Linux.
+const MAX_SOCKET_PATH: usize = 107;
+
+pub(super) fn bind(config: &Config) -> Result<Socket, String> {
+    let port = config.server.port;
+    let addresses: Vec<SocketAddr> = match &config.server.host {
+        None => vec![
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
+        ],
+        Some(host) => (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|error| format!("--host '{host}' cannot be resolved: {error}"))?
+            .collect(),
+    };
+    let mut last_error = None;
+    for address in &addresses {
+        match bind_one(*address, config.server.server_backlog) {
+            Ok(socket) => return Ok(socket),
+            Err(error) => last_error = Some((address, error)),
+        }
+    }
+    let (address, error) = last_error.ok_or_else(|| "no address to listen on".to_owned())?;
+    let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
+        "\nhint: another server uses this port; stop it or choose another with --port"
+    } else {
+        ""
+    };
+    Err(format!("cannot listen on {address}: {error}{hint}"))
+}
+
+fn bind_one(address: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if address.is_ipv6() {
+        // One socket for both families when listening everywhere, as Apache does.
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&address.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket)
+}
+
+/// Binds the daemon socket `daemon-<supervisor pid>.sock` in the server root, replacing a
+/// stale file of that name.
+pub(super) fn bind_daemon_socket(
+    server_root: &Path,
+) -> Result<(std::os::unix::net::UnixListener, PathBuf), String> {
+    let path = server_root.join(format!("daemon-{}.sock", std::process::id()));
+    if path.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(format!(
+            "the daemon socket path '{}' is longer than the {MAX_SOCKET_PATH} bytes a UNIX socket allows\nhint: choose a shorter --server-root",
+            path.display()
+        ));
+    }
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).map_err(|error| {
+        format!(
+            "cannot create the daemon socket '{}': {error}",
+            path.display()
+        )
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|error| format!("cannot set up the daemon socket: {error}"))?;
+    Ok((listener, path))
+}
+
+pub(super) fn clear_close_on_exec(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor we own, with valid flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+        }
+    }
+}

@@ -1,0 +1,44 @@
+"""An application for daemon-process tests: it reports its pid, sleeps, dies on request.
+
+/pid                      {"pid": N}
+/sleep?seconds=S          sleeps S seconds, then {"pid": N}
+/signal?name=SIGSEGV      the process kills itself with that signal mid-request
+/exit                     the process leaves with os._exit(1) mid-request
+/echo-length              reads wsgi.input, answers {"pid": N, "length": bytes read}
+/ignore-body              answers without reading the request body
+"""
+
+import json
+import os
+import signal
+import time
+from urllib.parse import parse_qs
+
+
+def reply(start_response, **fields):
+    body = json.dumps({"pid": os.getpid(), **fields}).encode()
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    query = {name: values[-1] for name, values in parse_qs(environ["QUERY_STRING"]).items()}
+    if path == "/sleep":
+        time.sleep(float(query.get("seconds", "1")))
+    elif path == "/signal":
+        os.kill(os.getpid(), getattr(signal, query.get("name", "SIGSEGV")))
+        time.sleep(5)
+    elif path == "/exit":
+        os._exit(1)
+    elif path == "/echo-length":
+        length = 0
+        while True:
+            block = environ["wsgi.input"].read(65536)
+            if not block:
+                break
+            length += len(block)
+        return reply(start_response, length=length)
+    return reply(start_response)

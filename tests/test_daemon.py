@@ -1,0 +1,242 @@
+"""Daemon mode (the default): the application runs in daemon processes behind the front
+end; what happens when they die, are replaced, or are all busy."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from conftest import run_ferrule, wait_until
+
+APP = "daemon.wsgi"
+
+
+def pid_of(response: requests.Response) -> int:
+    assert response.status_code == 200, response.text
+    return response.json()["pid"]
+
+
+def daemon_pids(server) -> set[int]:
+    return set(server.child_pids())
+
+
+class LoadLoop:
+    """Clients sending requests in a loop; every failure is recorded."""
+
+    def __init__(self, server, clients: int = 4, path: str = "/pid"):
+        self.url = server.url + path
+        self.failures: list = []
+        self.responses = 0
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=self.run) for _ in range(clients)]
+
+    def run(self):
+        session = requests.Session()
+        while not self.done.is_set():
+            try:
+                response = session.get(self.url, timeout=30)
+                if response.status_code != 200:
+                    self.failures.append(response.status_code)
+                self.responses += 1
+            except requests.RequestException as error:
+                self.failures.append(repr(error))
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def test_requests_run_in_daemon_processes_not_the_front_end(ferrule_server):
+    server = ferrule_server(APP, "--processes", "2", "--threads", "1")
+    wait_until(lambda: len(daemon_pids(server)) == 2)
+    assert server.process.pid not in daemon_pids(server)
+    # Two requests at once on one-thread daemons: each daemon takes one.
+    with ThreadPoolExecutor(2) as pool:
+        pids = set(pool.map(lambda _: pid_of(server.get("/sleep?seconds=0.5")), range(2)))
+    assert pids == daemon_pids(server)
+
+
+def test_a_daemon_takes_requests_only_when_it_has_a_free_thread(ferrule_server):
+    server = ferrule_server(APP, "--processes", "2", "--threads", "2")
+    wait_until(lambda: len(daemon_pids(server)) == 2)
+    with ThreadPoolExecutor(4) as pool:
+        pids = list(pool.map(lambda _: pid_of(server.get("/sleep?seconds=1")), range(4)))
+    # Four slow requests, four threads in all: two per process, none queued behind another.
+    assert sorted(pids.count(pid) for pid in set(pids)) == [2, 2]
+
+
+def test_killed_daemon_is_respawned_within_a_second_and_logged(ferrule_server):
+    server = ferrule_server(APP)
+    first = pid_of(server.get("/pid"))
+    os.kill(first, signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_until(lambda: daemon_pids(server) and first not in daemon_pids(server), timeout=5)
+    assert time.monotonic() - killed_at < 1.0
+    log = server.wait_for_log("starting a new one")
+    assert f"daemon process 0 (pid {first}) was killed by signal 9 (SIGKILL)" in log
+    assert pid_of(server.get("/pid")) != first
+    assert server.process.poll() is None
+
+
+@pytest.mark.parametrize(
+    ("path", "how"),
+    [
+        ("/signal?name=SIGSEGV", "was killed by signal 11 (SIGSEGV"),
+        ("/exit", "exited with status 1"),
+    ],
+)
+def test_daemon_dying_mid_request_gives_502_and_says_why(ferrule_server, path, how):
+    server = ferrule_server(APP)
+    pid = pid_of(server.get("/pid"))
+    response = server.get(path)
+    assert response.status_code == 502
+    log = server.wait_for_log("starting a new one")
+    line = next(line for line in log.splitlines() if "starting a new one" in line)
+    # Which process, of what, during which request, and that it was restarted.
+    assert f"daemon process 0 (pid {pid}) {how}" in line
+    assert f"while handling GET {path}" in line
+    assert "Truncated or oversized response headers" not in log
+    assert pid_of(server.get("/pid")) != pid
+
+
+def test_requests_waiting_for_a_thread_survive_a_daemon_crash(ferrule_server):
+    server = ferrule_server(APP, "--threads", "1")
+    victim = pid_of(server.get("/pid"))
+    with ThreadPoolExecutor(4) as pool:
+        running = pool.submit(server.get, "/sleep?seconds=3")
+        time.sleep(0.5)
+        waiting = [pool.submit(server.get, "/pid") for _ in range(3)]
+        time.sleep(0.5)
+        os.kill(victim, signal.SIGKILL)
+        assert running.result().status_code == 502
+        # The three queued requests were never handed to the dead process.
+        assert all(pid_of(future.result()) != victim for future in waiting)
+
+
+def test_app_that_fails_to_import_stops_startup_with_its_traceback(ferrule_server, tmp_path):
+    script = tmp_path / "broken.wsgi"
+    script.write_text("import no_such_module_anywhere\n")
+    server = ferrule_server(script, "--log-to-terminal", wait=False)
+    assert server.process.wait(30) == 3
+    stderr = server.stderr()
+    assert "ModuleNotFoundError: No module named 'no_such_module_anywhere'" in stderr
+    # One attempt, not a respawn loop.
+    assert stderr.count("ModuleNotFoundError") == 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGHUP])
+def test_graceful_restart_under_load_drops_no_request(ferrule_server, signum):
+    server = ferrule_server(APP, "--processes", "2", "--threads", "2")
+    wait_until(lambda: len(daemon_pids(server)) == 2)
+    before = daemon_pids(server)
+    with LoadLoop(server) as load:
+        time.sleep(0.3)
+        server.signal(signum)
+        wait_until(lambda: not (daemon_pids(server) & before), timeout=30)
+        wait_until(lambda: len(daemon_pids(server)) == 2, timeout=30)
+        served_before = load.responses
+        time.sleep(0.3)
+    assert load.failures == []
+    assert load.responses > served_before
+    assert server.process.poll() is None
+
+
+def test_in_flight_request_finishes_during_graceful_restart(ferrule_server):
+    server = ferrule_server(APP, "--threads", "1")
+    old = pid_of(server.get("/pid"))
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(server.get, "/sleep?seconds=2")
+        time.sleep(0.5)
+        server.signal(signal.SIGUSR1)
+        assert pid_of(slow.result()) == old
+    wait_until(lambda: old not in daemon_pids(server), timeout=10)
+    assert pid_of(server.get("/pid")) != old
+
+
+def test_sigterm_lets_the_request_in_progress_finish(ferrule_server):
+    server = ferrule_server(APP)
+    server.get("/pid")
+    daemons = daemon_pids(server)
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(server.get, "/sleep?seconds=1.5")
+        time.sleep(0.5)
+        server.signal(signal.SIGTERM)
+        assert slow.result().status_code == 200
+    assert server.process.wait(20) == 0
+    for pid in daemons:
+        wait_until(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), timeout=5)
+
+
+def test_maximum_requests_recycles_daemons_without_losing_requests(ferrule_server):
+    server = ferrule_server(
+        APP, "--maximum-requests", "5", "--processes", "2", "--threads", "2", "--log-level", "info"
+    )
+    wait_until(lambda: len(daemon_pids(server)) == 2)
+    seen: set[int] = set()
+    with LoadLoop(server, clients=3) as load:
+        wait_until(lambda: load.responses >= 40, timeout=60)
+        for _ in range(10):
+            seen.add(pid_of(server.get("/pid")))
+    assert load.failures == []
+    # 50 requests at 5 per process: many generations of processes served them.
+    assert len(seen) >= 3
+    log = server.wait_for_log("reached --maximum-requests (5)")
+    assert "replacing it" in log
+    wait_until(lambda: len(daemon_pids(server)) == 2)
+
+
+def test_queue_timeout_answers_503_when_every_thread_stays_busy(ferrule_server):
+    server = ferrule_server(APP, "--threads", "1", "--queue-timeout", "1")
+    server.get("/pid")
+    with ThreadPoolExecutor(2) as pool:
+        busy = pool.submit(server.get, "/sleep?seconds=3")
+        time.sleep(0.3)
+        started = time.monotonic()
+        waiting = server.get("/pid")
+        waited = time.monotonic() - started
+        assert busy.result().status_code == 200
+    assert waiting.status_code == 503
+    assert 0.9 <= waited < 2.5
+    assert "--queue-timeout (1 s)" in server.error_log()
+
+
+def test_unread_request_body_does_not_confuse_the_next_request(ferrule_server):
+    server = ferrule_server(APP, "--threads", "1")
+    session = requests.Session()
+    big = b"x" * (3 * 1024 * 1024)
+    first = session.post(server.url + "/pid", data=big, timeout=30)
+    assert first.status_code == 200
+    second = session.post(server.url + "/echo-length", data=b"abc", timeout=30)
+    assert second.json()["length"] == 3
+
+
+def test_client_leaving_mid_upload_frees_the_daemon_thread(ferrule_server):
+    server = ferrule_server(APP, "--threads", "1")
+    server.get("/pid")
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(
+            b"POST /echo-length HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+            + b"x" * 1000
+        )
+        time.sleep(0.3)
+    # The only thread was reading that body; it must be free again.
+    assert server.get("/pid", timeout=10).status_code == 200
+
+
+def test_help_lists_the_daemon_options():
+    help_text = run_ferrule("start-server", "--help").stdout
+    for option in ["--maximum-requests", "--queue-timeout"]:
+        assert option in help_text

@@ -28,6 +28,13 @@ pub(super) const DEFAULT_SERVER_BACKLOG: u32 = 500;
 /// Seconds a request may wait for a free daemon thread (mod_wsgi-express's
 /// `--queue-timeout`).
 pub(super) const DEFAULT_QUEUE_TIMEOUT: u64 = 45;
+/// mod_wsgi-express's defaults for the daemon processes' timeouts, in seconds.
+pub(super) const DEFAULT_REQUEST_TIMEOUT: u64 = 60;
+pub(super) const DEFAULT_STARTUP_TIMEOUT: u64 = 15;
+pub(super) const DEFAULT_GRACEFUL_TIMEOUT: u64 = 15;
+/// Connections the daemon socket queues before daemon threads accept them
+/// (mod_wsgi-express's `--daemon-backlog`).
+pub(super) const DEFAULT_DAEMON_BACKLOG: u32 = 100;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -117,6 +124,65 @@ pub(super) struct StartServerArgs {
     /// Seconds a request may wait for a free daemon thread before it is answered with 503.
     #[arg(long, default_value_t = DEFAULT_QUEUE_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
     pub(super) queue_timeout: u64,
+
+    /// Seconds a request may run in a daemon process; past it the client gets 504 and the
+    /// process is replaced (its other requests get --graceful-timeout to finish).
+    #[arg(long, default_value_t = DEFAULT_REQUEST_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
+    pub(super) request_timeout: u64,
+
+    /// Seconds a new daemon process may take to load the application before it is
+    /// killed and started again.
+    #[arg(long, default_value_t = DEFAULT_STARTUP_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
+    pub(super) startup_timeout: u64,
+
+    /// Replace a daemon process that served requests and then had none for this many
+    /// seconds, giving back its memory; 0 never does.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "SECONDS",
+        help_heading = "Timeouts"
+    )]
+    pub(super) inactivity_timeout: u64,
+
+    /// Seconds a daemon process being replaced (recycling, restart, timeouts) gets to
+    /// finish its requests before it is killed.
+    #[arg(long, default_value_t = DEFAULT_GRACEFUL_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
+    pub(super) graceful_timeout: u64,
+
+    /// Replace each daemon process gracefully after it has run this many seconds; 0 never
+    /// does.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "SECONDS",
+        help_heading = "Timeouts"
+    )]
+    pub(super) restart_interval: u64,
+
+    /// Replace a daemon process gracefully once it has used this many seconds of CPU
+    /// time; 0 for no limit.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "SECONDS",
+        help_heading = "Timeouts"
+    )]
+    pub(super) cpu_time_limit: u64,
+
+    /// Replace a daemon process gracefully once its resident memory exceeds this many
+    /// bytes (checked every second); 0 for no limit.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "BYTES",
+        help_heading = "Processes"
+    )]
+    pub(super) memory_limit: u64,
+
+    /// Length of the queue of daemon connections waiting to be accepted by the front end.
+    #[arg(long, alias = "listener-backlog", default_value_t = DEFAULT_DAEMON_BACKLOG, value_name = "NUMBER", help_heading = "Processes")]
+    pub(super) daemon_backlog: u32,
 
     /// Seconds a client may take to send the head of a request before it is dropped.
     #[arg(long, default_value_t = DEFAULT_HEADER_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]

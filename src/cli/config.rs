@@ -63,6 +63,22 @@ pub struct ProcessConfig {
     pub maximum_requests: u64,
     /// How long a request may wait for a free daemon thread.
     pub queue_timeout: Duration,
+    /// How long a request may run in a daemon before it gets 504 and the daemon is
+    /// replaced; `None`: no limit.
+    pub request_timeout: Option<Duration>,
+    /// How long a new daemon may take to load the application.
+    pub startup_timeout: Duration,
+    /// Idle time after which a daemon that served requests is replaced; `None`: never.
+    pub inactivity_timeout: Option<Duration>,
+    /// How long a retiring daemon may take to finish its requests.
+    pub graceful_timeout: Duration,
+    /// Lifetime after which a daemon is replaced; `None`: never.
+    pub restart_interval: Option<Duration>,
+    /// CPU seconds after which a daemon asks to be replaced; 0: no limit.
+    pub cpu_time_limit: u64,
+    /// Resident bytes above which a daemon asks to be replaced; 0: no limit.
+    pub memory_limit: u64,
+    pub daemon_backlog: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -119,6 +135,14 @@ impl Config {
             shutdown_timeout,
             maximum_requests,
             queue_timeout,
+            request_timeout,
+            startup_timeout,
+            inactivity_timeout,
+            graceful_timeout,
+            restart_interval,
+            cpu_time_limit,
+            memory_limit,
+            daemon_backlog,
             header_timeout,
             server_backlog,
             log_to_terminal,
@@ -219,6 +243,17 @@ impl Config {
                 shutdown_timeout: Duration::from_secs(shutdown_timeout),
                 maximum_requests,
                 queue_timeout: Duration::from_secs(queue_timeout),
+                request_timeout: (request_timeout > 0)
+                    .then(|| Duration::from_secs(request_timeout)),
+                startup_timeout: Duration::from_secs(startup_timeout),
+                inactivity_timeout: (inactivity_timeout > 0)
+                    .then(|| Duration::from_secs(inactivity_timeout)),
+                graceful_timeout: Duration::from_secs(graceful_timeout),
+                restart_interval: (restart_interval > 0)
+                    .then(|| Duration::from_secs(restart_interval)),
+                cpu_time_limit,
+                memory_limit,
+                daemon_backlog,
             },
             logs,
             python: python.clone(),

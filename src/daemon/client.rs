@@ -19,7 +19,7 @@ use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
-use super::protocol::{self, Frame, FrameReader, ProtocolError, RequestHead, ResponseHead};
+use super::protocol::{self, Frame, FrameReader, ProtocolError, RequestHead, ResponseHead, Role};
 use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;
 use crate::wsgi::{self, ConnectionInfo, ResponseBody, StreamAborted};
@@ -35,8 +35,9 @@ const RESPONSE_CHANNEL_CHUNKS: usize = 4;
 pub enum PoolEvent {
     /// A daemon process connected its first thread: it has loaded the application.
     Ready { pid: u32 },
-    /// A daemon process asked to be replaced (it reached `--maximum-requests`).
-    Recycle { pid: u32 },
+    /// A daemon process asked to be replaced; the reason completes "daemon process N (pid
+    /// P) ..." (it reached a limit).
+    Recycle { pid: u32, reason: String },
 }
 
 /// One connection from a daemon thread, idle between requests.
@@ -51,6 +52,16 @@ struct DaemonConnection {
 struct InFlight {
     pid: u32,
     description: String,
+    started: Instant,
+    /// Fired to give up on the request (`--request-timeout`); taken when fired.
+    expire: Option<oneshot::Sender<()>>,
+}
+
+/// A request given up on because it ran past `--request-timeout`.
+#[derive(Debug)]
+pub struct Overdue {
+    pub pid: u32,
+    pub description: String,
 }
 
 #[derive(Default)]
@@ -65,6 +76,8 @@ struct PoolState {
     known: HashSet<u32>,
     /// Pids that asked to be replaced.
     recycling: HashSet<u32>,
+    /// When each daemon last got a request; absent until its first.
+    last_request: HashMap<u32, Instant>,
     in_flight: HashMap<u64, InFlight>,
     next_request_id: u64,
     /// Requests a daemon was handling when its connection broke, by pid, until the
@@ -120,6 +133,10 @@ impl DaemonPool {
                 let (reader, writer) = stream.into_split();
                 let mut reader = FrameReader::new(reader);
                 match tokio::time::timeout(HELLO_TIMEOUT, reader.read()).await {
+                    Ok(Ok(Frame::Hello(hello))) if hello.role == Role::Control => {
+                        pool.watch_control(hello.pid, reader).await;
+                        drop(writer);
+                    }
                     Ok(Ok(Frame::Hello(hello))) => {
                         let first = pool.lock().known.insert(hello.pid);
                         if first {
@@ -140,6 +157,46 @@ impl DaemonPool {
                 }
             });
         }
+    }
+
+    /// Reads a daemon's control connection until it closes, passing its requests to be
+    /// replaced on to the supervisor.
+    async fn watch_control(&self, pid: u32, mut reader: FrameReader<OwnedReadHalf>) {
+        while let Ok(frame) = reader.read().await {
+            if let Frame::Recycle(reason) = frame {
+                self.recycle(pid, reason);
+            }
+        }
+    }
+
+    /// Gives up on requests that have run longer than `limit`: their clients get 504.
+    /// Returns them, so the supervisor can replace the processes running them.
+    pub fn expire_overdue(&self, limit: Duration) -> Vec<Overdue> {
+        let mut state = self.lock();
+        let mut overdue = Vec::new();
+        for request in state.in_flight.values_mut() {
+            if request.started.elapsed() >= limit {
+                if let Some(expire) = request.expire.take() {
+                    let _ = expire.send(());
+                    overdue.push(Overdue {
+                        pid: request.pid,
+                        description: request.description.clone(),
+                    });
+                }
+            }
+        }
+        overdue
+    }
+
+    /// Whether `pid` served a request and has been without one for `limit`.
+    pub fn idle_for(&self, pid: u32, limit: Duration) -> bool {
+        let state = self.lock();
+        let busy = state.in_flight.values().any(|request| request.pid == pid);
+        !busy
+            && state
+                .last_request
+                .get(&pid)
+                .is_some_and(|last| last.elapsed() >= limit)
     }
 
     /// Stops sending requests to `pid` and tells its threads to leave as they become idle.
@@ -180,6 +237,7 @@ impl DaemonPool {
         state.retiring.remove(&pid);
         state.known.remove(&pid);
         state.recycling.remove(&pid);
+        state.last_request.remove(&pid);
         state.idle.retain(|connection| connection.pid != pid);
         let mut requests = state.lost.remove(&pid).unwrap_or_default();
         requests.extend(
@@ -233,11 +291,21 @@ impl DaemonPool {
         state.idle.push(connection);
     }
 
-    fn begin(&self, pid: u32, description: String) -> u64 {
+    fn begin(&self, pid: u32, description: String, expire: oneshot::Sender<()>) -> u64 {
         let mut state = self.lock();
         let id = state.next_request_id;
         state.next_request_id += 1;
-        state.in_flight.insert(id, InFlight { pid, description });
+        let now = Instant::now();
+        state.last_request.insert(pid, now);
+        state.in_flight.insert(
+            id,
+            InFlight {
+                pid,
+                description,
+                started: now,
+                expire: Some(expire),
+            },
+        );
         id
     }
 
@@ -259,9 +327,9 @@ impl DaemonPool {
 
     /// Asks the supervisor, once per process, to replace `pid`; until its replacement is
     /// ready it keeps taking requests.
-    fn recycle(&self, pid: u32) {
+    fn recycle(&self, pid: u32, reason: String) {
         if self.lock().recycling.insert(pid) {
-            let _ = self.events.send(PoolEvent::Recycle { pid });
+            let _ = self.events.send(PoolEvent::Recycle { pid, reason });
         }
     }
 
@@ -324,7 +392,8 @@ impl DaemonPool {
                 );
             }
         };
-        let request_id = self.begin(daemon.pid, description.clone());
+        let (expire_tx, mut expire_rx) = oneshot::channel();
+        let request_id = self.begin(daemon.pid, description.clone(), expire_tx);
         let (response_done_tx, response_done_rx) = oneshot::channel();
         let DaemonConnection {
             mut reader,
@@ -350,18 +419,21 @@ impl DaemonPool {
             pid,
             slot,
         };
-        match reader.read().await {
-            Ok(Frame::ResponseFull {
-                head,
-                body,
-                recycle,
-            }) => {
-                finish.complete(reader, recycle);
+        let frame = tokio::select! {
+            frame = reader.read() => frame,
+            Ok(()) = &mut expire_rx => {
+                finish.abandon();
+                return gateway_timeout();
+            }
+        };
+        match frame {
+            Ok(Frame::ResponseFull { head, body }) => {
+                finish.complete(reader);
                 into_response(*head, ResponseBody::Full(vec![body]))
             }
             Ok(Frame::ResponseHead(head)) => {
                 let (chunk_tx, chunk_rx) = mpsc::channel(RESPONSE_CHANNEL_CHUNKS);
-                tokio::spawn(relay_response_body(reader, chunk_tx, finish));
+                tokio::spawn(relay_response_body(reader, chunk_tx, finish, expire_rx));
                 into_response(*head, ResponseBody::Stream(chunk_rx))
             }
             Ok(other) => {
@@ -387,6 +459,13 @@ impl DaemonPool {
             }
         }
     }
+}
+
+fn gateway_timeout() -> wsgi::Response {
+    wsgi::error_response(
+        http::StatusCode::GATEWAY_TIMEOUT,
+        "The application took longer than the request timeout to answer.",
+    )
 }
 
 fn bad_gateway() -> wsgi::Response {
@@ -424,11 +503,8 @@ struct Finish {
 impl Finish {
     /// The response is complete and the connection at a frame boundary: return it to the
     /// pool once the request body's sender has written its end.
-    fn complete(mut self, reader: FrameReader<OwnedReadHalf>, recycle: bool) {
+    fn complete(mut self, reader: FrameReader<OwnedReadHalf>) {
         self.pool.end(self.request_id);
-        if recycle {
-            self.pool.recycle(self.pid);
-        }
         if let Some(done) = self.response_done.take() {
             let _ = done.send(());
         }
@@ -482,9 +558,18 @@ async fn relay_response_body(
     mut reader: FrameReader<OwnedReadHalf>,
     chunk_tx: mpsc::Sender<Result<Bytes, StreamAborted>>,
     finish: Finish,
+    mut expire: oneshot::Receiver<()>,
 ) {
     loop {
-        match reader.read().await {
+        let frame = tokio::select! {
+            frame = reader.read() => frame,
+            Ok(()) = &mut expire => {
+                let _ = chunk_tx.send(Err(StreamAborted)).await;
+                finish.abandon();
+                return;
+            }
+        };
+        match frame {
             Ok(Frame::ResponseChunk(chunk)) => {
                 if chunk_tx.send(Ok(chunk)).await.is_err() {
                     // The client left: closing the connection tells the daemon to stop
@@ -493,13 +578,13 @@ async fn relay_response_body(
                     return;
                 }
             }
-            Ok(Frame::ResponseEnd { recycle }) => {
-                finish.complete(reader, recycle);
+            Ok(Frame::ResponseEnd) => {
+                finish.complete(reader);
                 return;
             }
             Ok(Frame::ResponseAbort) => {
                 let _ = chunk_tx.send(Err(StreamAborted)).await;
-                finish.complete(reader, false);
+                finish.complete(reader);
                 return;
             }
             Ok(other) => {
@@ -537,6 +622,7 @@ async fn pump_request_body(
         let frame = tokio::select! {
             frame = body.frame() => frame,
             _ = &mut response_done => {
+                tokio::spawn(crate::frontend::discard_unread_body(body));
                 protocol::write_frame(&mut writer, &Frame::BodyEnd).await.ok()?;
                 return Some(writer);
             }

@@ -6,7 +6,9 @@
 //!
 //! A connection belongs to one daemon thread's slot and carries one request at a time:
 //! ```text
-//! daemon → front end   Hello                       once, after connecting
+//! daemon → front end   Hello                       once, after connecting; then either
+//!                                                  (role Thread) requests, or
+//! daemon → front end   Recycle*                    (role Control) requests to be replaced
 //! front end → daemon   RequestHead                 has_body says whether body frames follow
 //! front end → daemon   BodyChunk* (BodyEnd | BodyAbort)
 //! daemon → front end   ResponseFull                the whole response in one frame, or
@@ -45,6 +47,16 @@ pub struct Hello {
     pub slot: u32,
     /// Requests this daemon has served so far (0 at start-up).
     pub served: u64,
+    pub role: Role,
+}
+
+/// What a daemon connection is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// One application thread: carries requests, one at a time.
+    Thread,
+    /// The process's own channel: carries `Recycle` at any time.
+    Control,
 }
 
 /// A request head as the daemon needs it to build the environ.
@@ -79,23 +91,20 @@ pub enum Frame {
     BodyEnd,
     /// The client went away before sending the whole body.
     BodyAbort,
-    /// A response whose body is complete (a list or tuple result). `recycle` as in
-    /// `ResponseEnd`.
+    /// A response whose body is complete (a list or tuple result).
     ResponseFull {
         head: Box<ResponseHead>,
         body: Bytes,
-        recycle: bool,
     },
     ResponseHead(Box<ResponseHead>),
     ResponseChunk(Bytes),
-    /// The response is complete. `recycle`: the daemon wants to be replaced (it reached
-    /// `--maximum-requests`); the front end stops sending it requests.
-    ResponseEnd {
-        recycle: bool,
-    },
+    /// The response is complete.
+    ResponseEnd,
     /// The application failed after the head went out; the client's connection must be cut.
     ResponseAbort,
     Stop,
+    /// The daemon asks to be replaced, for the reason given (a limit it reached).
+    Recycle(String),
 }
 
 mod kind {
@@ -110,6 +119,7 @@ mod kind {
     pub(super) const RESPONSE_END: u8 = 9;
     pub(super) const RESPONSE_ABORT: u8 = 10;
     pub(super) const STOP: u8 = 11;
+    pub(super) const RECYCLE: u8 = 12;
 }
 
 impl Frame {
@@ -122,6 +132,10 @@ impl Frame {
                 out.put_u32_le(hello.pid);
                 out.put_u32_le(hello.slot);
                 out.put_u64_le(hello.served);
+                out.put_u8(match hello.role {
+                    Role::Thread => 0,
+                    Role::Control => 1,
+                });
                 kind::HELLO
             }
             Self::RequestHead(head) => {
@@ -134,12 +148,7 @@ impl Frame {
             }
             Self::BodyEnd => kind::BODY_END,
             Self::BodyAbort => kind::BODY_ABORT,
-            Self::ResponseFull {
-                head,
-                body,
-                recycle,
-            } => {
-                out.put_u8(u8::from(*recycle));
+            Self::ResponseFull { head, body } => {
                 encode_response_head(head, out);
                 out.put_slice(body);
                 kind::RESPONSE_FULL
@@ -152,12 +161,13 @@ impl Frame {
                 out.put_slice(chunk);
                 kind::RESPONSE_CHUNK
             }
-            Self::ResponseEnd { recycle } => {
-                out.put_u8(u8::from(*recycle));
-                kind::RESPONSE_END
-            }
+            Self::ResponseEnd => kind::RESPONSE_END,
             Self::ResponseAbort => kind::RESPONSE_ABORT,
             Self::Stop => kind::STOP,
+            Self::Recycle(reason) => {
+                out.put_slice(reason.as_bytes());
+                kind::RECYCLE
+            }
         };
         let length = u32::try_from(out.len() - start - HEADER_LEN).unwrap_or(u32::MAX);
         out[start] = frame_kind;
@@ -180,11 +190,16 @@ impl Frame {
     fn decode(frame_kind: u8, mut payload: Bytes) -> Result<Self, ProtocolError> {
         let frame = match frame_kind {
             kind::HELLO => {
-                need(&payload, 16)?;
+                need(&payload, 17)?;
                 Self::Hello(Hello {
                     pid: payload.get_u32_le(),
                     slot: payload.get_u32_le(),
                     served: payload.get_u64_le(),
+                    role: if payload.get_u8() == 1 {
+                        Role::Control
+                    } else {
+                        Role::Thread
+                    },
                 })
             }
             kind::REQUEST_HEAD => Self::RequestHead(Box::new(decode_request_head(&mut payload)?)),
@@ -192,27 +207,20 @@ impl Frame {
             kind::BODY_END => Self::BodyEnd,
             kind::BODY_ABORT => Self::BodyAbort,
             kind::RESPONSE_FULL => {
-                need(&payload, 1)?;
-                let recycle = payload.get_u8() != 0;
                 let head = decode_response_head(&mut payload)?;
                 Self::ResponseFull {
                     head: Box::new(head),
                     body: payload,
-                    recycle,
                 }
             }
             kind::RESPONSE_HEAD => {
                 Self::ResponseHead(Box::new(decode_response_head(&mut payload)?))
             }
             kind::RESPONSE_CHUNK => Self::ResponseChunk(payload),
-            kind::RESPONSE_END => {
-                need(&payload, 1)?;
-                Self::ResponseEnd {
-                    recycle: payload.get_u8() != 0,
-                }
-            }
+            kind::RESPONSE_END => Self::ResponseEnd,
             kind::RESPONSE_ABORT => Self::ResponseAbort,
             kind::STOP => Self::Stop,
+            kind::RECYCLE => Self::Recycle(String::from_utf8_lossy(&payload).into_owned()),
             _ => return Err(ProtocolError::Malformed("unknown frame kind")),
         };
         Ok(frame)
@@ -510,17 +518,10 @@ mod tests {
         let frame = Frame::ResponseFull {
             head: Box::new(head),
             body: Bytes::from_static(b"hello"),
-            recycle: true,
         };
-        let Frame::ResponseFull {
-            head,
-            body,
-            recycle,
-        } = runtime().block_on(round_trip(&frame))
-        else {
+        let Frame::ResponseFull { head, body } = runtime().block_on(round_trip(&frame)) else {
             panic!("wrong frame kind");
         };
-        assert!(recycle);
         assert_eq!(head.status, 418);
         assert_eq!(head.reason.as_deref(), Some(&b"Short And Stout"[..]));
         assert_eq!(body, "hello");

@@ -18,7 +18,7 @@ use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
-use super::protocol::{self, Frame, FrameReader, Hello, ProtocolError, ResponseHead};
+use super::protocol::{self, Frame, FrameReader, Hello, ProtocolError, ResponseHead, Role};
 use crate::cli::{Config, ExitStatus};
 use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;
@@ -50,7 +50,13 @@ struct Worker {
     served: AtomicU64,
     /// `--maximum-requests`; 0 for never.
     maximum_requests: u64,
+    /// `--cpu-time-limit` in seconds and `--memory-limit` in bytes; 0 for none.
+    cpu_time_limit: u64,
+    memory_limit: u64,
     shutdown: Shutdown,
+    /// Where reasons to be replaced go; the control connection sends them on.
+    recycle_tx: mpsc::UnboundedSender<String>,
+    recycle_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
 
 /// How one connection ended.
@@ -96,6 +102,7 @@ pub fn run(py: Python<'_>, config: &Config, socket: PathBuf) -> ExitStatus {
             return ExitStatus::AppLoadFailed;
         }
     };
+    let (recycle_tx, recycle_rx) = mpsc::unbounded_channel();
     let worker = Arc::new(Worker {
         executor,
         socket,
@@ -103,7 +110,11 @@ pub fn run(py: Python<'_>, config: &Config, socket: PathBuf) -> ExitStatus {
         slot,
         served: AtomicU64::new(0),
         maximum_requests: config.processes.maximum_requests,
+        cpu_time_limit: config.processes.cpu_time_limit,
+        memory_limit: config.processes.memory_limit,
         shutdown: Shutdown::new(),
+        recycle_tx,
+        recycle_rx: std::sync::Mutex::new(Some(recycle_rx)),
     });
     let n_connections = config.processes.n_threads.max(1);
     let shutdown_timeout = config.processes.shutdown_timeout;
@@ -135,6 +146,15 @@ fn serve(worker: Arc<Worker>, n_connections: usize, shutdown_timeout: Duration) 
                 stopper.trigger();
             });
         }
+        // The control connection first: it is how this process asks to be replaced.
+        if let Err(error) = start_control(&worker).await {
+            error_log::log(
+                Level::Error,
+                "ferrule",
+                &format!("cannot connect to the front end's daemon socket: {error}"),
+            );
+            return;
+        }
         let tasks: Vec<_> = (0..n_connections)
             .map(|_| tokio::spawn(connection_loop(Arc::clone(&worker))))
             .collect();
@@ -159,6 +179,95 @@ fn serve(worker: Arc<Worker>, n_connections: usize, shutdown_timeout: Duration) 
     ExitStatus::Success
 }
 
+/// Opens the control connection and starts the watchers of `--cpu-time-limit` and
+/// `--memory-limit`, which ask through it for this process to be replaced.
+async fn start_control(worker: &Arc<Worker>) -> std::io::Result<()> {
+    let mut control = UnixStream::connect(&worker.socket).await?;
+    let hello = Frame::Hello(Hello {
+        pid: worker.pid,
+        slot: worker.slot,
+        served: 0,
+        role: Role::Control,
+    });
+    protocol::write_frame(&mut control, &hello).await?;
+    let limits_tx = worker.recycle_tx.clone();
+    let Some(mut limits_rx) = worker
+        .recycle_rx
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    else {
+        return Ok(());
+    };
+    if worker.cpu_time_limit > 0 {
+        watch_cpu_time(worker.cpu_time_limit, limits_tx.clone())?;
+    }
+    if worker.memory_limit > 0 {
+        let limit = worker.memory_limit;
+        let limits_tx = limits_tx.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                ticks.tick().await;
+                if let Some(rss) = resident_bytes() {
+                    if rss > limit {
+                        let _ = limits_tx.send(format!(
+                            "uses {rss} bytes of memory, more than --memory-limit ({limit})"
+                        ));
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    drop(limits_tx);
+    tokio::spawn(async move {
+        // Kept open for the life of the process: its end tells the front end we are gone.
+        while let Some(reason) = limits_rx.recv().await {
+            if protocol::write_frame(&mut control, &Frame::Recycle(reason))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    Ok(())
+}
+
+/// Sets the CPU time limit; the kernel's SIGXCPU when it is reached becomes a request
+/// to be replaced (by default SIGXCPU would kill the process mid-request).
+fn watch_cpu_time(seconds: u64, limits_tx: mpsc::UnboundedSender<String>) -> std::io::Result<()> {
+    let mut xcpu =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXCPU))?;
+    let limit = libc::rlimit {
+        rlim_cur: seconds,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads a valid rlimit struct; it has no other preconditions.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CPU, &raw const limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    tokio::spawn(async move {
+        if xcpu.recv().await.is_some() {
+            let _ = limits_tx.send(format!(
+                "used {seconds} s of CPU time, its --cpu-time-limit"
+            ));
+        }
+    });
+    Ok(())
+}
+
+/// This process's resident memory, from /proc.
+fn resident_bytes() -> Option<u64> {
+    let statm = fs_err::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page_size).ok()?)
+}
+
 /// Keeps one connection to the front end open, reconnecting when it breaks, until the
 /// front end lets it go or the front end is gone.
 async fn connection_loop(worker: Arc<Worker>) {
@@ -175,6 +284,7 @@ async fn connection_loop(worker: Arc<Worker>) {
             pid: worker.pid,
             slot: worker.slot,
             served: worker.served.load(Ordering::Relaxed),
+            role: Role::Thread,
         });
         if protocol::write_frame(&mut stream, &hello).await.is_err() {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -256,9 +366,14 @@ async fn serve_connection(
         };
         let reply = worker.executor.submit(request);
         let served = worker.served.fetch_add(1, Ordering::Relaxed) + 1;
-        let recycle = worker.maximum_requests > 0 && served >= worker.maximum_requests;
+        if worker.maximum_requests > 0 && served == worker.maximum_requests {
+            let _ = worker.recycle_tx.send(format!(
+                "reached --maximum-requests ({})",
+                worker.maximum_requests
+            ));
+        }
         let written = match reply.await {
-            Ok(response) => write_response(&mut writer, response, recycle).await,
+            Ok(response) => write_response(&mut writer, response).await,
             Err(_) => Err(std::io::Error::other("the executor dropped the request")),
         };
         if let Some(pump) = pump {
@@ -277,7 +392,6 @@ async fn serve_connection(
 async fn write_response(
     writer: &mut OwnedWriteHalf,
     response: wsgi::Response,
-    recycle: bool,
 ) -> std::io::Result<()> {
     let wsgi::Response {
         status,
@@ -306,12 +420,7 @@ async fn write_response(
                         joined.freeze()
                     }
                 };
-                Frame::ResponseFull {
-                    head,
-                    body,
-                    recycle,
-                }
-                .encode(&mut out);
+                Frame::ResponseFull { head, body }.encode(&mut out);
                 return writer.write_all(&out).await;
             }
             protocol::write_frame(writer, &Frame::ResponseHead(head)).await?;
@@ -346,7 +455,7 @@ async fn write_response(
             }
         }
     }
-    protocol::write_frame(writer, &Frame::ResponseEnd { recycle }).await
+    protocol::write_frame(writer, &Frame::ResponseEnd).await
 }
 
 async fn send_file(

@@ -10,6 +10,8 @@ mod dispatch;
 mod request_body;
 mod sendfile;
 
+pub(crate) use request_body::discard_unread_body;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -6,25 +6,64 @@
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 
 use crate::wsgi::{BodyReadError, BodySource};
 
+/// Most unread request body bytes read and thrown away to keep a connection alive.
+const DISCARD_LIMIT: u64 = 16 * 1024 * 1024;
+/// Longest time spent doing so.
+const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(super) struct HyperRequestBody {
-    body: Incoming,
+    body: Option<Incoming>,
     runtime: tokio::runtime::Handle,
 }
 
 impl HyperRequestBody {
     pub(super) fn new(body: Incoming, runtime: tokio::runtime::Handle) -> Self {
-        Self { body, runtime }
+        Self {
+            body: Some(body),
+            runtime,
+        }
     }
+}
+
+impl Drop for HyperRequestBody {
+    fn drop(&mut self) {
+        if let Some(body) = self.body.take() {
+            if !body.is_end_stream() {
+                self.runtime.spawn(discard_unread_body(body));
+            }
+        }
+    }
+}
+
+/// Reads and drops what the application left of a request body, as Apache does, so that
+/// the client can finish sending it and reuse the connection (hyper closes a connection
+/// whose request body was dropped half read). Gives up past a size and time limit.
+pub(crate) async fn discard_unread_body(mut body: Incoming) {
+    let mut discarded = 0_u64;
+    let _ = tokio::time::timeout(DISCARD_TIMEOUT, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                discarded += data.len() as u64;
+                if discarded > DISCARD_LIMIT {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 impl BodySource for HyperRequestBody {
     fn read_chunk(&mut self) -> Result<Option<Bytes>, BodyReadError> {
+        let Some(body) = self.body.as_mut() else {
+            return Ok(None);
+        };
         loop {
-            match self.runtime.block_on(self.body.frame()) {
+            match self.runtime.block_on(body.frame()) {
                 None => return Ok(None),
                 Some(Ok(frame)) => {
                     // Trailers carry no body bytes; skip them and empty frames.

@@ -54,9 +54,27 @@ pub(super) fn banner(config: &Config) -> String {
         ),
     ));
     if config.processes.mode == OperatingMode::Daemon {
+        let processes = &config.processes;
+        lines.push((
+            "Request Timeout",
+            format!(
+                "{} (seconds)",
+                processes
+                    .request_timeout
+                    .map_or(0, |timeout| timeout.as_secs())
+            ),
+        ));
+        lines.push((
+            "Startup Timeout",
+            format!("{} (seconds)", processes.startup_timeout.as_secs()),
+        ));
+        lines.push((
+            "Queue Backlog",
+            format!("{} (connections)", processes.daemon_backlog),
+        ));
         lines.push((
             "Queue Timeout",
-            format!("{} (seconds)", config.processes.queue_timeout.as_secs()),
+            format!("{} (seconds)", processes.queue_timeout.as_secs()),
         ));
     }
     lines.push((

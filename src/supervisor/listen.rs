@@ -57,9 +57,10 @@ fn bind_one(address: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
 }
 
 /// Binds the daemon socket `daemon-<supervisor pid>.sock` in the server root, replacing a
-/// stale file of that name.
+/// stale file of that name, with `backlog` (`--daemon-backlog`).
 pub(super) fn bind_daemon_socket(
     server_root: &Path,
+    backlog: u32,
 ) -> Result<(std::os::unix::net::UnixListener, PathBuf), String> {
     let path = server_root.join(format!("daemon-{}.sock", std::process::id()));
     if path.as_os_str().len() > MAX_SOCKET_PATH {
@@ -69,16 +70,21 @@ pub(super) fn bind_daemon_socket(
         ));
     }
     let _ = std::fs::remove_file(&path);
-    let listener = std::os::unix::net::UnixListener::bind(&path).map_err(|error| {
+    let cannot = |error: std::io::Error| {
         format!(
             "cannot create the daemon socket '{}': {error}",
             path.display()
         )
-    })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|error| format!("cannot set up the daemon socket: {error}"))?;
-    Ok((listener, path))
+    };
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(cannot)?;
+    socket
+        .bind(&socket2::SockAddr::unix(&path).map_err(cannot)?)
+        .map_err(cannot)?;
+    socket
+        .listen(i32::try_from(backlog).unwrap_or(i32::MAX))
+        .map_err(cannot)?;
+    socket.set_nonblocking(true).map_err(cannot)?;
+    Ok((std::os::fd::OwnedFd::from(socket).into(), path))
 }
 
 pub(super) fn clear_close_on_exec(fd: RawFd) {

@@ -12,7 +12,7 @@
 mod banner;
 mod listen;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -56,8 +56,12 @@ enum Event {
     Respawn { slot: usize },
     /// A daemon process connected: its application is loaded.
     DaemonReady { pid: u32 },
-    /// A daemon process asked to be replaced.
-    DaemonRecycle { pid: u32 },
+    /// A daemon process asked to be replaced; `reason` completes its log line.
+    DaemonRecycle { pid: u32, reason: String },
+    /// A daemon process's `--startup-timeout` is up; kill it if it is not ready.
+    StartupDeadline { pid: u32 },
+    /// A daemon process has run for `--restart-interval`.
+    RestartDue { pid: u32 },
     /// A retired process had its grace period; kill it if it is still there.
     RetireDeadline { pid: u32 },
     /// The in-process front end stopped serving (daemon mode).
@@ -81,7 +85,10 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         }
     };
     let daemon_socket = if config.processes.mode == OperatingMode::Daemon {
-        match listen::bind_daemon_socket(&config.server.server_root) {
+        match listen::bind_daemon_socket(
+            &config.server.server_root,
+            config.processes.daemon_backlog,
+        ) {
             Ok(bound) => Some(bound),
             Err(message) => {
                 crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
@@ -120,6 +127,7 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         daemon: None,
         replacing: HashMap::new(),
         recycle_queue: VecDeque::new(),
+        ready: HashSet::new(),
         ever_ready: false,
     };
     let status = runtime.block_on(supervisor.run(listener, daemon_socket));
@@ -177,8 +185,10 @@ struct Supervisor<'a> {
     /// Daemon mode: a new process (key) that takes over from an old one (value) once it
     /// is ready.
     replacing: HashMap<u32, u32>,
-    /// Daemon processes waiting their turn to be recycled, one at a time.
-    recycle_queue: VecDeque<u32>,
+    /// Daemon processes waiting their turn to be recycled, one at a time, with why.
+    recycle_queue: VecDeque<(u32, String)>,
+    /// Daemon processes that have loaded the application.
+    ready: HashSet<u32>,
     /// Some daemon process loaded the application: later load failures are retried
     /// instead of stopping the server.
     ever_ready: bool,
@@ -221,6 +231,8 @@ impl Supervisor<'_> {
             }
         }
         let mut kill_timer = std::pin::pin!(tokio::time::sleep(Duration::MAX / 4));
+        let mut ticks = tokio::time::interval(self.tick_interval());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if self.stopping.is_some() && self.pids.is_empty() && self.frontend_finished() {
                 return self.exit_status;
@@ -230,6 +242,10 @@ impl Supervisor<'_> {
                     Some(event) => event,
                     None => return ExitStatus::InternalError,
                 },
+                _ = ticks.tick(), if self.daemon.is_some() => {
+                    self.check_daemons(&event_tx);
+                    continue;
+                }
                 () = &mut kill_timer, if self.stopping.is_some() => {
                     self.kill_all(libc::SIGKILL);
                     if let Some(daemon) = &mut self.daemon {
@@ -260,9 +276,32 @@ impl Supervisor<'_> {
                     }
                 }
                 Event::DaemonReady { pid } => self.on_ready(pid, &event_tx),
-                Event::DaemonRecycle { pid } => {
-                    self.recycle_queue.push_back(pid);
-                    self.recycle_next(&event_tx);
+                Event::DaemonRecycle { pid, reason } => self.queue_recycle(pid, reason, &event_tx),
+                Event::StartupDeadline { pid } => {
+                    if self.pids.contains_key(&pid) && !self.ready.contains(&pid) {
+                        let slot = self.pids[&pid].0;
+                        error_log::log(
+                            Level::Error,
+                            "ferrule",
+                            &format!(
+                                "daemon process {slot} (pid {pid}) did not load the application within --startup-timeout ({} s); killing it",
+                                self.config.processes.startup_timeout.as_secs()
+                            ),
+                        );
+                        send_signal(pid, libc::SIGKILL);
+                    }
+                }
+                Event::RestartDue { pid } => {
+                    let seconds = self
+                        .config
+                        .processes
+                        .restart_interval
+                        .map_or(0, |interval| interval.as_secs());
+                    self.queue_recycle(
+                        pid,
+                        format!("has run for --restart-interval ({seconds} s)"),
+                        &event_tx,
+                    );
                 }
                 Event::RetireDeadline { pid } => {
                     if let Some((slot, _)) = self.pids.get(&pid) {
@@ -270,7 +309,8 @@ impl Supervisor<'_> {
                             Level::Warn,
                             "ferrule",
                             &format!(
-                                "daemon process {slot} (pid {pid}) did not finish its requests within --shutdown-timeout; killing it"
+                                "daemon process {slot} (pid {pid}) did not finish its requests within --graceful-timeout ({} s); killing it",
+                                self.config.processes.graceful_timeout.as_secs()
                             ),
                         );
                         send_signal(pid, libc::SIGKILL);
@@ -309,7 +349,7 @@ impl Supervisor<'_> {
             while let Some(event) = pool_rx.recv().await {
                 let event = match event {
                     PoolEvent::Ready { pid } => Event::DaemonReady { pid },
-                    PoolEvent::Recycle { pid } => Event::DaemonRecycle { pid },
+                    PoolEvent::Recycle { pid, reason } => Event::DaemonRecycle { pid, reason },
                 };
                 if forward_tx.send(event).is_err() {
                     break;
@@ -386,6 +426,13 @@ impl Supervisor<'_> {
         };
         self.slots[slot] = Some(pid);
         self.pids.insert(pid, (slot, Instant::now()));
+        if self.daemon.is_some() {
+            schedule(
+                event_tx,
+                self.config.processes.startup_timeout,
+                Event::StartupDeadline { pid },
+            );
+        }
         let event_tx = event_tx.clone();
         tokio::spawn(async move {
             if let Ok(status) = child.wait().await {
@@ -417,12 +464,13 @@ impl Supervisor<'_> {
             .as_ref()
             .map(|daemon| daemon.pool.forget(pid))
             .unwrap_or_default();
+        self.ready.remove(&pid);
         let kind = self.kind();
         let was_current = self.slots[slot] == Some(pid);
         if was_current {
             self.slots[slot] = None;
         }
-        self.recycle_queue.retain(|&queued| queued != pid);
+        self.recycle_queue.retain(|(queued, _)| *queued != pid);
         // A replacement that died before it was ready: the old process keeps serving.
         let replaced_old = self.replacing.remove(&pid);
         if let Some(old) = replaced_old {
@@ -508,6 +556,10 @@ impl Supervisor<'_> {
     /// A daemon process connected. If it replaces an old one, the old one now retires.
     fn on_ready(&mut self, pid: u32, event_tx: &mpsc::UnboundedSender<Event>) {
         self.ever_ready = true;
+        self.ready.insert(pid);
+        if let Some(interval) = self.config.processes.restart_interval {
+            schedule(event_tx, interval, Event::RestartDue { pid });
+        }
         let Some(old) = self.replacing.remove(&pid) else {
             return;
         };
@@ -521,7 +573,7 @@ impl Supervisor<'_> {
             daemon.pool.retire(pid);
             schedule(
                 event_tx,
-                self.config.processes.shutdown_timeout + KILL_GRACE,
+                self.config.processes.graceful_timeout,
                 Event::RetireDeadline { pid },
             );
         }
@@ -533,7 +585,7 @@ impl Supervisor<'_> {
         if self.stopping.is_some() || !self.replacing.is_empty() {
             return;
         }
-        while let Some(old) = self.recycle_queue.pop_front() {
+        while let Some((old, reason)) = self.recycle_queue.pop_front() {
             let Some(&(slot, _)) = self.pids.get(&old) else {
                 continue;
             };
@@ -543,13 +595,81 @@ impl Supervisor<'_> {
             error_log::log(
                 Level::Info,
                 "ferrule",
-                &format!(
-                    "daemon process {slot} (pid {old}) reached --maximum-requests ({}); replacing it",
-                    self.config.processes.maximum_requests
-                ),
+                &format!("daemon process {slot} (pid {old}) {reason}; replacing it"),
             );
             self.replace(slot, event_tx);
             return;
+        }
+    }
+
+    fn queue_recycle(&mut self, pid: u32, reason: String, event_tx: &mpsc::UnboundedSender<Event>) {
+        if !self.recycle_queue.iter().any(|(queued, _)| *queued == pid) {
+            self.recycle_queue.push_back((pid, reason));
+        }
+        self.recycle_next(event_tx);
+    }
+
+    /// How often [`Self::check_daemons`] runs: often enough for the shortest timeout.
+    fn tick_interval(&self) -> Duration {
+        let processes = &self.config.processes;
+        [processes.request_timeout, processes.inactivity_timeout]
+            .into_iter()
+            .flatten()
+            .map(|timeout| timeout / 4)
+            .fold(Duration::from_secs(1), Duration::min)
+            .max(Duration::from_millis(50))
+    }
+
+    /// Enforces `--request-timeout` (504 for the request, the process replaced at once)
+    /// and `--inactivity-timeout` (an idle process replaced in its turn).
+    fn check_daemons(&mut self, event_tx: &mpsc::UnboundedSender<Event>) {
+        let Some(daemon) = &self.daemon else {
+            return;
+        };
+        if self.stopping.is_some() {
+            return;
+        }
+        let pool = Arc::clone(&daemon.pool);
+        if let Some(limit) = self.config.processes.request_timeout {
+            let mut replaced = HashSet::new();
+            for overdue in pool.expire_overdue(limit) {
+                let Some(&(slot, _)) = self.pids.get(&overdue.pid) else {
+                    continue;
+                };
+                error_log::log(
+                    Level::Error,
+                    "ferrule",
+                    &format!(
+                        "daemon process {slot} (pid {}) ran {} for longer than --request-timeout ({} s); answered 504 and replacing the process",
+                        overdue.pid,
+                        overdue.description,
+                        limit.as_secs()
+                    ),
+                );
+                let current = self.slots[slot] == Some(overdue.pid);
+                if current && replaced.insert(overdue.pid) {
+                    self.replace(slot, event_tx);
+                }
+            }
+        }
+        if let Some(limit) = self.config.processes.inactivity_timeout {
+            let idle: Vec<u32> = self
+                .slots
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|pid| self.ready.contains(pid) && pool.idle_for(*pid, limit))
+                .collect();
+            for pid in idle {
+                self.queue_recycle(
+                    pid,
+                    format!(
+                        "had no request for --inactivity-timeout ({} s)",
+                        limit.as_secs()
+                    ),
+                    event_tx,
+                );
+            }
         }
     }
 

@@ -14,6 +14,8 @@ import signal
 import time
 from urllib.parse import parse_qs
 
+HOARD = []
+
 
 def reply(start_response, **fields):
     body = json.dumps({"pid": os.getpid(), **fields}).encode()
@@ -31,6 +33,14 @@ def application(environ, start_response):
     elif path == "/signal":
         os.kill(os.getpid(), getattr(signal, query.get("name", "SIGSEGV")))
         time.sleep(5)
+    elif path == "/burn":
+        until = time.process_time() + float(query.get("seconds", "1"))
+        while time.process_time() < until:
+            pass
+    elif path == "/hog":
+        HOARD.append(bytearray(int(query.get("mb", "100")) * 1024 * 1024))
+        for block in HOARD:
+            block[::4096] = b"x" * len(block[::4096])  # touch every page: make it resident
     elif path == "/exit":
         os._exit(1)
     elif path == "/echo-length":

@@ -5,7 +5,7 @@
 //! The supervisor starts these processes as `python -m ferrule start-server ARGS` with
 //! [`LISTENER_FD_ENV`] set; parsing the same arguments gives the same [`Config`].
 
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -15,7 +15,7 @@ use crate::frontend::{self, FrontendConfig};
 use crate::logs::access_log::AccessLog;
 use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;
-use crate::wsgi::{AppSpec, Executor, ProcessFacts};
+use crate::wsgi::{AppSpec, Executor, ProcessFacts, StandardStreams};
 
 /// Names the inherited listening socket's descriptor in a server process's environment.
 pub const LISTENER_FD_ENV: &str = "FERRULE_LISTENER_FD";
@@ -27,36 +27,72 @@ pub fn inherited_listener() -> Option<RawFd> {
 
 /// Runs this process as an embedded-mode server process until SIGTERM.
 pub fn run(py: Python<'_>, config: &Config, listener_fd: RawFd) -> ExitStatus {
-    // SAFETY: setting a signal disposition has no memory-safety preconditions. Ctrl-C in
-    // a terminal reaches the whole process group; the supervisor decides how to stop.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    match start_executor(py, config) {
+        Ok(executor) => py.detach(|| serve(config, listener_fd, Arc::new(executor))),
+        Err(status) => status,
     }
-    crate::supervisor::open_error_log(config);
-    if let Err(error) = std::env::set_current_dir(&config.application.working_directory) {
+}
+
+/// `--debug-mode`: this process binds the listener and runs the application itself, on
+/// one thread, keeping the terminal for pdb. Ctrl-C or SIGTERM stops it.
+pub fn run_in_foreground(py: Python<'_>, config: &Config) -> ExitStatus {
+    let listener = match crate::supervisor::prepare_foreground(config) {
+        Ok(listener) => listener,
+        Err(status) => return status,
+    };
+    let Ok(executor) = start_executor(py, config) else {
+        crate::logs::write_terminal(
+            "ferrule: error: the WSGI application failed to load; see above\n",
+        );
+        return ExitStatus::AppLoadFailed;
+    };
+    let listener_fd = listener.into_raw_fd();
+    py.detach(|| serve(config, listener_fd, Arc::new(executor)))
+}
+
+/// What every process that runs the application does first, in either mode: leave
+/// Ctrl-C to the supervisor, open the error log, move to the home directory, load the
+/// application and start its threads.
+pub(crate) fn start_executor(py: Python<'_>, config: &Config) -> Result<Executor, ExitStatus> {
+    let debug = config.processes.mode == OperatingMode::Debug;
+    if !debug {
+        // SAFETY: setting a signal disposition has no memory-safety preconditions. Ctrl-C
+        // in a terminal reaches the whole process group; the supervisor decides how to stop.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+        }
+        crate::supervisor::open_error_log(config);
+    }
+    let application = &config.application;
+    let launch_directory = std::env::current_dir().ok();
+    if let Err(error) = std::env::set_current_dir(&application.working_directory) {
         error_log::log(
             Level::Error,
             "ferrule",
             &format!(
                 "cannot change to --working-directory '{}': {error}",
-                config.application.working_directory.display()
+                application.working_directory.display()
             ),
         );
-        return ExitStatus::AppLoadFailed;
+        return Err(ExitStatus::AppLoadFailed);
     }
     let spec = AppSpec {
-        script: config.application.script.clone(),
-        callable_object: config.application.callable_object.clone(),
-        python_paths: config.application.python_paths.clone(),
+        script: application.script.clone(),
+        callable_object: application.callable_object.clone(),
+        home: application.working_directory.clone(),
+        launch_directory,
+        python_home_site: application.python_home_site.clone(),
+        python_paths: application.python_paths.clone(),
     };
-    let executor = match Executor::start(py, &spec, process_facts(config)) {
-        Ok(executor) => Arc::new(executor),
-        Err(error) => {
-            error_log::log(Level::Error, "wsgi", &error.to_string());
-            return ExitStatus::AppLoadFailed;
-        }
+    let streams = if debug {
+        StandardStreams::Terminal
+    } else {
+        StandardStreams::ErrorLog
     };
-    py.detach(|| serve(config, listener_fd, executor))
+    Executor::start(py, &spec, process_facts(config), streams).map_err(|error| {
+        error_log::log(Level::Error, "wsgi", &error.to_string());
+        ExitStatus::AppLoadFailed
+    })
 }
 
 fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitStatus {
@@ -92,9 +128,22 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
         let shutdown = Shutdown::new();
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut interrupt = (config.processes.mode == OperatingMode::Debug)
+            .then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()))
+            .transpose()?;
         let stopper = shutdown.clone();
         tokio::spawn(async move {
-            terminate.recv().await;
+            match &mut interrupt {
+                Some(interrupt) => {
+                    tokio::select! {
+                        _ = terminate.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                None => {
+                    terminate.recv().await;
+                }
+            }
             stopper.trigger();
         });
         frontend::serve(
@@ -135,7 +184,7 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
 pub(crate) fn process_facts(config: &Config) -> ProcessFacts {
     // mod_wsgi-express names its daemon process group after the host and port.
     let process_group = match config.processes.mode {
-        OperatingMode::Embedded => String::new(),
+        OperatingMode::Embedded | OperatingMode::Debug => String::new(),
         OperatingMode::Daemon => format!(
             "{}:{}",
             config.server.host.as_deref().unwrap_or("localhost"),

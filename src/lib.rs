@@ -46,7 +46,9 @@ fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         Ok(config) => config,
         Err(status) => return Ok(status as i32),
     };
-    let status = if let Some(listener_fd) = embedded::inherited_listener() {
+    let status = if config.processes.mode == cli::OperatingMode::Debug {
+        embedded::run_in_foreground(py, &config)
+    } else if let Some(listener_fd) = embedded::inherited_listener() {
         embedded::run(py, &config, listener_fd)
     } else if let Some(socket) = daemon::worker::daemon_socket() {
         daemon::worker::run(py, &config, socket)

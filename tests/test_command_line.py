@@ -177,7 +177,7 @@ def test_help_lists_every_mod_wsgi_express_option():
         ["--server-metrics"],
         ["--url-alias", "/static", "/tmp"],
         ["--setenv", "NAME", "value"],
-        ["--debug-mode"],
+        ["--enable-debugger"],
     ],
 )
 def test_options_not_built_yet_are_refused_by_name(arguments):

@@ -84,14 +84,29 @@ pub(super) struct StartServerArgs {
     #[arg(long, help_heading = "Processes")]
     pub(super) embedded_mode: bool,
 
+    /// Run one process with one thread in the foreground, attached to the terminal, so that
+    /// `import pdb; pdb.set_trace()` in the application stops at a prompt. Ctrl-C stops it.
+    #[arg(long, help_heading = "Debugging and monitoring")]
+    pub(super) debug_mode: bool,
+
     /// Name of the WSGI callable defined by the script.
     #[arg(long, default_value = DEFAULT_CALLABLE_OBJECT, value_name = "NAME", help_heading = "Application")]
     pub(super) callable_object: String,
 
-    /// Directory the application runs in; also searched for modules. Defaults to the
-    /// current directory.
-    #[arg(long, value_name = "DIRECTORY-PATH", help_heading = "Application")]
+    /// Directory the application runs in; searched for modules first (by its real path).
+    /// Defaults to the current directory. `--home` is another name for it.
+    #[arg(
+        long,
+        visible_alias = "home",
+        value_name = "DIRECTORY-PATH",
+        help_heading = "Application"
+    )]
     pub(super) working_directory: Option<PathBuf>,
+
+    /// A virtualenv (or Python installation) of the same Python version whose packages the
+    /// application imports, searched before those of the Python that runs ferrule.
+    #[arg(long, value_name = "DIRECTORY-PATH", help_heading = "Application")]
+    pub(super) python_home: Option<PathBuf>,
 
     /// Directory to add to the module search path (sys.path); .pth files in it are read.
     /// May be given more than once.

@@ -39,8 +39,11 @@ pub struct ApplicationConfig {
     /// The WSGI script file, absolute.
     pub script: PathBuf,
     pub callable_object: String,
-    /// Absolute; the processes `chdir` here before loading the application.
+    /// The home directory: absolute and with symbolic links resolved; the processes
+    /// `chdir` here and search it for modules first.
     pub working_directory: PathBuf,
+    /// `--python-home`'s site-packages directory.
+    pub python_home_site: Option<PathBuf>,
     pub python_paths: Vec<PathBuf>,
 }
 
@@ -51,6 +54,8 @@ pub enum OperatingMode {
     Embedded,
     /// The application runs in daemon processes behind the supervisor's front end.
     Daemon,
+    /// One process, one thread, in the foreground with the terminal attached (`--debug-mode`).
+    Debug,
 }
 
 #[derive(Clone, Debug)]
@@ -110,6 +115,10 @@ pub enum ConfigError {
         "option {option} is not supported yet by ferrule\nhint: remove it, or use mod_wsgi-express until ferrule builds it"
     )]
     NotSupportedYet { option: String },
+    #[error(
+        "--python-home '{path}' is not a Python {version} installation or virtualenv (it has no lib/python{version}/site-packages)"
+    )]
+    NotAPythonHome { path: PathBuf, version: String },
     #[error("cannot determine the current directory: {source}")]
     NoCurrentDirectory { source: std::io::Error },
 }
@@ -128,9 +137,11 @@ impl Config {
             processes,
             threads,
             embedded_mode,
+            debug_mode,
             callable_object,
             working_directory,
             python_paths,
+            python_home,
             server_root,
             shutdown_timeout,
             maximum_requests,
@@ -181,18 +192,27 @@ impl Config {
         let working_directory =
             working_directory.map_or_else(|| current_directory.clone(), |path| absolute(&path));
         require_directory(&mut problems, "working-directory", &working_directory);
+        // The real path, so that sys.path names the directory itself (mod_wsgi 4.3.0).
+        let working_directory =
+            fs_err::canonicalize(&working_directory).unwrap_or(working_directory);
         let python_paths: Vec<PathBuf> = python_paths.iter().map(|path| absolute(path)).collect();
         for path in &python_paths {
             require_directory(&mut problems, "python-path", path);
         }
-        // As mod_wsgi-express does, the working directory is searched for modules first.
-        let python_paths: Vec<PathBuf> = std::iter::once(working_directory.clone())
-            .chain(
-                python_paths
-                    .into_iter()
-                    .filter(|path| *path != working_directory),
-            )
-            .collect();
+        let python_home_site = python_home.map(|home| {
+            let home = absolute(&home);
+            let site_packages = home
+                .join("lib")
+                .join(format!("python{}", python.major_minor()))
+                .join("site-packages");
+            if !site_packages.is_dir() {
+                problems.push(ConfigError::NotAPythonHome {
+                    path: home,
+                    version: python.major_minor(),
+                });
+            }
+            site_packages
+        });
 
         // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
@@ -204,7 +224,14 @@ impl Config {
             |path| absolute(&path),
         );
         let level = log_level.parse::<Level>().unwrap_or(Level::Warn);
-        let n_processes = processes.map_or(1, |count| count as usize);
+        let n_processes = if debug_mode {
+            1
+        } else {
+            processes.map_or(1, |count| count as usize)
+        };
+        let threads = if debug_mode { 1 } else { threads };
+        // Debug mode keeps the terminal: the error log goes there too.
+        let log_to_terminal = log_to_terminal || debug_mode;
 
         if !problems.is_empty() {
             return Err(problems);
@@ -230,10 +257,13 @@ impl Config {
                 script,
                 callable_object,
                 working_directory,
+                python_home_site,
                 python_paths,
             },
             processes: ProcessConfig {
-                mode: if embedded_mode {
+                mode: if debug_mode {
+                    OperatingMode::Debug
+                } else if embedded_mode {
                     OperatingMode::Embedded
                 } else {
                     OperatingMode::Daemon

@@ -39,6 +39,17 @@ pub struct PythonRuntime {
     pub version: String,
 }
 
+impl PythonRuntime {
+    /// "3.11" for Python 3.11.7.
+    pub fn major_minor(&self) -> String {
+        self.version
+            .split('.')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
 /// Parses `argv` (without the program name). On `--help`, `--version` or errors, prints
 /// what the user needs and returns the exit status instead.
 pub fn parse(argv: Vec<String>, python: &PythonRuntime) -> Result<Config, ExitStatus> {

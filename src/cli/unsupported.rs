@@ -864,13 +864,6 @@ const UNSUPPORTED: &[Unsupported] = &[
         "Serve the mod_wsgi documentation.",
     ),
     option(
-        "debug-mode",
-        Flag,
-        DEBUGGING,
-        "",
-        "One process, one thread, in the foreground and attached to the terminal, for pdb.",
-    ),
-    option(
         "enable-debugger",
         Flag,
         DEBUGGING,

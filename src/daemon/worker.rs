@@ -22,7 +22,7 @@ use super::protocol::{self, Frame, FrameReader, Hello, ProtocolError, ResponseHe
 use crate::cli::{Config, ExitStatus};
 use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;
-use crate::wsgi::{self, AppSpec, BodyReadError, BodySource, Executor, ResponseBody};
+use crate::wsgi::{self, BodyReadError, BodySource, Executor, ResponseBody};
 
 /// Names the front end's daemon socket in a daemon process's environment.
 pub const DAEMON_SOCKET_ENV: &str = "FERRULE_DAEMON_SOCKET";
@@ -69,38 +69,13 @@ enum Ended {
 
 /// Runs this process as a daemon process until the front end lets it go or SIGTERM.
 pub fn run(py: Python<'_>, config: &Config, socket: PathBuf) -> ExitStatus {
-    // SAFETY: setting a signal disposition has no memory-safety preconditions. Ctrl-C in
-    // a terminal reaches the whole process group; the supervisor decides how to stop.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-    }
-    crate::supervisor::open_error_log(config);
     let slot: u32 = std::env::var(PROCESS_INDEX_ENV)
         .ok()
         .and_then(|index| index.parse().ok())
         .unwrap_or(0);
-    if let Err(error) = std::env::set_current_dir(&config.application.working_directory) {
-        error_log::log(
-            Level::Error,
-            "ferrule",
-            &format!(
-                "cannot change to --working-directory '{}': {error}",
-                config.application.working_directory.display()
-            ),
-        );
-        return ExitStatus::AppLoadFailed;
-    }
-    let spec = AppSpec {
-        script: config.application.script.clone(),
-        callable_object: config.application.callable_object.clone(),
-        python_paths: config.application.python_paths.clone(),
-    };
-    let executor = match Executor::start(py, &spec, crate::embedded::process_facts(config)) {
+    let executor = match crate::embedded::start_executor(py, config) {
         Ok(executor) => executor,
-        Err(error) => {
-            error_log::log(Level::Error, "wsgi", &error.to_string());
-            return ExitStatus::AppLoadFailed;
-        }
+        Err(status) => return status,
     };
     let (recycle_tx, recycle_rx) = mpsc::unbounded_channel();
     let worker = Arc::new(Worker {

@@ -41,6 +41,7 @@ pub(super) fn banner(config: &Config) -> String {
     let mode = match config.processes.mode {
         OperatingMode::Embedded => "embedded",
         OperatingMode::Daemon => "daemon",
+        OperatingMode::Debug => "debug",
     };
     lines.push(("Operating Mode", mode.to_owned()));
     lines.push((

@@ -138,6 +138,25 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     status
 }
 
+/// `--debug-mode`: what the supervisor does before serving, for a process that then
+/// serves the application itself: the server root, the error log, the listener, the
+/// banner.
+pub fn prepare_foreground(config: &Config) -> Result<socket2::Socket, ExitStatus> {
+    if let Err(error) = fs_err::create_dir_all(&config.server.server_root) {
+        crate::logs::write_terminal(&format!(
+            "ferrule: error: cannot create the --server-root directory: {error}\n"
+        ));
+        return Err(ExitStatus::Failure);
+    }
+    open_error_log(config);
+    let listener = listen::bind(config).map_err(|message| {
+        crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+        ExitStatus::Failure
+    })?;
+    write_stdout(&banner::banner(config));
+    Ok(listener)
+}
+
 /// Opens this process's error log: the terminal, or `error_log` in the server root.
 pub fn open_error_log(config: &Config) {
     let destination = if config.logs.log_to_terminal {

@@ -20,13 +20,21 @@ pub struct AppSpec {
     pub script: PathBuf,
     /// The name of the WSGI callable inside the script (`--callable-object`).
     pub callable_object: String,
+    /// The home directory (`--working-directory`/`--home`), real path: first on
+    /// `sys.path`, in place of the '' that would follow the current directory.
+    pub home: PathBuf,
+    /// Where the process started; `python -m` put it on `sys.path`, where it has no
+    /// business (the application's modules are found through the home directory).
+    pub launch_directory: Option<PathBuf>,
+    /// The site-packages of `--python-home`, searched right after the home directory.
+    pub python_home_site: Option<PathBuf>,
     /// Directories added to `sys.path` before the script runs (`--python-path`).
     pub python_paths: Vec<PathBuf>,
 }
 
 /// Runs the script and returns its WSGI callable.
 pub fn load_application(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, AppLoadError> {
-    add_python_paths(py, &spec.python_paths).map_err(|error| AppLoadError::Interpreter {
+    set_up_sys_path(py, spec).map_err(|error| AppLoadError::Interpreter {
         traceback: format_exception(py, &error),
     })?;
     let source = fs_err::read(&spec.script).map_err(|source| AppLoadError::ScriptUnreadable {
@@ -46,12 +54,32 @@ pub fn load_application(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, App
     }
 }
 
-fn add_python_paths(py: Python<'_>, python_paths: &[PathBuf]) -> PyResult<()> {
-    if python_paths.is_empty() {
-        return Ok(());
-    }
+/// `sys.path` as mod_wsgi's daemon processes have it since 4.3.0: the home directory's
+/// real path first (never '', which would follow later `os.chdir` calls), then
+/// `--python-home`'s packages, then the rest, then `--python-path` entries (with their
+/// `.pth` files read).
+fn set_up_sys_path(py: Python<'_>, spec: &AppSpec) -> PyResult<()> {
+    let sys_path = py.import("sys")?.getattr("path")?;
+    let home = spec.home.to_string_lossy();
+    let mut entries: Vec<String> = sys_path.extract()?;
+    let launch = spec
+        .launch_directory
+        .as_ref()
+        .map(|directory| directory.to_string_lossy().into_owned());
+    entries.retain(|entry| !entry.is_empty() && *entry != home && Some(entry) != launch.as_ref());
+    entries.insert(0, home.clone().into_owned());
     let site = py.import("site")?;
-    for directory in python_paths {
+    if let Some(site_packages) = &spec.python_home_site {
+        let site_packages = site_packages.to_string_lossy().into_owned();
+        entries.retain(|entry| *entry != site_packages);
+        entries.insert(1, site_packages.clone());
+        sys_path.call_method1("__setitem__", (pyo3::types::PySlice::full(py), entries))?;
+        // Reads its .pth files; the directory itself is already in place.
+        site.call_method1("addsitedir", (site_packages,))?;
+    } else {
+        sys_path.call_method1("__setitem__", (pyo3::types::PySlice::full(py), entries))?;
+    }
+    for directory in &spec.python_paths {
         site.call_method1("addsitedir", (directory.to_string_lossy().as_ref(),))?;
     }
     Ok(())

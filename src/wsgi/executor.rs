@@ -34,6 +34,15 @@ pub(crate) struct ThreadContext {
     pub(crate) facts: ProcessFacts,
 }
 
+/// Where the application's `sys.stdout` and `sys.stderr` go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StandardStreams {
+    /// Into the error log, line by line (mod_wsgi's behaviour).
+    ErrorLog,
+    /// Left alone: the terminal, for pdb in `--debug-mode`.
+    Terminal,
+}
+
 /// The WSGI executor of one process: the loaded application and its threads.
 pub struct Executor {
     /// Closed by [`Executor::stop`]; the threads end when it is closed and empty.
@@ -47,11 +56,14 @@ impl Executor {
         py: Python<'_>,
         spec: &AppSpec,
         facts: ProcessFacts,
+        streams: StandardStreams,
     ) -> Result<Self, AppLoadError> {
         let interpreter_error = |error: PyErr| AppLoadError::Interpreter {
             traceback: format_exception(py, &error),
         };
-        redirect_standard_streams(py).map_err(interpreter_error)?;
+        if streams == StandardStreams::ErrorLog {
+            redirect_standard_streams(py).map_err(interpreter_error)?;
+        }
         let app = load_application(py, spec)?;
         let errors = Bound::new(py, LogStream::new("wsgi.errors", Level::Error))
             .map_err(interpreter_error)?;

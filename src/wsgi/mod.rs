@@ -32,7 +32,7 @@ use pyo3::prelude::*;
 pub use app::{AppSpec, load_application};
 pub use environ::ProcessFacts;
 pub use error::{AppLoadError, BodyReadError};
-pub use executor::Executor;
+pub use executor::{Executor, StandardStreams};
 
 /// Registers the executor's Python classes on `ferrule._ferrule`.
 pub fn init_pymodule(module: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -46,7 +46,12 @@ fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         Ok(config) => config,
         Err(status) => return Ok(status as i32),
     };
-    let status = if config.processes.mode == cli::OperatingMode::Debug {
+    let status = if config.action == cli::Action::ConfigTest {
+        logs::write_stdout("Syntax OK\n");
+        cli::ExitStatus::Success
+    } else if config.action == cli::Action::Setup {
+        supervisor::setup(&config, &argv)
+    } else if config.processes.mode == cli::OperatingMode::Debug {
         embedded::run_in_foreground(py, &config)
     } else if let Some(listener_fd) = embedded::inherited_listener() {
         embedded::run(py, &config, listener_fd)

@@ -53,6 +53,13 @@ pub(super) struct Cli {
 pub(super) enum Command {
     /// Serve a WSGI application in the foreground.
     StartServer(StartServerArgs),
+    /// Write the server root and its control script (`apachectl`: start, stop, restart,
+    /// graceful, graceful-stop, configtest) without starting the server.
+    SetupServer(StartServerArgs),
+    /// Check the options and files of a server without starting it (the control
+    /// script's `configtest`).
+    #[command(hide = true)]
+    ConfigTest(StartServerArgs),
 }
 
 /// The `start-server` options that Ferrule builds.
@@ -222,6 +229,15 @@ pub(super) struct StartServerArgs {
     #[arg(long, help_heading = "Logging")]
     pub(super) access_log: bool,
 
+    /// Only write the server root and its control script, as `setup-server` does.
+    #[arg(long, help_heading = "Server")]
+    pub(super) setup_only: bool,
+
+    /// File the server writes its process id to; `httpd.pid` in the server root by
+    /// default, as mod_wsgi-express names it.
+    #[arg(long, value_name = "FILE-PATH", help_heading = "Server")]
+    pub(super) pid_file: Option<PathBuf>,
+
     /// Write the messages of server start-up to a log file in the server root as well.
     #[arg(long, help_heading = "Logging")]
     pub(super) startup_log: bool,
@@ -240,7 +256,9 @@ mod tests {
 
     fn parse(argv: &[&str]) -> Result<StartServerArgs, clap::Error> {
         let cli = Cli::try_parse_from(std::iter::once("ferrule").chain(argv.iter().copied()))?;
-        let Command::StartServer(start_server) = cli.command;
+        let (Command::StartServer(start_server)
+        | Command::SetupServer(start_server)
+        | Command::ConfigTest(start_server)) = cli.command;
         Ok(start_server)
     }
 

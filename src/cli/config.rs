@@ -11,9 +11,27 @@ use super::PythonRuntime;
 use super::args::StartServerArgs;
 use crate::logs::Level;
 
+/// Set by the control script when it starts the server.
+pub const CONTROL_SCRIPT_ENV: &str = "FERRULE_CONTROL_SCRIPT";
+
+/// What the command line asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `start-server`: write the server root and serve.
+    Serve,
+    /// `setup-server` or `--setup-only`: write the server root and its control script.
+    Setup,
+    /// The control script's `configtest`: validate and say so.
+    ConfigTest,
+}
+
 /// Everything `start-server` was asked to do, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
+    pub action: Action,
+    /// Started by the control script (`apachectl start`), which makes SIGWINCH a graceful
+    /// stop, as for Apache; on a terminal a window resize must not stop the server.
+    pub under_control_script: bool,
     pub server: ServerConfig,
     pub application: ApplicationConfig,
     pub processes: ProcessConfig,
@@ -28,6 +46,8 @@ pub struct ServerConfig {
     pub port: u16,
     /// Directory for generated files and logs.
     pub server_root: PathBuf,
+    /// Where the supervisor writes its pid (`--pid-file`).
+    pub pid_file: PathBuf,
     pub server_backlog: u32,
     pub header_read_timeout: Duration,
     /// The name the server answers to when a request has no Host header.
@@ -127,6 +147,7 @@ impl Config {
     /// Validates `args`; on failure returns every problem found, not just the first.
     pub(super) fn from_args(
         args: StartServerArgs,
+        action: Action,
         python: &PythonRuntime,
     ) -> Result<Self, Vec<ConfigError>> {
         // Destructured in full so that a new option cannot be silently ignored.
@@ -159,8 +180,15 @@ impl Config {
             log_to_terminal,
             log_level,
             access_log,
+            setup_only,
+            pid_file,
             startup_log,
         } = args;
+        let action = if setup_only && action == Action::Serve {
+            Action::Setup
+        } else {
+            action
+        };
         let mut problems = Vec::new();
         let current_directory = match std::env::current_dir() {
             Ok(directory) => directory,
@@ -245,7 +273,11 @@ impl Config {
             startup_log: startup_log.then(|| server_root.join("startup_log")),
         };
         Ok(Self {
+            action,
+            under_control_script: std::env::var_os(CONTROL_SCRIPT_ENV).is_some(),
             server: ServerConfig {
+                pid_file: pid_file
+                    .map_or_else(|| server_root.join("httpd.pid"), |path| absolute(&path)),
                 server_name: host.clone().unwrap_or_else(|| "localhost".to_owned()),
                 host,
                 port,

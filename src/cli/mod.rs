@@ -13,7 +13,8 @@ mod unsupported;
 use clap::{CommandFactory, FromArgMatches};
 
 pub use config::{
-    ApplicationConfig, Config, ConfigError, LogConfig, OperatingMode, ProcessConfig, ServerConfig,
+    Action, ApplicationConfig, CONTROL_SCRIPT_ENV, Config, ConfigError, LogConfig, OperatingMode,
+    ProcessConfig, ServerConfig,
 };
 
 /// Exit codes, distinct per kind of failure so scripts can tell them apart.
@@ -73,7 +74,11 @@ pub fn parse(argv: Vec<String>, python: &PythonRuntime) -> Result<Config, ExitSt
             return Err(ExitStatus::UsageError);
         }
     };
-    let args::Command::StartServer(start_server) = cli.command;
+    let (start_server, action) = match cli.command {
+        args::Command::StartServer(options) => (options, Action::Serve),
+        args::Command::SetupServer(options) => (options, Action::Setup),
+        args::Command::ConfigTest(options) => (options, Action::ConfigTest),
+    };
     let Some((_, sub_matches)) = matches.subcommand() else {
         return Err(ExitStatus::InternalError);
     };
@@ -81,7 +86,7 @@ pub fn parse(argv: Vec<String>, python: &PythonRuntime) -> Result<Config, ExitSt
         .into_iter()
         .map(|option| ConfigError::NotSupportedYet { option })
         .collect();
-    match Config::from_args(start_server, python) {
+    match Config::from_args(start_server, action, python) {
         Ok(config) if problems.is_empty() => return Ok(config),
         Ok(_) => {}
         Err(errors) => problems.extend(errors),

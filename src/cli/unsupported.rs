@@ -654,13 +654,6 @@ const UNSUPPORTED: &[Unsupported] = &[
         "Copy a process environment variable into every request's WSGI environ.",
     ),
     option(
-        "pid-file",
-        Value,
-        SERVER,
-        "FILE-PATH",
-        "File the supervisor writes its process id to.",
-    ),
-    option(
         "server-mpm",
         Repeated,
         APACHE,
@@ -933,18 +926,19 @@ const UNSUPPORTED: &[Unsupported] = &[
         "FILE-PATH",
         "The gdb program for --enable-gdb.",
     ),
-    option(
-        "setup-only",
-        Flag,
-        SERVER,
-        "",
-        "Write the server root and control script without starting.",
-    ),
 ];
 
 /// Adds every unsupported option to the `start-server` subcommand.
 pub(super) fn add_to(command: Command) -> Command {
-    command.mut_subcommand("start-server", |mut start_server| {
+    ["start-server", "setup-server", "config-test"]
+        .into_iter()
+        .fold(command, |command, name| {
+            command.mut_subcommand(name, add_unsupported)
+        })
+}
+
+fn add_unsupported(mut start_server: Command) -> Command {
+    {
         for entry in UNSUPPORTED {
             let mut arg = Arg::new(entry.name)
                 .long(entry.name)
@@ -962,7 +956,7 @@ pub(super) fn add_to(command: Command) -> Command {
             start_server = start_server.arg(arg);
         }
         start_server
-    })
+    }
 }
 
 /// The unsupported options the user gave, as `--name`.

@@ -3,7 +3,8 @@
 use crate::cli::{Config, OperatingMode};
 
 /// The start-up summary mod_wsgi-express prints, with our values.
-pub(super) fn banner(config: &Config) -> String {
+/// `control_script` is shown by `setup-server`, as mod_wsgi-express shows it.
+pub(super) fn banner(config: &Config, control_script: Option<&std::path::Path>) -> String {
     let mut lines: Vec<(&str, String)> = vec![
         ("Server URL", config.server_url()),
         (
@@ -38,6 +39,9 @@ pub(super) fn banner(config: &Config) -> String {
     }
     let processes = config.processes.n_processes;
     let threads = config.processes.n_threads;
+    if let Some(path) = control_script {
+        lines.push(("Control Script", path.display().to_string()));
+    }
     let mode = match config.processes.mode {
         OperatingMode::Embedded => "embedded",
         OperatingMode::Daemon => "daemon",

@@ -10,6 +10,7 @@
 //! crash there could not take the supervisor down with it.
 
 mod banner;
+mod control_script;
 mod listen;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -68,6 +69,29 @@ enum Event {
     FrontendDone,
 }
 
+/// `setup-server`: writes the server root and its control script, prints the banner, and
+/// leaves starting to the control script.
+pub fn setup(config: &Config, argv: &[String]) -> ExitStatus {
+    if let Err(error) = fs_err::create_dir_all(&config.server.server_root) {
+        crate::logs::write_terminal(&format!(
+            "ferrule: error: cannot create the --server-root directory: {error}\n"
+        ));
+        return ExitStatus::Failure;
+    }
+    match control_script::write(config, argv) {
+        Ok(path) => {
+            write_stdout(&banner::banner(config, Some(&path)));
+            ExitStatus::Success
+        }
+        Err(error) => {
+            crate::logs::write_terminal(&format!(
+                "ferrule: error: cannot write the control script: {error}\n"
+            ));
+            ExitStatus::Failure
+        }
+    }
+}
+
 /// Runs the server until it is stopped. Call it detached from Python.
 pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     if let Err(error) = fs_err::create_dir_all(&config.server.server_root) {
@@ -77,10 +101,34 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         return ExitStatus::Failure;
     }
     open_error_log(config);
+    if let Err(error) = control_script::write(config, argv) {
+        error_log::log(
+            Level::Warn,
+            "ferrule",
+            &format!("cannot write the control script: {error}"),
+        );
+    }
+    // Before the port opens, so that whoever sees the port served also finds the pid.
+    if let Some(other) = running_pid(&config.server.pid_file) {
+        crate::logs::write_terminal(&format!(
+            "ferrule: error: another server (pid {other}) runs from this server root ({})\nhint: stop it (apachectl stop) or choose another --server-root or --pid-file\n",
+            config.server.pid_file.display()
+        ));
+        return ExitStatus::Failure;
+    }
+    if let Err(error) = fs_err::write(&config.server.pid_file, format!("{}\n", std::process::id()))
+    {
+        error_log::log(
+            Level::Warn,
+            "ferrule",
+            &format!("cannot write the --pid-file: {error}"),
+        );
+    }
     let listener = match listen::bind(config) {
         Ok(listener) => listener,
         Err(message) => {
             crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+            let _ = std::fs::remove_file(&config.server.pid_file);
             return ExitStatus::Failure;
         }
     };
@@ -98,7 +146,7 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     } else {
         None
     };
-    let banner = banner::banner(config);
+    let banner = banner::banner(config, None);
     write_stdout(&banner);
     if let Some(path) = &config.logs.startup_log {
         let _ = fs_err::write(path, &banner);
@@ -135,6 +183,7 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     if let Some(path) = socket_path {
         let _ = std::fs::remove_file(path);
     }
+    let _ = std::fs::remove_file(&config.server.pid_file);
     status
 }
 
@@ -153,7 +202,7 @@ pub fn prepare_foreground(config: &Config) -> Result<socket2::Socket, ExitStatus
         crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
         ExitStatus::Failure
     })?;
-    write_stdout(&banner::banner(config));
+    write_stdout(&banner::banner(config, None));
     Ok(listener)
 }
 
@@ -220,7 +269,7 @@ impl Supervisor<'_> {
         daemon_socket: Option<(std::os::unix::net::UnixListener, PathBuf)>,
     ) -> ExitStatus {
         let (event_tx, mut event_rx) = mpsc::unbounded_channel();
-        if let Err(error) = forward_signals(&event_tx) {
+        if let Err(error) = forward_signals(&event_tx, self.config.under_control_script) {
             crate::logs::write_terminal(&format!(
                 "ferrule: error: cannot install signal handlers: {error}\n"
             ));
@@ -754,6 +803,14 @@ impl Supervisor<'_> {
     }
 }
 
+/// The pid in `pid_file` if that process is alive.
+fn running_pid(pid_file: &std::path::Path) -> Option<i32> {
+    let pid: i32 = fs_err::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let alive = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
+    alive.then_some(pid)
+}
+
 fn schedule(event_tx: &mpsc::UnboundedSender<Event>, delay: Duration, event: Event) {
     let event_tx = event_tx.clone();
     tokio::spawn(async move {
@@ -762,13 +819,23 @@ fn schedule(event_tx: &mpsc::UnboundedSender<Event>, delay: Duration, event: Eve
     });
 }
 
-fn forward_signals(event_tx: &mpsc::UnboundedSender<Event>) -> std::io::Result<()> {
-    for (kind, event) in [
+/// Signals as Apache takes them: TERM and INT stop, HUP and USR1 restart gracefully,
+/// WINCH stops gracefully, but only under the control script: in a terminal it means the
+/// window was resized.
+fn forward_signals(
+    event_tx: &mpsc::UnboundedSender<Event>,
+    under_control_script: bool,
+) -> std::io::Result<()> {
+    let mut signals = vec![
         (SignalKind::terminate(), (|| Event::Stop) as fn() -> Event),
         (SignalKind::interrupt(), || Event::Stop),
         (SignalKind::hangup(), || Event::Restart),
         (SignalKind::user_defined1(), || Event::Restart),
-    ] {
+    ];
+    if under_control_script {
+        signals.push((SignalKind::window_change(), || Event::Stop));
+    }
+    for (kind, event) in signals {
         let mut stream = signal(kind)?;
         let event_tx = event_tx.clone();
         tokio::spawn(async move {

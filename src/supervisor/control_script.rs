@@ -1,0 +1,192 @@
+//! The control script mod_wsgi-express writes into the server root, `apachectl`, with our
+//! own contents: it starts the server in the background (or in the foreground with
+//! `-DFOREGROUND`), and sends it the signals Apache's `apachectl` sends.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{CONTROL_SCRIPT_ENV, Config};
+
+/// The script's name in the server root, as mod_wsgi-express names it.
+pub(super) const NAME: &str = "apachectl";
+
+/// Writes `apachectl` (and an empty `envvars` it sources, if there is none) into the
+/// server root. `argv` is the command line this process got, without the program name.
+pub(super) fn write(config: &Config, argv: &[String]) -> std::io::Result<PathBuf> {
+    let server_root = &config.server.server_root;
+    let launch_directory = std::env::current_dir()?;
+    let path = server_root.join(NAME);
+    fs_err::write(
+        &path,
+        script(
+            config,
+            &start_arguments(argv),
+            &launch_directory,
+            &server_root.join("envvars"),
+        ),
+    )?;
+    set_executable(&path)?;
+    let envvars = server_root.join("envvars");
+    if !envvars.exists() {
+        fs_err::write(&envvars, "")?;
+    }
+    Ok(path)
+}
+
+/// The arguments that start this same server: `start-server` and the options, without
+/// `--setup-only`.
+fn start_arguments(argv: &[String]) -> Vec<String> {
+    std::iter::once("start-server".to_owned())
+        .chain(
+            argv.iter()
+                .skip(1)
+                .filter(|argument| *argument != "--setup-only")
+                .cloned(),
+        )
+        .collect()
+}
+
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+fn script(
+    config: &Config,
+    arguments: &[String],
+    launch_directory: &Path,
+    envvars: &Path,
+) -> String {
+    let arguments: Vec<String> = arguments.iter().map(|argument| quote(argument)).collect();
+    let check_arguments: Vec<String> = std::iter::once(quote("config-test"))
+        .chain(arguments.iter().skip(1).cloned())
+        .collect();
+    format!(
+        r#"#!/usr/bin/env bash
+# Control script of the ferrule server whose root is this directory; written by
+# `ferrule setup-server` (and `start-server`). Commands, as Apache's apachectl has them:
+#   start [-DFOREGROUND]  start in the background (or in the foreground)
+#   stop                  stop; requests in progress finish first
+#   restart               replace every process (start if not running)
+#   graceful              replace every process gracefully (start if not running)
+#   graceful-stop         stop gracefully
+#   configtest            check the options and files without starting
+
+PYTHON={python}
+SERVER_ROOT={server_root}
+PID_FILE={pid_file}
+ARGUMENTS=({arguments})
+CHECK_ARGUMENTS=({check_arguments})
+
+if [ -f {envvars} ]; then
+    . {envvars}
+fi
+cd {launch_directory} || exit 1
+export {control_env}=1
+
+running_pid() {{
+    local pid
+    [ -f "$PID_FILE" ] || return 1
+    pid=$(cat "$PID_FILE" 2>/dev/null) || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    echo "$pid"
+}}
+
+start_in_background() {{
+    if pid=$(running_pid); then
+        echo "ferrule is already running (pid $pid)"
+        return 0
+    fi
+    nohup "$PYTHON" -m ferrule "${{ARGUMENTS[@]}}" </dev/null >>"$SERVER_ROOT/console_log" 2>&1 &
+    local child=$!
+    for _ in $(seq 300); do
+        if running_pid >/dev/null; then
+            return 0
+        fi
+        if ! kill -0 "$child" 2>/dev/null; then
+            echo "ferrule failed to start; the end of $SERVER_ROOT/console_log:" >&2
+            tail -n 20 "$SERVER_ROOT/console_log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "ferrule did not start within 30 seconds; see $SERVER_ROOT/console_log" >&2
+    return 1
+}}
+
+signal_and_wait() {{
+    local pid
+    if ! pid=$(running_pid); then
+        echo "ferrule is not running"
+        return 0
+    fi
+    kill -"$1" "$pid"
+    for _ in $(seq 600); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    echo "ferrule (pid $pid) did not stop within 60 seconds" >&2
+    return 1
+}}
+
+case "$1" in
+start)
+    if [ "$2" = "-DFOREGROUND" ]; then
+        exec "$PYTHON" -m ferrule "${{ARGUMENTS[@]}}"
+    fi
+    start_in_background
+    ;;
+stop)
+    signal_and_wait TERM
+    ;;
+graceful-stop)
+    signal_and_wait WINCH
+    ;;
+restart|graceful)
+    if pid=$(running_pid); then
+        if [ "$1" = restart ]; then kill -HUP "$pid"; else kill -USR1 "$pid"; fi
+    else
+        start_in_background
+    fi
+    ;;
+configtest)
+    exec "$PYTHON" -m ferrule "${{CHECK_ARGUMENTS[@]}}"
+    ;;
+*)
+    echo "usage: $0 start|stop|restart|graceful|graceful-stop|configtest" >&2
+    exit 2
+    ;;
+esac
+"#,
+        python = quote(&config.python.executable.to_string_lossy()),
+        server_root = quote(&config.server.server_root.to_string_lossy()),
+        pid_file = quote(&config.server.pid_file.to_string_lossy()),
+        arguments = arguments.join(" "),
+        check_arguments = check_arguments.join(" "),
+        envvars = quote(&envvars.to_string_lossy()),
+        launch_directory = quote(&launch_directory.to_string_lossy()),
+        control_env = CONTROL_SCRIPT_ENV,
+    )
+}
+
+fn set_executable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_single_quotes() {
+        assert_eq!(quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn start_arguments_drop_setup_only() {
+        let argv = ["setup-server", "app.wsgi", "--setup-only", "--port", "80"].map(String::from);
+        assert_eq!(
+            start_arguments(&argv),
+            ["start-server", "app.wsgi", "--port", "80"]
+        );
+    }
+}

@@ -110,3 +110,10 @@ def test_window_resize_does_not_stop_a_foreground_server(ferrule_server):
     assert server.get("/").status_code == 200
     assert server.process.poll() is None
     assert server.child_pids() == children
+
+
+def test_process_name_names_the_server_process(ferrule_server):
+    server = ferrule_server("environ.wsgi", "--process-name", "my-site-server-long-name")
+    comm = open(f"/proc/{server.process.pid}/comm").read().strip()
+    # The kernel keeps the first 15 bytes of a process name.
+    assert comm == "my-site-server-"

@@ -86,6 +86,15 @@ pub(super) struct StartServerArgs {
     #[arg(long, default_value_t = DEFAULT_THREADS, value_name = "NUMBER", value_parser = parse_thread_count, help_heading = "Processes")]
     pub(super) threads: usize,
 
+    /// User the application's processes (and the front end, once its sockets are open)
+    /// run as when ferrule is started by root; by default the user who started it.
+    #[arg(long, value_name = "USERNAME", help_heading = "Processes")]
+    pub(super) user: Option<String>,
+
+    /// Group they run as; by default the --user's primary group.
+    #[arg(long, value_name = "GROUP", help_heading = "Processes")]
+    pub(super) group: Option<String>,
+
     /// Run the application inside the server processes instead of separate daemon
     /// processes: no extra hop, no isolation.
     #[arg(long, help_heading = "Processes")]
@@ -228,6 +237,11 @@ pub(super) struct StartServerArgs {
     /// Record every request in an access log (Apache's common format).
     #[arg(long, help_heading = "Logging")]
     pub(super) access_log: bool,
+
+    /// Name the server process shows in `ps`, `top` and `pgrep` (at most 15 bytes are
+    /// kept), for process managers that look for a given name.
+    #[arg(long, value_name = "NAME", help_heading = "Server")]
+    pub(super) process_name: Option<String>,
 
     /// Only write the server root and its control script, as `setup-server` does.
     #[arg(long, help_heading = "Server")]

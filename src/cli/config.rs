@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub server_root: PathBuf,
     /// Where the supervisor writes its pid (`--pid-file`).
     pub pid_file: PathBuf,
+    /// The supervisor's process name (`--process-name`).
+    pub process_name: Option<String>,
     pub server_backlog: u32,
     pub header_read_timeout: Duration,
     /// The name the server answers to when a request has no Host header.
@@ -83,6 +85,8 @@ pub struct ProcessConfig {
     pub mode: OperatingMode,
     pub n_processes: usize,
     pub n_threads: usize,
+    /// Started by root with `--user`/`--group` naming someone else: who to become.
+    pub run_as: Option<super::RunAs>,
     pub shutdown_timeout: Duration,
     /// Requests after which a daemon process is replaced; 0 for never.
     pub maximum_requests: u64,
@@ -139,6 +143,12 @@ pub enum ConfigError {
         "--python-home '{path}' is not a Python {version} installation or virtualenv (it has no lib/python{version}/site-packages)"
     )]
     NotAPythonHome { path: PathBuf, version: String },
+    #[error("{message}")]
+    Identity { message: String },
+    #[error(
+        "--user {user} / --group {group}: only a server started by root can run as another user\nhint: start ferrule as root, or leave out --user and --group"
+    )]
+    NeedsRoot { user: String, group: String },
     #[error("cannot determine the current directory: {source}")]
     NoCurrentDirectory { source: std::io::Error },
 }
@@ -159,6 +169,8 @@ impl Config {
             threads,
             embedded_mode,
             debug_mode,
+            user,
+            group,
             callable_object,
             working_directory,
             python_paths,
@@ -181,6 +193,7 @@ impl Config {
             log_level,
             access_log,
             setup_only,
+            process_name,
             pid_file,
             startup_log,
         } = args;
@@ -244,6 +257,26 @@ impl Config {
 
         // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
+        let run_as = if user.is_some() || group.is_some() {
+            let user = user.unwrap_or_else(super::identity::current_user);
+            match super::identity::resolve(&user, group.as_deref()) {
+                Ok(run_as) if run_as.uid == uid && run_as.gid == current_gid() => None,
+                Ok(run_as) if uid != 0 => {
+                    problems.push(ConfigError::NeedsRoot {
+                        user: run_as.user,
+                        group: run_as.group,
+                    });
+                    None
+                }
+                Ok(run_as) => Some(run_as),
+                Err(message) => {
+                    problems.push(ConfigError::Identity { message });
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let server_root = server_root.map_or_else(
             || {
                 let tmpdir = std::env::var("TMPDIR").ok();
@@ -276,6 +309,7 @@ impl Config {
             action,
             under_control_script: std::env::var_os(CONTROL_SCRIPT_ENV).is_some(),
             server: ServerConfig {
+                process_name,
                 pid_file: pid_file
                     .map_or_else(|| server_root.join("httpd.pid"), |path| absolute(&path)),
                 server_name: host.clone().unwrap_or_else(|| "localhost".to_owned()),
@@ -302,6 +336,7 @@ impl Config {
                 },
                 n_processes,
                 n_threads: threads,
+                run_as,
                 shutdown_timeout: Duration::from_secs(shutdown_timeout),
                 maximum_requests,
                 queue_timeout: Duration::from_secs(queue_timeout),
@@ -331,6 +366,11 @@ impl Config {
             format!("http://{host}:{}/", self.server.port)
         }
     }
+}
+
+fn current_gid() -> u32 {
+    // SAFETY: getgid has no preconditions and cannot fail.
+    unsafe { libc::getgid() }
 }
 
 fn require_directory(problems: &mut Vec<ConfigError>, option: &'static str, path: &Path) {

@@ -6,6 +6,7 @@
 
 mod args;
 mod config;
+mod identity;
 #[cfg(test)]
 mod options_doc;
 mod unsupported;
@@ -16,6 +17,7 @@ pub use config::{
     Action, ApplicationConfig, CONTROL_SCRIPT_ENV, Config, ConfigError, LogConfig, OperatingMode,
     ProcessConfig, ServerConfig,
 };
+pub use identity::RunAs;
 
 /// Exit codes, distinct per kind of failure so scripts can tell them apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -374,20 +374,6 @@ const UNSUPPORTED: &[Unsupported] = &[
         "Reload when any Python file the application imported changes.",
     ),
     option(
-        "user",
-        Value,
-        PROCESSES,
-        "USERNAME",
-        "User the server processes run as when started by root.",
-    ),
-    option(
-        "group",
-        Value,
-        PROCESSES,
-        "GROUP",
-        "Group the server processes run as when started by root.",
-    ),
-    option(
         "map-head-to-get",
         Value,
         SERVER,
@@ -757,13 +743,6 @@ const UNSUPPORTED: &[Unsupported] = &[
         APACHE,
         "FILE-PATH",
         "Apache executable to run (unused: ferrule needs no Apache).",
-    ),
-    option(
-        "process-name",
-        Value,
-        PROCESSES,
-        "NAME",
-        "Name the daemon processes show in ps.",
     ),
     option(
         "modules-directory",

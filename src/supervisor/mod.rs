@@ -12,6 +12,7 @@
 mod banner;
 mod control_script;
 mod listen;
+mod privileges;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::{AsRawFd, RawFd};
@@ -146,6 +147,17 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     } else {
         None
     };
+    if let Some(run_as) = &config.processes.run_as {
+        let socket_path = daemon_socket.as_ref().map(|(_, path)| path.as_path());
+        let extra: Vec<&std::path::Path> = socket_path.into_iter().collect();
+        if let Err(message) = privileges::become_user(config, run_as, &extra) {
+            crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+            return ExitStatus::Failure;
+        }
+    }
+    if let Some(name) = &config.server.process_name {
+        set_process_name(name);
+    }
     let banner = banner::banner(config, None);
     write_stdout(&banner);
     if let Some(path) = &config.logs.startup_log {
@@ -202,6 +214,12 @@ pub fn prepare_foreground(config: &Config) -> Result<socket2::Socket, ExitStatus
         crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
         ExitStatus::Failure
     })?;
+    if let Some(run_as) = &config.processes.run_as {
+        privileges::become_user(config, run_as, &[]).map_err(|message| {
+            crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+            ExitStatus::Failure
+        })?;
+    }
     write_stdout(&banner::banner(config, None));
     Ok(listener)
 }
@@ -800,6 +818,16 @@ impl Supervisor<'_> {
         for &pid in self.pids.keys() {
             send_signal(pid, signal_number);
         }
+    }
+}
+
+/// Sets the name `ps`, `top` and `pgrep` show for this process (the kernel keeps 15 bytes).
+fn set_process_name(name: &str) {
+    let mut bytes: Vec<u8> = name.bytes().filter(|byte| *byte != 0).take(15).collect();
+    bytes.push(0);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, bytes.as_ptr());
     }
 }
 

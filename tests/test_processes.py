@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import threading
+from pathlib import Path
 
 import requests
 
@@ -114,6 +115,6 @@ def test_window_resize_does_not_stop_a_foreground_server(ferrule_server):
 
 def test_process_name_names_the_server_process(ferrule_server):
     server = ferrule_server("environ.wsgi", "--process-name", "my-site-server-long-name")
-    comm = open(f"/proc/{server.process.pid}/comm").read().strip()
+    comm = Path(f"/proc/{server.process.pid}/comm").read_text().strip()
     # The kernel keeps the first 15 bytes of a process name.
     assert comm == "my-site-server-"

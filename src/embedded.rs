@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use crate::cli::{Config, ExitStatus, OperatingMode};
+use crate::cli::{ApplicationTarget, Config, ExitStatus, OperatingMode};
 use crate::frontend::{self, FrontendConfig};
 use crate::logs::access_log::AccessLog;
 use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;
-use crate::wsgi::{AppSpec, Executor, ProcessFacts, StandardStreams};
+use crate::wsgi::{AppSource, AppSpec, Executor, ProcessFacts, StandardStreams};
 
 /// Names the inherited listening socket's descriptor in a server process's environment.
 pub const LISTENER_FD_ENV: &str = "FERRULE_LISTENER_FD";
@@ -77,7 +77,19 @@ pub(crate) fn start_executor(py: Python<'_>, config: &Config) -> Result<Executor
         return Err(ExitStatus::AppLoadFailed);
     }
     let spec = AppSpec {
-        script: application.script.clone(),
+        source: match &application.target {
+            ApplicationTarget::Script(path) => AppSource::Script(path.clone()),
+            ApplicationTarget::Module(name) => AppSource::Module(name.clone()),
+            ApplicationTarget::Paste(path) => AppSource::Paste(path.clone()),
+            ApplicationTarget::Static(_) => {
+                error_log::log(
+                    Level::Crit,
+                    "ferrule",
+                    "a static site has no application to load",
+                );
+                return Err(ExitStatus::InternalError);
+            }
+        },
         callable_object: application.callable_object.clone(),
         home: application.working_directory.clone(),
         launch_directory,
@@ -121,6 +133,7 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
         access_log: open_access_log(config),
         header_read_timeout: config.server.header_read_timeout,
         shutdown_timeout: config.processes.shutdown_timeout,
+        static_files: crate::supervisor::static_files(config),
     });
     let served = runtime.block_on(async {
         let _ = listener.set_nonblocking(true);
@@ -197,7 +210,13 @@ pub(crate) fn process_facts(config: &Config) -> ProcessFacts {
         process_group,
         application_group: String::new(),
         callable_object: config.application.callable_object.clone(),
-        script_filename: config.application.script.to_string_lossy().into_owned(),
+        script_filename: match &config.application.target {
+            ApplicationTarget::Module(name) => name.clone(),
+            target => target
+                .path()
+                .map(|path| path.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        },
         script_name: String::new(),
         default_server_name: config.server.server_name.clone(),
         server_software: format!("ferrule/{}", env!("CARGO_PKG_VERSION")),

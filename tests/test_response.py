@@ -54,9 +54,10 @@ def server(start):
 
 
 def marker_lines(markers: Path, tag: str) -> list[str]:
-    """Waits for the close() marker of `tag` and returns its lines."""
+    """Waits for the close() marker of `tag` (a whole line of it: the application may be
+    writing it while the response is already out) and returns its lines."""
     marker = markers / tag
-    wait_until(marker.exists)
+    wait_until(lambda: marker.exists() and marker.read_text().endswith("\n"))
     return marker.read_text().splitlines()
 
 

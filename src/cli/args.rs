@@ -66,9 +66,21 @@ pub(super) enum Command {
 #[derive(Debug, Args)]
 #[allow(clippy::struct_field_names)]
 pub(super) struct StartServerArgs {
-    /// The WSGI script file to serve (a Python file that defines the WSGI callable).
-    #[arg(value_name = "SCRIPT")]
-    pub(super) script: Option<PathBuf>,
+    /// What to serve: a WSGI script file by default; see --application-type.
+    #[arg(value_name = "TARGET")]
+    pub(super) script: Option<String>,
+
+    /// How TARGET names the application: script (a WSGI script file), module (a module
+    /// to import; `pkg.wsgi:app` also names the callable), paste (a PasteDeploy .ini file)
+    /// or static (a directory of files, no Python).
+    #[arg(long, default_value = "script", value_name = "TYPE",
+          value_parser = clap::builder::PossibleValuesParser::new(["script", "module", "paste", "static"]),
+          help_heading = "Application")]
+    pub(super) application_type: String,
+
+    /// TARGET given as an option instead; it wins over the positional argument.
+    #[arg(long, value_name = "FILE-PATH|MODULE", help_heading = "Application")]
+    pub(super) entry_point: Option<String>,
 
     /// Port to listen on for HTTP.
     #[arg(long, default_value_t = DEFAULT_PORT, value_name = "NUMBER", help_heading = "Server")]
@@ -104,6 +116,12 @@ pub(super) struct StartServerArgs {
     /// `import pdb; pdb.set_trace()` in the application stops at a prompt. Ctrl-C stops it.
     #[arg(long, help_heading = "Debugging and monitoring")]
     pub(super) debug_mode: bool,
+
+    /// Serve a file, or a directory of files, at a URL path, from the front end without
+    /// Python (a Django site's static files, say). May be given more than once.
+    #[arg(long = "url-alias", num_args = 2, action = clap::ArgAction::Append,
+          value_names = ["URL-PATH", "FILE-PATH|DIRECTORY-PATH"], help_heading = "URLs and files")]
+    pub(super) url_aliases: Vec<String>,
 
     /// Name of the WSGI callable defined by the script.
     #[arg(long, default_value = DEFAULT_CALLABLE_OBJECT, value_name = "NAME", help_heading = "Application")]

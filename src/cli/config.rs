@@ -54,12 +54,38 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// The name the server answers to when a request has no Host header.
     pub server_name: String,
+    /// `--url-alias` pairs (URL path, absolute file or directory), and for a static site
+    /// ("/", its directory).
+    pub url_aliases: Vec<(String, PathBuf)>,
+}
+
+/// What is served, by `--application-type`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApplicationTarget {
+    /// A WSGI script file, absolute.
+    Script(PathBuf),
+    /// A dotted module name, imported from `sys.path`.
+    Module(String),
+    /// A PasteDeploy configuration file, absolute.
+    Paste(PathBuf),
+    /// A directory of static files, absolute; no Python application.
+    Static(PathBuf),
+}
+
+impl ApplicationTarget {
+    /// The file or directory the target names, if any (modules are found at run time).
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Script(path) | Self::Paste(path) | Self::Static(path) => Some(path),
+            Self::Module(_) => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct ApplicationConfig {
-    /// The WSGI script file, absolute.
-    pub script: PathBuf,
+    pub target: ApplicationTarget,
+    /// The callable's name: `--callable-object`, or what follows `:` in `pkg.wsgi:app`.
     pub callable_object: String,
     /// The home directory: absolute and with symbolic links resolved; the processes
     /// `chdir` here and search it for modules first.
@@ -129,10 +155,24 @@ pub struct LogConfig {
 pub enum ConfigError {
     #[error("no WSGI script file given\nhint: ferrule start-server path/to/app.wsgi")]
     NoScript,
-    #[error("the WSGI script file '{path}' does not exist")]
-    ScriptMissing { path: PathBuf },
-    #[error("the WSGI script file '{path}' is not a regular file")]
-    ScriptNotAFile { path: PathBuf },
+    #[error("no {what} given\nhint: give it as the argument or with --entry-point")]
+    NoTarget { what: &'static str },
+    #[error("the {what} '{path}' does not exist")]
+    ScriptMissing { what: &'static str, path: PathBuf },
+    #[error("the {what} '{path}' is not a regular file")]
+    ScriptNotAFile { what: &'static str, path: PathBuf },
+    #[error("--url-alias {url_path} '{path}': {reason}")]
+    BadUrlAlias {
+        url_path: String,
+        path: PathBuf,
+        reason: &'static str,
+    },
+    #[error("the static files directory '{path}' is not an existing directory")]
+    StaticNotADirectory { path: PathBuf },
+    #[error(
+        "'{target}' is not a module name (dotted Python identifiers, optionally :callable)\nhint: --application-type module takes a name such as mysite.wsgi or app:app"
+    )]
+    BadModuleName { target: String },
     #[error("--{option} '{path}' is not an existing directory")]
     NotADirectory { option: &'static str, path: PathBuf },
     #[error(
@@ -163,6 +203,9 @@ impl Config {
         // Destructured in full so that a new option cannot be silently ignored.
         let StartServerArgs {
             script,
+            application_type,
+            entry_point,
+            url_aliases,
             port,
             host,
             processes,
@@ -209,27 +252,38 @@ impl Config {
         };
         let absolute = |path: &Path| current_directory.join(path);
 
-        let script = match script {
-            None => {
-                problems.push(ConfigError::NoScript);
-                PathBuf::new()
+        let (target, callable_object) = application_target(
+            &mut problems,
+            &application_type,
+            entry_point.or(script),
+            callable_object,
+            &absolute,
+        );
+        let mut url_aliases: Vec<(String, PathBuf)> = url_aliases
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [url_path, path] => Some((url_path.clone(), absolute(Path::new(path)))),
+                _ => None,
+            })
+            .collect();
+        for (url_path, path) in &url_aliases {
+            if !url_path.starts_with('/') {
+                problems.push(ConfigError::BadUrlAlias {
+                    url_path: url_path.clone(),
+                    path: path.clone(),
+                    reason: "the URL path must start with /",
+                });
+            } else if !path.exists() {
+                problems.push(ConfigError::BadUrlAlias {
+                    url_path: url_path.clone(),
+                    path: path.clone(),
+                    reason: "the file or directory does not exist",
+                });
             }
-            Some(script) => {
-                let script = absolute(&script);
-                match fs_err::metadata(&script) {
-                    Err(_) => problems.push(ConfigError::ScriptMissing {
-                        path: script.clone(),
-                    }),
-                    Ok(metadata) if !metadata.is_file() => {
-                        problems.push(ConfigError::ScriptNotAFile {
-                            path: script.clone(),
-                        });
-                    }
-                    Ok(_) => {}
-                }
-                script
-            }
-        };
+        }
+        if let ApplicationTarget::Static(directory) = &target {
+            url_aliases.push(("/".to_owned(), directory.clone()));
+        }
         let working_directory =
             working_directory.map_or_else(|| current_directory.clone(), |path| absolute(&path));
         require_directory(&mut problems, "working-directory", &working_directory);
@@ -309,6 +363,7 @@ impl Config {
             action,
             under_control_script: std::env::var_os(CONTROL_SCRIPT_ENV).is_some(),
             server: ServerConfig {
+                url_aliases,
                 process_name,
                 pid_file: pid_file
                     .map_or_else(|| server_root.join("httpd.pid"), |path| absolute(&path)),
@@ -320,7 +375,7 @@ impl Config {
                 header_read_timeout: Duration::from_secs(header_timeout),
             },
             application: ApplicationConfig {
-                script,
+                target,
                 callable_object,
                 working_directory,
                 python_home_site,
@@ -364,6 +419,86 @@ impl Config {
             format!("http://{host}/")
         } else {
             format!("http://{host}:{}/", self.server.port)
+        }
+    }
+}
+
+/// Reads TARGET by `--application-type`; for modules, splits off `:callable`.
+fn application_target(
+    problems: &mut Vec<ConfigError>,
+    application_type: &str,
+    target: Option<String>,
+    callable_object: String,
+    absolute: &dyn Fn(&Path) -> PathBuf,
+) -> (ApplicationTarget, String) {
+    let what = if application_type == "paste" {
+        "PasteDeploy configuration file"
+    } else {
+        "WSGI script file"
+    };
+    let Some(target) = target else {
+        problems.push(match application_type {
+            "script" => ConfigError::NoScript,
+            "module" => ConfigError::NoTarget {
+                what: "module name",
+            },
+            "static" => ConfigError::NoTarget {
+                what: "static files directory",
+            },
+            _ => ConfigError::NoTarget { what },
+        });
+        return (ApplicationTarget::Module(String::new()), callable_object);
+    };
+    match application_type {
+        "module" => {
+            let (module, callable) = match target.split_once(':') {
+                Some((module, callable)) => (module.to_owned(), callable.to_owned()),
+                None => (target.clone(), callable_object),
+            };
+            let dotted_identifiers = |text: &str| {
+                !text.is_empty()
+                    && text.split('.').all(|part| {
+                        part.chars()
+                            .next()
+                            .is_some_and(|first| first == '_' || first.is_alphabetic())
+                            && part.chars().all(|c| c == '_' || c.is_alphanumeric())
+                    })
+            };
+            if !dotted_identifiers(&module) || !dotted_identifiers(&callable) {
+                problems.push(ConfigError::BadModuleName { target });
+            }
+            (ApplicationTarget::Module(module), callable)
+        }
+        "static" => {
+            let directory = absolute(Path::new(&target));
+            if !directory.is_dir() {
+                problems.push(ConfigError::StaticNotADirectory {
+                    path: directory.clone(),
+                });
+            }
+            (ApplicationTarget::Static(directory), callable_object)
+        }
+        _ => {
+            let path = absolute(Path::new(&target));
+            match fs_err::metadata(&path) {
+                Err(_) => problems.push(ConfigError::ScriptMissing {
+                    what,
+                    path: path.clone(),
+                }),
+                Ok(metadata) if !metadata.is_file() => {
+                    problems.push(ConfigError::ScriptNotAFile {
+                        what,
+                        path: path.clone(),
+                    });
+                }
+                Ok(_) => {}
+            }
+            let target = if application_type == "paste" {
+                ApplicationTarget::Paste(path)
+            } else {
+                ApplicationTarget::Script(path)
+            };
+            (target, callable_object)
         }
     }
 }

@@ -14,8 +14,8 @@ mod unsupported;
 use clap::{CommandFactory, FromArgMatches};
 
 pub use config::{
-    Action, ApplicationConfig, CONTROL_SCRIPT_ENV, Config, ConfigError, LogConfig, OperatingMode,
-    ProcessConfig, ServerConfig,
+    Action, ApplicationConfig, ApplicationTarget, CONTROL_SCRIPT_ENV, Config, ConfigError,
+    LogConfig, OperatingMode, ProcessConfig, ServerConfig,
 };
 pub use identity::RunAs;
 

@@ -65,20 +65,6 @@ const APACHE: &str = "Apache compatibility";
 /// mod_wsgi-express's order. Names and shapes are theirs; the descriptions are ours.
 const UNSUPPORTED: &[Unsupported] = &[
     option(
-        "application-type",
-        Value,
-        APPLICATION,
-        "TYPE",
-        "How the target names the application: script (a file), module (an importable name), paste (a PasteDeploy .ini) or static.",
-    ),
-    option(
-        "entry-point",
-        Value,
-        APPLICATION,
-        "FILE-PATH|MODULE",
-        "The application target given as an option instead of the positional argument.",
-    ),
-    option(
         "application-group",
         Value,
         APPLICATION,
@@ -414,13 +400,6 @@ const UNSUPPORTED: &[Unsupported] = &[
         URLS,
         "URL-PATH",
         "URL path the application is mounted at (SCRIPT_NAME).",
-    ),
-    option(
-        "url-alias",
-        Tuple(2),
-        URLS,
-        "URL-PATH FILE-PATH|DIRECTORY-PATH",
-        "Serve a file or directory at a URL path.",
     ),
     option(
         "error-document",

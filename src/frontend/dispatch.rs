@@ -70,6 +70,13 @@ impl Service {
             );
             return self.to_hyper(response, access);
         }
+        if let Some(response) =
+            self.config
+                .static_files
+                .serve(&parts.method, parts.uri.path(), &parts.headers)
+        {
+            return self.to_hyper(response, access);
+        }
         let response = match &self.backend {
             Backend::Embedded(executor) => {
                 let request = wsgi::Request {
@@ -92,6 +99,10 @@ impl Service {
                 })
             }
             Backend::Daemon(pool) => pool.forward(parts, body, self.connection).await,
+            Backend::StaticOnly => wsgi::error_response(
+                http::StatusCode::NOT_FOUND,
+                "The requested URL was not found on this server.",
+            ),
         };
         self.to_hyper(response, access)
     }

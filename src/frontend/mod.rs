@@ -9,6 +9,9 @@ mod body;
 mod dispatch;
 mod request_body;
 mod sendfile;
+mod static_files;
+
+pub use static_files::{StaticFiles, UrlAlias};
 
 pub(crate) use request_body::discard_unread_body;
 
@@ -33,6 +36,9 @@ pub struct FrontendConfig {
     pub header_read_timeout: Duration,
     /// How long open connections may take to finish once a stop was asked for.
     pub shutdown_timeout: Duration,
+    /// `--url-alias` directories and files (and the whole site for a static one), served
+    /// before the application sees the request.
+    pub static_files: StaticFiles,
 }
 
 /// Where requests go once the front end has parsed them.
@@ -42,6 +48,9 @@ pub enum Backend {
     Embedded(Arc<Executor>),
     /// Daemon mode: a free thread of a daemon process.
     Daemon(Arc<DaemonPool>),
+    /// `--application-type static`: no application; what the static files do not
+    /// cover is not found.
+    StaticOnly,
 }
 
 /// Serves `listener` until `shutdown` triggers, then lets open connections finish for up

@@ -25,7 +25,7 @@ use tokio::process::Command;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::cli::{Config, ExitStatus, OperatingMode};
+use crate::cli::{ApplicationTarget, Config, ExitStatus, OperatingMode};
 use crate::daemon::client::{DaemonPool, PoolEvent};
 use crate::daemon::worker::{DAEMON_SOCKET_ENV, PROCESS_INDEX_ENV};
 use crate::embedded::LISTENER_FD_ENV;
@@ -133,7 +133,9 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
             return ExitStatus::Failure;
         }
     };
-    let daemon_socket = if config.processes.mode == OperatingMode::Daemon {
+    // A static site has no application: the front end here serves it, with no children.
+    let static_site = matches!(config.application.target, ApplicationTarget::Static(_));
+    let daemon_socket = if config.processes.mode == OperatingMode::Daemon || static_site {
         match listen::bind_daemon_socket(
             &config.server.server_root,
             config.processes.daemon_backlog,
@@ -180,7 +182,14 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         config,
         argv,
         listener_fd: listener.as_raw_fd(),
-        slots: vec![None; config.processes.n_processes],
+        slots: vec![
+            None;
+            if static_site {
+                0
+            } else {
+                config.processes.n_processes
+            }
+        ],
         pids: HashMap::new(),
         stopping: None,
         exit_status: ExitStatus::Success,
@@ -448,9 +457,14 @@ impl Supervisor<'_> {
             access_log: crate::embedded::open_access_log(self.config),
             header_read_timeout: self.config.server.header_read_timeout,
             shutdown_timeout: self.config.processes.shutdown_timeout,
+            static_files: static_files(self.config),
         });
         let frontend_shutdown = Shutdown::new();
-        let backend = Backend::Daemon(Arc::clone(&pool));
+        let backend = if matches!(self.config.application.target, ApplicationTarget::Static(_)) {
+            Backend::StaticOnly
+        } else {
+            Backend::Daemon(Arc::clone(&pool))
+        };
         let stopper = frontend_shutdown.clone();
         let done_tx = event_tx.clone();
         tokio::spawn(async move {
@@ -819,6 +833,21 @@ impl Supervisor<'_> {
             send_signal(pid, signal_number);
         }
     }
+}
+
+/// The front end's static files: `--url-alias`, and the whole site for a static one.
+pub(crate) fn static_files(config: &Config) -> frontend::StaticFiles {
+    frontend::StaticFiles::new(
+        config
+            .server
+            .url_aliases
+            .iter()
+            .map(|(url_path, path)| frontend::UrlAlias {
+                url_path: url_path.clone(),
+                path: path.clone(),
+            })
+            .collect(),
+    )
 }
 
 /// Sets the name `ps`, `top` and `pgrep` show for this process (the kernel keeps 15 bytes).

@@ -1,4 +1,5 @@
-//! Loading the WSGI application: the script file executed as a module of its own, and the
+//! Loading the WSGI application, by `--application-type`: a script file executed as a
+//! module of its own, a module imported normally, or a PasteDeploy pipeline; and the
 //! callable taken from it.
 //!
 //! As mod_wsgi does, the script runs under a private module name derived from its path (so
@@ -13,12 +14,33 @@ use pyo3::types::{PyDict, PyModule};
 
 use super::error::AppLoadError;
 
+/// What `--application-type` names and where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppSource {
+    /// A WSGI script file (absolute path), run as a private module.
+    Script(PathBuf),
+    /// A module imported with the normal import system.
+    Module(String),
+    /// A PasteDeploy configuration file (absolute path), built with `loadapp`.
+    Paste(PathBuf),
+}
+
+impl AppSource {
+    /// The file the application comes from, if it is one (for reloading and the environ).
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Script(path) | Self::Paste(path) => Some(path),
+            Self::Module(_) => None,
+        }
+    }
+}
+
 /// Where the application lives and how to reach it.
 #[derive(Clone, Debug)]
 pub struct AppSpec {
-    /// The WSGI script file, absolute.
-    pub script: PathBuf,
-    /// The name of the WSGI callable inside the script (`--callable-object`).
+    pub source: AppSource,
+    /// The name of the WSGI callable: an attribute of the script or module, dotted to
+    /// reach into objects (`--callable-object`, or what follows `:` in `pkg.wsgi:app`).
     pub callable_object: String,
     /// The home directory (`--working-directory`/`--home`), real path: first on
     /// `sys.path`, in place of the '' that would follow the current directory.
@@ -32,26 +54,70 @@ pub struct AppSpec {
     pub python_paths: Vec<PathBuf>,
 }
 
-/// Runs the script and returns its WSGI callable.
+/// Loads the application named by `spec.source` and returns its WSGI callable.
 pub fn load_application(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, AppLoadError> {
     set_up_sys_path(py, spec).map_err(|error| AppLoadError::Interpreter {
         traceback: format_exception(py, &error),
     })?;
-    let source = fs_err::read(&spec.script).map_err(|source| AppLoadError::ScriptUnreadable {
-        path: spec.script.clone(),
-        source,
-    })?;
-    let module = execute_script(py, spec, &source).map_err(|error| AppLoadError::ScriptFailed {
-        path: spec.script.clone(),
-        traceback: format_exception(py, &error),
-    })?;
-    match module.getattr(spec.callable_object.as_str()) {
-        Ok(callable) if callable.is_callable() => Ok(callable.unbind()),
-        _ => Err(AppLoadError::NoCallable {
-            path: spec.script.clone(),
-            callable: spec.callable_object.clone(),
-        }),
+    match &spec.source {
+        AppSource::Script(script) => {
+            let source = fs_err::read(script).map_err(|source| AppLoadError::ScriptUnreadable {
+                path: script.clone(),
+                source,
+            })?;
+            let module = execute_script(py, script, &source).map_err(|error| {
+                AppLoadError::ScriptFailed {
+                    path: script.clone(),
+                    traceback: format_exception(py, &error),
+                }
+            })?;
+            find_callable(module.as_any(), &spec.callable_object).ok_or_else(|| {
+                AppLoadError::NoCallable {
+                    place: format!("the WSGI script file '{}'", script.display()),
+                    callable: spec.callable_object.clone(),
+                }
+            })
+        }
+        AppSource::Module(name) => {
+            let module = py
+                .import("importlib")
+                .and_then(|importlib| importlib.call_method1("import_module", (name.as_str(),)))
+                .map_err(|error| AppLoadError::ModuleFailed {
+                    module: name.clone(),
+                    traceback: format_exception(py, &error),
+                })?;
+            find_callable(&module, &spec.callable_object).ok_or_else(|| AppLoadError::NoCallable {
+                place: format!("the module '{name}'"),
+                callable: spec.callable_object.clone(),
+            })
+        }
+        AppSource::Paste(ini) => load_paste(py, ini),
     }
+}
+
+/// `callable` looked up on `module`, following dots (`app.wsgi_app`).
+fn find_callable(module: &Bound<'_, PyAny>, callable: &str) -> Option<Py<PyAny>> {
+    let mut target = module.clone();
+    for part in callable.split('.') {
+        target = target.getattr(part).ok()?;
+    }
+    target.is_callable().then(|| target.unbind())
+}
+
+/// The top-level application of a PasteDeploy configuration: its pipeline, filters and
+/// composites built by PasteDeploy's own `loadapp`.
+fn load_paste(py: Python<'_>, ini: &std::path::Path) -> Result<Py<PyAny>, AppLoadError> {
+    let deploy = py
+        .import("paste.deploy")
+        .map_err(|_| AppLoadError::PasteDeployMissing)?;
+    let uri = format!("config:{}", ini.display());
+    deploy
+        .call_method1("loadapp", (uri,))
+        .map(Bound::unbind)
+        .map_err(|error| AppLoadError::PasteFailed {
+            path: ini.to_owned(),
+            traceback: format_exception(py, &error),
+        })
 }
 
 /// `sys.path` as mod_wsgi's daemon processes have it since 4.3.0: the home directory's
@@ -87,11 +153,11 @@ fn set_up_sys_path(py: Python<'_>, spec: &AppSpec) -> PyResult<()> {
 
 fn execute_script<'py>(
     py: Python<'py>,
-    spec: &AppSpec,
+    script: &std::path::Path,
     source: &[u8],
 ) -> PyResult<Bound<'py, PyModule>> {
-    let path = spec.script.to_string_lossy();
-    let module_name = private_module_name(&spec.script);
+    let path = script.to_string_lossy();
+    let module_name = private_module_name(script);
     let module = PyModule::new(py, &module_name)?;
     module.setattr("__file__", path.as_ref())?;
     let sys_modules = py.import("sys")?.getattr("modules")?;

@@ -13,9 +13,17 @@ pub enum AppLoadError {
     #[error("failed to load the WSGI script file '{path}':\n{traceback}")]
     ScriptFailed { path: PathBuf, traceback: String },
     #[error(
-        "the WSGI script file '{path}' defines no callable named '{callable}'\nhint: name the callable with --callable-object"
+        "{place} defines no callable named '{callable}'\nhint: name the callable with --callable-object, or as module:callable"
     )]
-    NoCallable { path: PathBuf, callable: String },
+    NoCallable { place: String, callable: String },
+    #[error("failed to import the module '{module}':\n{traceback}")]
+    ModuleFailed { module: String, traceback: String },
+    #[error(
+        "--application-type paste needs PasteDeploy, which is not installed\nhint: pip install PasteDeploy"
+    )]
+    PasteDeployMissing,
+    #[error("failed to load the PasteDeploy configuration '{path}':\n{traceback}")]
+    PasteFailed { path: PathBuf, traceback: String },
     #[error("failed to prepare the Python interpreter: {traceback}")]
     Interpreter { traceback: String },
 }

@@ -21,6 +21,7 @@ mod file_wrapper;
 mod input;
 mod log_stream;
 mod queue;
+pub mod request_path;
 mod run;
 mod start_response;
 
@@ -29,7 +30,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use pyo3::prelude::*;
 
-pub use app::{AppSpec, load_application};
+pub use app::{AppSource, AppSpec, load_application};
 pub use environ::ProcessFacts;
 pub use error::{AppLoadError, BodyReadError};
 pub use executor::{Executor, StandardStreams};

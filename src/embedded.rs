@@ -134,7 +134,19 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
         header_read_timeout: config.server.header_read_timeout,
         shutdown_timeout: config.processes.shutdown_timeout,
         static_files: crate::supervisor::static_files(config),
+        draining: std::sync::atomic::AtomicBool::new(false),
+        reload_watch: config
+            .application
+            .reload_entry
+            .then(|| executor.entry_file())
+            .flatten()
+            .map(|file| {
+                let watch = frontend::ReloadWatch::default();
+                watch.watch(file.to_owned());
+                Arc::new(watch)
+            }),
     });
+    let code_changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let served = runtime.block_on(async {
         let _ = listener.set_nonblocking(true);
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -144,6 +156,19 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
         let mut interrupt = (config.processes.mode == OperatingMode::Debug)
             .then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()))
             .transpose()?;
+        if config.application.reload_on_changes {
+            let stopper = shutdown.clone();
+            let changed = Arc::clone(&code_changed);
+            crate::wsgi::watch_imported_files(Box::new(move |reason| {
+                error_log::log(
+                    Level::Info,
+                    "ferrule",
+                    &format!("{reason}; this process restarts with the new code"),
+                );
+                changed.store(true, std::sync::atomic::Ordering::Release);
+                stopper.trigger();
+            }));
+        }
         let stopper = shutdown.clone();
         tokio::spawn(async move {
             match &mut interrupt {
@@ -177,8 +202,13 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
         );
         return ExitStatus::InternalError;
     }
+    let finished = if code_changed.load(std::sync::atomic::Ordering::Acquire) {
+        ExitStatus::CodeChanged
+    } else {
+        ExitStatus::Success
+    };
     let Ok(executor) = Arc::try_unwrap(executor) else {
-        return ExitStatus::Success;
+        return finished;
     };
     if !executor.stop(config.processes.shutdown_timeout) {
         error_log::log(
@@ -188,9 +218,9 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
         );
         // SAFETY: _exit ends the process at once, which is the point: a thread is stuck
         // inside the application and Python's finalisation would wait for it forever.
-        unsafe { libc::_exit(0) };
+        unsafe { libc::_exit(finished as i32) };
     }
-    ExitStatus::Success
+    finished
 }
 
 /// The per-process facts the environ template is built from, for either mode.

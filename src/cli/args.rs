@@ -117,6 +117,15 @@ pub(super) struct StartServerArgs {
     #[arg(long, help_heading = "Debugging and monitoring")]
     pub(super) debug_mode: bool,
 
+    /// Never reload the application when its files change.
+    #[arg(long, help_heading = "Application")]
+    pub(super) disable_reloading: bool,
+
+    /// Restart the application's processes when any Python file it imported changes
+    /// (checked every second), not only its entry file (script, module, .ini).
+    #[arg(long, help_heading = "Application")]
+    pub(super) reload_on_changes: bool,
+
     /// Serve a file, or a directory of files, at a URL path, from the front end without
     /// Python (a Django site's static files, say). May be given more than once.
     #[arg(long = "url-alias", num_args = 2, action = clap::ArgAction::Append,

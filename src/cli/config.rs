@@ -87,6 +87,11 @@ pub struct ApplicationConfig {
     pub target: ApplicationTarget,
     /// The callable's name: `--callable-object`, or what follows `:` in `pkg.wsgi:app`.
     pub callable_object: String,
+    /// Reload when the entry file (script, module source, .ini) changes, before the
+    /// next request (on unless `--disable-reloading` or `--debug-mode`).
+    pub reload_entry: bool,
+    /// `--reload-on-changes`: restart the processes when any imported file changes.
+    pub reload_on_changes: bool,
     /// The home directory: absolute and with symbolic links resolved; the processes
     /// `chdir` here and search it for modules first.
     pub working_directory: PathBuf,
@@ -206,6 +211,8 @@ impl Config {
             application_type,
             entry_point,
             url_aliases,
+            disable_reloading,
+            reload_on_changes,
             port,
             host,
             processes,
@@ -375,6 +382,8 @@ impl Config {
                 header_read_timeout: Duration::from_secs(header_timeout),
             },
             application: ApplicationConfig {
+                reload_entry: !disable_reloading && !debug_mode,
+                reload_on_changes: reload_on_changes && !disable_reloading && !debug_mode,
                 target,
                 callable_object,
                 working_directory,

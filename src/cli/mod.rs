@@ -29,6 +29,9 @@ pub enum ExitStatus {
     UsageError = 2,
     /// The WSGI application could not be loaded; restarting would not help.
     AppLoadFailed = 3,
+    /// A server process left because the application's code changed
+    /// (`--reload-on-changes`); the supervisor starts a new one at once.
+    CodeChanged = 4,
     /// A bug or an environment Ferrule cannot work in.
     InternalError = 70,
 }

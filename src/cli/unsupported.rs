@@ -346,20 +346,6 @@ const UNSUPPORTED: &[Unsupported] = &[
         "Let wsgi.file_wrapper responses use the kernel's sendfile.",
     ),
     option(
-        "disable-reloading",
-        Flag,
-        APPLICATION,
-        "",
-        "Do not reload the application when its code file changes.",
-    ),
-    option(
-        "reload-on-changes",
-        Flag,
-        APPLICATION,
-        "",
-        "Reload when any Python file the application imported changes.",
-    ),
-    option(
         "map-head-to-get",
         Value,
         SERVER,

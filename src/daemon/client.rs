@@ -38,6 +38,9 @@ pub enum PoolEvent {
     /// A daemon process asked to be replaced; the reason completes "daemon process N (pid
     /// P) ..." (it reached a limit).
     Recycle { pid: u32, reason: String },
+    /// The application's code changed: every daemon process must be replaced; the pool
+    /// already stopped giving the current ones requests.
+    Reload { reason: String },
 }
 
 /// One connection from a daemon thread, idle between requests.
@@ -97,14 +100,21 @@ pub struct DaemonPool {
     state: Mutex<PoolState>,
     queue_timeout: Duration,
     events: mpsc::UnboundedSender<PoolEvent>,
+    /// The application's entry file, when reloading is on.
+    reload_watch: Option<crate::frontend::ReloadWatch>,
 }
 
 impl DaemonPool {
-    pub fn new(queue_timeout: Duration, events: mpsc::UnboundedSender<PoolEvent>) -> Self {
+    pub fn new(
+        queue_timeout: Duration,
+        reload_entry: bool,
+        events: mpsc::UnboundedSender<PoolEvent>,
+    ) -> Self {
         Self {
             state: Mutex::new(PoolState::default()),
             queue_timeout,
             events,
+            reload_watch: reload_entry.then(crate::frontend::ReloadWatch::default),
         }
     }
 
@@ -163,8 +173,15 @@ impl DaemonPool {
     /// replaced on to the supervisor.
     async fn watch_control(&self, pid: u32, mut reader: FrameReader<OwnedReadHalf>) {
         while let Ok(frame) = reader.read().await {
-            if let Frame::Recycle(reason) = frame {
-                self.recycle(pid, reason);
+            match frame {
+                Frame::Recycle(reason) => self.recycle(pid, reason),
+                Frame::Watch(path) => {
+                    if let Some(watch) = &self.reload_watch {
+                        watch.watch(path.into());
+                    }
+                }
+                Frame::CodeChanged(reason) => self.reload_all(reason),
+                _ => {}
             }
         }
     }
@@ -197,6 +214,16 @@ impl DaemonPool {
                 .last_request
                 .get(&pid)
                 .is_some_and(|last| last.elapsed() >= limit)
+    }
+
+    /// The code changed: no daemon running the old code gets another request; the
+    /// supervisor starts new ones, and requests wait for them.
+    fn reload_all(&self, reason: String) {
+        let pids: Vec<u32> = self.lock().known.iter().copied().collect();
+        for pid in pids {
+            self.retire(pid);
+        }
+        let _ = self.events.send(PoolEvent::Reload { reason });
     }
 
     /// Stops sending requests to `pid` and tells its threads to leave as they become idle.
@@ -340,6 +367,13 @@ impl DaemonPool {
         body: Incoming,
         connection: ConnectionInfo,
     ) -> wsgi::Response {
+        if let Some(changed) = self
+            .reload_watch
+            .as_ref()
+            .and_then(crate::frontend::ReloadWatch::changed)
+        {
+            self.reload_all(format!("'{}' changed", changed.display()));
+        }
         let has_body = !body.is_end_stream();
         let description = format!("{} {}", parts.method, parts.uri);
         let head = RequestHead {

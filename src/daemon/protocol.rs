@@ -8,7 +8,9 @@
 //! ```text
 //! daemon → front end   Hello                       once, after connecting; then either
 //!                                                  (role Thread) requests, or
-//! daemon → front end   Recycle*                    (role Control) requests to be replaced
+//! daemon → front end   Recycle* Watch* CodeChanged* (role Control) requests to be
+//!                                                  replaced; the entry file to watch;
+//!                                                  news that the code changed
 //! front end → daemon   RequestHead                 has_body says whether body frames follow
 //! front end → daemon   BodyChunk* (BodyEnd | BodyAbort)
 //! daemon → front end   ResponseFull                the whole response in one frame, or
@@ -105,6 +107,12 @@ pub enum Frame {
     Stop,
     /// The daemon asks to be replaced, for the reason given (a limit it reached).
     Recycle(String),
+    /// The file the application was loaded from: the front end reloads the application
+    /// when it changes.
+    Watch(String),
+    /// A file the application imported changed (`--reload-on-changes`): every daemon
+    /// must be replaced.
+    CodeChanged(String),
 }
 
 mod kind {
@@ -120,6 +128,8 @@ mod kind {
     pub(super) const RESPONSE_ABORT: u8 = 10;
     pub(super) const STOP: u8 = 11;
     pub(super) const RECYCLE: u8 = 12;
+    pub(super) const WATCH: u8 = 13;
+    pub(super) const CODE_CHANGED: u8 = 14;
 }
 
 impl Frame {
@@ -167,6 +177,14 @@ impl Frame {
             Self::Recycle(reason) => {
                 out.put_slice(reason.as_bytes());
                 kind::RECYCLE
+            }
+            Self::Watch(path) => {
+                out.put_slice(path.as_bytes());
+                kind::WATCH
+            }
+            Self::CodeChanged(reason) => {
+                out.put_slice(reason.as_bytes());
+                kind::CODE_CHANGED
             }
         };
         let length = u32::try_from(out.len() - start - HEADER_LEN).unwrap_or(u32::MAX);
@@ -221,6 +239,8 @@ impl Frame {
             kind::RESPONSE_ABORT => Self::ResponseAbort,
             kind::STOP => Self::Stop,
             kind::RECYCLE => Self::Recycle(String::from_utf8_lossy(&payload).into_owned()),
+            kind::WATCH => Self::Watch(String::from_utf8_lossy(&payload).into_owned()),
+            kind::CODE_CHANGED => Self::CodeChanged(String::from_utf8_lossy(&payload).into_owned()),
             _ => return Err(ProtocolError::Malformed("unknown frame kind")),
         };
         Ok(frame)

@@ -55,8 +55,11 @@ struct Worker {
     memory_limit: u64,
     shutdown: Shutdown,
     /// Where reasons to be replaced go; the control connection sends them on.
-    recycle_tx: mpsc::UnboundedSender<String>,
-    recycle_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    recycle_tx: mpsc::UnboundedSender<Frame>,
+    recycle_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Frame>>>,
+    /// Tell the front end which file to watch, and watch every imported file.
+    reload_entry: bool,
+    reload_on_changes: bool,
 }
 
 /// How one connection ended.
@@ -90,6 +93,8 @@ pub fn run(py: Python<'_>, config: &Config, socket: PathBuf) -> ExitStatus {
         shutdown: Shutdown::new(),
         recycle_tx,
         recycle_rx: std::sync::Mutex::new(Some(recycle_rx)),
+        reload_entry: config.application.reload_entry,
+        reload_on_changes: config.application.reload_on_changes,
     });
     let n_connections = config.processes.n_threads.max(1);
     let shutdown_timeout = config.processes.shutdown_timeout;
@@ -165,7 +170,19 @@ async fn start_control(worker: &Arc<Worker>) -> std::io::Result<()> {
         role: Role::Control,
     });
     protocol::write_frame(&mut control, &hello).await?;
+    if worker.reload_entry {
+        if let Some(file) = worker.executor.entry_file() {
+            let watch = Frame::Watch(file.to_string_lossy().into_owned());
+            protocol::write_frame(&mut control, &watch).await?;
+        }
+    }
     let limits_tx = worker.recycle_tx.clone();
+    if worker.reload_on_changes {
+        let changes_tx = limits_tx.clone();
+        crate::wsgi::watch_imported_files(Box::new(move |reason| {
+            let _ = changes_tx.send(Frame::CodeChanged(reason));
+        }));
+    }
     let Some(mut limits_rx) = worker
         .recycle_rx
         .lock()
@@ -186,9 +203,9 @@ async fn start_control(worker: &Arc<Worker>) -> std::io::Result<()> {
                 ticks.tick().await;
                 if let Some(rss) = resident_bytes() {
                     if rss > limit {
-                        let _ = limits_tx.send(format!(
+                        let _ = limits_tx.send(Frame::Recycle(format!(
                             "uses {rss} bytes of memory, more than --memory-limit ({limit})"
-                        ));
+                        )));
                         return;
                     }
                 }
@@ -198,11 +215,8 @@ async fn start_control(worker: &Arc<Worker>) -> std::io::Result<()> {
     drop(limits_tx);
     tokio::spawn(async move {
         // Kept open for the life of the process: its end tells the front end we are gone.
-        while let Some(reason) = limits_rx.recv().await {
-            if protocol::write_frame(&mut control, &Frame::Recycle(reason))
-                .await
-                .is_err()
-            {
+        while let Some(frame) = limits_rx.recv().await {
+            if protocol::write_frame(&mut control, &frame).await.is_err() {
                 return;
             }
         }
@@ -213,7 +227,7 @@ async fn start_control(worker: &Arc<Worker>) -> std::io::Result<()> {
 
 /// Sets the CPU time limit; the kernel's SIGXCPU when it is reached becomes a request
 /// to be replaced (by default SIGXCPU would kill the process mid-request).
-fn watch_cpu_time(seconds: u64, limits_tx: mpsc::UnboundedSender<String>) -> std::io::Result<()> {
+fn watch_cpu_time(seconds: u64, limits_tx: mpsc::UnboundedSender<Frame>) -> std::io::Result<()> {
     let mut xcpu =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXCPU))?;
     let limit = libc::rlimit {
@@ -226,9 +240,9 @@ fn watch_cpu_time(seconds: u64, limits_tx: mpsc::UnboundedSender<String>) -> std
     }
     tokio::spawn(async move {
         if xcpu.recv().await.is_some() {
-            let _ = limits_tx.send(format!(
+            let _ = limits_tx.send(Frame::Recycle(format!(
                 "used {seconds} s of CPU time, its --cpu-time-limit"
-            ));
+            )));
         }
     });
     Ok(())
@@ -342,10 +356,10 @@ async fn serve_connection(
         let reply = worker.executor.submit(request);
         let served = worker.served.fetch_add(1, Ordering::Relaxed) + 1;
         if worker.maximum_requests > 0 && served == worker.maximum_requests {
-            let _ = worker.recycle_tx.send(format!(
+            let _ = worker.recycle_tx.send(Frame::Recycle(format!(
                 "reached --maximum-requests ({})",
                 worker.maximum_requests
-            ));
+            )));
         }
         let written = match reply.await {
             Ok(response) => write_response(&mut writer, response).await,

@@ -79,6 +79,21 @@ impl Service {
         }
         let response = match &self.backend {
             Backend::Embedded(executor) => {
+                if let Some(changed) = self
+                    .config
+                    .reload_watch
+                    .as_ref()
+                    .and_then(|watch| watch.changed())
+                {
+                    if crate::logs::error_log::enabled(crate::logs::Level::Info) {
+                        crate::logs::error_log::log(
+                            crate::logs::Level::Info,
+                            "ferrule",
+                            &format!("'{}' changed; reloading the application", changed.display()),
+                        );
+                    }
+                    executor.reload_before_next_request();
+                }
                 let request = wsgi::Request {
                     method: parts.method,
                     target: parts.uri,
@@ -126,6 +141,16 @@ impl Service {
             hyper::Response::new(LoggedBody::new(body, access, self.file_slot.clone()));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
+        if self
+            .config
+            .draining
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         if let Some(reason) = reason {
             if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.to_vec()) {
                 response.extensions_mut().insert(reason);

@@ -7,15 +7,18 @@
 
 mod body;
 mod dispatch;
+mod reload_watch;
 mod request_body;
 mod sendfile;
 mod static_files;
 
+pub use reload_watch::ReloadWatch;
 pub use static_files::{StaticFiles, UrlAlias};
 
 pub(crate) use request_body::discard_unread_body;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -39,7 +42,17 @@ pub struct FrontendConfig {
     /// `--url-alias` directories and files (and the whole site for a static one), served
     /// before the application sees the request.
     pub static_files: StaticFiles,
+    /// Embedded mode with reloading on: the application's entry file, looked at before
+    /// each request is handed to the executor.
+    pub reload_watch: Option<Arc<ReloadWatch>>,
+    /// Set once a stop began: every response then says `Connection: close`, so that
+    /// keep-alive clients leave after their current request instead of racing a close.
+    pub draining: AtomicBool,
 }
+
+/// How long, once a stop began, connections get to make one last request (answered with
+/// `Connection: close`) before idle ones are closed.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// Where requests go once the front end has parsed them.
 #[derive(Clone)]
@@ -62,6 +75,7 @@ pub async fn serve(
     shutdown: Shutdown,
 ) {
     let graceful = GracefulShutdown::new();
+    let open_connections = Arc::new(AtomicUsize::new(0));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -100,7 +114,10 @@ pub async fn serve(
         let stream = sendfile::SendfileStream::new(stream, file_slot);
         let served = builder.serve_connection(stream, service);
         let served = graceful.watch(served);
+        let open = Arc::clone(&open_connections);
+        open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
+            let _counted = ConnectionCount(open);
             // Clients that reset or time out are routine, not errors worth a log line.
             if let Err(error) = served.await {
                 if error_log::enabled(Level::Debug) {
@@ -114,11 +131,28 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // Busy keep-alive clients get their next answer with `Connection: close` and leave on
+    // their own; only then are the idle ones closed.
+    config.draining.store(true, Ordering::Release);
+    let grace = DRAIN_GRACE.min(config.shutdown_timeout);
+    let drain_started = tokio::time::Instant::now();
+    while open_connections.load(Ordering::Relaxed) > 0 && drain_started.elapsed() < grace {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(config.shutdown_timeout) => {
             error_log::log(Level::Warn, "ferrule", "shutdown timeout reached with connections still open; closing them");
         }
+    }
+}
+
+/// Counts a connection as open until its task ends.
+struct ConnectionCount(Arc<AtomicUsize>);
+
+impl Drop for ConnectionCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -64,6 +64,8 @@ enum Event {
     StartupDeadline { pid: u32 },
     /// A daemon process has run for `--restart-interval`.
     RestartDue { pid: u32 },
+    /// The application's code changed; the pool stopped using the current daemons.
+    Reload { reason: String },
     /// A retired process had its grace period; kill it if it is still there.
     RetireDeadline { pid: u32 },
     /// The in-process front end stopped serving (daemon mode).
@@ -372,6 +374,7 @@ impl Supervisor<'_> {
                 }
                 Event::DaemonReady { pid } => self.on_ready(pid, &event_tx),
                 Event::DaemonRecycle { pid, reason } => self.queue_recycle(pid, reason, &event_tx),
+                Event::Reload { reason } => self.reload(&reason, &event_tx),
                 Event::StartupDeadline { pid } => {
                     if self.pids.contains_key(&pid) && !self.ready.contains(&pid) {
                         let slot = self.pids[&pid].0;
@@ -437,6 +440,7 @@ impl Supervisor<'_> {
         let (pool_tx, mut pool_rx) = mpsc::unbounded_channel();
         let pool = Arc::new(DaemonPool::new(
             self.config.processes.queue_timeout,
+            self.config.application.reload_entry,
             pool_tx,
         ));
         let forward_tx = event_tx.clone();
@@ -445,6 +449,7 @@ impl Supervisor<'_> {
                 let event = match event {
                     PoolEvent::Ready { pid } => Event::DaemonReady { pid },
                     PoolEvent::Recycle { pid, reason } => Event::DaemonRecycle { pid, reason },
+                    PoolEvent::Reload { reason } => Event::Reload { reason },
                 };
                 if forward_tx.send(event).is_err() {
                     break;
@@ -458,6 +463,9 @@ impl Supervisor<'_> {
             header_read_timeout: self.config.server.header_read_timeout,
             shutdown_timeout: self.config.processes.shutdown_timeout,
             static_files: static_files(self.config),
+            // Daemon mode: the pool watches the entry file (see `DaemonPool::forward`).
+            reload_watch: None,
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         let frontend_shutdown = Shutdown::new();
         let backend = if matches!(self.config.application.target, ApplicationTarget::Static(_)) {
@@ -592,6 +600,13 @@ impl Supervisor<'_> {
                         describe_exit(status)
                     ),
                 );
+            }
+            return;
+        }
+        if status.code() == Some(ExitStatus::CodeChanged as i32) {
+            // It said why in the error log; its replacement starts at once.
+            if replaced_old.is_none() {
+                schedule(event_tx, Duration::ZERO, Event::Respawn { slot });
             }
             return;
         }
@@ -788,6 +803,32 @@ impl Supervisor<'_> {
             Err(status) => {
                 self.exit_status = status;
                 self.stop();
+            }
+        }
+    }
+
+    /// The code changed: every slot gets a new daemon at once; the old ones, which the
+    /// pool no longer gives requests, finish theirs and leave.
+    fn reload(&mut self, reason: &str, event_tx: &mpsc::UnboundedSender<Event>) {
+        if self.stopping.is_some() {
+            return;
+        }
+        error_log::log(
+            Level::Info,
+            "ferrule",
+            &format!("{reason}; starting daemon processes with the new code"),
+        );
+        self.replacing.clear();
+        self.recycle_queue.clear();
+        for slot in 0..self.slots.len() {
+            let old = self.slots[slot].take();
+            if let Err(status) = self.spawn(slot, event_tx) {
+                self.exit_status = status;
+                self.stop();
+                return;
+            }
+            if let Some(old) = old {
+                self.retire(old, event_tx);
             }
         }
     }

@@ -95,6 +95,51 @@ pub fn load_application(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, App
     }
 }
 
+/// Loads the application again after its entry file changed: the script run afresh, the
+/// module reloaded (`importlib.reload`), the PasteDeploy pipeline built again.
+pub(crate) fn reload_application(
+    py: Python<'_>,
+    spec: &AppSpec,
+) -> Result<Py<PyAny>, AppLoadError> {
+    if let AppSource::Module(name) = &spec.source {
+        let module = py
+            .import("importlib")
+            .and_then(|importlib| {
+                let module = importlib.call_method1("import_module", (name.as_str(),))?;
+                importlib.call_method1("reload", (module,))
+            })
+            .map_err(|error| AppLoadError::ModuleFailed {
+                module: name.clone(),
+                traceback: format_exception(py, &error),
+            })?;
+        return find_callable(&module, &spec.callable_object).ok_or_else(|| {
+            AppLoadError::NoCallable {
+                place: format!("the module '{name}'"),
+                callable: spec.callable_object.clone(),
+            }
+        });
+    }
+    load_application(py, spec)
+}
+
+/// The file that holds the application's entry point, once it is loaded.
+pub(crate) fn entry_file(py: Python<'_>, spec: &AppSpec) -> Option<PathBuf> {
+    match &spec.source {
+        AppSource::Script(path) | AppSource::Paste(path) => Some(path.clone()),
+        AppSource::Module(name) => {
+            let module = py
+                .import("sys")
+                .ok()?
+                .getattr("modules")
+                .ok()?
+                .get_item(name)
+                .ok()?;
+            let file: String = module.getattr("__file__").ok()?.extract().ok()?;
+            Some(PathBuf::from(file))
+        }
+    }
+}
+
 /// `callable` looked up on `module`, following dots (`app.wsgi_app`).
 fn find_callable(module: &Bound<'_, PyAny>, callable: &str) -> Option<Py<PyAny>> {
     let mut target = module.clone();

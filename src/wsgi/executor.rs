@@ -5,6 +5,7 @@
 //! bounded by the connections the front end holds.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -12,14 +13,14 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use tokio::sync::oneshot;
 
-use super::app::{AppSpec, format_exception, load_application};
+use super::app::{AppSpec, entry_file, format_exception, load_application, reload_application};
 use super::environ::{self, ProcessFacts};
 use super::error::AppLoadError;
 use super::file_wrapper::FileWrapper;
 use super::log_stream::LogStream;
 use super::queue::JobQueue;
 use super::{Request, Response, run};
-use crate::logs::Level;
+use crate::logs::{Level, error_log};
 
 /// A request waiting for an application thread, with the way back to its connection.
 pub(crate) struct Job {
@@ -29,9 +30,46 @@ pub(crate) struct Job {
 
 /// What every application thread of the process shares.
 pub(crate) struct ThreadContext {
-    pub(crate) app: Py<PyAny>,
+    /// The application; replaced in place when its file changed (embedded mode).
+    app: std::sync::Mutex<Py<PyAny>>,
     pub(crate) environ_template: Py<PyDict>,
     pub(crate) facts: ProcessFacts,
+    /// How the application was loaded, to load it again.
+    spec: AppSpec,
+    /// Set by [`Executor::reload_before_next_request`].
+    reload_pending: AtomicBool,
+}
+
+impl ThreadContext {
+    /// The application to call for the next request, reloaded first if that was asked.
+    pub(crate) fn application(&self, py: Python<'_>) -> Py<PyAny> {
+        if self.reload_pending.swap(false, Ordering::AcqRel) {
+            match reload_application(py, &self.spec) {
+                Ok(app) => {
+                    *self.lock_app() = app;
+                    error_log::log(
+                        Level::Info,
+                        "wsgi",
+                        "the application's file changed; reloaded it",
+                    );
+                }
+                Err(error) => error_log::log(
+                    Level::Error,
+                    "wsgi",
+                    &format!(
+                        "the application's file changed but reloading it failed; still serving the previous code: {error}"
+                    ),
+                ),
+            }
+        }
+        self.lock_app().clone_ref(py)
+    }
+
+    fn lock_app(&self) -> std::sync::MutexGuard<'_, Py<PyAny>> {
+        self.app
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Where the application's `sys.stdout` and `sys.stderr` go.
@@ -48,6 +86,8 @@ pub struct Executor {
     /// Closed by [`Executor::stop`]; the threads end when it is closed and empty.
     queue: Arc<JobQueue<Job>>,
     threads: Vec<JoinHandle<()>>,
+    context: Arc<ThreadContext>,
+    entry_file: Option<std::path::PathBuf>,
 }
 
 impl Executor {
@@ -73,10 +113,13 @@ impl Executor {
                 .map_err(interpreter_error)?
                 .unbind();
         let n_threads = facts.n_threads.max(1);
+        let entry_file = entry_file(py, spec);
         let context = Arc::new(ThreadContext {
-            app,
+            app: std::sync::Mutex::new(app),
             environ_template,
             facts,
+            spec: spec.clone(),
+            reload_pending: AtomicBool::new(false),
         });
         let queue = Arc::new(JobQueue::new());
         let threads = (0..n_threads)
@@ -91,7 +134,24 @@ impl Executor {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { queue, threads })
+        Ok(Self {
+            queue,
+            threads,
+            context,
+            entry_file,
+        })
+    }
+
+    /// The file whose change means the application must be reloaded: the script, the
+    /// .ini, or the module's source file.
+    pub fn entry_file(&self) -> Option<&std::path::Path> {
+        self.entry_file.as_deref()
+    }
+
+    /// Makes the next request load the application again first (embedded mode's answer
+    /// to a changed entry file: the requests after the change see the new code).
+    pub fn reload_before_next_request(&self) {
+        self.context.reload_pending.store(true, Ordering::Release);
     }
 
     /// Queues `request`; the receiver yields the response once the application produced

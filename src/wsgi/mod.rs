@@ -20,6 +20,7 @@ mod executor;
 mod file_wrapper;
 mod input;
 mod log_stream;
+mod module_watch;
 mod queue;
 pub mod request_path;
 mod run;
@@ -34,6 +35,7 @@ pub use app::{AppSource, AppSpec, load_application};
 pub use environ::ProcessFacts;
 pub use error::{AppLoadError, BodyReadError};
 pub use executor::{Executor, StandardStreams};
+pub use module_watch::watch_imported_files;
 
 /// Registers the executor's Python classes on `ferrule._ferrule`.
 pub fn init_pymodule(module: &Bound<'_, PyModule>) -> PyResult<()> {

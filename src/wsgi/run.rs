@@ -62,7 +62,10 @@ fn call_application(
         &facts,
         input.into_any(),
     )?;
-    let result = context.app.bind(py).call1((environ, responder))?;
+    let result = context
+        .application(py)
+        .bind(py)
+        .call1((environ, responder))?;
     let sent = send_result(py, &result, responder.get());
     let closed = call_close(py, &result);
     sent.and(closed)

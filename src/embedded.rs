@@ -129,6 +129,8 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
             return ExitStatus::InternalError;
         }
     };
+    // The reload watch registers with the reactor: build the configuration inside it.
+    let runtime_context = runtime.enter();
     let frontend_config = Arc::new(FrontendConfig {
         access_log: open_access_log(config),
         header_read_timeout: config.server.header_read_timeout,
@@ -141,11 +143,12 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
             .then(|| executor.entry_file())
             .flatten()
             .map(|file| {
-                let watch = frontend::ReloadWatch::default();
+                let watch = frontend::ReloadWatch::new();
                 watch.watch(file.to_owned());
                 Arc::new(watch)
             }),
     });
+    drop(runtime_context);
     let code_changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let served = runtime.block_on(async {
         let _ = listener.set_nonblocking(true);

@@ -114,7 +114,7 @@ impl DaemonPool {
             state: Mutex::new(PoolState::default()),
             queue_timeout,
             events,
-            reload_watch: reload_entry.then(crate::frontend::ReloadWatch::default),
+            reload_watch: reload_entry.then(crate::frontend::ReloadWatch::new),
         }
     }
 
@@ -367,11 +367,11 @@ impl DaemonPool {
         body: Incoming,
         connection: ConnectionInfo,
     ) -> wsgi::Response {
-        if let Some(changed) = self
-            .reload_watch
-            .as_ref()
-            .and_then(crate::frontend::ReloadWatch::changed)
-        {
+        let changed = match &self.reload_watch {
+            Some(watch) => watch.changed().await,
+            None => None,
+        };
+        if let Some(changed) = changed {
             self.reload_all(format!("'{}' changed", changed.display()));
         }
         let has_body = !body.is_end_stream();

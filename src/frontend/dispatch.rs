@@ -79,12 +79,11 @@ impl Service {
         }
         let response = match &self.backend {
             Backend::Embedded(executor) => {
-                if let Some(changed) = self
-                    .config
-                    .reload_watch
-                    .as_ref()
-                    .and_then(|watch| watch.changed())
-                {
+                let changed = match &self.config.reload_watch {
+                    Some(watch) => watch.changed().await,
+                    None => None,
+                };
+                if let Some(changed) = changed {
                     if crate::logs::error_log::enabled(crate::logs::Level::Info) {
                         crate::logs::error_log::log(
                             crate::logs::Level::Info,

@@ -116,10 +116,14 @@ def start_server(
     *options: str,
     wait: bool = True,
     env: dict | None = None,
+    command: list[str] | None = None,
+    cwd: Path | None = None,
 ) -> Server:
+    """`command` replaces `python -m ferrule start-server` (say, a Django `manage.py
+    runferrule`); the options follow it all the same."""
     port = free_port()
     server_root = tmp_path / f"server-root-{port}"
-    args = [sys.executable, "-m", "ferrule", "start-server"]
+    args = list(command) if command else [sys.executable, "-m", "ferrule", "start-server"]
     if app is not None:
         app_path = Path(app)
         args.append(str(app_path if app_path.is_absolute() else APPS / app_path))
@@ -134,7 +138,7 @@ def start_server(
         stdin=subprocess.DEVNULL,
         start_new_session=True,
         env={**os.environ, **(env or {})},
-        cwd=tmp_path,
+        cwd=cwd or tmp_path,
     )
     server = Server(process, port, server_root, stdout_path, stderr_path, args)
     if wait:

@@ -4,7 +4,11 @@ with real applications (Flask, a PasteDeploy pipeline) through real sockets."""
 from __future__ import annotations
 
 import email.utils
+import subprocess
+import sys
+import sysconfig
 import time
+from pathlib import Path
 
 import requests
 
@@ -159,3 +163,22 @@ def test_url_alias_to_a_missing_path_is_refused(tmp_path):
     assert f"--url-alias /static '{tmp_path / 'x'}': the file or directory does not exist" in (
         result.stderr
     )
+
+
+def test_missing_pastedeploy_is_one_clear_line(tmp_path):
+    # A virtualenv with ferrule importable but no PasteDeploy in it.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site_packages = next((venv / "lib").glob("python*/site-packages"))
+    package_root = Path(__import__("ferrule").__file__).resolve().parent.parent
+    (site_packages / "ferrule-under-test.pth").write_text(f"{package_root}\n")
+    assert sysconfig.get_paths()["purelib"] != str(site_packages)
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "ferrule", "start-server",
+         "--application-type", "paste", str(PASTE / "site.ini"), "--log-to-terminal",
+         "--port", "0", "--server-root", str(tmp_path / "root")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert "--application-type paste needs PasteDeploy, which is not installed" in result.stderr
+    assert "hint: pip install PasteDeploy" in result.stderr

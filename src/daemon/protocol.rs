@@ -306,6 +306,60 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
+/// Reads frames from a blocking stream: a daemon thread's own connection, read with the
+/// GIL released.
+pub struct BlockingFrameReader<R> {
+    inner: R,
+    buffer: BytesMut,
+    /// Where reads land before they join `buffer`.
+    block: Vec<u8>,
+}
+
+impl<R: std::io::Read> BlockingFrameReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            buffer: BytesMut::with_capacity(16 * 1024),
+            block: vec![0; 64 * 1024],
+        }
+    }
+
+    /// The next frame; [`ProtocolError::Closed`] at a clean end of stream.
+    pub fn read(&mut self) -> Result<Frame, ProtocolError> {
+        while self.buffer.len() < HEADER_LEN {
+            self.fill()?;
+        }
+        let frame_kind = self.buffer[0];
+        let mut length_bytes = [0; 4];
+        length_bytes.copy_from_slice(&self.buffer[1..HEADER_LEN]);
+        let length = u32::from_le_bytes(length_bytes) as usize;
+        if length > MAX_PAYLOAD {
+            return Err(ProtocolError::Malformed("frame longer than the limit"));
+        }
+        while self.buffer.len() < HEADER_LEN + length {
+            self.fill()?;
+        }
+        self.buffer.advance(HEADER_LEN);
+        let payload = self.buffer.split_to(length).freeze();
+        Frame::decode(frame_kind, payload)
+    }
+
+    fn fill(&mut self) -> Result<(), ProtocolError> {
+        let read = loop {
+            match self.inner.read(&mut self.block) {
+                Ok(read) => break read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(ProtocolError::Io(error)),
+            }
+        };
+        if read == 0 {
+            return Err(ProtocolError::Closed);
+        }
+        self.buffer.extend_from_slice(&self.block[..read]);
+        Ok(())
+    }
+}
+
 /// Writes `frame` in one write.
 pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,

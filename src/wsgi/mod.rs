@@ -34,8 +34,9 @@ use pyo3::prelude::*;
 pub use app::{AppSource, AppSpec, load_application};
 pub use environ::ProcessFacts;
 pub use error::{AppLoadError, BodyReadError};
-pub use executor::{Executor, StandardStreams};
+pub use executor::{Executor, StandardStreams, Threads};
 pub use module_watch::watch_imported_files;
+pub use start_response::DirectSink;
 
 /// Registers the executor's Python classes on `ferrule._ferrule`.
 pub fn init_pymodule(module: &Bound<'_, PyModule>) -> PyResult<()> {

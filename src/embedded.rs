@@ -119,19 +119,9 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
     // One HTTP thread per process: the application threads do the heavy work, and a
     // single reactor batches its wake-ups (measured: 10-20 % more hello req/s on one core
     // than two work-stealing threads). More cores are used with more --processes.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match new_runtime("HTTP") {
         Ok(runtime) => runtime,
-        Err(error) => {
-            error_log::log(
-                Level::Crit,
-                "ferrule",
-                &format!("cannot start the HTTP runtime: {error}"),
-            );
-            return ExitStatus::InternalError;
-        }
+        Err(status) => return status,
     };
     // The reload watch registers with the reactor: build the configuration inside it.
     let runtime_context = runtime.enter();
@@ -217,17 +207,38 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
     let Ok(executor) = Arc::try_unwrap(executor) else {
         return finished;
     };
-    if !executor.stop(config.processes.shutdown_timeout) {
+    exit_now_if_stuck(executor.stop(config.processes.shutdown_timeout), finished)
+}
+
+/// The single-threaded tokio runtime every process runs its I/O on.
+pub(crate) fn new_runtime(purpose: &str) -> Result<tokio::runtime::Runtime, ExitStatus> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            error_log::log(
+                Level::Crit,
+                "ferrule",
+                &format!("cannot start the {purpose} runtime: {error}"),
+            );
+            ExitStatus::InternalError
+        })
+}
+
+/// Returns `status` when every application thread finished; otherwise ends the process
+/// at once with it, since a thread stuck in the application would keep Python's
+/// finalisation waiting forever.
+pub(crate) fn exit_now_if_stuck(all_finished: bool, status: ExitStatus) -> ExitStatus {
+    if !all_finished {
         error_log::log(
             Level::Warn,
             "ferrule",
-            "requests still running at shutdown; exiting anyway",
+            "requests still running when the process stopped; exiting anyway",
         );
-        // SAFETY: _exit ends the process at once, which is the point: a thread is stuck
-        // inside the application and Python's finalisation would wait for it forever.
-        unsafe { libc::_exit(finished as i32) };
+        // SAFETY: _exit ends the process at once, which is the point (see above).
+        unsafe { libc::_exit(status as i32) };
     }
-    finished
+    status
 }
 
 /// The per-process facts the environ template is built from, for either mode.

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,43 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
             return result
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+
+
+class LoadLoop:
+    """Clients sending GET `url` in a loop on keep-alive sessions, while a test restarts,
+    reloads or replaces processes; every failure is recorded, and the `pid` field of JSON
+    answers, when they have one."""
+
+    def __init__(self, url: str, clients: int = 4):
+        self.url = url
+        self.failures: list = []
+        self.responses = 0
+        self.pids: set[int] = set()
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=self.run) for _ in range(clients)]
+
+    def run(self):
+        session = requests.Session()
+        while not self.done.is_set():
+            try:
+                response = session.get(self.url, timeout=30)
+                if response.status_code != 200:
+                    self.failures.append(response.status_code)
+                elif response.headers.get("Content-Type") == "application/json":
+                    self.pids.add(response.json().get("pid"))
+                self.responses += 1
+            except requests.RequestException as error:
+                self.failures.append(repr(error))
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        for thread in self.threads:
+            thread.join()
 
 
 @dataclass

@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from conftest import run_ferrule, wait_until
+from conftest import LoadLoop, run_ferrule, wait_until
 
 APP = "daemon.wsgi"
 
@@ -25,41 +24,6 @@ def pid_of(response: requests.Response) -> int:
 
 def daemon_pids(server) -> set[int]:
     return set(server.child_pids())
-
-
-class LoadLoop:
-    """Clients sending requests in a loop; every failure is recorded."""
-
-    def __init__(self, server, clients: int = 4, path: str = "/pid"):
-        self.url = server.url + path
-        self.failures: list = []
-        self.responses = 0
-        self.pids: set[int] = set()
-        self.done = threading.Event()
-        self.threads = [threading.Thread(target=self.run) for _ in range(clients)]
-
-    def run(self):
-        session = requests.Session()
-        while not self.done.is_set():
-            try:
-                response = session.get(self.url, timeout=30)
-                if response.status_code != 200:
-                    self.failures.append(response.status_code)
-                else:
-                    self.pids.add(response.json()["pid"])
-                self.responses += 1
-            except requests.RequestException as error:
-                self.failures.append(repr(error))
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.done.set()
-        for thread in self.threads:
-            thread.join()
 
 
 def test_requests_run_in_daemon_processes_not_the_front_end(ferrule_server):
@@ -145,7 +109,7 @@ def test_graceful_restart_under_load_drops_no_request(ferrule_server, signum):
     server = ferrule_server(APP, "--processes", "2", "--threads", "2")
     wait_until(lambda: len(daemon_pids(server)) == 2)
     before = daemon_pids(server)
-    with LoadLoop(server) as load:
+    with LoadLoop(server.url + "/pid") as load:
         time.sleep(0.3)
         server.signal(signum)
         wait_until(lambda: not (daemon_pids(server) & before), timeout=30)
@@ -188,7 +152,7 @@ def test_maximum_requests_recycles_daemons_without_losing_requests(ferrule_serve
         APP, "--maximum-requests", "5", "--processes", "2", "--threads", "2", "--log-level", "info"
     )
     wait_until(lambda: len(daemon_pids(server)) == 2)
-    with LoadLoop(server, clients=3) as load:
+    with LoadLoop(server.url + "/pid", clients=3) as load:
         # Two processes to start with, then at least three replacements served requests.
         wait_until(lambda: len(load.pids) >= 5, timeout=60)
     assert load.failures == []

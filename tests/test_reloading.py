@@ -5,12 +5,9 @@ on the way; --reload-on-changes extends this to every imported file, and
 
 from __future__ import annotations
 
-import threading
 import time
 
-import requests
-
-from conftest import wait_until
+from conftest import LoadLoop, wait_until
 
 SCRIPT = """
 import os
@@ -26,42 +23,12 @@ def write_script(path, text):
     path.write_text(SCRIPT.replace("{text}", text))
 
 
-class Load:
-    """Two clients asking in a loop; any failure is kept."""
-
-    def __init__(self, url):
-        self.url = url
-        self.failures = []
-        self.done = threading.Event()
-        self.threads = [threading.Thread(target=self.run) for _ in range(2)]
-
-    def run(self):
-        session = requests.Session()
-        while not self.done.is_set():
-            try:
-                response = session.get(self.url, timeout=30)
-                if response.status_code != 200:
-                    self.failures.append(response.status_code)
-            except requests.RequestException as error:
-                self.failures.append(repr(error))
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.done.set()
-        for thread in self.threads:
-            thread.join()
-
-
 def test_edited_script_serves_the_next_request(ferrule_server, mode_options, tmp_path):
     script = tmp_path / "app.wsgi"
     write_script(script, "version one")
     server = ferrule_server(script, *mode_options, "--processes", "2", "--threads", "2")
     assert server.get("/").text.startswith("version one")
-    with Load(server.url + "/") as load:
+    with LoadLoop(server.url + "/", clients=2) as load:
         time.sleep(0.3)
         write_script(script, "version two, edited")
         # The very next request after the edit sees it.
@@ -125,7 +92,7 @@ def test_reload_on_changes_follows_imported_modules(ferrule_server, mode_options
     )
     assert server.get("/").text == "helper one"
     time.sleep(1.5)  # the watcher has seen every imported file once
-    with Load(server.url + "/") as load:
+    with LoadLoop(server.url + "/", clients=2) as load:
         (tmp_path / "helper.py").write_text("TEXT = 'helper two, edited'\n")
         wait_until(lambda: server.get("/").text == "helper two, edited", timeout=15)
     assert load.failures == []

@@ -247,6 +247,27 @@ impl Frame {
     }
 }
 
+/// Takes the first frame off `buffer` if it holds a whole one.
+fn split_frame(buffer: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+    if buffer.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let frame_kind = buffer[0];
+    let mut length_bytes = [0; 4];
+    length_bytes.copy_from_slice(&buffer[1..HEADER_LEN]);
+    let length = u32::from_le_bytes(length_bytes) as usize;
+    if length > MAX_PAYLOAD {
+        return Err(ProtocolError::Malformed("frame longer than the limit"));
+    }
+    if buffer.len() < HEADER_LEN + length {
+        buffer.reserve(HEADER_LEN + length - buffer.len());
+        return Ok(None);
+    }
+    buffer.advance(HEADER_LEN);
+    let payload = buffer.split_to(length).freeze();
+    Frame::decode(frame_kind, payload).map(Some)
+}
+
 /// Reads frames from one side of a daemon connection, with its own buffer.
 pub struct FrameReader<R> {
     inner: R,
@@ -261,27 +282,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// The next frame; [`ProtocolError::Closed`] at a clean end of stream.
+    /// The next frame; [`ProtocolError::Closed`] at a clean end of stream. Cancel-safe:
+    /// bytes read stay in the buffer.
     pub async fn read(&mut self) -> Result<Frame, ProtocolError> {
-        while self.buffer.len() < HEADER_LEN {
+        loop {
+            if let Some(frame) = split_frame(&mut self.buffer)? {
+                return Ok(frame);
+            }
             self.fill().await?;
         }
-        let frame_kind = self.buffer[0];
-        let mut length_bytes = [0; 4];
-        length_bytes.copy_from_slice(&self.buffer[1..HEADER_LEN]);
-        let length = u32::from_le_bytes(length_bytes) as usize;
-        if length > MAX_PAYLOAD {
-            return Err(ProtocolError::Malformed("frame longer than the limit"));
-        }
-        if self.buffer.capacity() < HEADER_LEN + length {
-            self.buffer.reserve(HEADER_LEN + length - self.buffer.len());
-        }
-        while self.buffer.len() < HEADER_LEN + length {
-            self.fill().await?;
-        }
-        self.buffer.advance(HEADER_LEN);
-        let payload = self.buffer.split_to(length).freeze();
-        Frame::decode(frame_kind, payload)
     }
 
     /// True when bytes of a frame are already buffered (the peer sent something while it
@@ -326,22 +335,12 @@ impl<R: std::io::Read> BlockingFrameReader<R> {
 
     /// The next frame; [`ProtocolError::Closed`] at a clean end of stream.
     pub fn read(&mut self) -> Result<Frame, ProtocolError> {
-        while self.buffer.len() < HEADER_LEN {
+        loop {
+            if let Some(frame) = split_frame(&mut self.buffer)? {
+                return Ok(frame);
+            }
             self.fill()?;
         }
-        let frame_kind = self.buffer[0];
-        let mut length_bytes = [0; 4];
-        length_bytes.copy_from_slice(&self.buffer[1..HEADER_LEN]);
-        let length = u32::from_le_bytes(length_bytes) as usize;
-        if length > MAX_PAYLOAD {
-            return Err(ProtocolError::Malformed("frame longer than the limit"));
-        }
-        while self.buffer.len() < HEADER_LEN + length {
-            self.fill()?;
-        }
-        self.buffer.advance(HEADER_LEN);
-        let payload = self.buffer.split_to(length).freeze();
-        Frame::decode(frame_kind, payload)
     }
 
     fn fill(&mut self) -> Result<(), ProtocolError> {

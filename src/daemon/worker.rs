@@ -139,26 +139,16 @@ pub fn run(py: Python<'_>, config: &Config, socket: PathBuf) -> ExitStatus {
     });
     let n_connections = config.processes.n_threads.max(1);
     let shutdown_timeout = config.processes.shutdown_timeout;
-    py.detach(|| serve(worker, n_connections, shutdown_timeout))
+    py.detach(|| serve(&worker, n_connections, shutdown_timeout))
 }
 
-fn serve(worker: Arc<Worker>, n_connections: usize, shutdown_timeout: Duration) -> ExitStatus {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+fn serve(worker: &Arc<Worker>, n_connections: usize, shutdown_timeout: Duration) -> ExitStatus {
+    let runtime = match crate::embedded::new_runtime("daemon's control") {
         Ok(runtime) => runtime,
-        Err(error) => {
-            error_log::log(
-                Level::Crit,
-                "ferrule",
-                &format!("cannot start the daemon's runtime: {error}"),
-            );
-            return ExitStatus::InternalError;
-        }
+        Err(status) => return status,
     };
     // The control connection first: it is how this process asks to be replaced.
-    if let Err(error) = runtime.block_on(start_control(&worker)) {
+    if let Err(error) = runtime.block_on(start_control(worker)) {
         error_log::log(
             Level::Error,
             "ferrule",
@@ -167,7 +157,7 @@ fn serve(worker: Arc<Worker>, n_connections: usize, shutdown_timeout: Duration) 
         return ExitStatus::Failure;
     }
     // The runtime keeps the control connection, the limit watchers and SIGTERM going.
-    let control_worker = Arc::clone(&worker);
+    let control_worker = Arc::clone(worker);
     let control = std::thread::Builder::new()
         .name("ferrule-control".to_owned())
         .spawn(move || {
@@ -186,32 +176,28 @@ fn serve(worker: Arc<Worker>, n_connections: usize, shutdown_timeout: Duration) 
         });
     let threads: Vec<_> = (0..n_connections)
         .filter_map(|index| {
-            let worker = Arc::clone(&worker);
+            let worker = Arc::clone(worker);
             std::thread::Builder::new()
                 .name(format!("ferrule-wsgi-{index}"))
                 .spawn(move || super::connection::run_thread(&worker, index))
                 .ok()
         })
         .collect();
-    for thread in threads {
-        let _ = thread.join();
+    // Once a stop began, threads get --shutdown-timeout to finish their requests.
+    let mut stop_deadline = None;
+    while threads.iter().any(|thread| !thread.is_finished()) {
+        if worker.is_stopping() {
+            let deadline =
+                *stop_deadline.get_or_insert_with(|| std::time::Instant::now() + shutdown_timeout);
+            if std::time::Instant::now() >= deadline {
+                return crate::embedded::exit_now_if_stuck(false, ExitStatus::Success);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     worker.shutdown.trigger();
     if let Ok(control) = control {
         let _ = control.join();
-    }
-    let Ok(worker) = Arc::try_unwrap(worker) else {
-        return ExitStatus::Success;
-    };
-    if !worker.executor.stop(shutdown_timeout) {
-        error_log::log(
-            Level::Warn,
-            "ferrule",
-            "requests still running when the daemon process stopped; exiting anyway",
-        );
-        // SAFETY: _exit ends the process at once, which is the point: a thread is stuck
-        // inside the application and Python's finalisation would wait for it forever.
-        unsafe { libc::_exit(0) };
     }
     ExitStatus::Success
 }

@@ -15,7 +15,7 @@ use crate::frontend::{self, FrontendConfig};
 use crate::logs::access_log::AccessLog;
 use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;
-use crate::wsgi::{AppSource, AppSpec, Executor, ProcessFacts, StandardStreams, Threads};
+use crate::wsgi::{AppSource, AppSpec, Executor, ProcessFacts, StandardStreams};
 
 /// Names the inherited listening socket's descriptor in a server process's environment.
 pub const LISTENER_FD_ENV: &str = "FERRULE_LISTENER_FD";
@@ -27,7 +27,7 @@ pub fn inherited_listener() -> Option<RawFd> {
 
 /// Runs this process as an embedded-mode server process until SIGTERM.
 pub fn run(py: Python<'_>, config: &Config, listener_fd: RawFd) -> ExitStatus {
-    match start_executor(py, config, Threads::Pool) {
+    match start_executor(py, config) {
         Ok(executor) => py.detach(|| serve(config, listener_fd, Arc::new(executor))),
         Err(status) => status,
     }
@@ -40,7 +40,7 @@ pub fn run_in_foreground(py: Python<'_>, config: &Config) -> ExitStatus {
         Ok(listener) => listener,
         Err(status) => return status,
     };
-    let Ok(executor) = start_executor(py, config, Threads::Pool) else {
+    let Ok(executor) = start_executor(py, config) else {
         crate::logs::write_terminal(
             "ferrule: error: the WSGI application failed to load; see above\n",
         );
@@ -53,11 +53,7 @@ pub fn run_in_foreground(py: Python<'_>, config: &Config) -> ExitStatus {
 /// What every process that runs the application does first, in either mode: leave
 /// Ctrl-C to the supervisor, open the error log, move to the home directory, load the
 /// application and start its threads.
-pub(crate) fn start_executor(
-    py: Python<'_>,
-    config: &Config,
-    threads: Threads,
-) -> Result<Executor, ExitStatus> {
+pub(crate) fn start_executor(py: Python<'_>, config: &Config) -> Result<Executor, ExitStatus> {
     let debug = config.processes.mode == OperatingMode::Debug;
     if !debug {
         // SAFETY: setting a signal disposition has no memory-safety preconditions. Ctrl-C
@@ -105,7 +101,7 @@ pub(crate) fn start_executor(
     } else {
         StandardStreams::ErrorLog
     };
-    Executor::start(py, &spec, process_facts(config), streams, threads).map_err(|error| {
+    Executor::start(py, &spec, process_facts(config), streams).map_err(|error| {
         error_log::log(Level::Error, "wsgi", &error.to_string());
         ExitStatus::AppLoadFailed
     })

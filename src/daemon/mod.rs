@@ -6,13 +6,10 @@
 //! so requests go only where they can start at once and wait in the front end otherwise.
 //! - `protocol`: the frames on those connections (the only place that defines them).
 //! - `client`: the front end's side: the pool of idle daemon threads and request forwarding.
-//! - `worker`: the main of a daemon process: the executor, the control connection.
-//! - `connection`: one application thread and its connection: read a request, run the
-//!   application on that thread, write the response, all without waking another thread.
+//! - `worker`: the main of a daemon process: the WSGI executor behind those connections.
 //!
 //! Starting, watching and replacing daemon processes is the supervisor's job.
 
 pub mod client;
-mod connection;
 pub mod protocol;
 pub mod worker;

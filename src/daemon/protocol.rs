@@ -315,50 +315,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// Reads frames from a blocking stream: a daemon thread's own connection, read with the
-/// GIL released.
-pub struct BlockingFrameReader<R> {
-    inner: R,
-    buffer: BytesMut,
-    /// Where reads land before they join `buffer`.
-    block: Vec<u8>,
-}
-
-impl<R: std::io::Read> BlockingFrameReader<R> {
-    pub fn new(inner: R) -> Self {
-        Self {
-            inner,
-            buffer: BytesMut::with_capacity(16 * 1024),
-            block: vec![0; 64 * 1024],
-        }
-    }
-
-    /// The next frame; [`ProtocolError::Closed`] at a clean end of stream.
-    pub fn read(&mut self) -> Result<Frame, ProtocolError> {
-        loop {
-            if let Some(frame) = split_frame(&mut self.buffer)? {
-                return Ok(frame);
-            }
-            self.fill()?;
-        }
-    }
-
-    fn fill(&mut self) -> Result<(), ProtocolError> {
-        let read = loop {
-            match self.inner.read(&mut self.block) {
-                Ok(read) => break read,
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(ProtocolError::Io(error)),
-            }
-        };
-        if read == 0 {
-            return Err(ProtocolError::Closed);
-        }
-        self.buffer.extend_from_slice(&self.block[..read]);
-        Ok(())
-    }
-}
-
 /// Writes `frame` in one write.
 pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,

@@ -1,49 +1,53 @@
-//! The main of one daemon process: loads the application into the WSGI executor, opens
-//! the control connection, and starts one application thread per `--threads`, each with
-//! its own connection to the front end's daemon socket (`connection.rs`).
+//! The main of one daemon process: loads the application into the WSGI executor, then
+//! opens one connection per application thread to the front end's daemon socket and
+//! serves the requests that arrive on them.
 //!
 //! The supervisor starts it as `python -m ferrule start-server ARGS` with
 //! [`DAEMON_SOCKET_ENV`] set. A connection ends for good when the front end sends `Stop`
 //! (graceful restart, recycling, shutdown); the process exits once all have ended.
 
-use std::collections::HashSet;
-use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use pyo3::prelude::*;
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
-use super::protocol::{self, Frame, Hello, Role};
+use super::protocol::{self, Frame, FrameReader, Hello, ProtocolError, ResponseHead, Role};
 use crate::cli::{Config, ExitStatus};
 use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;
-use crate::wsgi::{Executor, Threads};
+use crate::wsgi::{self, BodyReadError, BodySource, Executor, ResponseBody};
 
 /// Names the front end's daemon socket in a daemon process's environment.
 pub const DAEMON_SOCKET_ENV: &str = "FERRULE_DAEMON_SOCKET";
 /// The daemon's slot in its group, in its environment.
 pub const PROCESS_INDEX_ENV: &str = "FERRULE_PROCESS_INDEX";
 
+/// Largest list response sent as one frame; bigger ones go out in chunks.
+const INLINE_LIMIT: usize = 1024 * 1024;
+/// Request body chunks buffered ahead of the application.
+const BODY_CHANNEL_CHUNKS: usize = 4;
+/// Size of the blocks read from a `wsgi.file_wrapper` file.
+const FILE_BLOCK_SIZE: usize = 256 * 1024;
+
 /// The front end's socket, if this process is a daemon process.
 pub fn daemon_socket() -> Option<PathBuf> {
     std::env::var_os(DAEMON_SOCKET_ENV).map(PathBuf::from)
 }
 
-/// What the application threads of this process share.
-pub(super) struct Worker {
-    pub(super) executor: Executor,
-    pub(super) socket: PathBuf,
-    pub(super) pid: u32,
-    pub(super) slot: u32,
+/// What the connection tasks of this process share.
+struct Worker {
+    executor: Executor,
+    socket: PathBuf,
+    pid: u32,
+    slot: u32,
     served: AtomicU64,
-    /// Set when the process stops (SIGTERM, or the front end is gone).
-    stopping: AtomicBool,
-    /// Connections whose thread waits for a request head: closed at once on a stop.
-    idle_connections: std::sync::Mutex<HashSet<RawFd>>,
     /// `--maximum-requests`; 0 for never.
     maximum_requests: u64,
     /// `--cpu-time-limit` in seconds and `--memory-limit` in bytes; 0 for none.
@@ -58,55 +62,12 @@ pub(super) struct Worker {
     reload_on_changes: bool,
 }
 
-impl Worker {
-    pub(super) fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    /// Stops the process: threads waiting for a request leave now, busy ones after their
-    /// request.
-    pub(super) fn stop(&self) {
-        self.stopping.store(true, Ordering::Release);
-        self.shutdown.trigger();
-        for &fd in self.lock_idle().iter() {
-            // SAFETY: shutting down a socket we own wakes its blocked reader; the
-            // descriptor stays open until its thread closes it.
-            unsafe {
-                libc::shutdown(fd, libc::SHUT_RDWR);
-            }
-        }
-    }
-
-    /// Marks the connection `fd` as waiting for a request (or no longer).
-    pub(super) fn idle(&self, fd: RawFd, idle: bool) {
-        let mut idle_connections = self.lock_idle();
-        if idle {
-            idle_connections.insert(fd);
-        } else {
-            idle_connections.remove(&fd);
-        }
-    }
-
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, HashSet<RawFd>> {
-        self.idle_connections
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    pub(super) fn served(&self) -> u64 {
-        self.served.load(Ordering::Relaxed)
-    }
-
-    /// Counts a request; at `--maximum-requests` asks to be replaced.
-    pub(super) fn count_request(&self) {
-        let served = self.served.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.maximum_requests > 0 && served == self.maximum_requests {
-            let _ = self.recycle_tx.send(Frame::Recycle(format!(
-                "reached --maximum-requests ({})",
-                self.maximum_requests
-            )));
-        }
-    }
+/// How one connection ended.
+enum Ended {
+    /// The front end said Stop, or this process is stopping: do not reconnect.
+    ForGood,
+    /// The connection broke; open a new one.
+    Broken,
 }
 
 /// Runs this process as a daemon process until the front end lets it go or SIGTERM.
@@ -115,7 +76,7 @@ pub fn run(py: Python<'_>, config: &Config, socket: PathBuf) -> ExitStatus {
         .ok()
         .and_then(|index| index.parse().ok())
         .unwrap_or(0);
-    let executor = match crate::embedded::start_executor(py, config, Threads::Caller) {
+    let executor = match crate::embedded::start_executor(py, config) {
         Ok(executor) => executor,
         Err(status) => return status,
     };
@@ -126,8 +87,6 @@ pub fn run(py: Python<'_>, config: &Config, socket: PathBuf) -> ExitStatus {
         pid: std::process::id(),
         slot,
         served: AtomicU64::new(0),
-        stopping: AtomicBool::new(false),
-        idle_connections: std::sync::Mutex::new(HashSet::new()),
         maximum_requests: config.processes.maximum_requests,
         cpu_time_limit: config.processes.cpu_time_limit,
         memory_limit: config.processes.memory_limit,
@@ -139,67 +98,45 @@ pub fn run(py: Python<'_>, config: &Config, socket: PathBuf) -> ExitStatus {
     });
     let n_connections = config.processes.n_threads.max(1);
     let shutdown_timeout = config.processes.shutdown_timeout;
-    py.detach(|| serve(&worker, n_connections, shutdown_timeout))
+    py.detach(|| serve(worker, n_connections, shutdown_timeout))
 }
 
-fn serve(worker: &Arc<Worker>, n_connections: usize, shutdown_timeout: Duration) -> ExitStatus {
-    let runtime = match crate::embedded::new_runtime("daemon's control") {
+fn serve(worker: Arc<Worker>, n_connections: usize, shutdown_timeout: Duration) -> ExitStatus {
+    let runtime = match crate::embedded::new_runtime("daemon's") {
         Ok(runtime) => runtime,
         Err(status) => return status,
     };
-    // The control connection first: it is how this process asks to be replaced.
-    if let Err(error) = runtime.block_on(start_control(worker)) {
-        error_log::log(
-            Level::Error,
-            "ferrule",
-            &format!("cannot connect to the front end's daemon socket: {error}"),
-        );
-        return ExitStatus::Failure;
-    }
-    // The runtime keeps the control connection, the limit watchers and SIGTERM going.
-    let control_worker = Arc::clone(worker);
-    let control = std::thread::Builder::new()
-        .name("ferrule-control".to_owned())
-        .spawn(move || {
-            runtime.block_on(async {
-                let Ok(mut terminate) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                else {
-                    return;
-                };
-                tokio::select! {
-                    _ = terminate.recv() => control_worker.stop(),
-                    () = control_worker.shutdown.wait() => {}
-                }
+    runtime.block_on(async {
+        if let Ok(mut terminate) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            let stopper = worker.shutdown.clone();
+            tokio::spawn(async move {
+                terminate.recv().await;
+                stopper.trigger();
             });
-            runtime.shutdown_timeout(Duration::from_millis(100));
-        });
-    let threads: Vec<_> = (0..n_connections)
-        .filter_map(|index| {
-            let worker = Arc::clone(worker);
-            std::thread::Builder::new()
-                .name(format!("ferrule-wsgi-{index}"))
-                .spawn(move || super::connection::run_thread(&worker, index))
-                .ok()
-        })
-        .collect();
-    // Once a stop began, threads get --shutdown-timeout to finish their requests.
-    let mut stop_deadline = None;
-    while threads.iter().any(|thread| !thread.is_finished()) {
-        if worker.is_stopping() {
-            let deadline =
-                *stop_deadline.get_or_insert_with(|| std::time::Instant::now() + shutdown_timeout);
-            if std::time::Instant::now() >= deadline {
-                return crate::embedded::exit_now_if_stuck(false, ExitStatus::Success);
-            }
         }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    worker.shutdown.trigger();
-    if let Ok(control) = control {
-        let _ = control.join();
-    }
-    ExitStatus::Success
+        // The control connection first: it is how this process asks to be replaced.
+        if let Err(error) = start_control(&worker).await {
+            error_log::log(
+                Level::Error,
+                "ferrule",
+                &format!("cannot connect to the front end's daemon socket: {error}"),
+            );
+            return;
+        }
+        let tasks: Vec<_> = (0..n_connections)
+            .map(|_| tokio::spawn(connection_loop(Arc::clone(&worker))))
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    let Ok(worker) = Arc::try_unwrap(worker) else {
+        return ExitStatus::Success;
+    };
+    crate::embedded::exit_now_if_stuck(worker.executor.stop(shutdown_timeout), ExitStatus::Success)
 }
 
 /// Opens the control connection and starts the watchers of `--cpu-time-limit` and
@@ -298,4 +235,282 @@ fn resident_bytes() -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * u64::try_from(page_size).ok()?)
+}
+
+/// Keeps one connection to the front end open, reconnecting when it breaks, until the
+/// front end lets it go or the front end is gone.
+async fn connection_loop(worker: Arc<Worker>) {
+    loop {
+        if worker.shutdown.is_triggered() {
+            return;
+        }
+        let Ok(mut stream) = UnixStream::connect(&worker.socket).await else {
+            // The front end is gone: nobody will send requests any more.
+            worker.shutdown.trigger();
+            return;
+        };
+        let hello = Frame::Hello(Hello {
+            pid: worker.pid,
+            slot: worker.slot,
+            served: worker.served.load(Ordering::Relaxed),
+            role: Role::Thread,
+        });
+        if protocol::write_frame(&mut stream, &hello).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let (reader, writer) = stream.into_split();
+        match serve_connection(&worker, FrameReader::new(reader), writer).await {
+            Ended::ForGood => return,
+            Ended::Broken => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+async fn serve_connection(
+    worker: &Arc<Worker>,
+    reader: FrameReader<OwnedReadHalf>,
+    mut writer: OwnedWriteHalf,
+) -> Ended {
+    let mut reader = Some(reader);
+    loop {
+        let Some(mut idle_reader) = reader.take() else {
+            return Ended::Broken;
+        };
+        let frame = tokio::select! {
+            frame = idle_reader.read() => frame,
+            () = worker.shutdown.wait() => return Ended::ForGood,
+        };
+        reader = Some(idle_reader);
+        let head = match frame {
+            Ok(Frame::RequestHead(head)) => head,
+            Ok(Frame::Stop) => return Ended::ForGood,
+            Ok(other) => {
+                error_log::log(
+                    Level::Error,
+                    "ferrule",
+                    &format!("the front end sent {other:?} where a request was expected"),
+                );
+                return Ended::Broken;
+            }
+            Err(ProtocolError::Closed) => return Ended::Broken,
+            Err(error) => {
+                error_log::log(Level::Error, "ferrule", &error.to_string());
+                return Ended::Broken;
+            }
+        };
+        let (body, pump): (Box<dyn BodySource>, _) = if head.has_body {
+            let (chunk_tx, chunk_rx) = mpsc::channel(BODY_CHANNEL_CHUNKS);
+            let Some(body_reader) = reader.take() else {
+                return Ended::Broken;
+            };
+            let pump = tokio::spawn(pump_request_body(body_reader, chunk_tx));
+            (Box::new(ChannelBody { chunk_rx }), Some(pump))
+        } else {
+            (Box::new(NoBody), None)
+        };
+        let protocol::RequestHead {
+            method,
+            target,
+            version,
+            headers,
+            remote_addr,
+            local_addr,
+            https,
+            received_at,
+            has_body: _,
+        } = *head;
+        let request = wsgi::Request {
+            method,
+            target,
+            version,
+            headers,
+            connection: wsgi::ConnectionInfo {
+                remote_addr,
+                local_addr,
+                https,
+            },
+            body,
+            received_at,
+        };
+        let reply = worker.executor.submit(request);
+        let served = worker.served.fetch_add(1, Ordering::Relaxed) + 1;
+        if worker.maximum_requests > 0 && served == worker.maximum_requests {
+            let _ = worker.recycle_tx.send(Frame::Recycle(format!(
+                "reached --maximum-requests ({})",
+                worker.maximum_requests
+            )));
+        }
+        let written = match reply.await {
+            Ok(response) => write_response(&mut writer, response).await,
+            Err(_) => Err(std::io::Error::other("the executor dropped the request")),
+        };
+        if let Some(pump) = pump {
+            match pump.await {
+                Ok(Some(returned)) => reader = Some(returned),
+                _ => return Ended::Broken,
+            }
+        }
+        if written.is_err() {
+            return Ended::Broken;
+        }
+    }
+}
+
+/// Writes the executor's response as frames.
+async fn write_response(
+    writer: &mut OwnedWriteHalf,
+    response: wsgi::Response,
+) -> std::io::Result<()> {
+    let wsgi::Response {
+        status,
+        reason,
+        headers,
+        body,
+    } = response;
+    let head = Box::new(ResponseHead {
+        status,
+        reason,
+        headers,
+    });
+    let mut out = BytesMut::with_capacity(512);
+    match body {
+        ResponseBody::Full(chunks) => {
+            let total: usize = chunks.iter().map(Bytes::len).sum();
+            if total <= INLINE_LIMIT {
+                let body = match chunks.len() {
+                    0 => Bytes::new(),
+                    1 => chunks.into_iter().next().unwrap_or_default(),
+                    _ => {
+                        let mut joined = BytesMut::with_capacity(total);
+                        for chunk in &chunks {
+                            joined.extend_from_slice(chunk);
+                        }
+                        joined.freeze()
+                    }
+                };
+                Frame::ResponseFull { head, body }.encode(&mut out);
+                return writer.write_all(&out).await;
+            }
+            protocol::write_frame(writer, &Frame::ResponseHead(head)).await?;
+            for chunk in chunks {
+                protocol::write_chunk(writer, true, &chunk).await?;
+            }
+        }
+        ResponseBody::Stream(mut chunk_rx) => {
+            protocol::write_frame(writer, &Frame::ResponseHead(head)).await?;
+            while let Some(item) = chunk_rx.recv().await {
+                match item {
+                    Ok(chunk) => protocol::write_chunk(writer, true, &chunk).await?,
+                    Err(wsgi::StreamAborted) => {
+                        return protocol::write_frame(writer, &Frame::ResponseAbort).await;
+                    }
+                }
+            }
+        }
+        ResponseBody::File {
+            mut file,
+            offset,
+            length,
+        } => {
+            protocol::write_frame(writer, &Frame::ResponseHead(head)).await?;
+            if let Err(error) = send_file(writer, &mut file, offset, length).await {
+                error_log::log(
+                    Level::Error,
+                    "ferrule",
+                    &format!("reading the file of a wsgi.file_wrapper response failed: {error}"),
+                );
+                return protocol::write_frame(writer, &Frame::ResponseAbort).await;
+            }
+        }
+    }
+    protocol::write_frame(writer, &Frame::ResponseEnd).await
+}
+
+async fn send_file(
+    writer: &mut OwnedWriteHalf,
+    file: &mut std::fs::File,
+    offset: u64,
+    length: u64,
+) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    let mut remaining = length;
+    let mut block = vec![0; FILE_BLOCK_SIZE];
+    while remaining > 0 {
+        let want = usize::try_from(remaining).map_or(block.len(), |left| left.min(block.len()));
+        let read = file.read(&mut block[..want])?;
+        if read == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file got shorter while it was being sent",
+            ));
+        }
+        protocol::write_chunk(writer, true, &block[..read]).await?;
+        remaining -= read as u64;
+    }
+    Ok(())
+}
+
+/// Reads body frames into the application's channel until the body's end, then hands the
+/// reader back at a frame boundary. Keeps reading (and dropping) when the application
+/// stopped reading, so that the next request starts cleanly.
+async fn pump_request_body(
+    mut reader: FrameReader<OwnedReadHalf>,
+    chunk_tx: mpsc::Sender<Result<Bytes, BodyReadError>>,
+) -> Option<FrameReader<OwnedReadHalf>> {
+    loop {
+        match reader.read().await {
+            Ok(Frame::BodyChunk(chunk)) => {
+                // A closed channel means the application is done with the body.
+                let _ = chunk_tx.send(Ok(chunk)).await;
+            }
+            Ok(Frame::BodyEnd) => return Some(reader),
+            Ok(Frame::BodyAbort) => {
+                let _ = chunk_tx
+                    .send(Err(BodyReadError {
+                        reason: "the client closed the connection before sending the whole body"
+                            .to_owned(),
+                    }))
+                    .await;
+                return Some(reader);
+            }
+            Ok(_) | Err(_) => {
+                let _ = chunk_tx
+                    .send(Err(BodyReadError {
+                        reason: "the front end's connection broke while sending the body"
+                            .to_owned(),
+                    }))
+                    .await;
+                return None;
+            }
+        }
+    }
+}
+
+/// A request body arriving from the front end, read by an application thread.
+struct ChannelBody {
+    chunk_rx: mpsc::Receiver<Result<Bytes, BodyReadError>>,
+}
+
+impl BodySource for ChannelBody {
+    fn read_chunk(&mut self) -> Result<Option<Bytes>, BodyReadError> {
+        self.chunk_rx.blocking_recv().transpose()
+    }
+
+    fn try_read_chunk(&mut self) -> Option<Result<Option<Bytes>, BodyReadError>> {
+        match self.chunk_rx.try_recv() {
+            Ok(chunk) => Some(chunk.map(Some)),
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(Ok(None)),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+        }
+    }
+}
+
+struct NoBody;
+
+impl BodySource for NoBody {
+    fn read_chunk(&mut self) -> Result<Option<Bytes>, BodyReadError> {
+        Ok(None)
+    }
 }

@@ -97,6 +97,9 @@ pub fn setup(config: &Config, argv: &[String]) -> ExitStatus {
 
 /// Runs the server until it is stopped. Call it detached from Python.
 pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
+    // Until our handlers are installed, the signals that stop or restart the server wait
+    // (blocked) instead of killing it: the port may already answer by then.
+    set_signals_blocked(true);
     if let Err(error) = fs_err::create_dir_all(&config.server.server_root) {
         crate::logs::write_terminal(&format!(
             "ferrule: error: cannot create the --server-root directory: {error}\n"
@@ -304,6 +307,8 @@ impl Supervisor<'_> {
             ));
             return ExitStatus::InternalError;
         }
+        // Handlers in place (and before any child inherits the mask): deliver what waited.
+        set_signals_blocked(false);
         // Keeps the listener open in embedded mode, where only the children serve it.
         let mut _embedded_listener = None;
         if let Some((unix_listener, socket_path)) = daemon_socket {
@@ -945,6 +950,30 @@ fn forward_signals(
         });
     }
     Ok(())
+}
+
+/// Blocks or unblocks, on this thread, the signals the supervisor handles.
+fn set_signals_blocked(blocked: bool) {
+    // SAFETY: sigset operations on a local set, then the calling thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        for signal_number in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGWINCH,
+        ] {
+            libc::sigaddset(&raw mut set, signal_number);
+        }
+        let how = if blocked {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        libc::pthread_sigmask(how, &raw const set, std::ptr::null_mut());
+    }
 }
 
 fn send_signal(pid: u32, signal_number: i32) {

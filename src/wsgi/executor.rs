@@ -19,7 +19,6 @@ use super::error::AppLoadError;
 use super::file_wrapper::FileWrapper;
 use super::log_stream::LogStream;
 use super::queue::JobQueue;
-use super::start_response::{DirectSink, StartResponse};
 use super::{Request, Response, run};
 use crate::logs::{Level, error_log};
 
@@ -73,16 +72,6 @@ impl ThreadContext {
     }
 }
 
-/// Who runs requests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Threads {
-    /// `--threads` threads of the executor's own, fed by [`Executor::submit`].
-    Pool,
-    /// The caller's threads, each calling [`Executor::run_inline`] (a daemon thread that
-    /// owns its connection to the front end).
-    Caller,
-}
-
 /// Where the application's `sys.stdout` and `sys.stderr` go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StandardStreams {
@@ -108,7 +97,6 @@ impl Executor {
         spec: &AppSpec,
         facts: ProcessFacts,
         streams: StandardStreams,
-        threads: Threads,
     ) -> Result<Self, AppLoadError> {
         let interpreter_error = |error: PyErr| AppLoadError::Interpreter {
             traceback: format_exception(py, &error),
@@ -124,10 +112,7 @@ impl Executor {
             environ::template(py, &facts, errors.as_any(), file_wrapper.as_any())
                 .map_err(interpreter_error)?
                 .unbind();
-        let n_threads = match threads {
-            Threads::Pool => facts.n_threads.max(1),
-            Threads::Caller => 0,
-        };
+        let n_threads = facts.n_threads.max(1);
         let entry_file = entry_file(py, spec);
         let context = Arc::new(ThreadContext {
             app: std::sync::Mutex::new(app),
@@ -161,24 +146,6 @@ impl Executor {
     /// .ini, or the module's source file.
     pub fn entry_file(&self) -> Option<&std::path::Path> {
         self.entry_file.as_deref()
-    }
-
-    /// Runs one request on the calling thread, which must be attached to Python; the
-    /// response goes to `sink`, written by this thread with the GIL released.
-    pub fn run_inline(
-        &self,
-        py: Python<'_>,
-        request: Request,
-        sink: Box<dyn DirectSink>,
-        thread_index: usize,
-    ) {
-        run::handle_with(
-            py,
-            &self.context,
-            request,
-            StartResponse::direct(sink),
-            thread_index,
-        );
     }
 
     /// Makes the next request load the application again first (embedded mode's answer
@@ -217,8 +184,14 @@ impl Executor {
 fn application_thread(context: &ThreadContext, queue: &JobQueue<Job>, thread_index: usize) {
     Python::attach(|py| {
         loop {
-            let Some(job) = py.detach(|| queue.pop_blocking()) else {
-                break;
+            // Take a waiting request without releasing the GIL: releasing it between
+            // requests hands it to another application thread for nothing.
+            let job = match queue.try_pop() {
+                Some(job) => job,
+                None => match py.detach(|| queue.pop_blocking()) {
+                    Some(job) => job,
+                    None => break,
+                },
             };
             run::handle(py, context, job, thread_index);
         }

@@ -52,9 +52,13 @@ impl InputState {
             return Ok(false);
         }
         let source = &mut self.source;
-        let chunk = py
-            .detach(|| source.read_chunk())
-            .map_err(|error| PyOSError::new_err(error.to_string()))?;
+        // Bytes already at hand come without releasing the GIL: handing it to another
+        // thread and taking it back per chunk costs more than the copy.
+        let chunk = match source.try_read_chunk() {
+            Some(chunk) => chunk,
+            None => py.detach(|| source.read_chunk()),
+        }
+        .map_err(|error| PyOSError::new_err(error.to_string()))?;
         let Some(chunk) = chunk else {
             self.finished = true;
             return Ok(false);

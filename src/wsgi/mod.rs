@@ -34,9 +34,8 @@ use pyo3::prelude::*;
 pub use app::{AppSource, AppSpec, load_application};
 pub use environ::ProcessFacts;
 pub use error::{AppLoadError, BodyReadError};
-pub use executor::{Executor, StandardStreams, Threads};
+pub use executor::{Executor, StandardStreams};
 pub use module_watch::watch_imported_files;
-pub use start_response::DirectSink;
 
 /// Registers the executor's Python classes on `ferrule._ferrule`.
 pub fn init_pymodule(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -73,6 +72,12 @@ pub struct ConnectionInfo {
 pub trait BodySource: Send {
     /// The next chunk, `Ok(None)` at the end of the body.
     fn read_chunk(&mut self) -> Result<Option<Bytes>, BodyReadError>;
+
+    /// The next chunk if it is at hand without waiting (called with the GIL held);
+    /// `None` when getting it would wait.
+    fn try_read_chunk(&mut self) -> Option<Result<Option<Bytes>, BodyReadError>> {
+        None
+    }
 }
 
 /// A response as the application produced it.

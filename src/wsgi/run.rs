@@ -16,25 +16,8 @@ use crate::logs::{Level, error_log};
 
 pub(crate) fn handle(py: Python<'_>, context: &ThreadContext, job: Job, thread_index: usize) {
     let Job { request, reply_tx } = job;
-    handle_with(
-        py,
-        context,
-        request,
-        StartResponse::new(reply_tx),
-        thread_index,
-    );
-}
-
-/// Runs `request` with `start_response` delivering wherever `responder` says.
-pub(crate) fn handle_with(
-    py: Python<'_>,
-    context: &ThreadContext,
-    request: super::Request,
-    responder: StartResponse,
-    thread_index: usize,
-) {
     let remote = request.connection.remote_addr.to_string();
-    let responder = match Bound::new(py, responder) {
+    let responder = match Bound::new(py, StartResponse::new(reply_tx)) {
         Ok(responder) => responder,
         Err(error) => return report(py, &remote, "creating start_response", &error),
     };
@@ -104,18 +87,18 @@ fn send_result(
                 .iter()
                 .map(|item| body_bytes(&item))
                 .collect::<PyResult<Vec<Bytes>>>()?;
-            return responder.lock(py).send_full(py, chunks);
+            return responder.lock(py).send_full(chunks);
         }
         if let Ok(tuple) = result.cast_exact::<PyTuple>() {
             let chunks = tuple
                 .iter()
                 .map(|item| body_bytes(&item))
                 .collect::<PyResult<Vec<Bytes>>>()?;
-            return responder.lock(py).send_full(py, chunks);
+            return responder.lock(py).send_full(chunks);
         }
         if let Ok(wrapper) = result.cast::<FileWrapper>() {
             if let Some((file, offset, length)) = wrapper.get().as_regular_file(py) {
-                return responder.lock(py).send_file(py, file, offset, length);
+                return responder.lock(py).send_file(file, offset, length);
             }
         }
     }
@@ -129,7 +112,7 @@ fn send_result(
             return Ok(());
         }
     }
-    responder.lock(py).finish(py)
+    responder.lock(py).finish()
 }
 
 fn call_close(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {

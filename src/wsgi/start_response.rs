@@ -58,13 +58,6 @@ struct Head {
 enum Sink {
     /// Nothing sent yet.
     Unsent(oneshot::Sender<Response>),
-    /// Nothing sent yet; the response is written by this thread to `DirectSink`.
-    DirectUnsent(Box<dyn DirectSink>),
-    /// The head went out to the `DirectSink`; body chunks follow.
-    DirectStreaming {
-        sink: Box<dyn DirectSink>,
-        remaining: Option<u64>,
-    },
     /// The head went out; body chunks follow. `remaining` counts down a declared
     /// Content-Length so that extra bytes are never sent.
     Streaming {
@@ -84,37 +77,13 @@ pub(crate) enum Delivery {
     ClientGone,
 }
 
-/// A response written by the application thread itself, with the GIL released: a daemon
-/// thread's connection to the front end. No hand-over to another thread.
-pub trait DirectSink: Send {
-    /// A complete response (list result, file, error page).
-    fn send_response(&mut self, response: Response) -> std::io::Result<()>;
-    /// The head of a response whose body follows in chunks.
-    fn send_head(
-        &mut self,
-        status: http::StatusCode,
-        reason: Option<Bytes>,
-        headers: http::HeaderMap,
-    ) -> std::io::Result<()>;
-    fn send_chunk(&mut self, chunk: &[u8]) -> std::io::Result<()>;
-    /// The streamed body is complete.
-    fn finish(&mut self) -> std::io::Result<()>;
-    /// The application failed after the head went out.
-    fn abort(&mut self) -> std::io::Result<()>;
-}
-
 impl StartResponse {
     pub(crate) fn new(reply_tx: oneshot::Sender<Response>) -> Self {
-        Self::with_sink(Sink::Unsent(reply_tx))
-    }
-
-    pub(crate) fn direct(sink: Box<dyn DirectSink>) -> Self {
-        Self::with_sink(Sink::DirectUnsent(sink))
-    }
-
-    fn with_sink(sink: Sink) -> Self {
         Self {
-            state: Mutex::new(ResponseState { head: None, sink }),
+            state: Mutex::new(ResponseState {
+                head: None,
+                sink: Sink::Unsent(reply_tx),
+            }),
         }
     }
 
@@ -128,28 +97,11 @@ impl StartResponse {
 impl ResponseState {
     /// True until the status line has been handed to the front end.
     pub(crate) fn is_unsent(&self) -> bool {
-        matches!(self.sink, Sink::Unsent(_) | Sink::DirectUnsent(_))
-    }
-
-    /// Hands a complete response to wherever this one goes.
-    fn deliver(&mut self, py: Python<'_>, response: Response) -> PyResult<()> {
-        match std::mem::replace(&mut self.sink, Sink::Done) {
-            // A closed receiver means the client left; nothing more to do.
-            Sink::Unsent(reply_tx) => {
-                let _ = reply_tx.send(response);
-            }
-            Sink::DirectUnsent(mut sink) => {
-                if py.detach(|| sink.send_response(response)).is_err() {
-                    self.sink = Sink::ClientGone;
-                }
-            }
-            _ => return Err(PyRuntimeError::new_err("the response was already sent")),
-        }
-        Ok(())
+        matches!(self.sink, Sink::Unsent(_))
     }
 
     /// Sends the whole response at once, with Content-Length.
-    pub(crate) fn send_full(&mut self, py: Python<'_>, mut chunks: Vec<Bytes>) -> PyResult<()> {
+    pub(crate) fn send_full(&mut self, mut chunks: Vec<Bytes>) -> PyResult<()> {
         let mut head = self.head.take().ok_or_else(start_response_not_called)?;
         let total: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
         match head.content_length {
@@ -160,13 +112,17 @@ impl ResponseState {
                     .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(total));
             }
         }
-        self.deliver(py, head.into_response(ResponseBody::Full(chunks)))
+        let Sink::Unsent(reply_tx) = std::mem::replace(&mut self.sink, Sink::Done) else {
+            return Err(PyRuntimeError::new_err("the response was already sent"));
+        };
+        // A closed receiver means the client left; nothing more to do.
+        let _ = reply_tx.send(head.into_response(ResponseBody::Full(chunks)));
+        Ok(())
     }
 
     /// Sends a real file from `offset` for `length` bytes.
     pub(crate) fn send_file(
         &mut self,
-        py: Python<'_>,
         file: std::fs::File,
         offset: u64,
         length: u64,
@@ -181,34 +137,24 @@ impl ResponseState {
             );
             length
         };
+        let Sink::Unsent(reply_tx) = std::mem::replace(&mut self.sink, Sink::Done) else {
+            return Err(PyRuntimeError::new_err("the response was already sent"));
+        };
         let body = ResponseBody::File {
             file,
             offset,
             length,
         };
-        self.deliver(py, head.into_response(body))
+        let _ = reply_tx.send(head.into_response(body));
+        Ok(())
     }
 
     /// Sends one body chunk, sending the head first if it has not gone out yet.
     pub(crate) fn send_chunk(&mut self, py: Python<'_>, mut chunk: Bytes) -> PyResult<Delivery> {
         if self.is_unsent() {
-            self.start_streaming(py)?;
+            self.start_streaming()?;
         }
         let delivery = match &mut self.sink {
-            Sink::DirectStreaming { sink, remaining } => {
-                if let Some(remaining) = remaining {
-                    let allowed = usize::try_from(*remaining).unwrap_or(usize::MAX);
-                    chunk.truncate(allowed);
-                    *remaining -= chunk.len() as u64;
-                }
-                if chunk.is_empty() {
-                    return Ok(Delivery::Delivered);
-                }
-                match py.detach(|| sink.send_chunk(&chunk)) {
-                    Ok(()) => Delivery::Delivered,
-                    Err(_) => Delivery::ClientGone,
-                }
-            }
             Sink::Streaming { body_tx, remaining } => {
                 if let Some(remaining) = remaining {
                     let allowed = usize::try_from(*remaining).unwrap_or(usize::MAX);
@@ -231,7 +177,7 @@ impl ResponseState {
                 }
             }
             Sink::ClientGone => Delivery::ClientGone,
-            Sink::Unsent(_) | Sink::DirectUnsent(_) | Sink::Done => {
+            Sink::Unsent(_) | Sink::Done => {
                 return Err(PyRuntimeError::new_err("the response is already complete"));
             }
         };
@@ -242,15 +188,11 @@ impl ResponseState {
     }
 
     /// Ends the response normally: an empty body if nothing was sent yet.
-    pub(crate) fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn finish(&mut self) -> PyResult<()> {
         if self.is_unsent() {
-            return self.send_full(py, Vec::new());
+            return self.send_full(Vec::new());
         }
-        if let Sink::DirectStreaming { mut sink, .. } =
-            std::mem::replace(&mut self.sink, Sink::Done)
-        {
-            let _ = py.detach(|| sink.finish());
-        }
+        self.sink = Sink::Done;
         Ok(())
     }
 
@@ -266,46 +208,16 @@ impl ResponseState {
                 ));
                 true
             }
-            Sink::DirectUnsent(mut sink) => {
-                let page = super::error_response(
-                    http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "The application failed while handling this request. \
-                     The server's error log has the details.",
-                );
-                let _ = py.detach(|| sink.send_response(page));
-                true
-            }
             Sink::Streaming { body_tx, .. } => {
                 let _ = py.detach(|| body_tx.blocking_send(Err(StreamAborted)));
-                false
-            }
-            Sink::DirectStreaming { mut sink, .. } => {
-                let _ = py.detach(|| sink.abort());
                 false
             }
             Sink::ClientGone | Sink::Done => false,
         }
     }
 
-    fn start_streaming(&mut self, py: Python<'_>) -> PyResult<()> {
+    fn start_streaming(&mut self) -> PyResult<()> {
         let head = self.head.take().ok_or_else(start_response_not_called)?;
-        if matches!(self.sink, Sink::DirectUnsent(_)) {
-            let Sink::DirectUnsent(mut sink) = std::mem::replace(&mut self.sink, Sink::Done) else {
-                return Err(PyRuntimeError::new_err("the response was already sent"));
-            };
-            let remaining = head.content_length;
-            let Head {
-                status,
-                reason,
-                headers,
-                ..
-            } = head;
-            self.sink = match py.detach(|| sink.send_head(status, reason, headers)) {
-                Ok(()) => Sink::DirectStreaming { sink, remaining },
-                Err(_) => Sink::ClientGone,
-            };
-            return Ok(());
-        }
         let (body_tx, body_rx) = mpsc::channel(STREAM_CHANNEL_CAPACITY);
         let remaining = head.content_length;
         let sink = Sink::Streaming { body_tx, remaining };

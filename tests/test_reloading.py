@@ -78,15 +78,21 @@ def test_disable_reloading_keeps_the_loaded_code(ferrule_server, mode_options, t
     assert server.get("/").text.startswith("version one")
 
 
-def test_reload_on_changes_follows_imported_modules(ferrule_server, mode_options, tmp_path):
-    (tmp_path / "helper.py").write_text("TEXT = 'helper one'\n")
-    script = tmp_path / "app.wsgi"
+def write_app_importing_a_helper(directory):
+    """An application whose answer comes from helper.py, a module it imports."""
+    (directory / "helper.py").write_text("TEXT = 'helper one'\n")
+    script = directory / "app.wsgi"
     script.write_text(
         "import helper\n"
         "def application(environ, start_response):\n"
         "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
         "    return [helper.TEXT.encode()]\n"
     )
+    return script
+
+
+def test_reload_on_changes_follows_imported_modules(ferrule_server, mode_options, tmp_path):
+    script = write_app_importing_a_helper(tmp_path)
     server = ferrule_server(
         script, *mode_options, "--reload-on-changes", "--working-directory", str(tmp_path)
     )
@@ -101,14 +107,7 @@ def test_reload_on_changes_follows_imported_modules(ferrule_server, mode_options
 def test_without_reload_on_changes_imported_modules_are_not_followed(
     ferrule_server, mode_options, tmp_path
 ):
-    (tmp_path / "helper.py").write_text("TEXT = 'helper one'\n")
-    script = tmp_path / "app.wsgi"
-    script.write_text(
-        "import helper\n"
-        "def application(environ, start_response):\n"
-        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-        "    return [helper.TEXT.encode()]\n"
-    )
+    script = write_app_importing_a_helper(tmp_path)
     server = ferrule_server(script, *mode_options, "--working-directory", str(tmp_path))
     assert server.get("/").text == "helper one"
     (tmp_path / "helper.py").write_text("TEXT = 'helper two, edited'\n")

@@ -1,7 +1,12 @@
 //! `--user` and `--group`: names (or `#uid`, `#gid`, as Apache writes them) resolved to
 //! ids once, at start-up, from the system's user and group databases.
+//!
+//! The lookups use the re-entrant `getpwnam_r` family: the plain ones share one static
+//! record per process, which another thread (a parallel test, a logger) may overwrite
+//! between the call and the read.
 
 use std::ffi::{CStr, CString};
+use std::mem::MaybeUninit;
 
 /// The user and group the server runs the application as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,18 +36,11 @@ pub(super) fn resolve(user: &str, group: Option<&str>) -> Result<RunAs, String> 
 pub(super) fn current_user() -> String {
     // SAFETY: getuid has no preconditions.
     let uid = unsafe { libc::getuid() };
-    // SAFETY: getpwuid returns null or a pointer to a static record valid until the next
-    // call; we copy the name out at once, at start-up, before any other thread exists.
-    unsafe {
-        let entry = libc::getpwuid(uid);
-        if entry.is_null() {
-            format!("#{uid}")
-        } else {
-            CStr::from_ptr((*entry).pw_name)
-                .to_string_lossy()
-                .into_owned()
-        }
-    }
+    user_record(|record, buffer, result| {
+        // SAFETY: every pointer comes from `user_record` and is valid for the call.
+        unsafe { libc::getpwuid_r(uid, record, buffer.as_mut_ptr(), buffer.len(), result) }
+    })
+    .map_or_else(|| format!("#{uid}"), |entry| entry.name)
 }
 
 fn lookup_user(user: &str) -> Result<(u32, u32), String> {
@@ -53,15 +51,20 @@ fn lookup_user(user: &str) -> Result<(u32, u32), String> {
         return Ok((uid, uid));
     }
     let name = CString::new(user).map_err(|_| format!("--user '{user}' is not a user name"))?;
-    // SAFETY: getpwnam takes a valid C string and returns null or a pointer to a static
-    // record, read at once at start-up before any other thread exists.
-    unsafe {
-        let entry = libc::getpwnam(name.as_ptr());
-        if entry.is_null() {
-            return Err(format!("--user '{user}': no such user on this system"));
+    user_record(|record, buffer, result| {
+        // SAFETY: `name` is a valid C string; the other pointers come from `user_record`.
+        unsafe {
+            libc::getpwnam_r(
+                name.as_ptr(),
+                record,
+                buffer.as_mut_ptr(),
+                buffer.len(),
+                result,
+            )
         }
-        Ok(((*entry).pw_uid, (*entry).pw_gid))
-    }
+    })
+    .map(|entry| (entry.id, entry.group_id))
+    .ok_or_else(|| format!("--user '{user}': no such user on this system"))
 }
 
 fn lookup_group(group: &str) -> Result<u32, String> {
@@ -71,26 +74,99 @@ fn lookup_group(group: &str) -> Result<u32, String> {
             .map_err(|_| format!("--group '{group}' is not a group id"));
     }
     let name = CString::new(group).map_err(|_| format!("--group '{group}' is not a group name"))?;
-    // SAFETY: as in `lookup_user`, for the group database.
-    unsafe {
-        let entry = libc::getgrnam(name.as_ptr());
-        if entry.is_null() {
-            return Err(format!("--group '{group}': no such group on this system"));
+    group_record(|record, buffer, result| {
+        // SAFETY: `name` is a valid C string; the other pointers come from `group_record`.
+        unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                record,
+                buffer.as_mut_ptr(),
+                buffer.len(),
+                result,
+            )
         }
-        Ok((*entry).gr_gid)
-    }
+    })
+    .map(|entry| entry.id)
+    .ok_or_else(|| format!("--group '{group}': no such group on this system"))
 }
 
 fn group_name(gid: u32) -> String {
-    // SAFETY: as in `lookup_user`, for the group database.
-    unsafe {
-        let entry = libc::getgrgid(gid);
-        if entry.is_null() {
-            format!("#{gid}")
-        } else {
-            CStr::from_ptr((*entry).gr_name)
-                .to_string_lossy()
-                .into_owned()
+    group_record(|record, buffer, result| {
+        // SAFETY: every pointer comes from `group_record` and is valid for the call.
+        unsafe { libc::getgrgid_r(gid, record, buffer.as_mut_ptr(), buffer.len(), result) }
+    })
+    .map_or_else(|| format!("#{gid}"), |entry| entry.name)
+}
+
+/// What we keep of a user or group record, copied out of the lookup's buffer.
+struct Entry {
+    name: String,
+    id: u32,
+    group_id: u32,
+}
+
+/// Runs a `getpw*_r` lookup, growing the string buffer while the C library asks for more.
+fn user_record(
+    lookup: impl Fn(*mut libc::passwd, &mut [libc::c_char], *mut *mut libc::passwd) -> libc::c_int,
+) -> Option<Entry> {
+    with_growing_buffer(|buffer| {
+        let mut record = MaybeUninit::<libc::passwd>::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let status = lookup(record.as_mut_ptr(), buffer, &raw mut result);
+        if status != 0 || result.is_null() {
+            return (status, None);
+        }
+        // SAFETY: on success `result` points at `record`, whose strings live in `buffer`.
+        let entry = unsafe {
+            let record = &*result;
+            Entry {
+                name: CStr::from_ptr(record.pw_name)
+                    .to_string_lossy()
+                    .into_owned(),
+                id: record.pw_uid,
+                group_id: record.pw_gid,
+            }
+        };
+        (0, Some(entry))
+    })
+}
+
+/// Runs a `getgr*_r` lookup, growing the string buffer while the C library asks for more.
+fn group_record(
+    lookup: impl Fn(*mut libc::group, &mut [libc::c_char], *mut *mut libc::group) -> libc::c_int,
+) -> Option<Entry> {
+    with_growing_buffer(|buffer| {
+        let mut record = MaybeUninit::<libc::group>::zeroed();
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let status = lookup(record.as_mut_ptr(), buffer, &raw mut result);
+        if status != 0 || result.is_null() {
+            return (status, None);
+        }
+        // SAFETY: on success `result` points at `record`, whose strings live in `buffer`.
+        let entry = unsafe {
+            let record = &*result;
+            Entry {
+                name: CStr::from_ptr(record.gr_name)
+                    .to_string_lossy()
+                    .into_owned(),
+                id: record.gr_gid,
+                group_id: record.gr_gid,
+            }
+        };
+        (0, Some(entry))
+    })
+}
+
+/// Group files can list thousands of members; start small and double on `ERANGE`.
+fn with_growing_buffer(
+    mut attempt: impl FnMut(&mut [libc::c_char]) -> (libc::c_int, Option<Entry>),
+) -> Option<Entry> {
+    let mut size = 1024;
+    loop {
+        let mut buffer = vec![0 as libc::c_char; size];
+        match attempt(&mut buffer) {
+            (libc::ERANGE, _) if size < 1 << 24 => size *= 2,
+            (_, entry) => return entry,
         }
     }
 }
@@ -105,6 +181,31 @@ mod tests {
         assert_eq!((by_name.uid, by_name.gid), (0, 0));
         let by_number = resolve("#0", Some("#0")).expect("ids parse");
         assert_eq!((by_number.uid, by_number.gid), (0, 0));
+    }
+
+    #[test]
+    fn lookups_from_many_threads_do_not_see_each_others_records() {
+        let nobody = resolve("nobody", None).expect("nobody exists");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let nobody = nobody.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        if i % 2 == 0 {
+                            let root = resolve("root", None).unwrap();
+                            assert_eq!((root.uid, root.gid), (0, 0));
+                        } else {
+                            assert_eq!(resolve("nobody", None).unwrap(), nobody);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread
+                .join()
+                .expect("no lookup saw another thread's record");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The sockets the supervisor owns: the HTTP listener every mode serves, and in daemon
-//! mode the UNIX socket daemon processes connect to.
+//! mode the UNIX socket daemon processes connect to; and the open-files limit that bounds
+//! how many connections the server can hold.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::RawFd;
@@ -11,6 +12,33 @@ use crate::cli::Config;
 
 /// The longest path a UNIX socket address holds on Linux.
 const MAX_SOCKET_PATH: usize = 107;
+
+/// Raises the soft limit on open files to the hard limit, for this process and the ones
+/// it starts: every client connection is a file descriptor, and the soft limit a login
+/// shell or a service manager hands out (often 1,024) would cap the server far below what
+/// the machine allows. Returns the limit now in force.
+pub(super) fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } != 0 {
+        return 0;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own; raising the soft limit up to the hard
+        // one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) } == 0 {
+            return raised.rlim_cur;
+        }
+    }
+    limit.rlim_cur
+}
 
 pub(super) fn bind(config: &Config) -> Result<Socket, String> {
     let port = config.server.port;

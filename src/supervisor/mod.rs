@@ -130,6 +130,14 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
             &format!("cannot write the --pid-file: {error}"),
         );
     }
+    let open_files = listen::raise_open_files_limit();
+    if error_log::enabled(Level::Debug) {
+        error_log::log(
+            Level::Debug,
+            "ferrule",
+            &format!("open files limit: {open_files}"),
+        );
+    }
     let listener = match listen::bind(config) {
         Ok(listener) => listener,
         Err(message) => {

@@ -1,0 +1,56 @@
+"""Holding many client connections at once: the server raises its own open-files limit."""
+
+from __future__ import annotations
+
+import resource
+import socket
+import sys
+
+# Far below what a server should hold, and what the soft limit often is under a service
+# manager or a login shell.
+INHERITED_SOFT_LIMIT = 256
+CONNECTIONS = 600
+
+
+def read_head(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        block = sock.recv(4096)
+        assert block, "the server closed a connection it should keep open"
+        data += block
+    return data
+
+
+def test_connections_beyond_the_inherited_soft_limit_are_all_served(ferrule_server, mode_options):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard >= CONNECTIONS * 2, f"this machine's hard open-files limit is {hard}"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    server = ferrule_server(
+        "environ.wsgi",
+        *mode_options,
+        command=[
+            "prlimit",
+            f"--nofile={INHERITED_SOFT_LIMIT}:{hard}",
+            sys.executable,
+            "-m",
+            "ferrule",
+            "start-server",
+        ],
+    )
+    # HEAD: the answer is its head alone, so each read ends where the next begins.
+    request = f"HEAD / HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode()
+    sockets = []
+    try:
+        for _ in range(CONNECTIONS):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(request)
+            sockets.append(sock)
+        heads = [read_head(sock) for sock in sockets]
+        assert all(head.startswith(b"HTTP/1.1 200 ") for head in heads)
+        # All of them still open and served again.
+        for sock in sockets:
+            sock.sendall(request)
+        assert all(read_head(sock).startswith(b"HTTP/1.1 200 ") for sock in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()

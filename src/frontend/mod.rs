@@ -6,6 +6,7 @@
 //! Binding sockets is the supervisor's job.
 
 mod body;
+mod coarse_timer;
 mod dispatch;
 mod reload_watch;
 mod request_body;
@@ -22,7 +23,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioTimer;
 use hyper_util::server::graceful::GracefulShutdown;
 
 use crate::daemon::client::DaemonPool;
@@ -78,7 +78,7 @@ pub async fn serve(
     let open_connections = Arc::new(AtomicUsize::new(0));
     let mut builder = http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
+        .timer(coarse_timer::CoarseTimer::start())
         .keep_alive(true)
         // Head and body chunks go out in one writev, never copied into one buffer.
         .writev(true)

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use tokio::sync::oneshot;
 
 use super::app::{AppSpec, entry_file, format_exception, load_application, reload_application};
 use super::environ::{self, ProcessFacts};
@@ -19,13 +18,14 @@ use super::error::AppLoadError;
 use super::file_wrapper::FileWrapper;
 use super::log_stream::LogStream;
 use super::queue::JobQueue;
-use super::{Request, Response, run};
+use super::reply::{self, Mailbox, ReplyReceiver, ReplySender};
+use super::{Request, run};
 use crate::logs::{Level, error_log};
 
 /// A request waiting for an application thread, with the way back to its connection.
 pub(crate) struct Job {
     pub(crate) request: Request,
-    pub(crate) reply_tx: oneshot::Sender<Response>,
+    pub(crate) reply_tx: ReplySender,
 }
 
 /// What every application thread of the process shares.
@@ -88,6 +88,8 @@ pub struct Executor {
     threads: Vec<JoinHandle<()>>,
     context: Arc<ThreadContext>,
     entry_file: Option<std::path::PathBuf>,
+    /// Where application threads leave responses for the reactor that submitted them.
+    mailbox: Arc<Mailbox>,
 }
 
 impl Executor {
@@ -136,6 +138,7 @@ impl Executor {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             queue,
+            mailbox: Arc::default(),
             threads,
             context,
             entry_file,
@@ -156,8 +159,8 @@ impl Executor {
 
     /// Queues `request`; the receiver yields the response once the application produced
     /// its head (or failed).
-    pub fn submit(&self, request: Request) -> oneshot::Receiver<Response> {
-        let (reply_tx, reply_rx) = oneshot::channel();
+    pub(crate) fn submit(&self, request: Request) -> ReplyReceiver {
+        let (reply_tx, reply_rx) = reply::channel(&self.mailbox);
         // The queue only closes in `stop`, which consumes the executor.
         let _ = self.queue.push(Job { request, reply_tx });
         reply_rx

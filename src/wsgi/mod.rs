@@ -22,6 +22,7 @@ mod input;
 mod log_stream;
 mod module_watch;
 mod queue;
+mod reply;
 pub mod request_path;
 mod run;
 mod start_response;

@@ -12,7 +12,9 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+use super::reply::ReplySender;
 
 use super::{Response, ResponseBody, StreamAborted};
 
@@ -57,7 +59,7 @@ struct Head {
 
 enum Sink {
     /// Nothing sent yet.
-    Unsent(oneshot::Sender<Response>),
+    Unsent(ReplySender),
     /// The head went out; body chunks follow. `remaining` counts down a declared
     /// Content-Length so that extra bytes are never sent.
     Streaming {
@@ -78,7 +80,7 @@ pub(crate) enum Delivery {
 }
 
 impl StartResponse {
-    pub(crate) fn new(reply_tx: oneshot::Sender<Response>) -> Self {
+    pub(crate) fn new(reply_tx: ReplySender) -> Self {
         Self {
             state: Mutex::new(ResponseState {
                 head: None,

@@ -1,0 +1,225 @@
+//! The way a response head travels from an application thread back to the reactor task
+//! that waits for it, with at most one reactor wake-up per batch of responses.
+//!
+//! Waking a task of a tokio reactor from another thread writes to the reactor's eventfd,
+//! a system call per response with a one-shot channel, even when the reactor is already
+//! awake or many responses are done before it runs. Here application threads drop their
+//! replies in a shared mailbox, and only the first reply of a batch wakes the reactor:
+//! its courier task then wakes the waiting tasks, locally, for free.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use super::Response;
+
+/// One executor's replies in transit, and the courier that hands them out.
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    delivered: Mutex<Vec<Arc<Slot>>>,
+    /// True while a courier wake-up is on its way: later replies need not wake it again.
+    armed: AtomicBool,
+    courier: Mutex<Option<Waker>>,
+    courier_started: AtomicBool,
+}
+
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    response: Option<Response>,
+    sender_gone: bool,
+    receiver_gone: bool,
+    receiver: Option<Waker>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A new reply channel whose deliveries go through `mailbox`.
+pub(crate) fn channel(mailbox: &Arc<Mailbox>) -> (ReplySender, ReplyReceiver) {
+    let slot = Arc::new(Slot::default());
+    let sender = ReplySender {
+        slot: Some(Arc::clone(&slot)),
+        mailbox: Arc::clone(mailbox),
+    };
+    let receiver = ReplyReceiver {
+        slot,
+        mailbox: Arc::clone(mailbox),
+    };
+    (sender, receiver)
+}
+
+/// The application thread's end: sends one response, or, dropped unsent, tells the
+/// receiver that none will come.
+pub(crate) struct ReplySender {
+    slot: Option<Arc<Slot>>,
+    mailbox: Arc<Mailbox>,
+}
+
+impl ReplySender {
+    /// Hands `response` over; fails (dropping it) if the receiver is gone: the client
+    /// left.
+    pub(crate) fn send(mut self, response: Response) -> Result<(), ReceiverGone> {
+        let Some(slot) = self.slot.take() else {
+            return Err(ReceiverGone);
+        };
+        {
+            let mut state = lock(&slot.state);
+            if state.receiver_gone {
+                return Err(ReceiverGone);
+            }
+            state.response = Some(response);
+        }
+        self.mailbox.deliver(slot);
+        Ok(())
+    }
+}
+
+impl Drop for ReplySender {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            lock(&slot.state).sender_gone = true;
+            self.mailbox.deliver(slot);
+        }
+    }
+}
+
+impl Mailbox {
+    fn deliver(&self, slot: Arc<Slot>) {
+        lock(&self.delivered).push(slot);
+        if !self.armed.swap(true, Ordering::AcqRel) {
+            if let Some(courier) = lock(&self.courier).as_ref() {
+                courier.wake_by_ref();
+            }
+        }
+    }
+
+    /// Starts the courier on the current runtime, once.
+    fn start_courier(self: &Arc<Self>) {
+        if self.courier_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mailbox = Arc::clone(self);
+        tokio::spawn(std::future::poll_fn(move |cx| {
+            // Stop when no receiver (nor the executor) holds the mailbox any more.
+            if Arc::strong_count(&mailbox) == 1 {
+                return Poll::Ready(());
+            }
+            lock(&mailbox.courier).clone_from(&Some(cx.waker().clone()));
+            // Disarm before taking the batch: a reply delivered after this point wakes
+            // the courier again, one delivered before is in the batch.
+            mailbox.armed.store(false, Ordering::SeqCst);
+            let batch = std::mem::take(&mut *lock(&mailbox.delivered));
+            for slot in batch {
+                if let Some(receiver) = lock(&slot.state).receiver.take() {
+                    receiver.wake();
+                }
+            }
+            Poll::Pending
+        }));
+    }
+}
+
+/// The front end's end: resolves to the response, or to `Err` if the application thread
+/// let the request go without one.
+pub(crate) struct ReplyReceiver {
+    slot: Arc<Slot>,
+    mailbox: Arc<Mailbox>,
+}
+
+/// Nobody waits for the response any more.
+#[derive(Debug)]
+pub(crate) struct ReceiverGone;
+
+/// The application thread dropped the request without a response.
+#[derive(Debug)]
+pub(crate) struct NoReply;
+
+impl Future for ReplyReceiver {
+    type Output = Result<Response, NoReply>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.mailbox.start_courier();
+        let mut state = lock(&this.slot.state);
+        if let Some(response) = state.response.take() {
+            return Poll::Ready(Ok(response));
+        }
+        if state.sender_gone {
+            return Poll::Ready(Err(NoReply));
+        }
+        match &mut state.receiver {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => state.receiver = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for ReplyReceiver {
+    fn drop(&mut self) {
+        let mut state = lock(&self.slot.state);
+        state.receiver_gone = true;
+        state.receiver = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16) -> Response {
+        super::super::error_response(http::StatusCode::from_u16(status).unwrap(), "test")
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn replies_from_many_threads_all_reach_their_receivers() {
+        let mailbox = Arc::new(Mailbox::default());
+        let mut receivers = Vec::new();
+        let mut senders = Vec::new();
+        for index in 0..4000_u16 {
+            let (sender, receiver) = channel(&mailbox);
+            senders.push((200 + index % 300, sender));
+            receivers.push((200 + index % 300, receiver));
+        }
+        let threads: Vec<_> = (0..8)
+            .map(|thread| {
+                let mine: Vec<_> = senders.drain(..senders.len() / (8 - thread)).collect();
+                std::thread::spawn(move || {
+                    for (status, sender) in mine {
+                        sender.send(response(status)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for (status, receiver) in receivers {
+            assert_eq!(receiver.await.unwrap().status.as_u16(), status);
+        }
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_sender_dropped_unsent_ends_the_wait_with_an_error() {
+        let mailbox = Arc::new(Mailbox::default());
+        let (sender, receiver) = channel(&mailbox);
+        std::thread::spawn(move || drop(sender));
+        assert!(receiver.await.is_err());
+    }
+
+    #[test]
+    fn sending_to_a_dropped_receiver_fails() {
+        let mailbox = Arc::new(Mailbox::default());
+        let (sender, receiver) = channel(&mailbox);
+        drop(receiver);
+        assert!(sender.send(response(200)).is_err());
+    }
+}

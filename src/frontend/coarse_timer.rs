@@ -6,11 +6,13 @@
 //! insertion and removal per request, and often a write to the reactor's wake-up eventfd
 //! from the reactor itself (0.39 per request in embedded hello, `perf stat`). Here arming
 //! a sleep is a slot in a table under an uncontended lock; a sweeper wakes the expired
-//! ones. A timeout fires up to one sweep interval late, which is nothing next to a header
-//! timeout counted in seconds.
+//! ones. Only the sweeper reads the clock: hyper's `now()` gets the time of the last
+//! sweep. A timeout fires up to three sweep intervals (0.75 s) late and never early,
+//! which is nothing next to a header timeout counted in seconds.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -22,6 +24,33 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 #[derive(Clone)]
 pub(super) struct CoarseTimer {
     table: Arc<Mutex<Table>>,
+    clock: Arc<CoarseClock>,
+}
+
+/// The time of the last sweep, as an offset from a fixed start, readable without a lock.
+struct CoarseClock {
+    start: Instant,
+    nanos: AtomicU64,
+}
+
+impl CoarseClock {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            nanos: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.start + Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+
+    fn advance(&self) -> Instant {
+        let now = Instant::now();
+        let nanos = u64::try_from(now.duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.store(nanos, Ordering::Relaxed);
+        now
+    }
 }
 
 #[derive(Default)]
@@ -50,8 +79,10 @@ impl CoarseTimer {
     pub(super) fn start() -> Self {
         let timer = Self {
             table: Arc::default(),
+            clock: Arc::new(CoarseClock::new()),
         };
         let table = Arc::downgrade(&timer.table);
+        let clock = Arc::clone(&timer.clock);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -60,7 +91,7 @@ impl CoarseTimer {
                 let Some(table) = table.upgrade() else {
                     return;
                 };
-                for waker in lock(&table).take_expired(Instant::now()) {
+                for waker in lock(&table).take_expired(clock.advance()) {
                     waker.wake();
                 }
             }
@@ -129,9 +160,14 @@ impl hyper::rt::Timer for CoarseTimer {
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
         Box::pin(CoarseSleep {
             table: Arc::clone(&self.table),
-            deadline,
+            // A deadline reckoned from `now()` may be up to one sweep early.
+            deadline: deadline + SWEEP_INTERVAL,
             key: None,
         })
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.now()
     }
 }
 
@@ -148,21 +184,24 @@ impl Future for CoarseSleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if Instant::now() >= this.deadline {
-            if let Some(key) = this.key.take() {
-                lock(&this.table).remove(key);
-            }
-            return Poll::Ready(());
-        }
         let mut table = lock(&this.table);
-        match this.key.and_then(|key| table.get_mut(key)) {
-            // clone_from keeps the stored waker when it already wakes the same task.
-            Some(slot) => slot.waker.clone_from(cx.waker()),
-            // Not registered yet, or freed by the sweeper (woken) while our own clock
-            // read says the deadline is still ahead: register (again).
-            None => this.key = Some(table.insert(this.deadline, cx.waker().clone())),
+        match this.key {
+            None => {
+                this.key = Some(table.insert(this.deadline, cx.waker().clone()));
+                Poll::Pending
+            }
+            Some(key) => {
+                if let Some(slot) = table.get_mut(key) {
+                    // clone_from keeps the stored waker when it already wakes the same task.
+                    slot.waker.clone_from(cx.waker());
+                    Poll::Pending
+                } else {
+                    // Only the sweeper frees a live sleep's slot: the deadline has passed.
+                    this.key = None;
+                    Poll::Ready(())
+                }
+            }
         }
-        Poll::Pending
     }
 }
 
@@ -189,7 +228,7 @@ mod tests {
         let slept = started.elapsed();
         assert!(slept >= Duration::from_millis(100), "{slept:?}");
         assert!(
-            slept < Duration::from_millis(100) + 2 * SWEEP_INTERVAL,
+            slept <= Duration::from_millis(100) + 3 * SWEEP_INTERVAL,
             "{slept:?}"
         );
     }

@@ -116,6 +116,13 @@ fn send_result(
 }
 
 fn call_close(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {
+    // A plain list or tuple has no close(); asking costs an AttributeError built and
+    // thrown away (its message formatted) on every request.
+    if result.is_exact_instance_of::<pyo3::types::PyList>()
+        || result.is_exact_instance_of::<pyo3::types::PyTuple>()
+    {
+        return Ok(());
+    }
     if result.hasattr(pyo3::intern!(py, "close"))? {
         result.call_method0(pyo3::intern!(py, "close"))?;
     }

@@ -333,6 +333,24 @@ def test_exception_mid_stream_cuts_the_connection_and_is_logged(server):
     assert server.get("/list").content == b"hello world"
 
 
+def test_an_iterable_yielding_its_declared_length_at_once_is_sent_whole(server):
+    request = request_bytes(server.port, "/response-object")
+    response = raw_exchange(server.port, request)
+    assert response.status == 200
+    assert response.header("Content-Length") == ["11"]
+    assert response.header("Transfer-Encoding") == []
+    assert response.body == b"from object"
+
+
+def test_an_error_after_the_whole_declared_body_leaves_the_response_complete(server):
+    response = server.get("/raise-after-declared-body")
+    assert response.status_code == 200
+    assert response.content == b"whole body 13"
+    log = server.wait_for_log("RuntimeError: after-the-body failure marker")
+    assert "Traceback (most recent call last):" in log
+    assert server.get("/list").content == b"hello world"
+
+
 # -- close() -----------------------------------------------------------------------------
 
 

@@ -68,6 +68,9 @@ enum Sink {
     },
     /// The client went away; further output is dropped.
     ClientGone,
+    /// The first chunk carried the whole declared Content-Length and went out as one
+    /// response; further output is dropped, as past a Content-Length when streaming.
+    Complete,
     /// The response is complete.
     Done,
 }
@@ -154,6 +157,14 @@ impl ResponseState {
     /// Sends one body chunk, sending the head first if it has not gone out yet.
     pub(crate) fn send_chunk(&mut self, py: Python<'_>, mut chunk: Bytes) -> PyResult<Delivery> {
         if self.is_unsent() {
+            // A framework's response object (Flask, Django) yields its whole declared
+            // body at once: send it as one response, not a stream of one chunk.
+            let declared = self.head.as_ref().and_then(|head| head.content_length);
+            if declared.is_some_and(|length| chunk.len() as u64 >= length) {
+                self.send_full(vec![chunk])?;
+                self.sink = Sink::Complete;
+                return Ok(Delivery::Delivered);
+            }
             self.start_streaming()?;
         }
         let delivery = match &mut self.sink {
@@ -179,6 +190,7 @@ impl ResponseState {
                 }
             }
             Sink::ClientGone => Delivery::ClientGone,
+            Sink::Complete => Delivery::Delivered,
             Sink::Unsent(_) | Sink::Done => {
                 return Err(PyRuntimeError::new_err("the response is already complete"));
             }
@@ -214,7 +226,7 @@ impl ResponseState {
                 let _ = py.detach(|| body_tx.blocking_send(Err(StreamAborted)));
                 false
             }
-            Sink::ClientGone | Sink::Done => false,
+            Sink::ClientGone | Sink::Complete | Sink::Done => false,
         }
     }
 

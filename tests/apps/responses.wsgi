@@ -212,6 +212,22 @@ def raise_mid_stream(environ, start_response):
     return body()
 
 
+def raise_after_declared_body(environ, start_response):
+    def body():
+        start_response("200 OK", [*TEXT, ("Content-Length", "13")])
+        yield b"whole body 13"
+        raise RuntimeError("after-the-body failure marker")
+
+    return body()
+
+
+def response_object(environ, start_response):
+    """What Flask and Django return: an iterable object (not a list) over the whole body,
+    with its Content-Length declared."""
+    start_response("200 OK", [*TEXT, ("Content-Length", "11")])
+    return iter([b"from object"])
+
+
 # -- close() ---------------------------------------------------------------------------
 
 
@@ -391,6 +407,8 @@ ROUTES = {
     "/body-str": body_str,
     "/raise-early": raise_early,
     "/raise-mid-stream": raise_mid_stream,
+    "/raise-after-declared-body": raise_after_declared_body,
+    "/response-object": response_object,
     "/close/list": close_list,
     "/close/generator": close_generator,
     "/close/raise": close_raise,

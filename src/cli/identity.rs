@@ -109,25 +109,11 @@ struct Entry {
 fn user_record(
     lookup: impl Fn(*mut libc::passwd, &mut [libc::c_char], *mut *mut libc::passwd) -> libc::c_int,
 ) -> Option<Entry> {
-    with_growing_buffer(|buffer| {
-        let mut record = MaybeUninit::<libc::passwd>::zeroed();
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let status = lookup(record.as_mut_ptr(), buffer, &raw mut result);
-        if status != 0 || result.is_null() {
-            return (status, None);
-        }
-        // SAFETY: on success `result` points at `record`, whose strings live in `buffer`.
-        let entry = unsafe {
-            let record = &*result;
-            Entry {
-                name: CStr::from_ptr(record.pw_name)
-                    .to_string_lossy()
-                    .into_owned(),
-                id: record.pw_uid,
-                group_id: record.pw_gid,
-            }
-        };
-        (0, Some(entry))
+    record(lookup, |user: &libc::passwd| Entry {
+        // SAFETY: a record filled in by the C library holds a valid C string.
+        name: unsafe { owned_name(user.pw_name) },
+        id: user.pw_uid,
+        group_id: user.pw_gid,
     })
 }
 
@@ -135,26 +121,39 @@ fn user_record(
 fn group_record(
     lookup: impl Fn(*mut libc::group, &mut [libc::c_char], *mut *mut libc::group) -> libc::c_int,
 ) -> Option<Entry> {
+    record(lookup, |group: &libc::group| Entry {
+        // SAFETY: as above.
+        name: unsafe { owned_name(group.gr_name) },
+        id: group.gr_gid,
+        group_id: group.gr_gid,
+    })
+}
+
+/// One re-entrant lookup into a record of type `R` whose strings live in the buffer;
+/// `keep` copies out what we need while the buffer is alive.
+fn record<R>(
+    lookup: impl Fn(*mut R, &mut [libc::c_char], *mut *mut R) -> libc::c_int,
+    keep: impl Fn(&R) -> Entry,
+) -> Option<Entry> {
     with_growing_buffer(|buffer| {
-        let mut record = MaybeUninit::<libc::group>::zeroed();
-        let mut result: *mut libc::group = std::ptr::null_mut();
+        let mut record = MaybeUninit::<R>::zeroed();
+        let mut result: *mut R = std::ptr::null_mut();
         let status = lookup(record.as_mut_ptr(), buffer, &raw mut result);
         if status != 0 || result.is_null() {
             return (status, None);
         }
-        // SAFETY: on success `result` points at `record`, whose strings live in `buffer`.
-        let entry = unsafe {
-            let record = &*result;
-            Entry {
-                name: CStr::from_ptr(record.gr_name)
-                    .to_string_lossy()
-                    .into_owned(),
-                id: record.gr_gid,
-                group_id: record.gr_gid,
-            }
-        };
-        (0, Some(entry))
+        // SAFETY: on success `result` points at `record`, filled in by the lookup.
+        (0, Some(keep(unsafe { &*result })))
     })
+}
+
+/// # Safety
+/// `name` points at a NUL-terminated string.
+unsafe fn owned_name(name: *const libc::c_char) -> String {
+    // SAFETY: guaranteed by the caller.
+    unsafe { CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Group files can list thousands of members; start small and double on `ERANGE`.

@@ -26,9 +26,16 @@ pub(super) fn raise_open_files_limit() -> u64 {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } != 0 {
         return 0;
     }
-    if limit.rlim_cur < limit.rlim_max {
+    // An unlimited hard limit cannot be the soft one: the kernel caps open files at
+    // fs.nr_open.
+    let kernel_cap = fs_err::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(1 << 20);
+    let target = limit.rlim_max.min(kernel_cap);
+    if limit.rlim_cur < target {
         let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
+            rlim_cur: target,
             rlim_max: limit.rlim_max,
         };
         // SAFETY: setrlimit reads the struct we own; raising the soft limit up to the hard

@@ -103,7 +103,10 @@ impl Mailbox {
 
     /// Starts the courier on the current runtime, once.
     fn start_courier(self: &Arc<Self>) {
-        if self.courier_started.swap(true, Ordering::AcqRel) {
+        // Every receiver poll asks: a plain load keeps the common answer a read.
+        if self.courier_started.load(Ordering::Acquire)
+            || self.courier_started.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let mailbox = Arc::clone(self);
@@ -112,7 +115,10 @@ impl Mailbox {
             if Arc::strong_count(&mailbox) == 1 {
                 return Poll::Ready(());
             }
-            lock(&mailbox.courier).clone_from(&Some(cx.waker().clone()));
+            match &mut *lock(&mailbox.courier) {
+                Some(waker) => waker.clone_from(cx.waker()),
+                empty @ None => *empty = Some(cx.waker().clone()),
+            }
             // Disarm before taking the batch: a reply delivered after this point wakes
             // the courier again, one delivered before is in the batch.
             mailbox.armed.store(false, Ordering::SeqCst);

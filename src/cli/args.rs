@@ -242,7 +242,8 @@ pub(super) struct StartServerArgs {
     #[arg(long, alias = "listener-backlog", default_value_t = DEFAULT_DAEMON_BACKLOG, value_name = "NUMBER", help_heading = "Processes")]
     pub(super) daemon_backlog: u32,
 
-    /// Seconds a client may take to send the head of a request before it is dropped.
+    /// Seconds a client may take to send the head of a request, and to send its next one on
+    /// an idle keep-alive connection, before it is dropped (checked four times a second).
     #[arg(long, default_value_t = DEFAULT_HEADER_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
     pub(super) header_timeout: u64,
 

@@ -28,6 +28,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Largest payload accepted; a bigger length means the stream is corrupt.
 const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
+/// Largest chunk frame written: bigger chunks go out as several frames.
+const MAX_CHUNK_FRAME: usize = 1024 * 1024;
 const HEADER_LEN: usize = 5;
 
 /// Why a frame could not be read or understood.
@@ -325,21 +327,27 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer.write_all(&out).await
 }
 
-/// Writes a chunk frame without copying the chunk into a frame buffer.
+/// Writes a chunk as chunk frames without copying it into a frame buffer: one frame, or
+/// several of at most [`MAX_CHUNK_FRAME`] bytes for a large chunk (an application may
+/// return one item of any size; a frame's length field must never be truncated).
 pub async fn write_chunk<W: AsyncWrite + Unpin>(
     writer: &mut W,
     response: bool,
     chunk: &[u8],
 ) -> std::io::Result<()> {
-    let header = Frame::chunk_header(response, chunk.len());
-    if chunk.len() <= 4096 {
-        let mut out = Vec::with_capacity(HEADER_LEN + chunk.len());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(chunk);
-        return writer.write_all(&out).await;
+    for piece in chunk.chunks(MAX_CHUNK_FRAME) {
+        let header = Frame::chunk_header(response, piece.len());
+        if piece.len() <= 4096 {
+            let mut out = Vec::with_capacity(HEADER_LEN + piece.len());
+            out.extend_from_slice(&header);
+            out.extend_from_slice(piece);
+            writer.write_all(&out).await?;
+        } else {
+            writer.write_all(&header).await?;
+            writer.write_all(piece).await?;
+        }
     }
-    writer.write_all(&header).await?;
-    writer.write_all(chunk).await
+    Ok(())
 }
 
 fn need(payload: &Bytes, length: usize) -> Result<(), ProtocolError> {
@@ -493,6 +501,30 @@ mod tests {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime")
+    }
+
+    #[test]
+    fn a_chunk_larger_than_a_frame_goes_out_as_several() {
+        runtime().block_on(async {
+            let size = MAX_PAYLOAD + MAX_CHUNK_FRAME + 7;
+            let chunk = vec![b'x'; size];
+            let (mut client, server) = tokio::io::duplex(64 * 1024);
+            let writer = tokio::spawn(async move { write_chunk(&mut client, true, &chunk).await });
+            let mut reader = FrameReader::new(server);
+            let mut received = 0;
+            while received < size {
+                match reader.read().await.expect("a chunk frame") {
+                    Frame::ResponseChunk(piece) => {
+                        assert!(piece.len() <= MAX_CHUNK_FRAME);
+                        assert!(piece.iter().all(|byte| *byte == b'x'));
+                        received += piece.len();
+                    }
+                    other => panic!("unexpected frame {other:?}"),
+                }
+            }
+            assert_eq!(received, size);
+            writer.await.expect("writer ran").expect("bytes written");
+        });
     }
 
     #[test]

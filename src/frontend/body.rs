@@ -1,4 +1,5 @@
-//! The response body as hyper sees it, and the access log line written when it is done.
+//! The response body as hyper sees it, the check that its bytes match the Content-Length
+//! it declared, and the access log line written when it is done.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -12,6 +13,7 @@ use tokio::sync::mpsc;
 use super::FrontendConfig;
 use super::sendfile::{FileSlot, MARKER_LEN, marker};
 use crate::logs::access_log::AccessRecord;
+use crate::logs::{Level, error_log};
 use crate::wsgi::{ResponseBody, StreamAborted};
 
 /// Size of the blocks read from a file being sent.
@@ -19,11 +21,35 @@ const FILE_BLOCK_SIZE: usize = 64 * 1024;
 
 /// A response body that counts the bytes it yields and writes the access log line when
 /// hyper drops it (after the last byte, or when the client went away).
+///
+/// When the response declared a Content-Length, the bytes it yields are held to it: a
+/// client keeping the connection open reads exactly that many bytes as this response, so
+/// a body that ends early, or runs past it, must not leave the connection open (the
+/// client would read the start of the next response as this one's body). Such a body is
+/// sent as far as the declared length allows and then fails, which makes hyper close the
+/// connection; one line in the error log names the request and both counts.
 pub(super) struct LoggedBody {
     chunks: Chunks,
     bytes_sent: u64,
     /// The pending access log entry; `None` when access logging is off.
     access: Option<(Arc<FrontendConfig>, AccessRecord)>,
+    /// The length the response declared; `None` when it has no Content-Length or sends
+    /// no body (HEAD, 204, 304).
+    declared: Option<DeclaredLength>,
+    /// The body ran past its declared length; the next poll fails the response.
+    cut: bool,
+    /// The response must fail (the connection be cut) once what it yielded was flushed.
+    failing: bool,
+    /// The connection's link to its socket, to wait for that flush; `None` where there
+    /// is none (the failure is then immediate).
+    link: Option<FileSlot>,
+}
+
+/// A declared Content-Length and the request it answers (for the log line).
+pub(super) struct DeclaredLength {
+    pub(super) length: u64,
+    pub(super) method: http::Method,
+    pub(super) target: http::Uri,
 }
 
 enum Chunks {
@@ -51,7 +77,9 @@ impl LoggedBody {
         body: ResponseBody,
         access: Option<(Arc<FrontendConfig>, AccessRecord)>,
         file_slot: Option<FileSlot>,
+        declared: Option<DeclaredLength>,
     ) -> Self {
+        let link = file_slot.clone();
         let chunks = match body {
             ResponseBody::Full(chunks) => {
                 let remaining = chunks.iter().map(|chunk| chunk.len() as u64).sum();
@@ -74,10 +102,102 @@ impl LoggedBody {
                 None => Chunks::Stream(stream_file(file, offset, length)),
             },
         };
-        Self {
+        let mut body = Self {
             chunks,
             bytes_sent: 0,
             access,
+            declared,
+            cut: false,
+            failing: false,
+            link,
+        };
+        body.cut_full_body_to_declared();
+        body
+    }
+
+    /// True when the response must close its connection after it: its complete body was
+    /// longer than the length it declared and was cut there (hyper stops reading a body
+    /// once the declared length went out, so the cut must be known before the head).
+    pub(super) fn closes_connection(&self) -> bool {
+        self.cut
+    }
+
+    fn cut_full_body_to_declared(&mut self) {
+        let (Some(declared), Chunks::Full { chunks, remaining }) =
+            (&self.declared, &mut self.chunks)
+        else {
+            return;
+        };
+        if *remaining <= declared.length {
+            return;
+        }
+        let produced = *remaining;
+        let mut left = declared.length;
+        chunks.retain_mut(|chunk| {
+            let keep = usize::try_from(left).unwrap_or(usize::MAX).min(chunk.len());
+            chunk.truncate(keep);
+            left -= keep as u64;
+            !chunk.is_empty()
+        });
+        *remaining = declared.length;
+        self.cut = true;
+        self.log_mismatch(&produced.to_string());
+    }
+
+    /// Fails the response, once the bytes it already yielded are on their way.
+    fn fail_after_flush(
+        &mut self,
+        cx: &Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseAborted>>> {
+        self.failing = true;
+        match &self.link {
+            Some(link) if !link.flushed_since_first_asked(cx) => Poll::Pending,
+            _ => Poll::Ready(Some(Err(ResponseAborted))),
+        }
+    }
+
+    /// Holds `chunk` to the declared length. Only a stream can run past it here (a
+    /// complete body was cut in `new`), and hyper stops polling a body once the declared
+    /// length went out, so this is a guard: the framing stays right whatever comes.
+    fn hold_to_declared(&self, mut chunk: Bytes) -> Bytes {
+        if let Some(declared) = &self.declared {
+            let left = declared.length.saturating_sub(self.bytes_sent);
+            chunk.truncate(usize::try_from(left).unwrap_or(usize::MAX));
+        }
+        chunk
+    }
+
+    fn declared_reached(&self) -> bool {
+        self.declared
+            .as_ref()
+            .is_none_or(|declared| self.bytes_sent >= declared.length)
+    }
+
+    /// True when the body ended before its declared length: the response must fail.
+    fn ended_short(&self) -> bool {
+        match &self.declared {
+            Some(declared) if self.bytes_sent < declared.length => {
+                self.log_mismatch(&self.bytes_sent.to_string());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn log_mismatch(&self, produced: &str) {
+        if let Some(declared) = &self.declared {
+            error_log::log(
+                Level::Error,
+                "ferrule",
+                &format!(
+                    "the application declared Content-Length: {} for {} {} but produced {produced} bytes; \
+                     sent {} and closed the connection",
+                    declared.length,
+                    declared.method,
+                    declared.target,
+                    self.bytes_sent.min(declared.length),
+                ),
+            );
         }
     }
 }
@@ -124,6 +244,9 @@ impl Body for LoggedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ResponseAborted>>> {
+        if self.failing {
+            return self.fail_after_flush(cx);
+        }
         let next = match &mut self.chunks {
             Chunks::Full { chunks, remaining } => {
                 let chunk = chunks.pop_front();
@@ -152,28 +275,49 @@ impl Body for LoggedBody {
         };
         Poll::Ready(match next {
             Some(Ok(chunk)) => {
+                // A marker frame keeps its address when truncated, so it still stands
+                // for the (fewer) file bytes it now covers.
+                let chunk = self.hold_to_declared(chunk);
+                if chunk.is_empty() {
+                    if self.declared_reached() {
+                        return Poll::Ready(None);
+                    }
+                    return self.poll_frame(cx);
+                }
                 self.bytes_sent += chunk.len() as u64;
                 Some(Ok(Frame::data(chunk)))
             }
-            Some(Err(StreamAborted)) => Some(Err(ResponseAborted)),
+            Some(Err(StreamAborted)) => return self.fail_after_flush(cx),
+            None if self.ended_short() => return self.fail_after_flush(cx),
             None => None,
         })
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.chunks {
-            Chunks::Full { chunks, .. } => chunks.is_empty(),
-            Chunks::Sendfile { remaining, .. } => *remaining == 0,
-            Chunks::Stream(_) => false,
-        }
+        // A body short of its declared length is not at its end: hyper must poll it once
+        // more, and get the error that closes the connection.
+        self.declared_reached()
+            && !self.failing
+            && match &self.chunks {
+                Chunks::Full { chunks, .. } => chunks.is_empty(),
+                Chunks::Sendfile { remaining, .. } => *remaining == 0,
+                Chunks::Stream(_) => false,
+            }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.chunks {
-            Chunks::Full { remaining, .. } | Chunks::Sendfile { remaining, .. } => {
-                SizeHint::with_exact(*remaining)
+        let exact = match &self.chunks {
+            Chunks::Full { remaining, .. } | Chunks::Sendfile { remaining, .. } => Some(*remaining),
+            Chunks::Stream(_) => None,
+        };
+        match (exact, &self.declared) {
+            // hyper takes an exact hint as the length it frames with; give none when the
+            // body and its declared length disagree, so the declared one is used.
+            (Some(exact), Some(declared)) if self.bytes_sent + exact != declared.length => {
+                SizeHint::default()
             }
-            Chunks::Stream(_) => SizeHint::default(),
+            (Some(exact), _) => SizeHint::with_exact(exact),
+            (None, _) => SizeHint::default(),
         }
     }
 }

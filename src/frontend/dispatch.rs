@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use hyper::body::Incoming;
 
-use super::body::LoggedBody;
+use super::body::{DeclaredLength, LoggedBody};
 use super::request_body::HyperRequestBody;
 use super::sendfile::FileSlot;
 use super::{Backend, FrontendConfig};
@@ -55,6 +55,10 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
 impl Service {
     async fn dispatch(self, request: hyper::Request<Incoming>) -> hyper::Response<LoggedBody> {
         let (parts, body) = request.into_parts();
+        let asked = Asked {
+            method: parts.method.clone(),
+            target: parts.uri.clone(),
+        };
         let access = self.config.access_log.as_ref().map(|_| AccessRecord {
             remote_host: self.connection.remote_addr.ip().to_canonical().to_string(),
             request_line: format!("{} {} {:?}", parts.method, parts.uri, parts.version),
@@ -68,14 +72,14 @@ impl Service {
                 http::StatusCode::NOT_FOUND,
                 "The requested URL contains an encoded slash (%2F), which this server does not accept.",
             );
-            return self.to_hyper(response, access);
+            return self.to_hyper(response, access, asked);
         }
         if let Some(response) =
             self.config
                 .static_files
                 .serve(&parts.method, parts.uri.path(), &parts.headers)
         {
-            return self.to_hyper(response, access);
+            return self.to_hyper(response, access, asked);
         }
         let response = match &self.backend {
             Backend::Embedded(executor) => {
@@ -118,32 +122,53 @@ impl Service {
                 "The requested URL was not found on this server.",
             ),
         };
-        self.to_hyper(response, access)
+        self.to_hyper(response, access, asked)
     }
 
     fn to_hyper(
         &self,
         response: wsgi::Response,
         access: Option<AccessRecord>,
+        asked: Asked,
     ) -> hyper::Response<LoggedBody> {
         let wsgi::Response {
             status,
             reason,
-            headers,
-            body,
+            mut headers,
+            mut body,
         } = response;
         let access = access.map(|mut record| {
             record.status = status.as_u16();
             (Arc::clone(&self.config), record)
         });
-        let mut response =
-            hyper::Response::new(LoggedBody::new(body, access, self.file_slot.clone()));
+        let declared = if is_bodyless(status) {
+            // RFC 9110 8.6 and 15.3.5: no body, and nothing that describes one (Apache
+            // drops Content-Type on them too). Dropping a stream tells the application
+            // thread that nobody reads it.
+            headers.remove(http::header::CONTENT_LENGTH);
+            headers.remove(http::header::TRANSFER_ENCODING);
+            headers.remove(http::header::CONTENT_TYPE);
+            body = wsgi::ResponseBody::Full(Vec::new());
+            None
+        } else if asked.method == http::Method::HEAD {
+            None
+        } else {
+            declared_length(&headers).map(|length| DeclaredLength {
+                length,
+                method: asked.method,
+                target: asked.target,
+            })
+        };
+        let body = LoggedBody::new(body, access, self.file_slot.clone(), declared);
+        let closes_connection = body.closes_connection();
+        let mut response = hyper::Response::new(body);
         *response.status_mut() = status;
         *response.headers_mut() = headers;
-        if self
-            .config
-            .draining
-            .load(std::sync::atomic::Ordering::Acquire)
+        if closes_connection
+            || self
+                .config
+                .draining
+                .load(std::sync::atomic::Ordering::Acquire)
         {
             response.headers_mut().insert(
                 http::header::CONNECTION,
@@ -157,6 +182,30 @@ impl Service {
         }
         response
     }
+}
+
+/// What the client asked for, kept for the checks made on the response.
+struct Asked {
+    method: http::Method,
+    target: http::Uri,
+}
+
+/// Statuses whose responses never carry a body.
+fn is_bodyless(status: http::StatusCode) -> bool {
+    status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED
+}
+
+/// The response's Content-Length; the executor has already refused malformed ones.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn has_encoded_slash(path: &str) -> bool {

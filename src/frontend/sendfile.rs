@@ -12,8 +12,9 @@
 use std::io::IoSlice;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
@@ -35,11 +36,29 @@ fn is_marker(bytes: &[u8]) -> bool {
     !bytes.is_empty() && address >= start && address < start + MARKER_LEN
 }
 
-/// The file a response is sending, shared by the response body (which sets it) and the
-/// connection's socket (which sends from it). One per connection: HTTP/1 sends one
-/// response at a time.
+/// What a response body and its connection's socket share (one per connection: HTTP/1
+/// sends one response at a time): the file a response is sending, set by the body and
+/// sent from by the socket; and a wait for the next flush, so that a body that must fail
+/// lets the bytes it already yielded reach the client first (hyper drops what it still
+/// buffers when a body fails).
 #[derive(Clone, Default)]
-pub(super) struct FileSlot(Arc<Mutex<Option<PendingFile>>>);
+pub(super) struct FileSlot(Arc<SlotShared>);
+
+#[derive(Default)]
+struct SlotShared {
+    file: Mutex<Option<PendingFile>>,
+    /// Set while a body waits for a flush, so that flushes cost no lock otherwise.
+    flush_awaited: AtomicBool,
+    flush_wait: Mutex<FlushWait>,
+}
+
+#[derive(Default)]
+enum FlushWait {
+    #[default]
+    Idle,
+    Waiting(Waker),
+    Flushed,
+}
 
 struct PendingFile {
     file: std::fs::File,
@@ -48,7 +67,40 @@ struct PendingFile {
 
 impl FileSlot {
     pub(super) fn set(&self, file: std::fs::File, offset: u64) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(PendingFile { file, offset });
+        *self.0.file.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(PendingFile { file, offset });
+    }
+
+    /// True once hyper flushed everything it buffered since the first call (hyper calls
+    /// the socket's `poll_flush` only when its own write buffer is empty); until then,
+    /// the task is woken by that flush.
+    pub(super) fn flushed_since_first_asked(&self, cx: &Context<'_>) -> bool {
+        let mut wait = self
+            .0
+            .flush_wait
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if matches!(*wait, FlushWait::Flushed) {
+            *wait = FlushWait::Idle;
+            self.0.flush_awaited.store(false, Ordering::Release);
+            return true;
+        }
+        *wait = FlushWait::Waiting(cx.waker().clone());
+        self.0.flush_awaited.store(true, Ordering::Release);
+        false
+    }
+
+    fn flushed(&self) {
+        if self.0.flush_awaited.load(Ordering::Acquire) {
+            let mut wait = self
+                .0
+                .flush_wait
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let FlushWait::Waiting(waker) = std::mem::replace(&mut *wait, FlushWait::Flushed) {
+                waker.wake();
+            }
+        }
     }
 }
 
@@ -71,7 +123,12 @@ impl SendfileStream {
         cx: &mut Context<'_>,
         count: usize,
     ) -> Poll<std::io::Result<usize>> {
-        let mut slot = self.slot.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = self
+            .slot
+            .0
+            .file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let Some(pending) = slot.as_mut() else {
             return Poll::Ready(Err(std::io::Error::other(
                 "response body marker without a file to send",
@@ -158,7 +215,9 @@ impl hyper::rt::Write for SendfileStream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        self.slot.flushed();
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -60,11 +60,10 @@ struct Head {
 enum Sink {
     /// Nothing sent yet.
     Unsent(ReplySender),
-    /// The head went out; body chunks follow. `remaining` counts down a declared
-    /// Content-Length so that extra bytes are never sent.
+    /// The head went out; body chunks follow. The front end holds them to a declared
+    /// Content-Length (and closes the connection when they disagree).
     Streaming {
         body_tx: mpsc::Sender<Result<Bytes, StreamAborted>>,
-        remaining: Option<u64>,
     },
     /// The client went away; further output is dropped.
     ClientGone,
@@ -106,16 +105,15 @@ impl ResponseState {
     }
 
     /// Sends the whole response at once, with Content-Length.
-    pub(crate) fn send_full(&mut self, mut chunks: Vec<Bytes>) -> PyResult<()> {
+    ///
+    /// A declared Content-Length is left as the application gave it, even when the chunks
+    /// disagree: the front end holds the body to it and closes the connection.
+    pub(crate) fn send_full(&mut self, chunks: Vec<Bytes>) -> PyResult<()> {
         let mut head = self.head.take().ok_or_else(start_response_not_called)?;
-        let total: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
-        match head.content_length {
-            Some(declared) if declared < total => truncate_chunks(&mut chunks, declared),
-            Some(_) => {}
-            None => {
-                head.headers
-                    .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(total));
-            }
+        if head.content_length.is_none() {
+            let total: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+            head.headers
+                .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(total));
         }
         let Sink::Unsent(reply_tx) = std::mem::replace(&mut self.sink, Sink::Done) else {
             return Err(PyRuntimeError::new_err("the response was already sent"));
@@ -155,7 +153,7 @@ impl ResponseState {
     }
 
     /// Sends one body chunk, sending the head first if it has not gone out yet.
-    pub(crate) fn send_chunk(&mut self, py: Python<'_>, mut chunk: Bytes) -> PyResult<Delivery> {
+    pub(crate) fn send_chunk(&mut self, py: Python<'_>, chunk: Bytes) -> PyResult<Delivery> {
         if self.is_unsent() {
             // A framework's response object (Flask, Django) yields its whole declared
             // body at once: send it as one response, not a stream of one chunk.
@@ -168,27 +166,17 @@ impl ResponseState {
             self.start_streaming()?;
         }
         let delivery = match &mut self.sink {
-            Sink::Streaming { body_tx, remaining } => {
-                if let Some(remaining) = remaining {
-                    let allowed = usize::try_from(*remaining).unwrap_or(usize::MAX);
-                    chunk.truncate(allowed);
-                    *remaining -= chunk.len() as u64;
-                }
-                if chunk.is_empty() {
-                    return Ok(Delivery::Delivered);
-                }
-                match body_tx.try_send(Ok(chunk)) {
-                    Ok(()) => Delivery::Delivered,
-                    Err(mpsc::error::TrySendError::Full(chunk)) => {
-                        let body_tx = &*body_tx;
-                        match py.detach(|| body_tx.blocking_send(chunk)) {
-                            Ok(()) => Delivery::Delivered,
-                            Err(_) => Delivery::ClientGone,
-                        }
+            Sink::Streaming { body_tx } => match body_tx.try_send(Ok(chunk)) {
+                Ok(()) => Delivery::Delivered,
+                Err(mpsc::error::TrySendError::Full(chunk)) => {
+                    let body_tx = &*body_tx;
+                    match py.detach(|| body_tx.blocking_send(chunk)) {
+                        Ok(()) => Delivery::Delivered,
+                        Err(_) => Delivery::ClientGone,
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => Delivery::ClientGone,
                 }
-            }
+                Err(mpsc::error::TrySendError::Closed(_)) => Delivery::ClientGone,
+            },
             Sink::ClientGone => Delivery::ClientGone,
             Sink::Complete => Delivery::Delivered,
             Sink::Unsent(_) | Sink::Done => {
@@ -233,8 +221,7 @@ impl ResponseState {
     fn start_streaming(&mut self) -> PyResult<()> {
         let head = self.head.take().ok_or_else(start_response_not_called)?;
         let (body_tx, body_rx) = mpsc::channel(STREAM_CHANNEL_CAPACITY);
-        let remaining = head.content_length;
-        let sink = Sink::Streaming { body_tx, remaining };
+        let sink = Sink::Streaming { body_tx };
         let Sink::Unsent(reply_tx) = std::mem::replace(&mut self.sink, sink) else {
             return Err(PyRuntimeError::new_err("the response was already sent"));
         };
@@ -257,16 +244,6 @@ impl Head {
             body,
         }
     }
-}
-
-fn truncate_chunks(chunks: &mut Vec<Bytes>, limit: u64) {
-    let mut left = limit;
-    chunks.retain_mut(|chunk| {
-        let keep = usize::try_from(left).unwrap_or(usize::MAX).min(chunk.len());
-        chunk.truncate(keep);
-        left -= keep as u64;
-        !chunk.is_empty()
-    });
 }
 
 fn start_response_not_called() -> PyErr {
@@ -490,15 +467,5 @@ mod tests {
         assert!(parse_status(b"2000 OK").is_err());
         assert!(parse_status(b"abc OK").is_err());
         assert!(parse_status(b"200 O\nK").is_err());
-    }
-
-    #[test]
-    fn truncation_respects_limit() {
-        let mut chunks = vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defg")];
-        truncate_chunks(&mut chunks, 5);
-        assert_eq!(
-            chunks,
-            vec![Bytes::from_static(b"abc"), Bytes::from_static(b"de")]
-        );
     }
 }

@@ -426,11 +426,11 @@ impl DaemonPool {
                 );
             }
         };
-        let (expire_tx, mut expire_rx) = oneshot::channel();
+        let (expire_tx, expire_rx) = oneshot::channel();
         let request_id = self.begin(daemon.pid, description.clone(), expire_tx);
         let (response_done_tx, response_done_rx) = oneshot::channel();
         let DaemonConnection {
-            mut reader,
+            reader,
             writer,
             pid,
             slot,
@@ -445,36 +445,37 @@ impl DaemonPool {
             drop(body);
             WriterState::Here(writer)
         };
-        let finish = Finish {
+        // From here on, a client that leaves (this future dropped) leaves the exchange to
+        // finish on its own: see `Exchange`'s drop.
+        let mut exchange = Exchange {
             pool: Arc::clone(self),
             request_id,
-            writer,
+            reader: Some(reader),
+            writer: Some(writer),
             response_done: Some(response_done_tx),
+            expire: Some(expire_rx),
             pid,
             slot,
         };
-        let frame = tokio::select! {
-            frame = reader.read() => frame,
-            Ok(()) = &mut expire_rx => {
-                finish.abandon();
-                return gateway_timeout();
+        match exchange.next_frame().await {
+            None => {
+                exchange.abandon();
+                gateway_timeout()
             }
-        };
-        match frame {
-            Ok(Frame::ResponseFull { head, body }) => {
-                finish.complete(reader);
+            Some(Ok(Frame::ResponseFull { head, body })) => {
+                exchange.complete();
                 into_response(*head, ResponseBody::Full(vec![body]))
             }
-            Ok(Frame::ResponseHead(head)) => {
+            Some(Ok(Frame::ResponseHead(head))) => {
                 let (chunk_tx, chunk_rx) = mpsc::channel(RESPONSE_CHANNEL_CHUNKS);
-                tokio::spawn(relay_response_body(reader, chunk_tx, finish, expire_rx));
+                tokio::spawn(relay_response_body(exchange, chunk_tx));
                 into_response(*head, ResponseBody::Stream(chunk_rx))
             }
-            Ok(other) => {
-                finish.broken(&format!("sent {other:?} instead of a response"));
+            Some(Ok(other)) => {
+                exchange.broken(&format!("sent {other:?} instead of a response"));
                 bad_gateway()
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 let reason = match error {
                     ProtocolError::Closed => "ended".to_owned(),
                     other => format!("broke ({other})"),
@@ -488,7 +489,7 @@ impl DaemonPool {
                     ),
                 );
                 self.lost(request_id);
-                finish.abandon();
+                exchange.abandon();
                 bad_gateway()
             }
         }
@@ -524,27 +525,55 @@ enum WriterState {
     Pump(tokio::task::JoinHandle<Option<OwnedWriteHalf>>),
 }
 
-/// What remains to do once the daemon's response is read: put the connection back.
-struct Finish {
+/// One request handed to a daemon thread, from the hand-over until its connection is back
+/// in the pool ([`Exchange::complete`]) or closed ([`Exchange::abandon`]); the request
+/// counts as in flight exactly that long.
+///
+/// Dropped before either (the client left while the daemon still runs the request), it
+/// goes on in a task of its own: the daemon's answer is read and thrown away, so the
+/// request stays counted while it runs (and `--request-timeout` still applies to it) and
+/// is forgotten when it ends, and the connection returns to the pool.
+struct Exchange {
     pool: Arc<DaemonPool>,
     request_id: u64,
-    writer: WriterState,
+    /// `None` once the exchange is over.
+    reader: Option<FrameReader<OwnedReadHalf>>,
+    writer: Option<WriterState>,
     response_done: Option<oneshot::Sender<()>>,
+    /// Fires when the request ran past `--request-timeout`.
+    expire: Option<oneshot::Receiver<()>>,
     pid: u32,
     slot: u32,
 }
 
-impl Finish {
+impl Exchange {
+    /// The daemon's next frame; `None` when the request ran past `--request-timeout`.
+    async fn next_frame(&mut self) -> Option<Result<Frame, ProtocolError>> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Some(Err(ProtocolError::Closed));
+        };
+        match self.expire.as_mut() {
+            Some(expire) => tokio::select! {
+                frame = reader.read() => Some(frame),
+                Ok(()) = expire => None,
+            },
+            None => Some(reader.read().await),
+        }
+    }
+
     /// The response is complete and the connection at a frame boundary: return it to the
     /// pool once the request body's sender has written its end.
-    fn complete(mut self, reader: FrameReader<OwnedReadHalf>) {
+    fn complete(&mut self) {
         self.pool.end(self.request_id);
         if let Some(done) = self.response_done.take() {
             let _ = done.send(());
         }
+        let (Some(reader), Some(writer)) = (self.reader.take(), self.writer.take()) else {
+            return;
+        };
         let pool = Arc::clone(&self.pool);
         let (pid, slot) = (self.pid, self.slot);
-        match self.writer {
+        match writer {
             WriterState::Here(writer) => pool.checkin(DaemonConnection {
                 reader,
                 writer,
@@ -567,14 +596,15 @@ impl Finish {
     }
 
     /// The connection is in an unknown state: close it (the daemon thread reconnects).
-    fn abandon(self) {
+    fn abandon(&mut self) {
         self.pool.end(self.request_id);
-        if let WriterState::Pump(pump) = self.writer {
+        self.reader = None;
+        if let Some(WriterState::Pump(pump)) = self.writer.take() {
             pump.abort();
         }
     }
 
-    fn broken(self, what: &str) {
+    fn broken(&mut self, what: &str) {
         error_log::log(
             Level::Error,
             "ferrule",
@@ -585,45 +615,93 @@ impl Finish {
         );
         self.abandon();
     }
+
+    /// Reads the rest of a response nobody waits for any more, until it ends.
+    async fn finish_unwatched(mut self) {
+        loop {
+            match self.next_frame().await {
+                Some(Ok(Frame::ResponseChunk(_))) => {}
+                Some(Ok(
+                    Frame::ResponseFull { .. } | Frame::ResponseEnd | Frame::ResponseAbort,
+                )) => {
+                    self.complete();
+                    return;
+                }
+                None => {
+                    self.abandon();
+                    return;
+                }
+                Some(Ok(other)) => {
+                    self.broken(&format!("sent {other:?} where a response was expected"));
+                    return;
+                }
+                Some(Err(_)) => {
+                    self.pool.lost(self.request_id);
+                    self.abandon();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if self.reader.is_none() {
+            return;
+        }
+        let rest = Self {
+            pool: Arc::clone(&self.pool),
+            request_id: self.request_id,
+            reader: self.reader.take(),
+            writer: self.writer.take(),
+            response_done: self.response_done.take(),
+            expire: self.expire.take(),
+            pid: self.pid,
+            slot: self.slot,
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(rest.finish_unwatched());
+        } else {
+            // No reactor to finish it on (the front end is stopping): forget it here.
+            let mut rest = rest;
+            rest.abandon();
+        }
+    }
 }
 
 /// Copies the daemon's streamed response body into the channel hyper reads.
 async fn relay_response_body(
-    mut reader: FrameReader<OwnedReadHalf>,
+    mut exchange: Exchange,
     chunk_tx: mpsc::Sender<Result<Bytes, StreamAborted>>,
-    finish: Finish,
-    mut expire: oneshot::Receiver<()>,
 ) {
     loop {
-        let frame = tokio::select! {
-            frame = reader.read() => frame,
-            Ok(()) = &mut expire => {
-                let _ = chunk_tx.send(Err(StreamAborted)).await;
-                finish.abandon();
-                return;
-            }
+        let Some(frame) = exchange.next_frame().await else {
+            let _ = chunk_tx.send(Err(StreamAborted)).await;
+            exchange.abandon();
+            return;
         };
         match frame {
             Ok(Frame::ResponseChunk(chunk)) => {
                 if chunk_tx.send(Ok(chunk)).await.is_err() {
                     // The client left: closing the connection tells the daemon to stop
                     // producing (its next write fails and the application's close() runs).
-                    finish.abandon();
+                    exchange.abandon();
                     return;
                 }
             }
             Ok(Frame::ResponseEnd) => {
-                finish.complete(reader);
+                exchange.complete();
                 return;
             }
             Ok(Frame::ResponseAbort) => {
                 let _ = chunk_tx.send(Err(StreamAborted)).await;
-                finish.complete(reader);
+                exchange.complete();
                 return;
             }
             Ok(other) => {
                 let _ = chunk_tx.send(Err(StreamAborted)).await;
-                finish.broken(&format!("sent {other:?} inside a response body"));
+                exchange.broken(&format!("sent {other:?} inside a response body"));
                 return;
             }
             Err(error) => {
@@ -632,12 +710,12 @@ async fn relay_response_body(
                     "ferrule",
                     &format!(
                         "daemon process {} (pid {}) stopped in the middle of a response ({error}); cut the client's connection",
-                        finish.slot, finish.pid
+                        exchange.slot, exchange.pid
                     ),
                 );
                 let _ = chunk_tx.send(Err(StreamAborted)).await;
-                finish.pool.lost(finish.request_id);
-                finish.abandon();
+                exchange.pool.lost(exchange.request_id);
+                exchange.abandon();
                 return;
             }
         }

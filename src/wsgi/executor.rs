@@ -46,7 +46,11 @@ impl ThreadContext {
         if self.reload_pending.swap(false, Ordering::AcqRel) {
             match reload_application(py, &self.spec) {
                 Ok(app) => {
-                    *self.lock_app() = app;
+                    let previous = std::mem::replace(&mut *self.lock_app(), app);
+                    // Dropped with the lock released: its finalizer may release the GIL,
+                    // and a thread waiting for the lock while attached would then never
+                    // give the GIL back.
+                    drop(previous);
                     error_log::log(
                         Level::Info,
                         "wsgi",

@@ -41,6 +41,33 @@ impl Input {
     }
 }
 
+impl Input {
+    /// Ends the request's hold on its body: the source is dropped (its owner then reads
+    /// and drops the unread rest, or closes the connection) whatever Python still holds,
+    /// since an application may keep `wsgi.input` alive in a reference cycle until the
+    /// collector runs. Later reads see the end of the body.
+    pub(crate) fn release(&self, py: Python<'_>) {
+        let source = {
+            let mut state = self
+                .state
+                .lock_py_attached(py)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            state.finished = true;
+            std::mem::replace(&mut state.source, Box::new(Released))
+        };
+        drop(source);
+    }
+}
+
+/// The body source of a request that ended.
+struct Released;
+
+impl BodySource for Released {
+    fn read_chunk(&mut self) -> Result<Option<bytes::Bytes>, super::BodyReadError> {
+        Ok(None)
+    }
+}
+
 impl InputState {
     fn buffered(&self) -> &[u8] {
         &self.buffer[self.start..]

@@ -45,6 +45,7 @@ fn call_application(
         received_at,
     } = request;
     let input = Bound::new(py, Input::new(body))?;
+    let _release_body = ReleaseBodyOnDrop(input.clone());
     let facts = RequestFacts {
         method: &method,
         target: &target,
@@ -69,6 +70,16 @@ fn call_application(
     let sent = send_result(py, &result, responder.get());
     let closed = call_close(py, &result);
     sent.and(closed)
+}
+
+/// Releases the request body's source when the request ends, on every path (after
+/// `close()`, which may still read it).
+struct ReleaseBodyOnDrop<'py>(Bound<'py, Input>);
+
+impl Drop for ReleaseBodyOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.get().release(self.0.py());
+    }
 }
 
 /// Sends the application's iterable: in one piece when it is a list or tuple, as a file

@@ -1,5 +1,7 @@
 //! The hyper service of one connection: turns a parsed request into an executor
 //! [`Request`](crate::wsgi::Request), waits for the response head, and hands hyper the body.
+//!
+//! Order: the request checks (`request_checks.rs`), static files, then the backend.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,6 +12,7 @@ use hyper::body::Incoming;
 
 use super::body::LoggedBody;
 use super::request_body::HyperRequestBody;
+use super::request_checks::{self, Verdict};
 use super::sendfile::FileSlot;
 use super::{Backend, FrontendConfig};
 use crate::logs::access_log::AccessRecord;
@@ -54,21 +57,27 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
 
 impl Service {
     async fn dispatch(self, request: hyper::Request<Incoming>) -> hyper::Response<LoggedBody> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let access = self.config.access_log.as_ref().map(|_| AccessRecord {
             remote_host: self.connection.remote_addr.ip().to_canonical().to_string(),
             request_line: format!("{} {} {:?}", parts.method, parts.uri, parts.version),
             status: 0,
             body_bytes: 0,
         });
-        if has_encoded_slash(parts.uri.path()) {
-            // Apache's default (AllowEncodedSlashes Off): a path with an encoded slash
-            // never reaches the application.
-            let response = wsgi::error_response(
-                http::StatusCode::NOT_FOUND,
-                "The requested URL contains an encoded slash (%2F), which this server does not accept.",
-            );
+        let target = wsgi::request_path::request_target(&parts.uri);
+        if let Verdict::Answer(response) = request_checks::check(
+            &parts.method,
+            target.as_bytes(),
+            parts.version,
+            &parts.headers,
+        ) {
             return self.to_hyper(response, access);
+        }
+        // RFC 9112 3.2.2: the authority of an absolute-form target replaces Host.
+        if let Some((authority, _)) = request_checks::absolute_form_authority(target.as_bytes()) {
+            if let Ok(host) = http::HeaderValue::from_bytes(authority) {
+                parts.headers.insert(http::header::HOST, host);
+            }
         }
         if let Some(response) =
             self.config
@@ -157,10 +166,4 @@ impl Service {
         }
         response
     }
-}
-
-fn has_encoded_slash(path: &str) -> bool {
-    path.as_bytes().windows(3).any(|window| {
-        window[0] == b'%' && window[1] == b'2' && window[2].eq_ignore_ascii_case(&b'f')
-    })
 }

@@ -57,6 +57,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
 
 impl Service {
     async fn dispatch(self, request: hyper::Request<Incoming>) -> hyper::Response<LoggedBody> {
+        // Made here, where the request arrived, so that every log line about it can name it.
+        let request_id = wsgi::RequestId::generate();
         let (mut parts, body) = request.into_parts();
         let access = self.config.access_log.as_ref().map(|_| AccessRecord {
             remote_host: self.connection.remote_addr.ip().to_canonical().to_string(),
@@ -113,6 +115,7 @@ impl Service {
                         tokio::runtime::Handle::current(),
                     )),
                     received_at: std::time::SystemTime::now(),
+                    request_id,
                 };
                 executor.submit(request).await.unwrap_or_else(|_| {
                     wsgi::error_response(
@@ -121,7 +124,7 @@ impl Service {
                     )
                 })
             }
-            Backend::Daemon(pool) => pool.forward(parts, body, self.connection).await,
+            Backend::Daemon(pool) => pool.forward(parts, body, self.connection, request_id).await,
             Backend::StaticOnly => wsgi::error_response(
                 http::StatusCode::NOT_FOUND,
                 "The requested URL was not found on this server.",

@@ -348,6 +348,14 @@ REFUSED = {
     # RFC 3986 2.1: '%' starts a two-digit hex escape; Apache answers 400 otherwise.
     "bad-escape": (b"GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400, "escape"),
     "short-escape": (b"GET /a%2 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "escape"),
+    # RFC 9112 3.2: a fragment is never part of a request target. hyper's parser drops it
+    # before the checks see the target (http::Uri truncates at '#'), so today the request
+    # is served as if sent without it; the HTTP/1 layer of issue 17 hands the checks the
+    # raw target and this passes (strict: it then fails until the mark is removed).
+    "fragment": pytest.param(
+        (b"GET /x?a=1#f HTTP/1.1\r\nHost: x\r\n\r\n", 400, "fragment"),
+        marks=pytest.mark.xfail(strict=True, reason="hyper drops the fragment (issue 17)"),
+    ),
     # Apache: an encoded NUL in the path is not found.
     "encoded-nul": (b"GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n", 404, "NUL"),
 }

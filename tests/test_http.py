@@ -374,7 +374,7 @@ def test_issue_15_bad_targets_and_hosts_are_answered_by_the_server(server, raw):
     assert server.get("/still-alive").status_code == 200
 
 
-def test_issue_15_http_1_0_without_host_is_served(server):
+def test_http_1_0_without_host_is_served(server):
     with Connection(server.port) as connection:
         connection.send(b"GET /ten HTTP/1.0\r\n\r\n")
         response = connection.read_response(head_only=True)

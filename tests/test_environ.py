@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import re
 import socket
 import time
 
@@ -82,10 +83,12 @@ def test_path_info_is_percent_decoded_as_latin1(server):
     assert environ["PATH_INFO"] == "/a b/Ã©"
 
 
-def test_path_info_keeps_malformed_escapes(server):
-    environ = raw_get(server.port, b"/x%zz/y%2")
-    assert environ["PATH_INFO"] == "/x%zz/y%2"
-    assert environ["REQUEST_URI"] == "/x%zz/y%2"
+def test_query_string_keeps_malformed_escapes(server):
+    # Only the path is decoded (a bad escape there is a 400, see test_http.py); the query
+    # reaches the application as sent.
+    environ = raw_get(server.port, b"/x?a=%zz&b=%2")
+    assert environ["QUERY_STRING"] == "a=%zz&b=%2"
+    assert environ["REQUEST_URI"] == "/x?a=%zz&b=%2"
 
 
 def test_query_string_is_passed_raw(server):
@@ -102,6 +105,31 @@ def test_request_uri_is_the_path_and_query_as_sent(server):
     environ = raw_get(server.port, b"/a%20b/%C3%A9?q=%20x+y&r")
     assert environ["REQUEST_URI"] == "/a%20b/%C3%A9?q=%20x+y&r"
     assert environ["PATH_INFO"] == "/a b/Ã©"
+
+
+def test_issue_15_request_uri_is_the_raw_target_as_latin1(server):
+    # Raw UTF-8 bytes in the target: every key that carries them gives one character per
+    # byte (PEP 3333), as mod_wsgi does: 'café' sent as UTF-8 reads 'cafÃ©'.
+    environ = raw_get(server.port, b"/caf\xc3\xa9?q=\xc3\xa9")
+    assert environ["REQUEST_URI"] == "/caf\xc3\xa9?q=\xc3\xa9"
+    assert environ["REQUEST_URI"] == "/cafÃ©?q=Ã©"
+    assert environ["PATH_INFO"] == "/cafÃ©"
+    assert environ["QUERY_STRING"] == "q=Ã©"
+
+
+def test_issue_15_absolute_form_target_names_the_host(server):
+    # RFC 9112 3.2.2: the authority of an absolute-form target replaces the Host header.
+    request = (
+        b"GET http://other.example:8080/x/y?z=1 HTTP/1.1\r\n"
+        b"Host: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % server.port
+    )
+    environ = raw_environ(server.port, request)
+    assert environ["REQUEST_URI"] == "http://other.example:8080/x/y?z=1"
+    assert environ["HTTP_HOST"] == "other.example:8080"
+    assert environ["SERVER_NAME"] == "other.example"
+    assert environ["SERVER_PORT"] == "8080"
+    assert environ["PATH_INFO"] == "/x/y"
+    assert environ["QUERY_STRING"] == "z=1"
 
 
 def test_server_protocol_http_1_1(server):
@@ -304,6 +332,27 @@ def test_os_environ_does_not_override_request_data(ferrule_server, mode_options)
     assert environ["SERVER_NAME"] == "127.0.0.1"
     assert "HTTP_X_MISSING" not in environ
     assert not [key for key, value in environ.items() if value == "evil"]
+
+
+def test_issue_15_server_admin_and_request_id_are_set_and_gateway_interface_is_not(server):
+    first = environ_of(server.get("/"))
+    second = environ_of(server.get("/"))
+    # Apache's value when no ServerAdmin is configured, as mod_wsgi-express 6.1 shows it.
+    assert first["SERVER_ADMIN"] == "[no address given]"
+    # mod_wsgi does not set GATEWAY_INTERFACE.
+    assert "GATEWAY_INTERFACE" not in first
+    ids = {first["mod_wsgi.request_id"], second["mod_wsgi.request_id"]}
+    assert len(ids) == 2
+    for request_id in ids:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{6,16}", request_id), request_id
+
+
+def test_issue_15_proxy_header_never_becomes_http_proxy(server):
+    # httpoxy: HTTP_PROXY is what many libraries read as their proxy; mod_wsgi drops it.
+    environ = raw_get(server.port, b"/", b"Proxy: http://evil.example:1/", b"X-Other: kept")
+    assert "HTTP_PROXY" not in environ
+    assert not [key for key, value in environ.items() if "evil" in value]
+    assert environ["HTTP_X_OTHER"] == "kept"
 
 
 def test_mod_wsgi_keys_are_those_mod_wsgi_6_gives(server):

@@ -366,6 +366,7 @@ impl DaemonPool {
         parts: http::request::Parts,
         body: Incoming,
         connection: ConnectionInfo,
+        request_id: wsgi::RequestId,
     ) -> wsgi::Response {
         let changed = match &self.reload_watch {
             Some(watch) => watch.changed().await,
@@ -385,6 +386,7 @@ impl DaemonPool {
             local_addr: connection.local_addr,
             https: connection.https,
             received_at: std::time::SystemTime::now(),
+            request_id,
             has_body,
         };
         let mut encoded = BytesMut::with_capacity(512);

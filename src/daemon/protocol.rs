@@ -74,6 +74,7 @@ pub struct RequestHead {
     pub local_addr: SocketAddr,
     pub https: bool,
     pub received_at: SystemTime,
+    pub request_id: crate::wsgi::RequestId,
     /// Body frames follow this head.
     pub has_body: bool,
 }
@@ -426,6 +427,7 @@ fn encode_request_head(head: &RequestHead, out: &mut BytesMut) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     out.put_u64_le(u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX));
+    out.put_u64_le(head.request_id.to_bits());
     put_bytes(out, head.remote_addr.to_string().as_bytes());
     put_bytes(out, head.local_addr.to_string().as_bytes());
     encode_headers(&head.headers, out);
@@ -436,11 +438,12 @@ fn decode_request_head(payload: &mut Bytes) -> Result<RequestHead, ProtocolError
         .map_err(|_| ProtocolError::Malformed("bad method"))?;
     let target = http::Uri::from_maybe_shared(get_bytes(payload)?)
         .map_err(|_| ProtocolError::Malformed("bad request target"))?;
-    need(payload, 11)?;
+    need(payload, 19)?;
     let version = decode_version(payload.get_u8());
     let https = payload.get_u8() != 0;
     let has_body = payload.get_u8() != 0;
     let received_at = SystemTime::UNIX_EPOCH + Duration::from_micros(payload.get_u64_le());
+    let request_id = crate::wsgi::RequestId::from_bits(payload.get_u64_le());
     let remote_addr = get_str(payload)?
         .parse()
         .map_err(|_| ProtocolError::Malformed("bad remote address"))?;
@@ -457,6 +460,7 @@ fn decode_request_head(payload: &mut Bytes) -> Result<RequestHead, ProtocolError
         local_addr,
         https,
         received_at,
+        request_id,
         has_body,
     })
 }
@@ -544,6 +548,7 @@ mod tests {
             local_addr: "127.0.0.1:8000".parse().expect("addr"),
             https: true,
             received_at: SystemTime::UNIX_EPOCH + Duration::from_micros(1_234_567),
+            request_id: crate::wsgi::RequestId::from_bits(0x0123_4567_89ab_cdef),
             has_body: true,
         };
         let Frame::RequestHead(decoded) =
@@ -563,6 +568,7 @@ mod tests {
         assert_eq!(values, [&b"1"[..], &b"caf\xe9"[..]]);
         assert_eq!(decoded.remote_addr.to_string(), "[::1]:5000");
         assert!(decoded.https && decoded.has_body);
+        assert_eq!(decoded.request_id.to_bits(), 0x0123_4567_89ab_cdef);
         assert_eq!(
             decoded.received_at,
             SystemTime::UNIX_EPOCH + Duration::from_micros(1_234_567)

@@ -318,6 +318,7 @@ async fn serve_connection(
             local_addr,
             https,
             received_at,
+            request_id,
             has_body: _,
         } = *head;
         let request = wsgi::Request {
@@ -332,6 +333,7 @@ async fn serve_connection(
             },
             body,
             received_at,
+            request_id,
         };
         let reply = worker.executor.submit(request);
         let served = worker.served.fetch_add(1, Ordering::Relaxed) + 1;

@@ -1,5 +1,7 @@
 //! The hyper service of one connection: turns a parsed request into an executor
 //! [`Request`](crate::wsgi::Request), waits for the response head, and hands hyper the body.
+//!
+//! Order: the request checks (`request_checks.rs`), static files, then the backend.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,6 +12,7 @@ use hyper::body::Incoming;
 
 use super::body::{DeclaredLength, LoggedBody};
 use super::request_body::HyperRequestBody;
+use super::request_checks::{self, Verdict};
 use super::sendfile::FileSlot;
 use super::{Backend, FrontendConfig};
 use crate::logs::access_log::AccessRecord;
@@ -54,7 +57,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
 
 impl Service {
     async fn dispatch(self, request: hyper::Request<Incoming>) -> hyper::Response<LoggedBody> {
-        let (parts, body) = request.into_parts();
+        // Made here, where the request arrived, so that every log line about it can name it.
+        let request_id = wsgi::RequestId::generate();
+        let (mut parts, body) = request.into_parts();
         let asked = Asked {
             method: parts.method.clone(),
             target: parts.uri.clone(),
@@ -65,14 +70,20 @@ impl Service {
             status: 0,
             body_bytes: 0,
         });
-        if has_encoded_slash(parts.uri.path()) {
-            // Apache's default (AllowEncodedSlashes Off): a path with an encoded slash
-            // never reaches the application.
-            let response = wsgi::error_response(
-                http::StatusCode::NOT_FOUND,
-                "The requested URL contains an encoded slash (%2F), which this server does not accept.",
-            );
+        let target = wsgi::request_path::request_target(&parts.uri);
+        if let Verdict::Answer(response) = request_checks::check(
+            &parts.method,
+            target.as_bytes(),
+            parts.version,
+            &parts.headers,
+        ) {
             return self.to_hyper(response, access, asked);
+        }
+        // RFC 9112 3.2.2: the authority of an absolute-form target replaces Host.
+        if let Some((authority, _)) = request_checks::absolute_form_authority(target.as_bytes()) {
+            if let Ok(host) = http::HeaderValue::from_bytes(authority) {
+                parts.headers.insert(http::header::HOST, host);
+            }
         }
         if let Some(response) =
             self.config
@@ -108,6 +119,7 @@ impl Service {
                         tokio::runtime::Handle::current(),
                     )),
                     received_at: std::time::SystemTime::now(),
+                    request_id,
                 };
                 executor.submit(request).await.unwrap_or_else(|_| {
                     wsgi::error_response(
@@ -116,7 +128,7 @@ impl Service {
                     )
                 })
             }
-            Backend::Daemon(pool) => pool.forward(parts, body, self.connection).await,
+            Backend::Daemon(pool) => pool.forward(parts, body, self.connection, request_id).await,
             Backend::StaticOnly => wsgi::error_response(
                 http::StatusCode::NOT_FOUND,
                 "The requested URL was not found on this server.",
@@ -206,10 +218,4 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
         .trim()
         .parse()
         .ok()
-}
-
-fn has_encoded_slash(path: &str) -> bool {
-    path.as_bytes().windows(3).any(|window| {
-        window[0] == b'%' && window[1] == b'2' && window[2].eq_ignore_ascii_case(&b'f')
-    })
 }

@@ -10,6 +10,7 @@ mod coarse_timer;
 mod dispatch;
 mod reload_watch;
 mod request_body;
+mod request_checks;
 mod sendfile;
 mod static_files;
 

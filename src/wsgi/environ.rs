@@ -6,7 +6,9 @@
 //!
 //! Request headers whose names hold anything but ASCII letters, digits and `-` are dropped
 //! (mod_wsgi 4.3.0, "Bugs Fixed" 2): `X_Forwarded_For` must not be able to pose as
-//! `X-Forwarded-For`. Header values pass through as latin-1, never dropped.
+//! `X-Forwarded-For`. Header values pass through as latin-1, never dropped. A `Proxy`
+//! header never becomes `HTTP_PROXY` (httpoxy: libraries read that as their proxy), as in
+//! mod_wsgi.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -49,7 +51,9 @@ pub(crate) fn template<'py>(
     environ.set_item("wsgi.errors", errors)?;
     environ.set_item("wsgi.file_wrapper", file_wrapper)?;
     environ.set_item("wsgi.input_terminated", true)?;
-    environ.set_item("GATEWAY_INTERFACE", "CGI/1.1")?;
+    // mod_wsgi sets no GATEWAY_INTERFACE; SERVER_ADMIN is Apache's text when no
+    // ServerAdmin is configured, which mod_wsgi-express never does.
+    environ.set_item("SERVER_ADMIN", "[no address given]")?;
     environ.set_item("SERVER_SOFTWARE", &facts.server_software)?;
     environ.set_item("SCRIPT_NAME", &facts.script_name)?;
     environ.set_item("SCRIPT_FILENAME", &facts.script_filename)?;
@@ -87,6 +91,7 @@ pub(crate) struct RequestFacts<'a> {
     pub received_at: std::time::SystemTime,
     /// Which application thread of the process runs the request (`mod_wsgi.thread_id`).
     pub thread_index: usize,
+    pub request_id: super::RequestId,
 }
 
 pub(crate) fn build<'py>(
@@ -99,11 +104,12 @@ pub(crate) fn build<'py>(
     environ.set_item(pyo3::intern!(py, "REQUEST_METHOD"), request.method.as_str())?;
     let path = request.target.path();
     let query = request.target.query().unwrap_or("");
-    let request_uri = request
-        .target
-        .path_and_query()
-        .map_or(path, http::uri::PathAndQuery::as_str);
-    environ.set_item(pyo3::intern!(py, "REQUEST_URI"), request_uri)?;
+    // The target as sent, one character per byte: raw UTF-8 stays two characters.
+    let request_uri = super::request_path::request_target(request.target);
+    environ.set_item(
+        pyo3::intern!(py, "REQUEST_URI"),
+        latin1(py, request_uri.as_bytes()),
+    )?;
     let decoded_path = super::request_path::decode(path.as_bytes());
     let path_info = decoded_path
         .strip_prefix(request.script_name.as_bytes())
@@ -111,7 +117,10 @@ pub(crate) fn build<'py>(
     let path_info = latin1(py, path_info);
     environ.set_item(pyo3::intern!(py, "mod_wsgi.path_info"), &path_info)?;
     environ.set_item(pyo3::intern!(py, "PATH_INFO"), path_info)?;
-    environ.set_item(pyo3::intern!(py, "QUERY_STRING"), query)?;
+    environ.set_item(
+        pyo3::intern!(py, "QUERY_STRING"),
+        latin1(py, query.as_bytes()),
+    )?;
     environ.set_item(
         pyo3::intern!(py, "SERVER_PROTOCOL"),
         protocol_name(request.version),
@@ -144,6 +153,10 @@ pub(crate) fn build<'py>(
     environ.set_item(
         pyo3::intern!(py, "mod_wsgi.thread_id"),
         request.thread_index,
+    )?;
+    environ.set_item(
+        pyo3::intern!(py, "mod_wsgi.request_id"),
+        request.request_id.to_string(),
     )?;
     let (server_name, server_port) = server_name_and_port(request);
     environ.set_item(pyo3::intern!(py, "SERVER_NAME"), server_name)?;
@@ -218,6 +231,7 @@ fn add_headers(
         if !name_str
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || name_str == "proxy"
         {
             continue;
         }

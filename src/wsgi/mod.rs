@@ -23,6 +23,7 @@ mod log_stream;
 mod module_watch;
 mod queue;
 mod reply;
+mod request_id;
 pub mod request_path;
 mod run;
 mod start_response;
@@ -37,6 +38,7 @@ pub use environ::ProcessFacts;
 pub use error::{AppLoadError, BodyReadError};
 pub use executor::{Executor, StandardStreams};
 pub use module_watch::watch_imported_files;
+pub use request_id::RequestId;
 
 /// Registers the executor's Python classes on `ferrule._ferrule`.
 pub fn init_pymodule(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -58,6 +60,8 @@ pub struct Request {
     pub body: Box<dyn BodySource>,
     /// When the front end finished reading the request head (`mod_wsgi.request_start`).
     pub received_at: std::time::SystemTime,
+    /// Made by the front end when it received the request (`mod_wsgi.request_id`).
+    pub request_id: RequestId,
 }
 
 /// Facts about the connection a request arrived on.

@@ -3,6 +3,19 @@
 //! environ's `PATH_INFO` and by the front end to map URLs to files. Plain bytes: a path
 //! may hold any octet, which the environ passes on as latin-1.
 
+/// The request target as the client sent it (`REQUEST_URI`): the path and query of an
+/// origin-form target, the whole URI of an absolute-form one, `*` for `OPTIONS *`.
+pub fn request_target(target: &http::Uri) -> std::borrow::Cow<'_, str> {
+    if target.scheme().is_some() {
+        return std::borrow::Cow::Owned(target.to_string());
+    }
+    std::borrow::Cow::Borrowed(
+        target
+            .path_and_query()
+            .map_or_else(|| target.path(), http::uri::PathAndQuery::as_str),
+    )
+}
+
 /// The decoded, normalized form of the raw request path.
 pub fn decode(raw: &[u8]) -> Vec<u8> {
     normalize_path(&percent_decode(raw))

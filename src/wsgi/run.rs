@@ -43,6 +43,7 @@ fn call_application(
         connection,
         body,
         received_at,
+        request_id,
     } = request;
     let input = Bound::new(py, Input::new(body))?;
     let _release_body = ReleaseBodyOnDrop(input.clone());
@@ -56,6 +57,7 @@ fn call_application(
         script_name: &context.facts.script_name,
         received_at,
         thread_index,
+        request_id,
     };
     let environ = environ::build(
         py,

@@ -24,6 +24,9 @@ pub mod shutdown;
 pub mod supervisor;
 pub mod wsgi;
 
+#[cfg(test)]
+mod layering_tests;
+
 use pyo3::prelude::*;
 
 /// Runs the `ferrule` command line with `argv` (without the program name) and returns the

@@ -5,76 +5,21 @@
 //! bounded by the connections the front end holds.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
-use super::app::{AppSpec, entry_file, format_exception, load_application, reload_application};
+use super::app::{AppSpec, entry_file, format_exception, load_application};
+use super::context::{Job, ThreadContext};
 use super::environ::{self, ProcessFacts};
 use super::error::AppLoadError;
 use super::file_wrapper::FileWrapper;
 use super::log_stream::LogStream;
 use super::queue::JobQueue;
-use super::reply::{self, Mailbox, ReplyReceiver, ReplySender};
+use super::reply::{self, Mailbox, ReplyReceiver};
 use super::{Request, run};
-use crate::logs::{Level, error_log};
-
-/// A request waiting for an application thread, with the way back to its connection.
-pub(crate) struct Job {
-    pub(crate) request: Request,
-    pub(crate) reply_tx: ReplySender,
-}
-
-/// What every application thread of the process shares.
-pub(crate) struct ThreadContext {
-    /// The application; replaced in place when its file changed (embedded mode).
-    app: std::sync::Mutex<Py<PyAny>>,
-    pub(crate) environ_template: Py<PyDict>,
-    pub(crate) facts: ProcessFacts,
-    /// How the application was loaded, to load it again.
-    spec: AppSpec,
-    /// Set by [`Executor::reload_before_next_request`].
-    reload_pending: AtomicBool,
-}
-
-impl ThreadContext {
-    /// The application to call for the next request, reloaded first if that was asked.
-    pub(crate) fn application(&self, py: Python<'_>) -> Py<PyAny> {
-        if self.reload_pending.swap(false, Ordering::AcqRel) {
-            match reload_application(py, &self.spec) {
-                Ok(app) => {
-                    let previous = std::mem::replace(&mut *self.lock_app(), app);
-                    // Dropped with the lock released: its finalizer may release the GIL,
-                    // and a thread waiting for the lock while attached would then never
-                    // give the GIL back.
-                    drop(previous);
-                    error_log::log(
-                        Level::Info,
-                        "wsgi",
-                        "the application's file changed; reloaded it",
-                    );
-                }
-                Err(error) => error_log::log(
-                    Level::Error,
-                    "wsgi",
-                    &format!(
-                        "the application's file changed but reloading it failed; still serving the previous code: {error}"
-                    ),
-                ),
-            }
-        }
-        self.lock_app().clone_ref(py)
-    }
-
-    fn lock_app(&self) -> std::sync::MutexGuard<'_, Py<PyAny>> {
-        self.app
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
+use crate::logs::Level;
 
 /// Where the application's `sys.stdout` and `sys.stderr` go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,13 +65,12 @@ impl Executor {
                 .unbind();
         let n_threads = facts.n_threads.max(1);
         let entry_file = entry_file(py, spec);
-        let context = Arc::new(ThreadContext {
-            app: std::sync::Mutex::new(app),
+        let context = Arc::new(ThreadContext::new(
+            app,
             environ_template,
             facts,
-            spec: spec.clone(),
-            reload_pending: AtomicBool::new(false),
-        });
+            spec.clone(),
+        ));
         let queue = Arc::new(JobQueue::new());
         let threads = (0..n_threads)
             .map(|index| {
@@ -158,7 +102,7 @@ impl Executor {
     /// Makes the next request load the application again first (embedded mode's answer
     /// to a changed entry file: the requests after the change see the new code).
     pub fn reload_before_next_request(&self) {
-        self.context.reload_pending.store(true, Ordering::Release);
+        self.context.request_reload();
     }
 
     /// Queues `request`; the receiver yields the response once the application produced

@@ -14,6 +14,7 @@
 //! leave through [`ResponseBody`].
 
 mod app;
+mod context;
 mod environ;
 mod error;
 mod executor;

@@ -7,8 +7,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
 use super::app::format_exception;
+use super::context::{Job, ThreadContext};
 use super::environ::{self, RequestFacts};
-use super::executor::{Job, ThreadContext};
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
 use super::start_response::{Delivery, StartResponse, body_bytes};

@@ -37,8 +37,6 @@ const KNOWN_VIOLATIONS: &[(&str, &str)] = &[
     ("daemon", "embedded"),
     ("embedded", "supervisor"),
     ("supervisor", "embedded"),
-    // The front end's pool of daemon threads lives in daemon/ and uses front-end helpers.
-    ("daemon", "frontend"),
     // The front end names the executor (PyO3) for embedded mode, and takes the request
     // and response types from wsgi/.
     ("frontend", "wsgi"),

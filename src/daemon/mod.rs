@@ -5,11 +5,11 @@
 //! each daemon process keeps one connection to it. An idle connection is a free thread,
 //! so requests go only where they can start at once and wait in the front end otherwise.
 //! - `protocol`: the frames on those connections (the only place that defines them).
-//! - `client`: the front end's side: the pool of idle daemon threads and request forwarding.
 //! - `worker`: the main of a daemon process: the WSGI executor behind those connections.
 //!
-//! Starting, watching and replacing daemon processes is the supervisor's job.
+//! The front end's side (the pool of idle daemon threads, forwarding requests) is
+//! `frontend::daemon_pool`; starting, watching and replacing daemon processes is the
+//! supervisor's job.
 
-pub mod client;
 pub mod protocol;
 pub mod worker;

@@ -7,6 +7,7 @@
 
 mod body;
 mod coarse_timer;
+mod daemon_pool;
 mod dispatch;
 mod reload_watch;
 mod request_body;
@@ -14,10 +15,9 @@ mod request_checks;
 mod sendfile;
 mod static_files;
 
+pub use daemon_pool::{DaemonPool, PoolEvent};
 pub use reload_watch::ReloadWatch;
 pub use static_files::{StaticFiles, UrlAlias};
-
-pub(crate) use request_body::discard_unread_body;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -26,7 +26,6 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper_util::server::graceful::GracefulShutdown;
 
-use crate::daemon::client::DaemonPool;
 use crate::logs::access_log::AccessLog;
 use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;

@@ -42,7 +42,7 @@ impl Drop for HyperRequestBody {
 /// Reads and drops what the application left of a request body, as Apache does, so that
 /// the client can finish sending it and reuse the connection (hyper closes a connection
 /// whose request body was dropped half read). Gives up past a size and time limit.
-pub(crate) async fn discard_unread_body(mut body: Incoming) {
+pub(super) async fn discard_unread_body(mut body: Incoming) {
     let mut discarded = 0_u64;
     let _ = tokio::time::timeout(DISCARD_TIMEOUT, async {
         while let Some(Ok(frame)) = body.frame().await {

@@ -26,10 +26,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::cli::{ApplicationTarget, Config, ExitStatus, OperatingMode};
-use crate::daemon::client::{DaemonPool, PoolEvent};
 use crate::daemon::worker::{DAEMON_SOCKET_ENV, PROCESS_INDEX_ENV};
 use crate::embedded::LISTENER_FD_ENV;
 use crate::frontend::{self, Backend, FrontendConfig};
+use crate::frontend::{DaemonPool, PoolEvent};
 use crate::logs::error_log::{self, Destination};
 use crate::logs::{Level, write_stdout};
 use crate::shutdown::Shutdown;

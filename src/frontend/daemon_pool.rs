@@ -1,4 +1,4 @@
-//! The front end's side of daemon mode: the pool of connections daemon threads opened to
+//! The front end's side of daemon mode (the frames are `daemon::protocol`'s): the pool of connections daemon threads opened to
 //! us, and [`DaemonPool::forward`], which hands one HTTP request to a free daemon thread
 //! and turns its answer into a [`wsgi::Response`].
 //!
@@ -19,7 +19,9 @@ use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
-use super::protocol::{self, Frame, FrameReader, ProtocolError, RequestHead, ResponseHead, Role};
+use crate::daemon::protocol::{
+    self, Frame, FrameReader, ProtocolError, RequestHead, ResponseHead, Role,
+};
 use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;
 use crate::wsgi::{self, ConnectionInfo, ResponseBody, StreamAborted};
@@ -101,7 +103,7 @@ pub struct DaemonPool {
     queue_timeout: Duration,
     events: mpsc::UnboundedSender<PoolEvent>,
     /// The application's entry file, when reloading is on.
-    reload_watch: Option<crate::frontend::ReloadWatch>,
+    reload_watch: Option<super::ReloadWatch>,
 }
 
 impl DaemonPool {
@@ -114,7 +116,7 @@ impl DaemonPool {
             state: Mutex::new(PoolState::default()),
             queue_timeout,
             events,
-            reload_watch: reload_entry.then(crate::frontend::ReloadWatch::new),
+            reload_watch: reload_entry.then(super::ReloadWatch::new),
         }
     }
 
@@ -736,7 +738,7 @@ async fn pump_request_body(
         let frame = tokio::select! {
             frame = body.frame() => frame,
             _ = &mut response_done => {
-                tokio::spawn(crate::frontend::discard_unread_body(body));
+                tokio::spawn(super::request_body::discard_unread_body(body));
                 protocol::write_frame(&mut writer, &Frame::BodyEnd).await.ok()?;
                 return Some(writer);
             }

@@ -11,6 +11,7 @@ import fcntl
 import os
 import re
 import signal
+import socket
 
 import pytest
 import requests
@@ -49,6 +50,13 @@ def read_available(fd: int, received: bytearray) -> bytes:
     except BlockingIOError:
         pass
     return bytes(received)
+
+
+def open_writer(path) -> int | None:
+    try:
+        return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
 
 
 def get_numbered(server, count: int) -> None:
@@ -99,3 +107,30 @@ def test_issue_15_every_access_log_line_is_written_before_the_server_exits(
     lines = (server.server_root / "access_log").read_text().splitlines()
     assert len(lines) == REQUESTS
     assert all(LINE.match(line) for line in lines)
+
+
+def test_issue_15_an_open_that_hangs_does_not_stall_other_requests(
+    ferrule_server, mode_options, tmp_path
+):
+    # Opening a FIFO for reading waits for a writer, as an open on a hung network mount
+    # waits for its server.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "ok.txt").write_text("fine")
+    os.mkfifo(site / "stalled.txt")
+    server = ferrule_server("environ.wsgi", *mode_options, "--url-alias", "/static", str(site))
+    stalled = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    stalled.sendall(b"GET /static/stalled.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    try:
+        # Another connection, served while the first one's open still waits.
+        assert server.get("/static/ok.txt", timeout=5).text == "fine"
+        assert server.get("/", timeout=5).status_code == 200
+    finally:
+        # Give the waiting open a writer; it can open without waiting once the server's
+        # open for reading is under way.
+        os.close(wait_until(lambda: open_writer(site / "stalled.txt")))
+        answer = b""
+        while block := stalled.recv(4096):
+            answer += block
+        stalled.close()
+    assert answer.startswith(b"HTTP/1.1 200")

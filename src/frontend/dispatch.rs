@@ -70,10 +70,11 @@ impl Service {
             );
             return self.to_hyper(response, access);
         }
-        if let Some(response) =
-            self.config
-                .static_files
-                .serve(&parts.method, parts.uri.path(), &parts.headers)
+        if let Some(response) = self
+            .config
+            .static_files
+            .serve(&parts.method, parts.uri.path(), &parts.headers)
+            .await
         {
             return self.to_hyper(response, access);
         }

@@ -134,3 +134,31 @@ def test_issue_15_an_open_that_hangs_does_not_stall_other_requests(
             answer += block
         stalled.close()
     assert answer.startswith(b"HTTP/1.1 200")
+
+
+FORKING_APP = """
+import os
+import sys
+
+
+def application(environ, start_response):
+    pid = os.fork()
+    if pid == 0:
+        print("printed by the forked child", file=sys.stderr, flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"forked"]
+"""
+
+
+def test_issue_15_a_child_the_application_forks_still_writes_the_error_log(
+    ferrule_server, mode_options, tmp_path
+):
+    # The log writer thread is not copied into a forked child: its lines are written
+    # directly there, not queued for a thread that does not exist.
+    script = tmp_path / "forking.wsgi"
+    script.write_text(FORKING_APP)
+    server = ferrule_server(script, *mode_options)
+    assert server.get("/").text == "forked"
+    server.wait_for_log("printed by the forked child")

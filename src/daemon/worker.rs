@@ -444,20 +444,19 @@ async fn send_file(
         while position < end {
             let want = usize::try_from(end - position)
                 .map_or(FILE_BLOCK_SIZE, |left| left.min(FILE_BLOCK_SIZE));
-            let mut block = vec![0; want];
-            let read = match file.read_at(&mut block, position) {
+            let mut buffer = vec![0; want];
+            let block = match file.read_at(&mut buffer, position) {
                 Ok(0) => Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "the file got shorter while it was being sent",
                 )),
-                Ok(read) => Ok(read),
+                Ok(read) => {
+                    buffer.truncate(read);
+                    position += read as u64;
+                    Ok(buffer)
+                }
                 Err(error) => Err(error),
             };
-            let block = read.map(|read| {
-                block.truncate(read);
-                position += read as u64;
-                block
-            });
             let failed = block.is_err();
             // A closed channel: the connection broke and nobody wants the rest.
             if block_tx.blocking_send(block).is_err() || failed {

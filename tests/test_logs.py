@@ -162,3 +162,32 @@ def test_issue_15_a_child_the_application_forks_still_writes_the_error_log(
     server = ferrule_server(script, *mode_options)
     assert server.get("/").text == "forked"
     server.wait_for_log("printed by the forked child")
+
+
+DYING_APP = """
+import os
+import signal
+import sys
+
+
+def application(environ, start_response):
+    print("last words before the crash", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_issue_15_what_the_application_printed_before_a_crash_is_in_the_error_log(
+    ferrule_server, mode_options, tmp_path
+):
+    # Application threads write their own lines at once: none waits in a queue that a
+    # crash would lose.
+    script = tmp_path / "dying.wsgi"
+    script.write_text(DYING_APP)
+    server = ferrule_server(script, *mode_options)
+    try:
+        status = server.get("/").status_code
+    except requests.ConnectionError:
+        # Embedded mode: the process that held the connection is gone.
+        status = None
+    assert status in (None, 502)
+    server.wait_for_log("last words before the crash")

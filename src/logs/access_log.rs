@@ -29,7 +29,7 @@ impl AccessLog {
     /// (the reactor) never waits on the disk. The time is the one of this call.
     pub fn record(&self, record: &AccessRecord) {
         let line = format_common(record, &LocalTime::now().access_log_stamp());
-        writer::write(self.sink, line.as_bytes());
+        writer::queue(self.sink, line.as_bytes());
     }
 }
 

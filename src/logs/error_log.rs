@@ -58,7 +58,8 @@ pub use super::writer::Destination;
 
 struct ErrorLog {
     level: Level,
-    /// Lines go through the log writer thread, so that no caller waits on the disk.
+    /// Lines from the reactor go through the log writer thread, so that it never waits on
+    /// the disk; other threads write theirs directly.
     sink: LogId,
 }
 

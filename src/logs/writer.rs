@@ -1,10 +1,13 @@
-//! The log writer: one thread per process does every write to the error log and the access
-//! log, so that no other thread, above all the reactor, ever waits on a disk, a full pipe
-//! or a slow terminal.
+//! The log writer: one thread per process writes the lines of the access log and those of
+//! the error log that come from the reactor, so that the reactor never waits on a disk, a
+//! full pipe or a slow terminal. Application threads write their own error-log lines (what
+//! Python prints) directly, as under mod_wsgi: a line printed just before a crash must not
+//! be lost in a queue, and those threads may wait.
 //!
-//! Callers append whole lines to a queue in memory and go on; the thread writes what has
-//! gathered in one `write` per log (pipes and terminals get pieces of at most `PIPE_BUF`
-//! bytes, cut between lines, so that lines of processes sharing the pipe never interleave).
+//! The reactor appends whole lines to a queue in memory and goes on; the thread writes
+//! what has gathered in one `write` per log (pipes and terminals get pieces of at most
+//! `PIPE_BUF` bytes, cut between lines, so that lines of processes sharing the pipe never
+//! interleave).
 //!
 //! When a log is slower than the requests, the queue grows up to [`MAX_QUEUED_BYTES`]
 //! (some 150,000 access-log lines); past that, lines are dropped and counted, and the
@@ -13,9 +16,9 @@
 //! would turn a log that never drains into a process that runs out of memory.
 //!
 //! [`close`] (called when the process stops, through [`FlushOnExit`]) waits until the
-//! queue is written, up to [`CLOSE_TIMEOUT`]; the thread then ends and later lines (those
-//! Python prints while it finalizes) are written by their callers directly. So are lines
-//! in a child that an application `fork`ed, where the writer thread does not exist.
+//! queue is written, up to [`CLOSE_TIMEOUT`]; the thread then ends and later lines are
+//! written by their callers directly. So are lines in a child that an application
+//! `fork`ed, where the writer thread does not exist.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -86,17 +89,40 @@ pub(super) fn register(destination: Destination, name: &'static str) -> LogId {
     LogId(index)
 }
 
+/// Writes `text` (whole lines, each ending in `\n`) to the log `id`: queued when the
+/// caller is a thread that must not wait (the reactor, or tokio's blocking pool beside
+/// it), written at once by any other. An application thread thus writes what it prints
+/// itself, as under mod_wsgi, and a line printed just before a crash is in the log.
+pub(super) fn write(id: LogId, text: &[u8]) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        queue(id, text);
+    } else {
+        write_now(id, text);
+    }
+}
+
+/// Writes `text` to the log `id` on the calling thread, after what is already queued for
+/// it only in time, not in order.
+fn write_now(id: LogId, text: &[u8]) {
+    if FORKED.load(Ordering::Relaxed) {
+        write_in_forked_child(id, text);
+        return;
+    }
+    let log = writer()
+        .lock()
+        .logs
+        .get(id.0)
+        .map(|queued| Arc::clone(&queued.log));
+    if let Some(log) = log {
+        let _ = log.write_lines(text);
+    }
+}
+
 /// Queues `text` (whole lines, each ending in `\n`) for the log `id`. Never waits on the
 /// log: a full queue drops the text and counts its lines.
-pub(super) fn write(id: LogId, text: &[u8]) {
+pub(super) fn queue(id: LogId, text: &[u8]) {
     if FORKED.load(Ordering::Relaxed) {
-        // The writer thread was not copied into this child, and its lock may have been
-        // copied held: write directly, without taking it.
-        if let Some(fd) = FORKED_FDS.get(id.0).map(|fd| fd.load(Ordering::Relaxed)) {
-            if fd >= 0 {
-                let _ = write_fd(fd, text);
-            }
-        }
+        write_in_forked_child(id, text);
         return;
     }
     let writer = writer();
@@ -112,6 +138,16 @@ pub(super) fn write(id: LogId, text: &[u8]) {
         Pushed::Direct(log) => {
             drop(queue);
             let _ = log.write_lines(text);
+        }
+    }
+}
+
+/// The writer thread was not copied into a forked child, and its lock may have been
+/// copied held: the child writes directly, without taking it.
+fn write_in_forked_child(id: LogId, text: &[u8]) {
+    if let Some(fd) = FORKED_FDS.get(id.0).map(|fd| fd.load(Ordering::Relaxed)) {
+        if fd >= 0 {
+            let _ = write_fd(fd, text);
         }
     }
 }

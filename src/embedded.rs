@@ -231,6 +231,7 @@ pub(crate) fn exit_now_if_stuck(all_finished: bool, status: ExitStatus) -> ExitS
             "ferrule",
             "requests still running when the process stopped; exiting anyway",
         );
+        crate::logs::close(crate::logs::CLOSE_TIMEOUT);
         // SAFETY: _exit ends the process at once, which is the point (see above).
         unsafe { libc::_exit(status as i32) };
     }
@@ -278,13 +279,15 @@ pub(crate) fn open_access_log(config: &Config) -> Option<AccessLog> {
         return None;
     }
     match &config.logs.access_log {
-        None => Some(AccessLog::new(Box::new(std::io::stdout()))),
+        None => Some(AccessLog::new(crate::logs::Destination::Stdout)),
         Some(path) => match fs_err::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
         {
-            Ok(file) => Some(AccessLog::new(Box::new(file.into_parts().0))),
+            Ok(file) => Some(AccessLog::new(crate::logs::Destination::File(
+                file.into_parts().0,
+            ))),
             Err(error) => {
                 error_log::log(
                     Level::Error,

@@ -49,6 +49,8 @@ fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         Ok(config) => config,
         Err(status) => return Ok(status as i32),
     };
+    // Dropped last, when this process's work is done: its log lines are all written.
+    let _logs = logs::FlushOnExit;
     let status = if config.action == cli::Action::ConfigTest {
         logs::write_stdout("Syntax OK\n");
         cli::ExitStatus::Success

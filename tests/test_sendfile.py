@@ -1,4 +1,5 @@
-"""wsgi.file_wrapper over a real file: the kernel's sendfile sends it, byte-exact."""
+"""wsgi.file_wrapper over a real file, byte-exact in both modes; in embedded mode the kernel's
+sendfile sends it."""
 
 import hashlib
 import os
@@ -21,8 +22,10 @@ def big_file(tmp_path):
 
 
 @pytest.fixture
-def server(ferrule_server):
-    return ferrule_server("files.wsgi", "--embedded-mode")
+def server(ferrule_server, mode_options):
+    # Daemon mode: the daemon reads the file on its blocking pool and the front end
+    # forwards the blocks (issue 15); embedded mode: sendfile from the front end.
+    return ferrule_server("files.wsgi", *mode_options)
 
 
 def test_a_large_file_arrives_whole(server, big_file):
@@ -67,7 +70,9 @@ def test_head_sends_the_length_but_no_bytes(server, big_file):
     assert server.get("/", params={"path": str(big_file)}).content == big_file.read_bytes()
 
 
-def test_the_bytes_go_through_sendfile(server, big_file):
+def test_the_bytes_go_through_sendfile(ferrule_server, big_file):
+    # Embedded mode: the process that holds the file writes the socket.
+    server = ferrule_server("files.wsgi", "--embedded-mode")
     [child] = wait_until(lambda: server.child_pids())
     trace_path = big_file.parent / "strace.txt"
     tracer = subprocess.Popen(

@@ -411,12 +411,12 @@ async fn write_response(
             }
         }
         ResponseBody::File {
-            mut file,
+            file,
             offset,
             length,
         } => {
             protocol::write_frame(writer, &Frame::ResponseHead(head)).await?;
-            if let Err(error) = send_file(writer, &mut file, offset, length).await {
+            if let Err(error) = send_file(writer, file, offset, length).await {
                 error_log::log(
                     Level::Error,
                     "ferrule",
@@ -429,27 +429,52 @@ async fn write_response(
     protocol::write_frame(writer, &Frame::ResponseEnd).await
 }
 
+/// Sends `length` bytes of `file` from `offset` as body chunks. The blocks are read on
+/// tokio's blocking pool, two ahead of the socket: a read that waits on the disk holds up
+/// this response only, not the other connections of this daemon's reactor.
 async fn send_file(
     writer: &mut OwnedWriteHalf,
-    file: &mut std::fs::File,
+    file: std::fs::File,
     offset: u64,
     length: u64,
 ) -> std::io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    file.seek(SeekFrom::Start(offset))?;
-    let mut remaining = length;
-    let mut block = vec![0; FILE_BLOCK_SIZE];
-    while remaining > 0 {
-        let want = usize::try_from(remaining).map_or(block.len(), |left| left.min(block.len()));
-        let read = file.read(&mut block[..want])?;
-        if read == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the file got shorter while it was being sent",
-            ));
+    let (block_tx, mut block_rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(2);
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        let end = offset + length;
+        let mut position = offset;
+        while position < end {
+            let want = usize::try_from(end - position)
+                .map_or(FILE_BLOCK_SIZE, |left| left.min(FILE_BLOCK_SIZE));
+            let mut buffer = vec![0; want];
+            let block = match file.read_at(&mut buffer, position) {
+                Ok(0) => Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file got shorter while it was being sent",
+                )),
+                Ok(read) => {
+                    buffer.truncate(read);
+                    position += read as u64;
+                    Ok(buffer)
+                }
+                Err(error) => Err(error),
+            };
+            let failed = block.is_err();
+            // A closed channel: the connection broke and nobody wants the rest.
+            if block_tx.blocking_send(block).is_err() || failed {
+                return;
+            }
         }
-        protocol::write_chunk(writer, true, &block[..read]).await?;
-        remaining -= read as u64;
+    });
+    let mut sent = 0;
+    while let Some(block) = block_rx.recv().await {
+        let block = block?;
+        protocol::write_chunk(writer, true, &block).await?;
+        sent += block.len() as u64;
+    }
+    if sent < length {
+        // The reader stopped early without saying why (it panicked).
+        return Err(std::io::Error::other("the file's reader stopped"));
     }
     Ok(())
 }

@@ -85,10 +85,11 @@ impl Service {
                 parts.headers.insert(http::header::HOST, host);
             }
         }
-        if let Some(response) =
-            self.config
-                .static_files
-                .serve(&parts.method, parts.uri.path(), &parts.headers)
+        if let Some(response) = self
+            .config
+            .static_files
+            .serve(&parts.method, parts.uri.path(), &parts.headers)
+            .await
         {
             return self.to_hyper(response, access, asked);
         }

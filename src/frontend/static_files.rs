@@ -43,12 +43,34 @@ impl StaticFiles {
     }
 
     /// The answer to a request for the raw path `raw_path`, if an alias covers it.
-    pub fn serve(
+    ///
+    /// The file is looked up and opened on tokio's blocking pool: a `stat` or an `open`
+    /// that waits on a slow disk or a hung network mount (or on a FIFO's writer) holds up
+    /// this request only, never the reactor and every other connection with it.
+    pub async fn serve(
         &self,
         method: &http::Method,
         raw_path: &str,
         headers: &http::HeaderMap,
     ) -> Option<wsgi::Response> {
+        let path = match self.resolve(method, raw_path)? {
+            Resolved::File(path) => path,
+            Resolved::Answer(response) => return Some(response),
+        };
+        let if_modified_since = headers.get(http::header::IF_MODIFIED_SINCE).cloned();
+        let looked_up =
+            tokio::task::spawn_blocking(move || file_response(&path, if_modified_since.as_ref()))
+                .await;
+        Some(looked_up.unwrap_or_else(|_| {
+            wsgi::error_response(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "The file could not be looked up.",
+            )
+        }))
+    }
+
+    /// Maps the request to a file without touching the disk.
+    fn resolve(&self, method: &http::Method, raw_path: &str) -> Option<Resolved> {
         if self.aliases.is_empty() {
             return None;
         }
@@ -73,19 +95,27 @@ impl StaticFiles {
                 http::header::ALLOW,
                 http::HeaderValue::from_static("GET, HEAD"),
             );
-            return Some(response);
+            return Some(Resolved::Answer(response));
         }
         let relative = rest.trim_start_matches('/');
-        let path = if relative.is_empty() {
+        Some(Resolved::File(if relative.is_empty() {
             alias.path.clone()
         } else {
             alias.path.join(relative)
-        };
-        Some(file_response(&path, headers))
+        }))
     }
 }
 
-fn file_response(path: &Path, headers: &http::HeaderMap) -> wsgi::Response {
+/// Where an alias leads a request, before the disk is asked.
+enum Resolved {
+    /// The file (or directory) to look up.
+    File(PathBuf),
+    /// An answer that needs no file.
+    Answer(wsgi::Response),
+}
+
+/// Looks up and opens the file: blocking calls, made on the blocking pool.
+fn file_response(path: &Path, if_modified_since: Option<&http::HeaderValue>) -> wsgi::Response {
     let not_found = || {
         wsgi::error_response(
             http::StatusCode::NOT_FOUND,
@@ -98,7 +128,7 @@ fn file_response(path: &Path, headers: &http::HeaderMap) -> wsgi::Response {
     if metadata.is_dir() {
         let index = path.join("index.html");
         if index.is_file() {
-            return file_response(&index, headers);
+            return file_response(&index, if_modified_since);
         }
         return wsgi::error_response(
             http::StatusCode::FORBIDDEN,
@@ -121,7 +151,7 @@ fn file_response(path: &Path, headers: &http::HeaderMap) -> wsgi::Response {
         if let Ok(value) = http::HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
             response_headers.insert(http::header::LAST_MODIFIED, value);
         }
-        if not_modified_since(headers, modified) {
+        if not_modified_since(if_modified_since, modified) {
             return wsgi::Response {
                 status: http::StatusCode::NOT_MODIFIED,
                 reason: None,
@@ -147,9 +177,8 @@ fn file_response(path: &Path, headers: &http::HeaderMap) -> wsgi::Response {
 }
 
 /// `If-Modified-Since` at or after the file's time (to the second, as HTTP dates are).
-fn not_modified_since(headers: &http::HeaderMap, modified: SystemTime) -> bool {
-    let Some(since) = headers
-        .get(http::header::IF_MODIFIED_SINCE)
+fn not_modified_since(if_modified_since: Option<&http::HeaderValue>, modified: SystemTime) -> bool {
+    let Some(since) = if_modified_since
         .and_then(|value| value.to_str().ok())
         .and_then(|text| httpdate::parse_http_date(text).ok())
     else {
@@ -165,6 +194,19 @@ fn not_modified_since(headers: &http::HeaderMap, modified: SystemTime) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `serve` on a runtime of its own, as the reactor would call it.
+    fn serve(
+        files: &StaticFiles,
+        method: &http::Method,
+        raw_path: &str,
+        headers: &http::HeaderMap,
+    ) -> Option<wsgi::Response> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(files.serve(method, raw_path, headers))
+    }
 
     fn site() -> (tempdir::Dir, StaticFiles) {
         let dir = tempdir::Dir::new();
@@ -203,13 +245,13 @@ mod tests {
     #[test]
     fn files_under_the_alias_are_served_with_their_type() {
         let (_dir, files) = site();
-        let response = files
-            .serve(
-                &http::Method::GET,
-                "/static/css/site.css",
-                &http::HeaderMap::new(),
-            )
-            .expect("covered by the alias");
+        let response = serve(
+            &files,
+            &http::Method::GET,
+            "/static/css/site.css",
+            &http::HeaderMap::new(),
+        )
+        .expect("covered by the alias");
         assert_eq!(response.status, 200);
         assert_eq!(response.headers[http::header::CONTENT_TYPE], "text/css");
         assert_eq!(response.headers[http::header::CONTENT_LENGTH], "7");
@@ -219,39 +261,36 @@ mod tests {
     fn other_paths_and_lookalike_prefixes_are_not_covered() {
         let (_dir, files) = site();
         let headers = http::HeaderMap::new();
-        assert!(files.serve(&http::Method::GET, "/app", &headers).is_none());
-        assert!(
-            files
-                .serve(&http::Method::GET, "/staticfoo/x", &headers)
-                .is_none()
-        );
+        assert!(serve(&files, &http::Method::GET, "/app", &headers).is_none());
+        assert!(serve(&files, &http::Method::GET, "/staticfoo/x", &headers).is_none());
     }
 
     #[test]
     fn dot_segments_never_leave_the_directory() {
         let (_dir, files) = site();
-        let response = files.serve(
+        let response = serve(
+            &files,
             &http::Method::GET,
             "/static/../../../etc/passwd",
             &http::HeaderMap::new(),
         );
         // Normalized to /etc/passwd, which the alias does not cover.
         assert!(response.is_none());
-        let response = files
-            .serve(
-                &http::Method::GET,
-                "/static/css/%2e%2e/css/site.css",
-                &http::HeaderMap::new(),
-            )
-            .expect("still under /static after normalizing");
+        let response = serve(
+            &files,
+            &http::Method::GET,
+            "/static/css/%2e%2e/css/site.css",
+            &http::HeaderMap::new(),
+        )
+        .expect("still under /static after normalizing");
         assert_eq!(response.status, 200);
-        let response = files
-            .serve(
-                &http::Method::GET,
-                "/static/css/../site.css",
-                &http::HeaderMap::new(),
-            )
-            .expect("still under /static after normalizing");
+        let response = serve(
+            &files,
+            &http::Method::GET,
+            "/static/css/../site.css",
+            &http::HeaderMap::new(),
+        )
+        .expect("still under /static after normalizing");
         assert_eq!(response.status, 404);
     }
 }

@@ -1,10 +1,8 @@
 //! The access log: one line per response in Apache's common log format, written by the
 //! front end after the last body byte went out (so the byte count is the real one).
 
-use std::io::Write;
-use std::sync::Mutex;
-
 use super::time::LocalTime;
+use super::writer::{self, Destination, LogId};
 
 /// What the access log needs to know about one finished exchange.
 pub struct AccessRecord {
@@ -17,26 +15,21 @@ pub struct AccessRecord {
 
 /// An open access log shared by all connections of one process.
 pub struct AccessLog {
-    sink: Mutex<Box<dyn Write + Send>>,
+    sink: LogId,
 }
 
 impl AccessLog {
-    pub fn new(sink: Box<dyn Write + Send>) -> Self {
+    pub fn new(destination: Destination) -> Self {
         Self {
-            sink: Mutex::new(sink),
+            sink: writer::register(destination, "access log"),
         }
     }
 
-    /// Writes one line: `%h %l %u %t "%r" %>s %b`.
+    /// Queues one line, `%h %l %u %t "%r" %>s %b`, for the log writer thread: the caller
+    /// (the reactor) never waits on the disk. The time is the one of this call.
     pub fn record(&self, record: &AccessRecord) {
         let line = format_common(record, &LocalTime::now().access_log_stamp());
-        let mut sink = self
-            .sink
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // One write per line keeps lines whole when several processes share the file.
-        let _ = sink.write_all(line.as_bytes());
-        let _ = sink.flush();
+        writer::queue(self.sink, line.as_bytes());
     }
 }
 

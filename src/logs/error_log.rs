@@ -6,9 +6,10 @@
 
 use std::io::Write;
 use std::str::FromStr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use super::time::LocalTime;
+use super::writer::{self, LogId};
 
 /// Apache's severity levels, most severe first; `--log-level` picks the least severe logged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,26 +54,25 @@ impl FromStr for Level {
     }
 }
 
-/// Where the error log of this process goes.
-pub enum Destination {
-    /// The process's standard error (`--log-to-terminal`, and before start-up finished).
-    Stderr,
-    /// A file opened for appending; several processes may share it.
-    File(std::fs::File),
-}
+pub use super::writer::Destination;
 
 struct ErrorLog {
     level: Level,
-    sink: Mutex<Destination>,
+    /// Lines from the reactor go through the log writer thread, so that it never waits on
+    /// the disk; other threads write theirs directly.
+    sink: LogId,
 }
 
 static ERROR_LOG: OnceLock<ErrorLog> = OnceLock::new();
 
 /// Sets this process's error log. Later calls are ignored: one process, one error log.
 pub fn init(level: Level, destination: Destination) {
+    if ERROR_LOG.get().is_some() {
+        return;
+    }
     let _ = ERROR_LOG.set(ErrorLog {
         level,
-        sink: Mutex::new(destination),
+        sink: writer::register(destination, "error log"),
     });
 }
 
@@ -110,20 +110,12 @@ pub fn log_with_context(level: Level, module: &str, remote: Option<&str>, messag
 }
 
 fn write_raw(bytes: &[u8]) {
-    let Some(log) = ERROR_LOG.get() else {
-        let _ = std::io::stderr().write_all(bytes);
-        return;
-    };
-    let mut sink = log
-        .sink
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // A full disk or a closed terminal must not take the server down; there is nowhere
-    // left to report the failure to, so it is dropped.
-    let _ = match &mut *sink {
-        Destination::Stderr => std::io::stderr().write_all(bytes),
-        Destination::File(file) => file.write_all(bytes),
-    };
+    match ERROR_LOG.get() {
+        Some(log) => writer::write(log.sink, bytes),
+        None => {
+            let _ = std::io::stderr().write_all(bytes);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,11 +2,16 @@
 //! failures, whatever the application prints) and the access log (one line per response).
 //!
 //! Both are process-wide sinks set up once at start-up; the rest of the crate only calls
-//! [`error_log::log`] and [`access_log::AccessLog::record`]. Nothing here knows about Python.
+//! [`error_log::log`] and [`access_log::AccessLog::record`]. Both hand their lines to one
+//! writer thread per process (`writer`), so no caller waits on a disk; a process holds a
+//! [`FlushOnExit`] so that none is lost when it stops. Nothing here knows about Python.
 
 pub mod access_log;
 pub mod error_log;
 mod time;
+mod writer;
+
+pub use writer::{CLOSE_TIMEOUT, Destination, FlushOnExit, close};
 
 pub use error_log::Level;
 

@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use super::PythonRuntime;
 use super::args::StartServerArgs;
+use super::environment::ProcessRole;
 use crate::logs::Level;
-
-/// Set by the control script when it starts the server.
-pub const CONTROL_SCRIPT_ENV: &str = "FERRULE_CONTROL_SCRIPT";
 
 /// What the command line asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +202,7 @@ impl Config {
         args: StartServerArgs,
         action: Action,
         python: &PythonRuntime,
+        role: &ProcessRole,
     ) -> Result<Self, Vec<ConfigError>> {
         // Destructured in full so that a new option cannot be silently ignored.
         let StartServerArgs {
@@ -345,6 +344,13 @@ impl Config {
             },
             |path| absolute(&path),
         );
+        // Only the supervisor answers to the control script's signals.
+        let under_control_script = match role {
+            ProcessRole::Supervisor {
+                under_control_script,
+            } => *under_control_script,
+            ProcessRole::EmbeddedServer { .. } | ProcessRole::Daemon { .. } => false,
+        };
         let level = log_level.parse::<Level>().unwrap_or(Level::Warn);
         let n_processes = if debug_mode {
             1
@@ -368,7 +374,7 @@ impl Config {
         };
         Ok(Self {
             action,
-            under_control_script: std::env::var_os(CONTROL_SCRIPT_ENV).is_some(),
+            under_control_script,
             server: ServerConfig {
                 url_aliases,
                 process_name,

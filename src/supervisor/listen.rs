@@ -122,12 +122,17 @@ pub(super) fn bind_daemon_socket(
     Ok((std::os::fd::OwnedFd::from(socket).into(), path))
 }
 
-pub(super) fn clear_close_on_exec(fd: RawFd) {
-    // SAFETY: fcntl on a descriptor we own, with valid flags.
-    unsafe {
+/// Clears close-on-exec on `fd`. Called in a new child between fork and exec, so that the
+/// listener is inherited by that child alone: it only makes system calls.
+pub(super) fn clear_close_on_exec(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor of this process, with valid flags.
+    let cleared = unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-        }
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == 0
+    };
+    if cleared {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }

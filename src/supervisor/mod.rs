@@ -25,10 +25,11 @@ use tokio::process::Command;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::cli::{ApplicationTarget, Config, ExitStatus, OperatingMode};
+use crate::cli::{
+    ApplicationTarget, CONTRACT_VARIABLES, Config, DAEMON_SOCKET_ENV, ExitStatus, LISTENER_FD_ENV,
+    OperatingMode, PROCESS_INDEX_ENV,
+};
 use crate::daemon::client::{DaemonPool, PoolEvent};
-use crate::daemon::worker::{DAEMON_SOCKET_ENV, PROCESS_INDEX_ENV};
-use crate::embedded::LISTENER_FD_ENV;
 use crate::frontend::{self, Backend, FrontendConfig};
 use crate::logs::error_log::{self, Destination};
 use crate::logs::{Level, write_stdout};
@@ -317,7 +318,8 @@ impl Supervisor<'_> {
         }
         // Handlers in place (and before any child inherits the mask): deliver what waited.
         set_signals_blocked(false);
-        // Keeps the listener open in embedded mode, where only the children serve it.
+        // Keeps the listener open in embedded mode, where only the children serve it (it
+        // stays close-on-exec here: `spawn` clears that in each child alone).
         let mut _embedded_listener = None;
         if let Some((unix_listener, socket_path)) = daemon_socket {
             match self.start_frontend(listener, unix_listener, socket_path, &event_tx) {
@@ -330,7 +332,6 @@ impl Supervisor<'_> {
                 }
             }
         } else {
-            listen::clear_close_on_exec(self.listener_fd);
             _embedded_listener = Some(listener);
         }
         for slot in 0..self.slots.len() {
@@ -517,15 +518,25 @@ impl Supervisor<'_> {
             .arg("-m")
             .arg("ferrule")
             .args(self.argv)
-            .env(PROCESS_INDEX_ENV, slot.to_string())
-            .env_remove(LISTENER_FD_ENV)
-            .env_remove(DAEMON_SOCKET_ENV)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(false);
-        if let Some(daemon) = &self.daemon {
+        for name in CONTRACT_VARIABLES {
+            command.env_remove(name);
+        }
+        command.env(PROCESS_INDEX_ENV, slot.to_string());
+        let inherited_listener = if let Some(daemon) = &self.daemon {
             command.env(DAEMON_SOCKET_ENV, &daemon.socket_path);
+            None
         } else {
             command.env(LISTENER_FD_ENV, self.listener_fd.to_string());
+            Some(self.listener_fd)
+        };
+        let supervisor_pid = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: it makes system calls (prctl, getppid,
+        // fcntl) and nothing else.
+        unsafe {
+            command.pre_exec(move || prepare_child(supervisor_pid, inherited_listener));
         }
         let what = self.kind();
         let mut child = match command.spawn() {
@@ -886,6 +897,36 @@ impl Supervisor<'_> {
         for &pid in self.pids.keys() {
             send_signal(pid, signal_number);
         }
+    }
+}
+
+/// In a new child, between fork and exec: ties its life to the supervisor's, and lets it
+/// alone inherit the listener (embedded mode).
+///
+/// The kernel sends SIGKILL to the child when the supervisor dies. SIGKILL rather than
+/// SIGTERM: a supervisor that dies without stopping its children (a graceful stop goes
+/// through it) was killed or crashed; nobody is left to restart, log or stop the
+/// orphans (the pid file names the dead supervisor), the daemons' front end died with
+/// it, and an embedded process that finished its requests first would go on accepting
+/// connections meanwhile; an application's own SIGTERM handler or a stuck thread could
+/// even keep it serving forever. The signal follows the death of the *thread* that
+/// forked: that is the supervisor's main thread, which runs its whole loop
+/// (`current_thread` runtime), so it dies only with the process.
+///
+/// The supervisor may have died before the prctl took effect: the child was then already
+/// handed to another parent and no signal will come, so it must not start at all.
+fn prepare_child(supervisor_pid: libc::pid_t, listener_fd: Option<RawFd>) -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and nothing else.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: getppid has no preconditions and cannot fail.
+    if unsafe { libc::getppid() } != supervisor_pid {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    match listener_fd {
+        Some(fd) => listen::clear_close_on_exec(fd),
+        None => Ok(()),
     }
 }
 

@@ -11,23 +11,42 @@ pub(super) const NAME: &str = "apachectl";
 
 /// Writes `apachectl` (and an empty `envvars` it sources, if there is none) into the
 /// server root. `argv` is the command line this process got, without the program name.
+///
+/// Root runs the one and sources the other, so both are files of ours that only we can
+/// write: the script is a new file renamed into place (never an old one rewritten, whose
+/// owner and mode it would keep), `envvars` is created `0644` whatever the umask, and
+/// `cli::config` refuses a server root, or an `envvars`, that someone else can change.
 pub(super) fn write(config: &Config, argv: &[String]) -> std::io::Result<PathBuf> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    use std::io::Write;
     let server_root = &config.server.server_root;
     let launch_directory = std::env::current_dir()?;
     let path = server_root.join(NAME);
-    fs_err::write(
-        &path,
-        script(
-            config,
-            &start_arguments(argv),
-            &launch_directory,
-            &server_root.join("envvars"),
-        ),
-    )?;
-    set_executable(&path)?;
     let envvars = server_root.join("envvars");
+    let text = script(config, &start_arguments(argv), &launch_directory, &envvars);
+    let partial = server_root.join(format!(".{NAME}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&partial);
+    let written = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o755)
+        .open(&partial)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            // The mode asked for above is cut by the umask.
+            set_executable(&partial)
+        })
+        .and_then(|()| fs_err::rename(&partial, &path));
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(error);
+    }
     if !envvars.exists() {
-        fs_err::write(&envvars, "")?;
+        fs_err::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&envvars)?;
     }
     Ok(path)
 }

@@ -12,6 +12,7 @@
 mod banner;
 mod control_script;
 mod listen;
+mod pid_file;
 mod privileges;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -76,11 +77,8 @@ enum Event {
 /// `setup-server`: writes the server root and its control script, prints the banner, and
 /// leaves starting to the control script.
 pub fn setup(config: &Config, argv: &[String]) -> ExitStatus {
-    if let Err(error) = fs_err::create_dir_all(&config.server.server_root) {
-        crate::logs::write_terminal(&format!(
-            "ferrule: error: cannot create the --server-root directory: {error}\n"
-        ));
-        return ExitStatus::Failure;
+    if let Err(status) = create_server_root(config) {
+        return status;
     }
     match control_script::write(config, argv) {
         Ok(path) => {
@@ -101,11 +99,8 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     // Until our handlers are installed, the signals that stop or restart the server wait
     // (blocked) instead of killing it: the port may already answer by then.
     set_signals_blocked(true);
-    if let Err(error) = fs_err::create_dir_all(&config.server.server_root) {
-        crate::logs::write_terminal(&format!(
-            "ferrule: error: cannot create the --server-root directory: {error}\n"
-        ));
-        return ExitStatus::Failure;
+    if let Err(status) = create_server_root(config) {
+        return status;
     }
     open_error_log(config);
     if let Err(error) = control_script::write(config, argv) {
@@ -123,14 +118,16 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         ));
         return ExitStatus::Failure;
     }
-    if let Err(error) = fs_err::write(&config.server.pid_file, format!("{}\n", std::process::id()))
-    {
-        error_log::log(
-            Level::Warn,
-            "ferrule",
-            &format!("cannot write the --pid-file: {error}"),
-        );
-    }
+    // Dropped on every way out of this function: the pid file is then taken back.
+    let _pid_file = pid_file::PidFile::write(&config.server.pid_file)
+        .map_err(|error| {
+            error_log::log(
+                Level::Warn,
+                "ferrule",
+                &format!("cannot write the --pid-file: {error}"),
+            );
+        })
+        .ok();
     let open_files = listen::raise_open_files_limit();
     if error_log::enabled(Level::Debug) {
         error_log::log(
@@ -143,18 +140,14 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         Ok(listener) => listener,
         Err(message) => {
             crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
-            let _ = std::fs::remove_file(&config.server.pid_file);
             return ExitStatus::Failure;
         }
     };
     // A static site has no application: the front end here serves it, with no children.
     let static_site = matches!(config.application.target, ApplicationTarget::Static(_));
-    let daemon_socket = if config.processes.mode == OperatingMode::Daemon || static_site {
-        match listen::bind_daemon_socket(
-            &config.server.server_root,
-            config.processes.daemon_backlog,
-        ) {
-            Ok(bound) => Some(bound),
+    let socket_directory = if config.processes.mode == OperatingMode::Daemon || static_site {
+        match listen::socket_directory(&config.server.server_root) {
+            Ok(directory) => Some(directory),
             Err(message) => {
                 crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
                 return ExitStatus::Failure;
@@ -164,13 +157,24 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         None
     };
     if let Some(run_as) = &config.processes.run_as {
-        let socket_path = daemon_socket.as_ref().map(|(_, path)| path.as_path());
-        let extra: Vec<&std::path::Path> = socket_path.into_iter().collect();
-        if let Err(message) = privileges::become_user(config, run_as, &extra) {
+        if let Err(message) = privileges::become_user(config, run_as, socket_directory.as_deref()) {
             crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
             return ExitStatus::Failure;
         }
     }
+    // Bound by the user the server runs as (with --user), who must also remove it.
+    let daemon_socket = match socket_directory {
+        Some(directory) => {
+            match listen::bind_daemon_socket(&directory, config.processes.daemon_backlog) {
+                Ok(bound) => Some(bound),
+                Err(message) => {
+                    crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+                    return ExitStatus::Failure;
+                }
+            }
+        }
+        None => None,
+    };
     if let Some(name) = &config.server.process_name {
         set_process_name(name);
     }
@@ -218,27 +222,38 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     if let Some(path) = socket_path {
         let _ = std::fs::remove_file(path);
     }
-    let _ = std::fs::remove_file(&config.server.pid_file);
     status
+}
+
+/// Creates the server root, if it does not exist, open to others for reading only
+/// (whatever the umask): `cli::config` refuses one that others can write.
+fn create_server_root(config: &Config) -> Result<(), ExitStatus> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&config.server.server_root)
+        .map_err(|error| {
+            crate::logs::write_terminal(&format!(
+                "ferrule: error: cannot create the --server-root directory '{}': {error}\n",
+                config.server.server_root.display()
+            ));
+            ExitStatus::Failure
+        })
 }
 
 /// `--debug-mode`: what the supervisor does before serving, for a process that then
 /// serves the application itself: the server root, the error log, the listener, the
 /// banner.
 pub fn prepare_foreground(config: &Config) -> Result<socket2::Socket, ExitStatus> {
-    if let Err(error) = fs_err::create_dir_all(&config.server.server_root) {
-        crate::logs::write_terminal(&format!(
-            "ferrule: error: cannot create the --server-root directory: {error}\n"
-        ));
-        return Err(ExitStatus::Failure);
-    }
+    create_server_root(config)?;
     open_error_log(config);
     let listener = listen::bind(config).map_err(|message| {
         crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
         ExitStatus::Failure
     })?;
     if let Some(run_as) = &config.processes.run_as {
-        privileges::become_user(config, run_as, &[]).map_err(|message| {
+        privileges::become_user(config, run_as, None).map_err(|message| {
             crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
             ExitStatus::Failure
         })?;

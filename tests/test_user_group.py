@@ -168,3 +168,26 @@ def test_issue_15_make_reachable_opens_every_folder_on_the_way(tmp_path):
     assert reads.returncode == 0
     assert (tmp_path / "a").stat().st_mode & 0o777 == 0o701
     assert deep.stat().st_mode & 0o777 == 0o701
+
+
+def test_issue_15_the_control_script_never_imports_from_the_launch_directory(tmp_path, other_user):
+    # Issue 15: `apachectl` runs `python -m ferrule` as root from the directory the server
+    # was set up in, often the application's, which the user may own; `-m` would put
+    # that directory first on sys.path, and a `ferrule.py` planted there would run as root.
+    launch = tmp_path / "app"
+    launch.mkdir()
+    os.chown(launch, other_user.pw_uid, other_user.pw_gid)
+    root = tmp_path / "root"
+    result = subprocess.run(
+        [sys.executable, "-m", "ferrule", "setup-server", str(APPS / "daemon.wsgi"),
+         "--server-root", str(root), "--user", USER],
+        cwd=launch, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    planted = tmp_path / "planted-code-ran"
+    (launch / "ferrule.py").write_text(f"open({str(planted)!r}, 'w').close()\n")
+    check = subprocess.run(
+        [str(root / "apachectl"), "configtest"], capture_output=True, text=True, check=False
+    )
+    assert "Syntax OK" in check.stdout, check.stderr
+    assert not planted.exists()

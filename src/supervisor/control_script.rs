@@ -89,6 +89,9 @@ fn script(
 #   graceful-stop         stop gracefully
 #   configtest            check the options and files without starting
 
+# Python runs isolated (-I): `-m` would otherwise put the current directory (the one
+# the server was set up from, often the application's, maybe writable by --user) first
+# on sys.path, for root. The server's processes still get the environment, PYTHONPATH too.
 PYTHON={python}
 SERVER_ROOT={server_root}
 PID_FILE={pid_file}
@@ -114,7 +117,7 @@ start_in_background() {{
         echo "ferrule is already running (pid $pid)"
         return 0
     fi
-    nohup "$PYTHON" -m ferrule "${{ARGUMENTS[@]}}" </dev/null >>"$SERVER_ROOT/console_log" 2>&1 &
+    nohup "$PYTHON" -I -m ferrule "${{ARGUMENTS[@]}}" </dev/null >>"$SERVER_ROOT/console_log" 2>&1 &
     local child=$!
     for _ in $(seq 300); do
         if running_pid >/dev/null; then
@@ -149,7 +152,7 @@ signal_and_wait() {{
 case "$1" in
 start)
     if [ "$2" = "-DFOREGROUND" ]; then
-        exec "$PYTHON" -m ferrule "${{ARGUMENTS[@]}}"
+        exec "$PYTHON" -I -m ferrule "${{ARGUMENTS[@]}}"
     fi
     start_in_background
     ;;
@@ -167,7 +170,7 @@ restart|graceful)
     fi
     ;;
 configtest)
-    exec "$PYTHON" -m ferrule "${{CHECK_ARGUMENTS[@]}}"
+    exec "$PYTHON" -I -m ferrule "${{CHECK_ARGUMENTS[@]}}"
     ;;
 *)
     echo "usage: $0 start|stop|restart|graceful|graceful-stop|configtest" >&2

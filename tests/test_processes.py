@@ -179,6 +179,40 @@ def test_issue_15_the_application_inherits_no_ferrule_variables_or_descriptors(
         assert report[moment] == {"environ": [], "descriptors": {}}, moment
 
 
+def test_issue_15_a_file_being_sent_is_not_inherited(ferrule_server, mode_options, tmp_path):
+    # Issue 15: the descriptor a `wsgi.file_wrapper` response is sent from must not leak
+    # into a subprocess that another request starts meanwhile.
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * (64 << 20))
+    server = ferrule_server("inherit.wsgi", *mode_options, "--threads", "2")
+    with socket.socket() as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", server.port))
+        slow.sendall(f"GET /file?path={big} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+
+        def open_in_a_child():
+            # The server's duplicate (the application's file is closed once duplicated),
+            # held while the client does not read.
+            return any(_open_count(pid, big) for pid in server.child_pids())
+
+        wait_until(open_in_a_child)
+        report = server.get("/").json()
+    assert report["at_request"]["descriptors"] == {}
+
+
+def _open_count(pid: int, path: Path) -> int:
+    count = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                count += os.readlink(f"/proc/{pid}/fd/{fd}") == str(path)
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return count
+
+
 def test_issue_15_a_bad_ferrule_variable_is_refused_by_name(tmp_path):
     # Issue 15: the supervisor's variables are checked, not trusted: a leftover or
     # mistyped one is an error naming it, not a process that takes itself for another.

@@ -1,5 +1,6 @@
 """What a subprocess of the application inherits, seen when the application is imported
 and when it answers a request: {"at_import": REPORT, "at_request": REPORT, "pid": N}.
+/file?path=P answers the file P through wsgi.file_wrapper instead.
 
 REPORT is {"environ": the FERRULE_* names in os.environ, "descriptors": the descriptors
 above 2 that a `subprocess` child (started with close_fds=False, so that it inherits
@@ -44,6 +45,10 @@ AT_IMPORT = report()
 
 
 def application(environ, start_response):
+    if environ["PATH_INFO"] == "/file":
+        path = environ["QUERY_STRING"].removeprefix("path=")
+        start_response("200 OK", [("Content-Length", str(os.path.getsize(path)))])
+        return environ["wsgi.file_wrapper"](open(path, "rb"))
     body = json.dumps({"at_import": AT_IMPORT, "at_request": report(), "pid": os.getpid()}).encode()
     start_response(
         "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]

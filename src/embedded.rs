@@ -3,7 +3,8 @@
 //! the same process.
 //!
 //! The supervisor starts these processes as `python -m ferrule start-server ARGS` with
-//! [`LISTENER_FD_ENV`] set; parsing the same arguments gives the same [`Config`].
+//! `FERRULE_LISTENER_FD` set (read by `cli::read_environment`); parsing the same
+//! arguments gives the same [`Config`].
 
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::sync::Arc;
@@ -17,16 +18,11 @@ use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;
 use crate::wsgi::{AppSource, AppSpec, Executor, ProcessFacts, StandardStreams};
 
-/// Names the inherited listening socket's descriptor in a server process's environment.
-pub const LISTENER_FD_ENV: &str = "FERRULE_LISTENER_FD";
-
-/// The listening socket this process inherited, if it is a server process.
-pub fn inherited_listener() -> Option<RawFd> {
-    std::env::var(LISTENER_FD_ENV).ok()?.parse().ok()
-}
-
 /// Runs this process as an embedded-mode server process until SIGTERM.
 pub fn run(py: Python<'_>, config: &Config, listener_fd: RawFd) -> ExitStatus {
+    // The supervisor cleared close-on-exec for us alone; set it again before the
+    // application loads, so that its subprocesses never hold the port open.
+    set_close_on_exec(listener_fd);
     match start_executor(py, config) {
         Ok(executor) => py.detach(|| serve(config, listener_fd, Arc::new(executor))),
         Err(status) => status,
@@ -111,7 +107,6 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
     // SAFETY: the supervisor passed us this descriptor of a listening TCP socket, and
     // nothing else in this process uses it.
     let listener = unsafe { std::net::TcpListener::from_raw_fd(listener_fd) };
-    set_close_on_exec(listener_fd);
     // One HTTP thread per process: the application threads do the heavy work, and a
     // single reactor batches its wake-ups (measured: 10-20 % more hello req/s on one core
     // than two work-stealing threads). More cores are used with more --processes.

@@ -45,7 +45,12 @@ fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
             .unwrap_or("")
             .to_owned(),
     };
-    let config = match cli::parse(argv.clone(), &python) {
+    let role = match cli::read_environment() {
+        Ok(role) => role,
+        Err(status) => return Ok(status as i32),
+    };
+    forget_contract_variables(py)?;
+    let config = match cli::parse(argv.clone(), &python, &role) {
         Ok(config) => config,
         Err(status) => return Ok(status as i32),
     };
@@ -58,14 +63,29 @@ fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         supervisor::setup(&config, &argv)
     } else if config.processes.mode == cli::OperatingMode::Debug {
         embedded::run_in_foreground(py, &config)
-    } else if let Some(listener_fd) = embedded::inherited_listener() {
-        embedded::run(py, &config, listener_fd)
-    } else if let Some(socket) = daemon::worker::daemon_socket() {
-        daemon::worker::run(py, &config, socket)
     } else {
-        py.detach(|| supervisor::run(&config, &argv))
+        match role {
+            cli::ProcessRole::EmbeddedServer { listener_fd } => {
+                embedded::run(py, &config, listener_fd)
+            }
+            cli::ProcessRole::Daemon { socket, slot } => {
+                daemon::worker::run(py, &config, socket, slot)
+            }
+            cli::ProcessRole::Supervisor { .. } => py.detach(|| supervisor::run(&config, &argv)),
+        }
     };
     Ok(status as i32)
+}
+
+/// Removes the supervisor's `FERRULE_*` variables from `os.environ` (and so from the
+/// process environment): the application, and any `ferrule` it starts, must not see
+/// them.
+fn forget_contract_variables(py: Python<'_>) -> PyResult<()> {
+    let environ = py.import("os")?.getattr("environ")?;
+    for name in cli::CONTRACT_VARIABLES {
+        environ.call_method1("pop", (name, py.None()))?;
+    }
+    Ok(())
 }
 
 #[pymodule]

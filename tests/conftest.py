@@ -216,6 +216,33 @@ def ferrule_server(tmp_path):
         server.stop()
 
 
+def make_reachable(user: str, *paths: Path) -> None:
+    """Lets `user` reach each of `paths` (a file, or a folder and what is in it): every
+    folder on the way gets o+x (searchable; nothing becomes listable or writable), so
+    the privilege tests pass from a clone anywhere root can read, such as under /root or
+    in a folder of mode 0700. Fails naming the folder that cannot be opened up, and the
+    Python that `user` still cannot run."""
+    for path in paths:
+        path = Path(path).absolute()
+        folders = [path, *path.parents] if path.is_dir() else list(path.parents)
+        for folder in folders:
+            mode = folder.stat().st_mode
+            if mode & 0o001:
+                continue
+            try:
+                os.chmod(folder, mode | 0o001)
+            except OSError as error:
+                pytest.fail(f"{user} cannot enter {folder} (on the way to {path}): {error}")
+    result = subprocess.run(
+        ["runuser", "-u", user, "--", sys.executable, "-c", "import ferrule"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{user} cannot run {sys.executable}:\n{result.stderr}")
+
+
 def run_ferrule(
     *args: str, cwd: Path | None = None, timeout: float = 30
 ) -> subprocess.CompletedProcess:

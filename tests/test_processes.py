@@ -3,12 +3,15 @@
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import requests
 
-from conftest import wait_until
+from conftest import APPS, wait_until
 
 
 def pids_serving(server, attempts: int = 40) -> set[int]:
@@ -118,3 +121,113 @@ def test_process_name_names_the_server_process(ferrule_server):
     comm = Path(f"/proc/{server.process.pid}/comm").read_text().strip()
     # The kernel keeps the first 15 bytes of a process name.
     assert comm == "my-site-server-"
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def test_issue_15_processes_exit_when_the_supervisor_dies(ferrule_server, mode_options, tmp_path):
+    # Issue 15: a server or daemon process whose supervisor was killed must not keep the
+    # port served alone, nor linger with a request in progress (here for up to 30 s of
+    # --shutdown-timeout).
+    server = ferrule_server(
+        "daemon.wsgi", *mode_options, "--processes", "2", "--shutdown-timeout", "30"
+    )
+    wait_until(lambda: len(server.child_pids()) == 2)
+    children = server.child_pids()
+    started = tmp_path / "started"
+    slow = threading.Thread(
+        target=lambda: _ignore_errors(
+            server.get, f"/sleep?seconds=60&started={started}", timeout=90
+        ),
+        daemon=True,
+    )
+    slow.start()
+    wait_until(started.exists)
+    server.process.kill()
+    server.process.wait(10)
+    for pid in children:
+        wait_until(lambda pid=pid: not _alive(pid), timeout=10)
+    assert wait_until(lambda: _refused(server.port), timeout=10)
+    slow.join()
+
+
+def _ignore_errors(function, *args, **kwargs):
+    try:
+        function(*args, **kwargs)
+    except requests.RequestException:
+        pass
+
+
+def test_issue_15_the_application_inherits_no_ferrule_variables_or_descriptors(
+    ferrule_server, mode_options
+):
+    # Issue 15: the supervisor's variables are read
+    # and removed before the application runs, so a `ferrule` that the application starts
+    # is not mistaken for one of our processes; and no descriptor of ours (the listener,
+    # a socket, a log) leaks into the application's subprocesses.
+    server = ferrule_server("inherit.wsgi", *mode_options)
+    report = server.get("/").json()
+    for moment in ("at_import", "at_request"):
+        assert report[moment] == {"environ": [], "descriptors": {}}, moment
+
+
+def test_issue_15_a_file_being_sent_is_not_inherited(ferrule_server, mode_options, tmp_path):
+    # Issue 15: the descriptor a `wsgi.file_wrapper` response is sent from must not leak
+    # into a subprocess that another request starts meanwhile.
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * (64 << 20))
+    server = ferrule_server("inherit.wsgi", *mode_options, "--threads", "2")
+    with socket.socket() as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", server.port))
+        slow.sendall(f"GET /file?path={big} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+
+        def open_in_a_child():
+            # The server's duplicate (the application's file is closed once duplicated),
+            # held while the client does not read.
+            return any(_open_count(pid, big) for pid in server.child_pids())
+
+        wait_until(open_in_a_child)
+        report = server.get("/").json()
+    assert report["at_request"]["descriptors"] == {}
+
+
+def _open_count(pid: int, path: Path) -> int:
+    count = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                count += os.readlink(f"/proc/{pid}/fd/{fd}") == str(path)
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return count
+
+
+def test_issue_15_a_bad_ferrule_variable_is_refused_by_name(tmp_path):
+    # Issue 15: the supervisor's variables are checked, not trusted: a leftover or
+    # mistyped one is an error naming it, not a process that takes itself for another.
+    result = subprocess.run(
+        [sys.executable, "-m", "ferrule", "setup-server", str(APPS / "daemon.wsgi"),
+         "--server-root", str(tmp_path / "root")],
+        env={**os.environ, "FERRULE_PROCESS_INDEX": "x", "FERRULE_DAEMON_SOCKET": "d.sock"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "ferrule: error: FERRULE_DAEMON_SOCKET='d.sock': not an absolute path\n" in (
+        result.stderr
+    )
+    assert "ferrule: error: FERRULE_PROCESS_INDEX='x': not a process slot number\n" in (
+        result.stderr
+    )

@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use super::PythonRuntime;
 use super::args::StartServerArgs;
+use super::environment::ProcessRole;
 use crate::logs::Level;
-
-/// Set by the control script when it starts the server.
-pub const CONTROL_SCRIPT_ENV: &str = "FERRULE_CONTROL_SCRIPT";
 
 /// What the command line asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +192,10 @@ pub enum ConfigError {
         "--user {user} / --group {group}: only a server started by root can run as another user\nhint: start ferrule as root, or leave out --user and --group"
     )]
     NeedsRoot { user: String, group: String },
+    #[error(
+        "the server root '{path}' {reason}\nhint: the control script (run by root) and the server's files live there: only the user starting the server may be able to change it; fix it or choose another --server-root"
+    )]
+    UnsafeServerRoot { path: PathBuf, reason: String },
     #[error("cannot determine the current directory: {source}")]
     NoCurrentDirectory { source: std::io::Error },
 }
@@ -204,6 +206,7 @@ impl Config {
         args: StartServerArgs,
         action: Action,
         python: &PythonRuntime,
+        role: &ProcessRole,
     ) -> Result<Self, Vec<ConfigError>> {
         // Destructured in full so that a new option cannot be silently ignored.
         let StartServerArgs {
@@ -345,6 +348,17 @@ impl Config {
             },
             |path| absolute(&path),
         );
+        // Only the supervisor answers to the control script's signals, and checks the
+        // server root: the processes it starts (with --user, no longer its owner) trust it.
+        let under_control_script = match role {
+            ProcessRole::Supervisor {
+                under_control_script,
+            } => {
+                check_server_root(&mut problems, &server_root);
+                *under_control_script
+            }
+            ProcessRole::EmbeddedServer { .. } | ProcessRole::Daemon { .. } => false,
+        };
         let level = log_level.parse::<Level>().unwrap_or(Level::Warn);
         let n_processes = if debug_mode {
             1
@@ -368,7 +382,7 @@ impl Config {
         };
         Ok(Self {
             action,
-            under_control_script: std::env::var_os(CONTROL_SCRIPT_ENV).is_some(),
+            under_control_script,
             server: ServerConfig {
                 url_aliases,
                 process_name,
@@ -523,6 +537,104 @@ fn require_directory(problems: &mut Vec<ConfigError>, option: &'static str, path
             option,
             path: path.to_owned(),
         });
+    }
+}
+
+/// Refuses a server root that anyone but the user starting the server could change: the
+/// control script there is run by root (`apachectl start`) and sources `envvars`, and the
+/// server writes its pid file, logs and daemon socket there. So the server root, if it
+/// exists, must be a directory of ours that only we (and our own group) can write, with
+/// an `envvars` to match; and no folder above it may let someone else rename it away
+/// (owned by us or root; writable by others only with the sticky bit, as /tmp is).
+fn check_server_root(problems: &mut Vec<ConfigError>, server_root: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let mut refuse = |reason: String| {
+        problems.push(ConfigError::UnsafeServerRoot {
+            path: server_root.to_owned(),
+            reason,
+        });
+    };
+    let writable_by_others = |metadata: &std::fs::Metadata| {
+        metadata.mode() & 0o002 != 0 || (metadata.mode() & 0o020 != 0 && metadata.gid() != gid)
+    };
+    // The nearest folder that exists: the server root itself, or where it will be made.
+    let Some(existing) = server_root.ancestors().find(|path| path.exists()) else {
+        return;
+    };
+    let Ok(real) = fs_err::canonicalize(existing) else {
+        return;
+    };
+    let mut above = vec![existing, real.as_path()];
+    if existing == server_root {
+        let Ok(metadata) = fs_err::metadata(&real) else {
+            return;
+        };
+        if !metadata.is_dir() {
+            refuse("is not a directory".to_owned());
+            return;
+        }
+        if metadata.uid() != uid {
+            refuse(format!(
+                "belongs to user {} (uid {}), not to {} (uid {uid}) who starts the server",
+                super::identity::user_name(metadata.uid()),
+                metadata.uid(),
+                super::identity::user_name(uid),
+            ));
+        } else if writable_by_others(&metadata) {
+            refuse(format!(
+                "can be written by others (mode {:04o})",
+                metadata.mode() & 0o7777
+            ));
+        }
+        let envvars = real.join("envvars");
+        if let Ok(metadata) = fs_err::metadata(&envvars) {
+            if metadata.uid() != uid || writable_by_others(&metadata) {
+                refuse(format!(
+                    "holds '{}', which the control script sources, and which someone else can change (owner uid {}, mode {:04o})",
+                    envvars.display(),
+                    metadata.uid(),
+                    metadata.mode() & 0o7777
+                ));
+            }
+        }
+        above = [existing.parent(), real.parent()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if existing != real {
+            // A symbolic link: checked like the folders above.
+            above.push(existing);
+        }
+    }
+    // Both the path as given and the real one: a symbolic link on the way is only as
+    // trustworthy as its owner.
+    let mut seen = std::collections::HashSet::new();
+    for folder in above.into_iter().flat_map(Path::ancestors) {
+        if !seen.insert(folder) {
+            continue;
+        }
+        let Ok(metadata) = fs_err::symlink_metadata(folder) else {
+            continue;
+        };
+        if metadata.uid() != uid && metadata.uid() != 0 {
+            refuse(format!(
+                "is inside '{}', which belongs to user {} (uid {})",
+                folder.display(),
+                super::identity::user_name(metadata.uid()),
+                metadata.uid()
+            ));
+        } else if metadata.is_dir()
+            && writable_by_others(&metadata)
+            && metadata.mode() & 0o1000 == 0
+        {
+            refuse(format!(
+                "is inside '{}', which others can write (mode {:04o}, without the sticky bit)",
+                folder.display(),
+                metadata.mode() & 0o7777
+            ));
+        }
     }
 }
 

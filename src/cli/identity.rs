@@ -35,7 +35,11 @@ pub(super) fn resolve(user: &str, group: Option<&str>) -> Result<RunAs, String> 
 /// The name of the user running this process (`#uid` if it has none).
 pub(super) fn current_user() -> String {
     // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
+    user_name(unsafe { libc::getuid() })
+}
+
+/// The name of user `uid` (`#uid` if it has none).
+pub(super) fn user_name(uid: u32) -> String {
     user_record(|record, buffer, result| {
         // SAFETY: every pointer comes from `user_record` and is valid for the call.
         unsafe { libc::getpwuid_r(uid, record, buffer.as_mut_ptr(), buffer.len(), result) }

@@ -6,6 +6,7 @@
 
 mod args;
 mod config;
+mod environment;
 mod identity;
 #[cfg(test)]
 mod options_doc;
@@ -14,8 +15,12 @@ mod unsupported;
 use clap::{CommandFactory, FromArgMatches};
 
 pub use config::{
-    Action, ApplicationConfig, ApplicationTarget, CONTROL_SCRIPT_ENV, Config, ConfigError,
-    LogConfig, OperatingMode, ProcessConfig, ServerConfig,
+    Action, ApplicationConfig, ApplicationTarget, Config, ConfigError, LogConfig, OperatingMode,
+    ProcessConfig, ServerConfig,
+};
+pub use environment::{
+    CONTRACT_VARIABLES, CONTROL_SCRIPT_ENV, DAEMON_SOCKET_ENV, LISTENER_FD_ENV, PROCESS_INDEX_ENV,
+    ProcessRole,
 };
 pub use identity::RunAs;
 
@@ -56,9 +61,22 @@ impl PythonRuntime {
     }
 }
 
-/// Parses `argv` (without the program name). On `--help`, `--version` or errors, prints
-/// what the user needs and returns the exit status instead.
-pub fn parse(argv: Vec<String>, python: &PythonRuntime) -> Result<Config, ExitStatus> {
+/// Reads what this process is from the `FERRULE_*` variables; on a bad value, prints
+/// every problem, each naming its variable, and returns the exit status instead.
+pub fn read_environment() -> Result<ProcessRole, ExitStatus> {
+    environment::read_role(|name| std::env::var_os(name)).map_err(|problems| {
+        report(&problems);
+        ExitStatus::UsageError
+    })
+}
+
+/// Parses `argv` (without the program name) for a process of `role`. On `--help`,
+/// `--version` or errors, prints what the user needs and returns the exit status instead.
+pub fn parse(
+    argv: Vec<String>,
+    python: &PythonRuntime,
+    role: &ProcessRole,
+) -> Result<Config, ExitStatus> {
     let command = unsupported::add_to(args::Cli::command());
     let matches =
         match command.try_get_matches_from(std::iter::once("ferrule".to_owned()).chain(argv)) {
@@ -91,7 +109,7 @@ pub fn parse(argv: Vec<String>, python: &PythonRuntime) -> Result<Config, ExitSt
         .into_iter()
         .map(|option| ConfigError::NotSupportedYet { option })
         .collect();
-    match Config::from_args(start_server, action, python) {
+    match Config::from_args(start_server, action, python, role) {
         Ok(config) if problems.is_empty() => return Ok(config),
         Ok(_) => {}
         Err(errors) => problems.extend(errors),
@@ -101,7 +119,7 @@ pub fn parse(argv: Vec<String>, python: &PythonRuntime) -> Result<Config, ExitSt
 }
 
 /// Prints every problem at once, so a user fixes them in one go.
-fn report(problems: &[ConfigError]) {
+fn report(problems: &[impl std::fmt::Display]) {
     let mut text = String::new();
     for problem in problems {
         text.push_str(&format!("ferrule: error: {problem}\n"));

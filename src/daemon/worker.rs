@@ -3,7 +3,7 @@
 //! serves the requests that arrive on them.
 //!
 //! The supervisor starts it as `python -m ferrule start-server ARGS` with
-//! [`DAEMON_SOCKET_ENV`] set. A connection ends for good when the front end sends `Stop`
+//! `FERRULE_DAEMON_SOCKET` set (read by `cli::read_environment`). A connection ends for good when the front end sends `Stop`
 //! (graceful restart, recycling, shutdown); the process exits once all have ended.
 
 use std::path::PathBuf;
@@ -24,22 +24,12 @@ use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;
 use crate::wsgi::{self, BodyReadError, BodySource, Executor, ResponseBody};
 
-/// Names the front end's daemon socket in a daemon process's environment.
-pub const DAEMON_SOCKET_ENV: &str = "FERRULE_DAEMON_SOCKET";
-/// The daemon's slot in its group, in its environment.
-pub const PROCESS_INDEX_ENV: &str = "FERRULE_PROCESS_INDEX";
-
 /// Largest list response sent as one frame; bigger ones go out in chunks.
 const INLINE_LIMIT: usize = 1024 * 1024;
 /// Request body chunks buffered ahead of the application.
 const BODY_CHANNEL_CHUNKS: usize = 4;
 /// Size of the blocks read from a `wsgi.file_wrapper` file.
 const FILE_BLOCK_SIZE: usize = 256 * 1024;
-
-/// The front end's socket, if this process is a daemon process.
-pub fn daemon_socket() -> Option<PathBuf> {
-    std::env::var_os(DAEMON_SOCKET_ENV).map(PathBuf::from)
-}
 
 /// What the connection tasks of this process share.
 struct Worker {
@@ -70,12 +60,9 @@ enum Ended {
     Broken,
 }
 
-/// Runs this process as a daemon process until the front end lets it go or SIGTERM.
-pub fn run(py: Python<'_>, config: &Config, socket: PathBuf) -> ExitStatus {
-    let slot: u32 = std::env::var(PROCESS_INDEX_ENV)
-        .ok()
-        .and_then(|index| index.parse().ok())
-        .unwrap_or(0);
+/// Runs this process as the daemon process of `slot` until the front end lets it go or
+/// SIGTERM.
+pub fn run(py: Python<'_>, config: &Config, socket: PathBuf, slot: u32) -> ExitStatus {
     let executor = match crate::embedded::start_executor(py, config) {
         Ok(executor) => executor,
         Err(status) => return status,

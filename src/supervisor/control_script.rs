@@ -11,23 +11,42 @@ pub(super) const NAME: &str = "apachectl";
 
 /// Writes `apachectl` (and an empty `envvars` it sources, if there is none) into the
 /// server root. `argv` is the command line this process got, without the program name.
+///
+/// Root runs the one and sources the other, so both are files of ours that only we can
+/// write: the script is a new file renamed into place (never an old one rewritten, whose
+/// owner and mode it would keep), `envvars` is created `0644` whatever the umask, and
+/// `cli::config` refuses a server root, or an `envvars`, that someone else can change.
 pub(super) fn write(config: &Config, argv: &[String]) -> std::io::Result<PathBuf> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    use std::io::Write;
     let server_root = &config.server.server_root;
     let launch_directory = std::env::current_dir()?;
     let path = server_root.join(NAME);
-    fs_err::write(
-        &path,
-        script(
-            config,
-            &start_arguments(argv),
-            &launch_directory,
-            &server_root.join("envvars"),
-        ),
-    )?;
-    set_executable(&path)?;
     let envvars = server_root.join("envvars");
+    let text = script(config, &start_arguments(argv), &launch_directory, &envvars);
+    let partial = server_root.join(format!(".{NAME}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&partial);
+    let written = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o755)
+        .open(&partial)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            // The mode asked for above is cut by the umask.
+            set_executable(&partial)
+        })
+        .and_then(|()| fs_err::rename(&partial, &path));
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(error);
+    }
     if !envvars.exists() {
-        fs_err::write(&envvars, "")?;
+        fs_err::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&envvars)?;
     }
     Ok(path)
 }
@@ -70,6 +89,9 @@ fn script(
 #   graceful-stop         stop gracefully
 #   configtest            check the options and files without starting
 
+# Python runs isolated (-I): `-m` would otherwise put the current directory (the one
+# the server was set up from, often the application's, maybe writable by --user) first
+# on sys.path, for root. The server's processes still get the environment, PYTHONPATH too.
 PYTHON={python}
 SERVER_ROOT={server_root}
 PID_FILE={pid_file}
@@ -95,7 +117,7 @@ start_in_background() {{
         echo "ferrule is already running (pid $pid)"
         return 0
     fi
-    nohup "$PYTHON" -m ferrule "${{ARGUMENTS[@]}}" </dev/null >>"$SERVER_ROOT/console_log" 2>&1 &
+    nohup "$PYTHON" -I -m ferrule "${{ARGUMENTS[@]}}" </dev/null >>"$SERVER_ROOT/console_log" 2>&1 &
     local child=$!
     for _ in $(seq 300); do
         if running_pid >/dev/null; then
@@ -130,7 +152,7 @@ signal_and_wait() {{
 case "$1" in
 start)
     if [ "$2" = "-DFOREGROUND" ]; then
-        exec "$PYTHON" -m ferrule "${{ARGUMENTS[@]}}"
+        exec "$PYTHON" -I -m ferrule "${{ARGUMENTS[@]}}"
     fi
     start_in_background
     ;;
@@ -148,7 +170,7 @@ restart|graceful)
     fi
     ;;
 configtest)
-    exec "$PYTHON" -m ferrule "${{CHECK_ARGUMENTS[@]}}"
+    exec "$PYTHON" -I -m ferrule "${{CHECK_ARGUMENTS[@]}}"
     ;;
 *)
     echo "usage: $0 start|stop|restart|graceful|graceful-stop|configtest" >&2

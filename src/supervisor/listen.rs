@@ -91,13 +91,50 @@ fn bind_one(address: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
     Ok(socket)
 }
 
-/// Binds the daemon socket `daemon-<supervisor pid>.sock` in the server root, replacing a
+/// Makes (or takes back from the `--user` of an earlier run) `run/` in the server root,
+/// the folder of the daemon socket, open to its owner only. With `--user` it is handed to
+/// that user, who binds and removes the socket there; so it must be a real folder, never
+/// a link to elsewhere. (Nobody else can swap it between our checks: the server root is
+/// ours alone, see `cli::config`.)
+pub(super) fn socket_directory(server_root: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let path = server_root.join("run");
+    let cannot = |error: std::io::Error| {
+        format!(
+            "cannot make the daemon socket's folder '{}': {error}",
+            path.display()
+        )
+    };
+    match fs_err::symlink_metadata(&path) {
+        Ok(metadata) if metadata.is_dir() => {
+            // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+            let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).map_err(cannot)?;
+            fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+                .map_err(cannot)?;
+        }
+        Ok(_) => {
+            fs_err::remove_file(&path).map_err(cannot)?;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&path)
+                .map_err(cannot)?;
+        }
+        Err(_) => std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(cannot)?,
+    }
+    Ok(path)
+}
+
+/// Binds the daemon socket `daemon-<supervisor pid>.sock` in `directory`, replacing a
 /// stale file of that name, with `backlog` (`--daemon-backlog`).
 pub(super) fn bind_daemon_socket(
-    server_root: &Path,
+    directory: &Path,
     backlog: u32,
 ) -> Result<(std::os::unix::net::UnixListener, PathBuf), String> {
-    let path = server_root.join(format!("daemon-{}.sock", std::process::id()));
+    let path = directory.join(format!("daemon-{}.sock", std::process::id()));
     if path.as_os_str().len() > MAX_SOCKET_PATH {
         return Err(format!(
             "the daemon socket path '{}' is longer than the {MAX_SOCKET_PATH} bytes a UNIX socket allows\nhint: choose a shorter --server-root",
@@ -122,12 +159,17 @@ pub(super) fn bind_daemon_socket(
     Ok((std::os::fd::OwnedFd::from(socket).into(), path))
 }
 
-pub(super) fn clear_close_on_exec(fd: RawFd) {
-    // SAFETY: fcntl on a descriptor we own, with valid flags.
-    unsafe {
+/// Clears close-on-exec on `fd`. Called in a new child between fork and exec, so that the
+/// listener is inherited by that child alone: it only makes system calls.
+pub(super) fn clear_close_on_exec(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor of this process, with valid flags.
+    let cleared = unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-        }
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == 0
+    };
+    if cleared {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }

@@ -12,6 +12,7 @@
 mod banner;
 mod control_script;
 mod listen;
+mod pid_file;
 mod privileges;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -25,9 +26,10 @@ use tokio::process::Command;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::cli::{ApplicationTarget, Config, ExitStatus, OperatingMode};
-use crate::daemon::worker::{DAEMON_SOCKET_ENV, PROCESS_INDEX_ENV};
-use crate::embedded::LISTENER_FD_ENV;
+use crate::cli::{
+    ApplicationTarget, CONTRACT_VARIABLES, Config, DAEMON_SOCKET_ENV, ExitStatus, LISTENER_FD_ENV,
+    OperatingMode, PROCESS_INDEX_ENV,
+};
 use crate::frontend::{self, Backend, FrontendConfig};
 use crate::frontend::{DaemonPool, PoolEvent};
 use crate::logs::error_log::{self, Destination};
@@ -75,11 +77,8 @@ enum Event {
 /// `setup-server`: writes the server root and its control script, prints the banner, and
 /// leaves starting to the control script.
 pub fn setup(config: &Config, argv: &[String]) -> ExitStatus {
-    if let Err(error) = fs_err::create_dir_all(&config.server.server_root) {
-        crate::logs::write_terminal(&format!(
-            "ferrule: error: cannot create the --server-root directory: {error}\n"
-        ));
-        return ExitStatus::Failure;
+    if let Err(status) = create_server_root(config) {
+        return status;
     }
     match control_script::write(config, argv) {
         Ok(path) => {
@@ -100,11 +99,8 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     // Until our handlers are installed, the signals that stop or restart the server wait
     // (blocked) instead of killing it: the port may already answer by then.
     set_signals_blocked(true);
-    if let Err(error) = fs_err::create_dir_all(&config.server.server_root) {
-        crate::logs::write_terminal(&format!(
-            "ferrule: error: cannot create the --server-root directory: {error}\n"
-        ));
-        return ExitStatus::Failure;
+    if let Err(status) = create_server_root(config) {
+        return status;
     }
     open_error_log(config);
     if let Err(error) = control_script::write(config, argv) {
@@ -122,14 +118,16 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         ));
         return ExitStatus::Failure;
     }
-    if let Err(error) = fs_err::write(&config.server.pid_file, format!("{}\n", std::process::id()))
-    {
-        error_log::log(
-            Level::Warn,
-            "ferrule",
-            &format!("cannot write the --pid-file: {error}"),
-        );
-    }
+    // Dropped on every way out of this function: the pid file is then taken back.
+    let _pid_file = pid_file::PidFile::write(&config.server.pid_file)
+        .map_err(|error| {
+            error_log::log(
+                Level::Warn,
+                "ferrule",
+                &format!("cannot write the --pid-file: {error}"),
+            );
+        })
+        .ok();
     let open_files = listen::raise_open_files_limit();
     if error_log::enabled(Level::Debug) {
         error_log::log(
@@ -142,18 +140,14 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         Ok(listener) => listener,
         Err(message) => {
             crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
-            let _ = std::fs::remove_file(&config.server.pid_file);
             return ExitStatus::Failure;
         }
     };
     // A static site has no application: the front end here serves it, with no children.
     let static_site = matches!(config.application.target, ApplicationTarget::Static(_));
-    let daemon_socket = if config.processes.mode == OperatingMode::Daemon || static_site {
-        match listen::bind_daemon_socket(
-            &config.server.server_root,
-            config.processes.daemon_backlog,
-        ) {
-            Ok(bound) => Some(bound),
+    let socket_directory = if config.processes.mode == OperatingMode::Daemon || static_site {
+        match listen::socket_directory(&config.server.server_root) {
+            Ok(directory) => Some(directory),
             Err(message) => {
                 crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
                 return ExitStatus::Failure;
@@ -163,13 +157,24 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         None
     };
     if let Some(run_as) = &config.processes.run_as {
-        let socket_path = daemon_socket.as_ref().map(|(_, path)| path.as_path());
-        let extra: Vec<&std::path::Path> = socket_path.into_iter().collect();
-        if let Err(message) = privileges::become_user(config, run_as, &extra) {
+        if let Err(message) = privileges::become_user(config, run_as, socket_directory.as_deref()) {
             crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
             return ExitStatus::Failure;
         }
     }
+    // Bound by the user the server runs as (with --user), who must also remove it.
+    let daemon_socket = match socket_directory {
+        Some(directory) => {
+            match listen::bind_daemon_socket(&directory, config.processes.daemon_backlog) {
+                Ok(bound) => Some(bound),
+                Err(message) => {
+                    crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+                    return ExitStatus::Failure;
+                }
+            }
+        }
+        None => None,
+    };
     if let Some(name) = &config.server.process_name {
         set_process_name(name);
     }
@@ -217,27 +222,38 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     if let Some(path) = socket_path {
         let _ = std::fs::remove_file(path);
     }
-    let _ = std::fs::remove_file(&config.server.pid_file);
     status
+}
+
+/// Creates the server root, if it does not exist, open to others for reading only
+/// (whatever the umask): `cli::config` refuses one that others can write.
+fn create_server_root(config: &Config) -> Result<(), ExitStatus> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&config.server.server_root)
+        .map_err(|error| {
+            crate::logs::write_terminal(&format!(
+                "ferrule: error: cannot create the --server-root directory '{}': {error}\n",
+                config.server.server_root.display()
+            ));
+            ExitStatus::Failure
+        })
 }
 
 /// `--debug-mode`: what the supervisor does before serving, for a process that then
 /// serves the application itself: the server root, the error log, the listener, the
 /// banner.
 pub fn prepare_foreground(config: &Config) -> Result<socket2::Socket, ExitStatus> {
-    if let Err(error) = fs_err::create_dir_all(&config.server.server_root) {
-        crate::logs::write_terminal(&format!(
-            "ferrule: error: cannot create the --server-root directory: {error}\n"
-        ));
-        return Err(ExitStatus::Failure);
-    }
+    create_server_root(config)?;
     open_error_log(config);
     let listener = listen::bind(config).map_err(|message| {
         crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
         ExitStatus::Failure
     })?;
     if let Some(run_as) = &config.processes.run_as {
-        privileges::become_user(config, run_as, &[]).map_err(|message| {
+        privileges::become_user(config, run_as, None).map_err(|message| {
             crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
             ExitStatus::Failure
         })?;
@@ -317,7 +333,8 @@ impl Supervisor<'_> {
         }
         // Handlers in place (and before any child inherits the mask): deliver what waited.
         set_signals_blocked(false);
-        // Keeps the listener open in embedded mode, where only the children serve it.
+        // Keeps the listener open in embedded mode, where only the children serve it (it
+        // stays close-on-exec here: `spawn` clears that in each child alone).
         let mut _embedded_listener = None;
         if let Some((unix_listener, socket_path)) = daemon_socket {
             match self.start_frontend(listener, unix_listener, socket_path, &event_tx) {
@@ -330,7 +347,6 @@ impl Supervisor<'_> {
                 }
             }
         } else {
-            listen::clear_close_on_exec(self.listener_fd);
             _embedded_listener = Some(listener);
         }
         for slot in 0..self.slots.len() {
@@ -517,15 +533,25 @@ impl Supervisor<'_> {
             .arg("-m")
             .arg("ferrule")
             .args(self.argv)
-            .env(PROCESS_INDEX_ENV, slot.to_string())
-            .env_remove(LISTENER_FD_ENV)
-            .env_remove(DAEMON_SOCKET_ENV)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(false);
-        if let Some(daemon) = &self.daemon {
+        for name in CONTRACT_VARIABLES {
+            command.env_remove(name);
+        }
+        command.env(PROCESS_INDEX_ENV, slot.to_string());
+        let inherited_listener = if let Some(daemon) = &self.daemon {
             command.env(DAEMON_SOCKET_ENV, &daemon.socket_path);
+            None
         } else {
             command.env(LISTENER_FD_ENV, self.listener_fd.to_string());
+            Some(self.listener_fd)
+        };
+        let supervisor_pid = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: it makes system calls (prctl, getppid,
+        // fcntl) and nothing else.
+        unsafe {
+            command.pre_exec(move || prepare_child(supervisor_pid, inherited_listener));
         }
         let what = self.kind();
         let mut child = match command.spawn() {
@@ -886,6 +912,36 @@ impl Supervisor<'_> {
         for &pid in self.pids.keys() {
             send_signal(pid, signal_number);
         }
+    }
+}
+
+/// In a new child, between fork and exec: ties its life to the supervisor's, and lets it
+/// alone inherit the listener (embedded mode).
+///
+/// The kernel sends SIGKILL to the child when the supervisor dies. SIGKILL rather than
+/// SIGTERM: a supervisor that dies without stopping its children (a graceful stop goes
+/// through it) was killed or crashed; nobody is left to restart, log or stop the
+/// orphans (the pid file names the dead supervisor), the daemons' front end died with
+/// it, and an embedded process that finished its requests first would go on accepting
+/// connections meanwhile; an application's own SIGTERM handler or a stuck thread could
+/// even keep it serving forever. The signal follows the death of the *thread* that
+/// forked: that is the supervisor's main thread, which runs its whole loop
+/// (`current_thread` runtime), so it dies only with the process.
+///
+/// The supervisor may have died before the prctl took effect: the child was then already
+/// handed to another parent and no signal will come, so it must not start at all.
+fn prepare_child(supervisor_pid: libc::pid_t, listener_fd: Option<RawFd>) -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and nothing else.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: getppid has no preconditions and cannot fail.
+    if unsafe { libc::getppid() } != supervisor_pid {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    match listener_fd {
+        Some(fd) => listen::clear_close_on_exec(fd),
+        None => Ok(()),
     }
 }
 

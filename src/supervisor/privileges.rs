@@ -1,41 +1,52 @@
 //! Giving up root: when started by root with `--user`/`--group`, the supervisor opens its
-//! sockets and files first, hands the server root over to that user, then becomes that
-//! user itself, so that neither the front end nor the application runs as root.
+//! port and files first, hands that user only what the server must write as that user,
+//! then becomes that user itself, so that neither the front end nor the application runs
+//! as root.
+//!
+//! Root never runs or sources a file that user can write: the server root, the control
+//! script and `envvars` in it, and the pid file (whose pid the control script signals)
+//! stay root's. The user gets the log files (appended to by every process) and the
+//! folder of the daemon socket (made, and removed at the end, by the supervisor once it
+//! is that user).
 
 use std::path::Path;
 
 use crate::cli::{Config, RunAs};
 
-/// Hands the server root and the files in it to `run_as`, then switches this process to
+/// Hands the log files and `socket_directory` to `run_as`, then switches this process to
 /// that user and group (and no supplementary groups). Children started afterwards
 /// inherit the switch.
-pub(super) fn become_user(config: &Config, run_as: &RunAs, extra: &[&Path]) -> Result<(), String> {
-    let mut paths = vec![config.server.server_root.as_path()];
+pub(super) fn become_user(
+    config: &Config,
+    run_as: &RunAs,
+    socket_directory: Option<&Path>,
+) -> Result<(), String> {
+    let mut logs = Vec::new();
     if !config.logs.log_to_terminal {
-        paths.push(&config.logs.error_log);
+        logs.push(config.logs.error_log.as_path());
     }
-    if let Some(access_log) = &config.logs.access_log {
-        // Created now so that the user can append to it.
-        let _ = fs_err::OpenOptions::new()
+    logs.extend(config.logs.access_log.as_deref());
+    logs.extend(config.logs.startup_log.as_deref());
+    let cannot_hand = |path: &Path, error: std::io::Error| {
+        format!(
+            "cannot hand '{}' to --user {}: {error}",
+            path.display(),
+            run_as.user
+        )
+    };
+    for path in logs {
+        // Created now, as root, in the server root that only root can write: so that
+        // the user can append to it.
+        fs_err::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(access_log);
-        paths.push(access_log);
+            .open(path)
+            .and_then(|_| std::os::unix::fs::chown(path, Some(run_as.uid), Some(run_as.gid)))
+            .map_err(|error| cannot_hand(path, error))?;
     }
-    paths.push(&config.server.pid_file);
-    paths.extend_from_slice(extra);
-    for path in paths {
-        if path.exists() {
-            std::os::unix::fs::chown(path, Some(run_as.uid), Some(run_as.gid)).map_err(
-                |error| {
-                    format!(
-                        "cannot hand '{}' to --user {}: {error}",
-                        path.display(),
-                        run_as.user
-                    )
-                },
-            )?;
-        }
+    if let Some(directory) = socket_directory {
+        std::os::unix::fs::lchown(directory, Some(run_as.uid), Some(run_as.gid))
+            .map_err(|error| cannot_hand(directory, error))?;
     }
     // SAFETY: plain system calls on ids; the order (groups, group, then user) is the one
     // that still has the right to make each change.

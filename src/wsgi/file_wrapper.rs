@@ -76,8 +76,9 @@ impl FileWrapper {
             .ok()?
             .extract()
             .ok()?;
-        // SAFETY: dup returns a new descriptor we own, or -1 which we check.
-        let duplicate = unsafe { libc::dup(fd) };
+        // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we own, or -1 which we check.
+        // Close-on-exec: a subprocess another request starts must not inherit it.
+        let duplicate = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
         if duplicate < 0 {
             return None;
         }

@@ -1,7 +1,8 @@
 """An application for daemon-process tests: it reports its pid, sleeps, dies on request.
 
 /pid                      {"pid": N}
-/sleep?seconds=S          sleeps S seconds, then {"pid": N}
+/sleep?seconds=S          sleeps S seconds, then {"pid": N}; with &started=PATH it first
+                          creates the file PATH, to say the request has begun
 /signal?name=SIGSEGV      the process kills itself with that signal mid-request
 /exit                     the process leaves with os._exit(1) mid-request
 /echo-length              reads wsgi.input, answers {"pid": N, "length": bytes read}
@@ -29,6 +30,8 @@ def application(environ, start_response):
     path = environ["PATH_INFO"]
     query = {name: values[-1] for name, values in parse_qs(environ["QUERY_STRING"]).items()}
     if path == "/sleep":
+        if "started" in query:
+            open(query["started"], "w").close()
         time.sleep(float(query.get("seconds", "1")))
     elif path == "/signal":
         os.kill(os.getpid(), getattr(signal, query.get("name", "SIGSEGV")))

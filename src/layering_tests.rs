@@ -14,29 +14,31 @@ const ALLOWED: &[(&str, &str)] = &[
     ("frontend", "logs"),
     ("frontend", "shutdown"),
     ("frontend", "daemon"),
+    ("process", "cli"),
+    ("process", "logs"),
+    ("process", "wsgi"),
     ("daemon", "cli"),
+    ("daemon", "process"),
     ("daemon", "logs"),
     ("daemon", "shutdown"),
     ("daemon", "wsgi"),
     ("embedded", "cli"),
     ("embedded", "frontend"),
     ("embedded", "logs"),
+    ("embedded", "process"),
     ("embedded", "shutdown"),
     ("embedded", "wsgi"),
     ("supervisor", "cli"),
     ("supervisor", "daemon"),
     ("supervisor", "frontend"),
     ("supervisor", "logs"),
+    ("supervisor", "process"),
     ("supervisor", "shutdown"),
 ];
 
 /// Edges that exist today and break the layering, each to be removed (issue 16). The
 /// test fails when one of them is gone too, so that this list only shrinks.
 const KNOWN_VIOLATIONS: &[(&str, &str)] = &[
-    // Process start-up helpers live in whichever mode needed them first.
-    ("daemon", "embedded"),
-    ("embedded", "supervisor"),
-    ("supervisor", "embedded"),
     // The front end names the executor (PyO3) for embedded mode, and takes the request
     // and response types from wsgi/.
     ("frontend", "wsgi"),
@@ -48,6 +50,7 @@ fn may_use_pyo3(relative: &str) -> bool {
         || relative.starts_with("wsgi/")
         || relative == "embedded.rs"
         || relative == "daemon/worker.rs"
+        || relative == "process/executor.rs"
 }
 
 fn source_files(directory: &Path, files: &mut Vec<PathBuf>) {

@@ -10,6 +10,8 @@
 //! - `frontend`: accepts connections and speaks HTTP (hyper); never runs Python.
 //! - `wsgi`: the WSGI executor, the only home of PEP 3333 (environ, input, start_response,
 //!   file_wrapper, application loading).
+//! - `process`: what every process shares at start-up (runtime, logs, executor), so that
+//!   no mode borrows from another.
 //! - `logs`: the error log and the access log in Apache's formats.
 //! - `shutdown`: the signal that tells long-running tasks to stop.
 //!
@@ -20,6 +22,7 @@ pub mod daemon;
 pub mod embedded;
 pub mod frontend;
 pub mod logs;
+pub mod process;
 pub mod shutdown;
 pub mod supervisor;
 pub mod wsgi;
@@ -62,7 +65,10 @@ fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
     } else if config.action == cli::Action::Setup {
         supervisor::setup(&config, &argv)
     } else if config.processes.mode == cli::OperatingMode::Debug {
-        embedded::run_in_foreground(py, &config)
+        match supervisor::prepare_foreground(&config) {
+            Ok(listener) => embedded::run_in_foreground(py, &config, listener),
+            Err(status) => status,
+        }
     } else {
         match role {
             cli::ProcessRole::EmbeddedServer { listener_fd } => {

@@ -63,7 +63,7 @@ enum Ended {
 /// Runs this process as the daemon process of `slot` until the front end lets it go or
 /// SIGTERM.
 pub fn run(py: Python<'_>, config: &Config, socket: PathBuf, slot: u32) -> ExitStatus {
-    let executor = match crate::embedded::start_executor(py, config) {
+    let executor = match crate::process::start_executor(py, config) {
         Ok(executor) => executor,
         Err(status) => return status,
     };
@@ -89,7 +89,7 @@ pub fn run(py: Python<'_>, config: &Config, socket: PathBuf, slot: u32) -> ExitS
 }
 
 fn serve(worker: Arc<Worker>, n_connections: usize, shutdown_timeout: Duration) -> ExitStatus {
-    let runtime = match crate::embedded::new_runtime("daemon's") {
+    let runtime = match crate::process::new_runtime("daemon's") {
         Ok(runtime) => runtime,
         Err(status) => return status,
     };
@@ -123,7 +123,7 @@ fn serve(worker: Arc<Worker>, n_connections: usize, shutdown_timeout: Duration) 
     let Ok(worker) = Arc::try_unwrap(worker) else {
         return ExitStatus::Success;
     };
-    crate::embedded::exit_now_if_stuck(worker.executor.stop(shutdown_timeout), ExitStatus::Success)
+    crate::process::exit_now_if_stuck(worker.executor.stop(shutdown_timeout), ExitStatus::Success)
 }
 
 /// Opens the control connection and starts the watchers of `--cpu-time-limit` and

@@ -25,6 +25,20 @@ pub struct StaticFiles {
 }
 
 impl StaticFiles {
+    /// The static files of `--url-alias URL-PATH PATH` pairs (and the whole site, `/`,
+    /// for a static one).
+    pub fn from_aliases(aliases: &[(String, std::path::PathBuf)]) -> Self {
+        Self::new(
+            aliases
+                .iter()
+                .map(|(url_path, path)| UrlAlias {
+                    url_path: url_path.clone(),
+                    path: path.clone(),
+                })
+                .collect(),
+        )
+    }
+
     pub fn new(mut aliases: Vec<UrlAlias>) -> Self {
         for alias in &mut aliases {
             let trimmed = alias.url_path.trim_end_matches('/');

@@ -32,8 +32,9 @@ use crate::cli::{
 };
 use crate::frontend::{self, Backend, FrontendConfig};
 use crate::frontend::{DaemonPool, PoolEvent};
-use crate::logs::error_log::{self, Destination};
+use crate::logs::error_log;
 use crate::logs::{Level, write_stdout};
+use crate::process;
 use crate::shutdown::Shutdown;
 
 /// Time between a process dying and its replacement starting, so that a process that
@@ -102,7 +103,7 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     if let Err(status) = create_server_root(config) {
         return status;
     }
-    open_error_log(config);
+    process::open_error_log(config);
     if let Err(error) = control_script::write(config, argv) {
         error_log::log(
             Level::Warn,
@@ -247,7 +248,7 @@ fn create_server_root(config: &Config) -> Result<(), ExitStatus> {
 /// banner.
 pub fn prepare_foreground(config: &Config) -> Result<socket2::Socket, ExitStatus> {
     create_server_root(config)?;
-    open_error_log(config);
+    process::open_error_log(config);
     let listener = listen::bind(config).map_err(|message| {
         crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
         ExitStatus::Failure
@@ -260,28 +261,6 @@ pub fn prepare_foreground(config: &Config) -> Result<socket2::Socket, ExitStatus
     }
     write_stdout(&banner::banner(config, None));
     Ok(listener)
-}
-
-/// Opens this process's error log: the terminal, or `error_log` in the server root.
-pub fn open_error_log(config: &Config) {
-    let destination = if config.logs.log_to_terminal {
-        Destination::Stderr
-    } else {
-        match fs_err::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&config.logs.error_log)
-        {
-            Ok(file) => Destination::File(file.into_parts().0),
-            Err(error) => {
-                crate::logs::write_terminal(&format!(
-                    "ferrule: warning: cannot open the error log, using the terminal: {error}\n"
-                ));
-                Destination::Stderr
-            }
-        }
-    };
-    error_log::init(config.logs.level, destination);
 }
 
 /// The daemon-mode half of the supervisor: the front end it runs and the pool of daemon
@@ -488,10 +467,10 @@ impl Supervisor<'_> {
         let accept_shutdown = Shutdown::new();
         tokio::spawn(Arc::clone(&pool).accept(unix_listener, accept_shutdown.clone()));
         let frontend_config = Arc::new(FrontendConfig {
-            access_log: crate::embedded::open_access_log(self.config),
+            access_log: process::open_access_log(self.config),
             header_read_timeout: self.config.server.header_read_timeout,
             shutdown_timeout: self.config.processes.shutdown_timeout,
-            static_files: static_files(self.config),
+            static_files: frontend::StaticFiles::from_aliases(&self.config.server.url_aliases),
             // Daemon mode: the pool watches the entry file (see `DaemonPool::forward`).
             reload_watch: None,
             draining: std::sync::atomic::AtomicBool::new(false),
@@ -943,21 +922,6 @@ fn prepare_child(supervisor_pid: libc::pid_t, listener_fd: Option<RawFd>) -> std
         Some(fd) => listen::clear_close_on_exec(fd),
         None => Ok(()),
     }
-}
-
-/// The front end's static files: `--url-alias`, and the whole site for a static one.
-pub(crate) fn static_files(config: &Config) -> frontend::StaticFiles {
-    frontend::StaticFiles::new(
-        config
-            .server
-            .url_aliases
-            .iter()
-            .map(|(url_path, path)| frontend::UrlAlias {
-                url_path: url_path.clone(),
-                path: path.clone(),
-            })
-            .collect(),
-    )
 }
 
 /// Sets the name `ps`, `top` and `pgrep` show for this process (the kernel keeps 15 bytes).

@@ -1,0 +1,101 @@
+//! The WSGI executor of a process that runs the application (an embedded-mode server
+//! process, a daemon process, the debug-mode process), started from the configuration.
+
+use pyo3::prelude::*;
+
+use crate::cli::{ApplicationTarget, Config, ExitStatus, OperatingMode};
+use crate::logs::{Level, error_log};
+use crate::wsgi::{AppSource, AppSpec, Executor, ProcessFacts, StandardStreams};
+
+/// What every process that runs the application does first, in either mode: leave
+/// Ctrl-C to the supervisor, open the error log, move to the home directory, load the
+/// application and start its threads.
+pub fn start_executor(py: Python<'_>, config: &Config) -> Result<Executor, ExitStatus> {
+    let debug = config.processes.mode == OperatingMode::Debug;
+    if !debug {
+        // SAFETY: setting a signal disposition has no memory-safety preconditions. Ctrl-C
+        // in a terminal reaches the whole process group; the supervisor decides how to stop.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+        }
+        super::open_error_log(config);
+    }
+    let application = &config.application;
+    let launch_directory = std::env::current_dir().ok();
+    if let Err(error) = std::env::set_current_dir(&application.working_directory) {
+        error_log::log(
+            Level::Error,
+            "ferrule",
+            &format!(
+                "cannot change to --working-directory '{}': {error}",
+                application.working_directory.display()
+            ),
+        );
+        return Err(ExitStatus::AppLoadFailed);
+    }
+    let spec = AppSpec {
+        source: match &application.target {
+            ApplicationTarget::Script(path) => AppSource::Script(path.clone()),
+            ApplicationTarget::Module(name) => AppSource::Module(name.clone()),
+            ApplicationTarget::Paste(path) => AppSource::Paste(path.clone()),
+            ApplicationTarget::Static(_) => {
+                error_log::log(
+                    Level::Crit,
+                    "ferrule",
+                    "a static site has no application to load",
+                );
+                return Err(ExitStatus::InternalError);
+            }
+        },
+        callable_object: application.callable_object.clone(),
+        home: application.working_directory.clone(),
+        launch_directory,
+        python_home_site: application.python_home_site.clone(),
+        python_paths: application.python_paths.clone(),
+    };
+    let streams = if debug {
+        StandardStreams::Terminal
+    } else {
+        StandardStreams::ErrorLog
+    };
+    Executor::start(py, &spec, process_facts(config), streams).map_err(|error| {
+        error_log::log(Level::Error, "wsgi", &error.to_string());
+        ExitStatus::AppLoadFailed
+    })
+}
+
+/// The per-process facts the environ template is built from, for either mode.
+fn process_facts(config: &Config) -> ProcessFacts {
+    // mod_wsgi-express names its daemon process group after the host and port.
+    let process_group = match config.processes.mode {
+        OperatingMode::Embedded | OperatingMode::Debug => String::new(),
+        OperatingMode::Daemon => format!(
+            "{}:{}",
+            config.server.host.as_deref().unwrap_or("localhost"),
+            config.server.port
+        ),
+    };
+    ProcessFacts {
+        n_processes: config.processes.n_processes,
+        n_threads: config.processes.n_threads,
+        process_group,
+        application_group: String::new(),
+        callable_object: config.application.callable_object.clone(),
+        script_filename: match &config.application.target {
+            ApplicationTarget::Module(name) => name.clone(),
+            target => target
+                .path()
+                .map(|path| path.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        },
+        script_name: String::new(),
+        default_server_name: config.server.server_name.clone(),
+        server_software: format!("ferrule/{}", env!("CARGO_PKG_VERSION")),
+        document_root: config
+            .server
+            .server_root
+            .join("htdocs")
+            .to_string_lossy()
+            .into_owned(),
+    }
+}

@@ -1,0 +1,56 @@
+//! The logs of a process, opened from the configuration: the error log (the terminal or
+//! `error_log` in the server root) and the access log (`--access-log`).
+
+use crate::cli::Config;
+use crate::logs::Level;
+use crate::logs::access_log::AccessLog;
+use crate::logs::error_log::{self, Destination};
+
+/// Opens this process's error log: the terminal, or `error_log` in the server root.
+pub fn open_error_log(config: &Config) {
+    let destination = if config.logs.log_to_terminal {
+        Destination::Stderr
+    } else {
+        match fs_err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.logs.error_log)
+        {
+            Ok(file) => Destination::File(file.into_parts().0),
+            Err(error) => {
+                crate::logs::write_terminal(&format!(
+                    "ferrule: warning: cannot open the error log, using the terminal: {error}\n"
+                ));
+                Destination::Stderr
+            }
+        }
+    };
+    error_log::init(config.logs.level, destination);
+}
+
+/// Opens the access log when `--access-log` is on: stdout, or the file configured.
+pub fn open_access_log(config: &Config) -> Option<AccessLog> {
+    if !config.logs.access_log_enabled {
+        return None;
+    }
+    match &config.logs.access_log {
+        None => Some(AccessLog::new(crate::logs::Destination::Stdout)),
+        Some(path) => match fs_err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(file) => Some(AccessLog::new(crate::logs::Destination::File(
+                file.into_parts().0,
+            ))),
+            Err(error) => {
+                error_log::log(
+                    Level::Error,
+                    "ferrule",
+                    &format!("cannot open the access log: {error}"),
+                );
+                None
+            }
+        },
+    }
+}

@@ -115,7 +115,7 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
         frontend::serve(
             listener,
             frontend_config,
-            frontend::Backend::Embedded(Arc::clone(&executor)),
+            frontend::Backend::Embedded(Arc::clone(&executor) as _),
             shutdown,
         )
         .await;

@@ -8,6 +8,8 @@
 //! - `daemon`: daemon mode: the IPC protocol, the front end's pool of daemon threads, and
 //!   the daemon process main.
 //! - `frontend`: accepts connections and speaks HTTP (hyper); never runs Python.
+//! - `handoff`: the request and response passed between the front end and the executor
+//!   (no PyO3).
 //! - `wsgi`: the WSGI executor, the only home of PEP 3333 (environ, input, start_response,
 //!   file_wrapper, application loading).
 //! - `process`: what every process shares at start-up (runtime, logs, executor), so that
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod daemon;
 pub mod embedded;
 pub mod frontend;
+pub mod handoff;
 pub mod logs;
 pub mod process;
 pub mod shutdown;

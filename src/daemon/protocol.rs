@@ -74,7 +74,7 @@ pub struct RequestHead {
     pub local_addr: SocketAddr,
     pub https: bool,
     pub received_at: SystemTime,
-    pub request_id: crate::wsgi::RequestId,
+    pub request_id: crate::handoff::RequestId,
     /// Body frames follow this head.
     pub has_body: bool,
 }
@@ -443,7 +443,7 @@ fn decode_request_head(payload: &mut Bytes) -> Result<RequestHead, ProtocolError
     let https = payload.get_u8() != 0;
     let has_body = payload.get_u8() != 0;
     let received_at = SystemTime::UNIX_EPOCH + Duration::from_micros(payload.get_u64_le());
-    let request_id = crate::wsgi::RequestId::from_bits(payload.get_u64_le());
+    let request_id = crate::handoff::RequestId::from_bits(payload.get_u64_le());
     let remote_addr = get_str(payload)?
         .parse()
         .map_err(|_| ProtocolError::Malformed("bad remote address"))?;
@@ -548,7 +548,7 @@ mod tests {
             local_addr: "127.0.0.1:8000".parse().expect("addr"),
             https: true,
             received_at: SystemTime::UNIX_EPOCH + Duration::from_micros(1_234_567),
-            request_id: crate::wsgi::RequestId::from_bits(0x0123_4567_89ab_cdef),
+            request_id: crate::handoff::RequestId::from_bits(0x0123_4567_89ab_cdef),
             has_body: true,
         };
         let Frame::RequestHead(decoded) =

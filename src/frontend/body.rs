@@ -12,9 +12,9 @@ use tokio::sync::mpsc;
 
 use super::FrontendConfig;
 use super::sendfile::{FileSlot, MARKER_LEN, marker};
+use crate::handoff::{ResponseBody, StreamAborted};
 use crate::logs::access_log::AccessRecord;
 use crate::logs::{Level, error_log};
-use crate::wsgi::{ResponseBody, StreamAborted};
 
 /// Size of the blocks read from a file being sent.
 const FILE_BLOCK_SIZE: usize = 64 * 1024;

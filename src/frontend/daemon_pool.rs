@@ -1,6 +1,6 @@
 //! The front end's side of daemon mode (the frames are `daemon::protocol`'s): the pool of connections daemon threads opened to
 //! us, and [`DaemonPool::forward`], which hands one HTTP request to a free daemon thread
-//! and turns its answer into a [`wsgi::Response`].
+//! and turns its answer into a [`handoff::Response`].
 //!
 //! Each connection in the pool stands for one idle application thread of a daemon
 //! process, so a request is only ever handed to a process that can start on it at once;
@@ -22,9 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::daemon::protocol::{
     self, Frame, FrameReader, ProtocolError, RequestHead, ResponseHead, Role,
 };
+use crate::handoff::{self, ConnectionInfo, ResponseBody, StreamAborted};
 use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;
-use crate::wsgi::{self, ConnectionInfo, ResponseBody, StreamAborted};
 
 /// How long a daemon has to introduce itself after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -368,8 +368,8 @@ impl DaemonPool {
         parts: http::request::Parts,
         body: Incoming,
         connection: ConnectionInfo,
-        request_id: wsgi::RequestId,
-    ) -> wsgi::Response {
+        request_id: handoff::RequestId,
+    ) -> handoff::Response {
         let changed = match &self.reload_watch {
             Some(watch) => watch.changed().await,
             None => None,
@@ -406,13 +406,13 @@ impl DaemonPool {
                             self.queue_timeout.as_secs()
                         ),
                     );
-                    return wsgi::error_response(
+                    return handoff::error_response(
                         http::StatusCode::SERVICE_UNAVAILABLE,
                         "Every application thread stayed busy for longer than the queue timeout.",
                     );
                 }
                 Err(Unavailable::Closed) => {
-                    return wsgi::error_response(
+                    return handoff::error_response(
                         http::StatusCode::SERVICE_UNAVAILABLE,
                         "The server is shutting down.",
                     );
@@ -424,7 +424,7 @@ impl DaemonPool {
                 break daemon;
             }
             if waited_since.elapsed() > self.queue_timeout {
-                return wsgi::error_response(
+                return handoff::error_response(
                     http::StatusCode::SERVICE_UNAVAILABLE,
                     "No application process could take the request.",
                 );
@@ -500,22 +500,22 @@ impl DaemonPool {
     }
 }
 
-fn gateway_timeout() -> wsgi::Response {
-    wsgi::error_response(
+fn gateway_timeout() -> handoff::Response {
+    handoff::error_response(
         http::StatusCode::GATEWAY_TIMEOUT,
         "The application took longer than the request timeout to answer.",
     )
 }
 
-fn bad_gateway() -> wsgi::Response {
-    wsgi::error_response(
+fn bad_gateway() -> handoff::Response {
+    handoff::error_response(
         http::StatusCode::BAD_GATEWAY,
         "The application process handling this request ended before it answered; the error log says why.",
     )
 }
 
-fn into_response(head: ResponseHead, body: ResponseBody) -> wsgi::Response {
-    wsgi::Response {
+fn into_response(head: ResponseHead, body: ResponseBody) -> handoff::Response {
+    handoff::Response {
         status: head.status,
         reason: head.reason,
         headers: head.headers,

@@ -1,5 +1,5 @@
 //! The hyper service of one connection: turns a parsed request into an executor
-//! [`Request`](crate::wsgi::Request), waits for the response head, and hands hyper the body.
+//! [`Request`](crate::handoff::Request), waits for the response head, and hands hyper the body.
 //!
 //! Order: the request checks (`request_checks.rs`), static files, then the backend.
 
@@ -15,8 +15,8 @@ use super::request_body::HyperRequestBody;
 use super::request_checks::{self, Verdict};
 use super::sendfile::FileSlot;
 use super::{Backend, FrontendConfig};
+use crate::handoff::{self, ConnectionInfo};
 use crate::logs::access_log::AccessRecord;
-use crate::wsgi::{self, ConnectionInfo};
 
 #[derive(Clone)]
 pub(super) struct Service {
@@ -58,7 +58,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
 impl Service {
     async fn dispatch(self, request: hyper::Request<Incoming>) -> hyper::Response<LoggedBody> {
         // Made here, where the request arrived, so that every log line about it can name it.
-        let request_id = wsgi::RequestId::generate();
+        let request_id = handoff::RequestId::generate();
         let (mut parts, body) = request.into_parts();
         let asked = Asked {
             method: parts.method.clone(),
@@ -70,7 +70,7 @@ impl Service {
             status: 0,
             body_bytes: 0,
         });
-        let target = wsgi::request_path::request_target(&parts.uri);
+        let target = crate::handoff::request_path::request_target(&parts.uri);
         if let Verdict::Answer(response) = request_checks::check(
             &parts.method,
             target.as_bytes(),
@@ -109,7 +109,7 @@ impl Service {
                     }
                     executor.reload_before_next_request();
                 }
-                let request = wsgi::Request {
+                let request = handoff::Request {
                     method: parts.method,
                     target: parts.uri,
                     version: parts.version,
@@ -123,14 +123,14 @@ impl Service {
                     request_id,
                 };
                 executor.submit(request).await.unwrap_or_else(|_| {
-                    wsgi::error_response(
+                    handoff::error_response(
                         http::StatusCode::INTERNAL_SERVER_ERROR,
                         "The request ended before the application produced a response.",
                     )
                 })
             }
             Backend::Daemon(pool) => pool.forward(parts, body, self.connection, request_id).await,
-            Backend::StaticOnly => wsgi::error_response(
+            Backend::StaticOnly => handoff::error_response(
                 http::StatusCode::NOT_FOUND,
                 "The requested URL was not found on this server.",
             ),
@@ -140,11 +140,11 @@ impl Service {
 
     fn to_hyper(
         &self,
-        response: wsgi::Response,
+        response: handoff::Response,
         access: Option<AccessRecord>,
         asked: Asked,
     ) -> hyper::Response<LoggedBody> {
-        let wsgi::Response {
+        let handoff::Response {
             status,
             reason,
             mut headers,
@@ -161,7 +161,7 @@ impl Service {
             headers.remove(http::header::CONTENT_LENGTH);
             headers.remove(http::header::TRANSFER_ENCODING);
             headers.remove(http::header::CONTENT_TYPE);
-            body = wsgi::ResponseBody::Full(Vec::new());
+            body = handoff::ResponseBody::Full(Vec::new());
             None
         } else if asked.method == http::Method::HEAD {
             None

@@ -26,10 +26,10 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper_util::server::graceful::GracefulShutdown;
 
+use crate::handoff::InProcessExecutor;
 use crate::logs::access_log::AccessLog;
 use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;
-use crate::wsgi::Executor;
 
 /// What the front end needs to know, cut from the validated configuration.
 pub struct FrontendConfig {
@@ -58,7 +58,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub enum Backend {
     /// Embedded mode: this process's own WSGI executor.
-    Embedded(Arc<Executor>),
+    Embedded(Arc<dyn InProcessExecutor>),
     /// Daemon mode: a free thread of a daemon process.
     Daemon(Arc<DaemonPool>),
     /// `--application-type static`: no application; what the static files do not
@@ -99,7 +99,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection = crate::wsgi::ConnectionInfo {
+        let connection = crate::handoff::ConnectionInfo {
             remote_addr,
             local_addr,
             https: false,

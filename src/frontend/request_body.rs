@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 
-use crate::wsgi::{BodyReadError, BodySource};
+use crate::handoff::{BodyReadError, BodySource};
 
 /// Most unread request body bytes read and thrown away to keep a connection alive.
 const DISCARD_LIMIT: u64 = 16 * 1024 * 1024;

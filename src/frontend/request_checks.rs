@@ -7,14 +7,14 @@
 //!
 //! Where mod_wsgi-express and the RFCs differ, the RFC wins; docs/http.md lists the cases.
 
-use crate::wsgi;
+use crate::handoff;
 
 /// What to do with a request.
 pub(super) enum Verdict {
     /// Serve it.
     Continue,
     /// Answer it with this response; nothing else sees the request.
-    Answer(wsgi::Response),
+    Answer(handoff::Response),
 }
 
 /// What `OPTIONS *` says the server takes: every method goes to the application, these are
@@ -51,7 +51,7 @@ enum Refusal {
 }
 
 impl Refusal {
-    fn response(self) -> wsgi::Response {
+    fn response(self) -> handoff::Response {
         let (status, reason) = match self {
             Self::MissingHost => (
                 http::StatusCode::BAD_REQUEST,
@@ -90,7 +90,7 @@ impl Refusal {
                 "The request target * is only meaningful for OPTIONS.",
             ),
         };
-        let mut response = wsgi::error_response(status, reason);
+        let mut response = handoff::error_response(status, reason);
         if status == http::StatusCode::BAD_REQUEST {
             // After a malformed head nothing that follows on the connection can be
             // trusted to be framed as the client meant: Apache closes too.
@@ -225,18 +225,18 @@ fn check_escapes(path: &[u8]) -> Result<Verdict, Refusal> {
 }
 
 /// `OPTIONS *` asks about the server, not about a resource: 200, `Allow`, no body.
-fn options_star() -> wsgi::Response {
+fn options_star() -> handoff::Response {
     let mut headers = http::HeaderMap::new();
     headers.insert(http::header::ALLOW, http::HeaderValue::from_static(ALLOW));
     headers.insert(
         http::header::CONTENT_LENGTH,
         http::HeaderValue::from_static("0"),
     );
-    wsgi::Response {
+    handoff::Response {
         status: http::StatusCode::OK,
         reason: None,
         headers,
-        body: wsgi::ResponseBody::Full(Vec::new()),
+        body: handoff::ResponseBody::Full(Vec::new()),
     }
 }
 

@@ -2,13 +2,13 @@
 //! or a directory under a URL prefix) and `--application-type static` (a whole site).
 //!
 //! A URL is mapped to a file only after the path was decoded and normalized as Apache
-//! does (`wsgi::request_path`), so `..` can never leave the directory. Files go out with
+//! does (`handoff::request_path`), so `..` can never leave the directory. Files go out with
 //! their type, length and modification time, through sendfile on plain connections.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::wsgi::{self, ResponseBody};
+use crate::handoff::{self, ResponseBody};
 
 /// One `--url-alias`: requests under `url_path` are answered from `path`.
 #[derive(Clone, Debug)]
@@ -66,7 +66,7 @@ impl StaticFiles {
         method: &http::Method,
         raw_path: &str,
         headers: &http::HeaderMap,
-    ) -> Option<wsgi::Response> {
+    ) -> Option<handoff::Response> {
         let path = match self.resolve(method, raw_path)? {
             Resolved::File(path) => path,
             Resolved::Answer(response) => return Some(response),
@@ -76,7 +76,7 @@ impl StaticFiles {
             tokio::task::spawn_blocking(move || file_response(&path, if_modified_since.as_ref()))
                 .await;
         Some(looked_up.unwrap_or_else(|_| {
-            wsgi::error_response(
+            handoff::error_response(
                 http::StatusCode::INTERNAL_SERVER_ERROR,
                 "The file could not be looked up.",
             )
@@ -88,7 +88,7 @@ impl StaticFiles {
         if self.aliases.is_empty() {
             return None;
         }
-        let decoded = wsgi::request_path::decode(raw_path.as_bytes());
+        let decoded = crate::handoff::request_path::decode(raw_path.as_bytes());
         let decoded = String::from_utf8_lossy(&decoded);
         let (alias, rest) = self.aliases.iter().find_map(|alias| {
             let rest = if alias.url_path == "/" {
@@ -101,7 +101,7 @@ impl StaticFiles {
             Some((alias, rest))
         })?;
         if *method != http::Method::GET && *method != http::Method::HEAD {
-            let mut response = wsgi::error_response(
+            let mut response = handoff::error_response(
                 http::StatusCode::METHOD_NOT_ALLOWED,
                 "Static files can only be fetched with GET or HEAD.",
             );
@@ -125,13 +125,13 @@ enum Resolved {
     /// The file (or directory) to look up.
     File(PathBuf),
     /// An answer that needs no file.
-    Answer(wsgi::Response),
+    Answer(handoff::Response),
 }
 
 /// Looks up and opens the file: blocking calls, made on the blocking pool.
-fn file_response(path: &Path, if_modified_since: Option<&http::HeaderValue>) -> wsgi::Response {
+fn file_response(path: &Path, if_modified_since: Option<&http::HeaderValue>) -> handoff::Response {
     let not_found = || {
-        wsgi::error_response(
+        handoff::error_response(
             http::StatusCode::NOT_FOUND,
             "The requested URL was not found on this server.",
         )
@@ -144,13 +144,13 @@ fn file_response(path: &Path, if_modified_since: Option<&http::HeaderValue>) -> 
         if index.is_file() {
             return file_response(&index, if_modified_since);
         }
-        return wsgi::error_response(
+        return handoff::error_response(
             http::StatusCode::FORBIDDEN,
             "Directory listings are not served.",
         );
     }
     let Ok(file) = std::fs::File::open(path) else {
-        return wsgi::error_response(
+        return handoff::error_response(
             http::StatusCode::FORBIDDEN,
             "The file exists but the server may not read it.",
         );
@@ -166,7 +166,7 @@ fn file_response(path: &Path, if_modified_since: Option<&http::HeaderValue>) -> 
             response_headers.insert(http::header::LAST_MODIFIED, value);
         }
         if not_modified_since(if_modified_since, modified) {
-            return wsgi::Response {
+            return handoff::Response {
                 status: http::StatusCode::NOT_MODIFIED,
                 reason: None,
                 headers: response_headers,
@@ -178,7 +178,7 @@ fn file_response(path: &Path, if_modified_since: Option<&http::HeaderValue>) -> 
         http::header::CONTENT_LENGTH,
         http::HeaderValue::from(metadata.len()),
     );
-    wsgi::Response {
+    handoff::Response {
         status: http::StatusCode::OK,
         reason: None,
         headers: response_headers,
@@ -215,7 +215,7 @@ mod tests {
         method: &http::Method,
         raw_path: &str,
         headers: &http::HeaderMap,
-    ) -> Option<wsgi::Response> {
+    ) -> Option<handoff::Response> {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime")

@@ -10,7 +10,7 @@ use pyo3::types::PyDict;
 use super::Request;
 use super::app::{AppSpec, reload_application};
 use super::environ::ProcessFacts;
-use super::reply::ReplySender;
+use crate::handoff::reply::ReplySender;
 use crate::logs::{Level, error_log};
 
 /// A request waiting for an application thread, with the way back to its connection.

@@ -105,12 +105,12 @@ pub(crate) fn build<'py>(
     let path = request.target.path();
     let query = request.target.query().unwrap_or("");
     // The target as sent, one character per byte: raw UTF-8 stays two characters.
-    let request_uri = super::request_path::request_target(request.target);
+    let request_uri = crate::handoff::request_path::request_target(request.target);
     environ.set_item(
         pyo3::intern!(py, "REQUEST_URI"),
         latin1(py, request_uri.as_bytes()),
     )?;
-    let decoded_path = super::request_path::decode(path.as_bytes());
+    let decoded_path = crate::handoff::request_path::decode(path.as_bytes());
     let path_info = decoded_path
         .strip_prefix(request.script_name.as_bytes())
         .unwrap_or(&decoded_path);

@@ -27,10 +27,3 @@ pub enum AppLoadError {
     #[error("failed to prepare the Python interpreter: {traceback}")]
     Interpreter { traceback: String },
 }
-
-/// Why reading the request body failed: the client went away or sent a broken body.
-#[derive(Debug, thiserror::Error)]
-#[error("request body read failed: {reason}")]
-pub struct BodyReadError {
-    pub reason: String,
-}

@@ -17,8 +17,8 @@ use super::error::AppLoadError;
 use super::file_wrapper::FileWrapper;
 use super::log_stream::LogStream;
 use super::queue::JobQueue;
-use super::reply::{self, Mailbox, ReplyReceiver};
 use super::{Request, run};
+use crate::handoff::reply::{self, Mailbox, ReplyReceiver};
 use crate::logs::Level;
 
 /// Where the application's `sys.stdout` and `sys.stderr` go.
@@ -107,7 +107,7 @@ impl Executor {
 
     /// Queues `request`; the receiver yields the response once the application produced
     /// its head (or failed).
-    pub(crate) fn submit(&self, request: Request) -> ReplyReceiver {
+    pub fn submit(&self, request: Request) -> ReplyReceiver {
         let (reply_tx, reply_rx) = reply::channel(&self.mailbox);
         // The queue only closes in `stop`, which consumes the executor.
         let _ = self.queue.push(Job { request, reply_tx });
@@ -158,4 +158,14 @@ fn redirect_standard_streams(py: Python<'_>) -> PyResult<()> {
         Bound::new(py, LogStream::new("<stderr>", Level::Error))?,
     )?;
     Ok(())
+}
+
+impl crate::handoff::InProcessExecutor for Executor {
+    fn submit(&self, request: Request) -> ReplyReceiver {
+        Executor::submit(self, request)
+    }
+
+    fn reload_before_next_request(&self) {
+        Executor::reload_before_next_request(self);
+    }
 }

@@ -14,7 +14,7 @@ use pyo3::sync::MutexExt;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use tokio::sync::mpsc;
 
-use super::reply::ReplySender;
+use crate::handoff::reply::ReplySender;
 
 use super::{Response, ResponseBody, StreamAborted};
 

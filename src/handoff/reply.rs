@@ -17,7 +17,7 @@ use super::Response;
 
 /// One executor's replies in transit, and the courier that hands them out.
 #[derive(Default)]
-pub(crate) struct Mailbox {
+pub struct Mailbox {
     delivered: Mutex<Vec<Arc<Slot>>>,
     /// True while a courier wake-up is on its way: later replies need not wake it again.
     armed: AtomicBool,
@@ -43,7 +43,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A new reply channel whose deliveries go through `mailbox`.
-pub(crate) fn channel(mailbox: &Arc<Mailbox>) -> (ReplySender, ReplyReceiver) {
+pub fn channel(mailbox: &Arc<Mailbox>) -> (ReplySender, ReplyReceiver) {
     let slot = Arc::new(Slot::default());
     let sender = ReplySender {
         slot: Some(Arc::clone(&slot)),
@@ -58,7 +58,7 @@ pub(crate) fn channel(mailbox: &Arc<Mailbox>) -> (ReplySender, ReplyReceiver) {
 
 /// The application thread's end: sends one response, or, dropped unsent, tells the
 /// receiver that none will come.
-pub(crate) struct ReplySender {
+pub struct ReplySender {
     slot: Option<Arc<Slot>>,
     mailbox: Arc<Mailbox>,
 }
@@ -66,7 +66,7 @@ pub(crate) struct ReplySender {
 impl ReplySender {
     /// Hands `response` over; fails (dropping it) if the receiver is gone: the client
     /// left.
-    pub(crate) fn send(mut self, response: Response) -> Result<(), ReceiverGone> {
+    pub fn send(mut self, response: Response) -> Result<(), ReceiverGone> {
         let Some(slot) = self.slot.take() else {
             return Err(ReceiverGone);
         };
@@ -135,18 +135,18 @@ impl Mailbox {
 
 /// The front end's end: resolves to the response, or to `Err` if the application thread
 /// let the request go without one.
-pub(crate) struct ReplyReceiver {
+pub struct ReplyReceiver {
     slot: Arc<Slot>,
     mailbox: Arc<Mailbox>,
 }
 
 /// Nobody waits for the response any more.
 #[derive(Debug)]
-pub(crate) struct ReceiverGone;
+pub struct ReceiverGone;
 
 /// The application thread dropped the request without a response.
 #[derive(Debug)]
-pub(crate) struct NoReply;
+pub struct NoReply;
 
 impl Future for ReplyReceiver {
     type Output = Result<Response, NoReply>;

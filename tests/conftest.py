@@ -41,6 +41,25 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
     raise AssertionError(f"condition not met within {timeout} s: {predicate}")
 
 
+def decode_chunked(raw: bytes) -> tuple[bytes, bool]:
+    """The body carried by chunked framing, and whether the terminating chunk arrived."""
+    body = b""
+    position = 0
+    while True:
+        line_end = raw.find(b"\r\n", position)
+        if line_end < 0:
+            return body, False
+        size = int(raw[position:line_end].split(b";")[0], 16)
+        start = line_end + 2
+        if size == 0:
+            return body, raw[start : start + 2] == b"\r\n"
+        if len(raw) < start + size + 2:
+            return body + raw[start : start + size], False
+        body += raw[start : start + size]
+        assert raw[start + size : start + size + 2] == b"\r\n", raw
+        position = start + size + 2
+
+
 class LoadLoop:
     """Clients sending GET `url` in a loop on keep-alive sessions, while a test restarts,
     reloads or replaces processes; every failure is recorded, and the `pid` field of JSON

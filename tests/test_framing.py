@@ -12,6 +12,8 @@ import pytest
 import requests
 from test_http import Connection, request
 
+from conftest import decode_chunked
+
 
 @pytest.fixture
 def server(ferrule_server, mode_options):
@@ -144,21 +146,3 @@ def test_issue_15_bytes_before_a_failure_with_a_declared_length(server):
         assert response.header("Content-Length") == ["100"]
         assert connection.read_until_closed() == b"the first part"
     server.wait_for_log("RuntimeError: failure after the first bytes marker")
-
-
-def decode_chunked(raw: bytes) -> tuple[bytes, bool]:
-    """The body carried by chunked framing, and whether the terminating chunk arrived."""
-    body = b""
-    position = 0
-    while True:
-        line_end = raw.find(b"\r\n", position)
-        if line_end < 0:
-            return body, False
-        size = int(raw[position:line_end].split(b";")[0], 16)
-        start = line_end + 2
-        if size == 0:
-            return body, raw[start : start + 2] == b"\r\n"
-        body += raw[start : start + size]
-        if len(raw) < start + size + 2:
-            return body, False
-        position = start + size + 2

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
+from conftest import decode_chunked, wait_until
 
 APP = "responses.wsgi"
 
@@ -133,25 +133,6 @@ def raw_exchange(port: int, request: bytes, timeout: float = 10) -> RawResponse:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
         return parse(read_until_closed(sock))
-
-
-def decode_chunked(raw: bytes) -> tuple[bytes, bool]:
-    """The body carried by chunked framing, and whether the terminating chunk arrived."""
-    body = b""
-    position = 0
-    while True:
-        line_end = raw.find(b"\r\n", position)
-        if line_end < 0:
-            return body, False
-        size = int(raw[position:line_end].split(b";")[0], 16)
-        start = line_end + 2
-        if size == 0:
-            return body, raw[start : start + 2] == b"\r\n"
-        if len(raw) < start + size + 2:
-            return body + raw[start : start + size], False
-        body += raw[start : start + size]
-        assert raw[start + size : start + size + 2] == b"\r\n", raw
-        position = start + size + 2
 
 
 # -- list, tuple and generator results ---------------------------------------------------

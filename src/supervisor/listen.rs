@@ -107,9 +107,9 @@ pub(super) fn socket_directory(server_root: &Path) -> Result<PathBuf, String> {
     };
     match fs_err::symlink_metadata(&path) {
         Ok(metadata) if metadata.is_dir() => {
-            // SAFETY: geteuid and getegid have no preconditions and cannot fail.
-            let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-            std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).map_err(cannot)?;
+            let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+            std::os::unix::fs::lchown(&path, Some(uid.as_raw()), Some(gid.as_raw()))
+                .map_err(cannot)?;
             fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
                 .map_err(cannot)?;
         }

@@ -1,12 +1,12 @@
 //! `--user` and `--group`: names (or `#uid`, `#gid`, as Apache writes them) resolved to
 //! ids once, at start-up, from the system's user and group databases.
 //!
-//! The lookups use the re-entrant `getpwnam_r` family: the plain ones share one static
-//! record per process, which another thread (a parallel test, a logger) may overwrite
-//! between the call and the read.
+//! The lookups are `nix`'s `User` and `Group`, which call the re-entrant `getpwnam_r`
+//! family with a buffer of their own that grows on `ERANGE`: the plain `getpwnam` family
+//! shares one static record per process, which another thread (a parallel test, a
+//! logger) may overwrite between the call and the read.
 
-use std::ffi::{CStr, CString};
-use std::mem::MaybeUninit;
+use nix::unistd::{Gid, Group, Uid, User};
 
 /// The user and group the server runs the application as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,17 +34,15 @@ pub(super) fn resolve(user: &str, group: Option<&str>) -> Result<RunAs, String> 
 
 /// The name of the user running this process (`#uid` if it has none).
 pub(super) fn current_user() -> String {
-    // SAFETY: getuid has no preconditions.
-    user_name(unsafe { libc::getuid() })
+    user_name(nix::unistd::getuid().as_raw())
 }
 
-/// The name of user `uid` (`#uid` if it has none).
+/// The name of user `uid` (`#uid` if it has none, or if the lookup fails).
 pub(super) fn user_name(uid: u32) -> String {
-    user_record(|record, buffer, result| {
-        // SAFETY: every pointer comes from `user_record` and is valid for the call.
-        unsafe { libc::getpwuid_r(uid, record, buffer.as_mut_ptr(), buffer.len(), result) }
-    })
-    .map_or_else(|| format!("#{uid}"), |entry| entry.name)
+    match User::from_uid(Uid::from_raw(uid)) {
+        Ok(Some(entry)) => entry.name,
+        _ => format!("#{uid}"),
+    }
 }
 
 fn lookup_user(user: &str) -> Result<(u32, u32), String> {
@@ -54,21 +52,16 @@ fn lookup_user(user: &str) -> Result<(u32, u32), String> {
             .map_err(|_| format!("--user '{user}' is not a user id"))?;
         return Ok((uid, uid));
     }
-    let name = CString::new(user).map_err(|_| format!("--user '{user}' is not a user name"))?;
-    user_record(|record, buffer, result| {
-        // SAFETY: `name` is a valid C string; the other pointers come from `user_record`.
-        unsafe {
-            libc::getpwnam_r(
-                name.as_ptr(),
-                record,
-                buffer.as_mut_ptr(),
-                buffer.len(),
-                result,
-            )
-        }
-    })
-    .map(|entry| (entry.id, entry.group_id))
-    .ok_or_else(|| format!("--user '{user}': no such user on this system"))
+    // `nix` reports a name with a NUL in it as not found; it is not a name at all.
+    if user.contains('\0') {
+        return Err(format!("--user '{user}' is not a user name"));
+    }
+    // A lookup that fails (the name service unreachable, say) is reported as a missing
+    // user: either way the server cannot run as that user, and the message names it.
+    match User::from_name(user) {
+        Ok(Some(entry)) => Ok((entry.uid.as_raw(), entry.gid.as_raw())),
+        _ => Err(format!("--user '{user}': no such user on this system")),
+    }
 }
 
 fn lookup_group(group: &str) -> Result<u32, String> {
@@ -77,100 +70,19 @@ fn lookup_group(group: &str) -> Result<u32, String> {
             .parse()
             .map_err(|_| format!("--group '{group}' is not a group id"));
     }
-    let name = CString::new(group).map_err(|_| format!("--group '{group}' is not a group name"))?;
-    group_record(|record, buffer, result| {
-        // SAFETY: `name` is a valid C string; the other pointers come from `group_record`.
-        unsafe {
-            libc::getgrnam_r(
-                name.as_ptr(),
-                record,
-                buffer.as_mut_ptr(),
-                buffer.len(),
-                result,
-            )
-        }
-    })
-    .map(|entry| entry.id)
-    .ok_or_else(|| format!("--group '{group}': no such group on this system"))
+    if group.contains('\0') {
+        return Err(format!("--group '{group}' is not a group name"));
+    }
+    match Group::from_name(group) {
+        Ok(Some(entry)) => Ok(entry.gid.as_raw()),
+        _ => Err(format!("--group '{group}': no such group on this system")),
+    }
 }
 
 fn group_name(gid: u32) -> String {
-    group_record(|record, buffer, result| {
-        // SAFETY: every pointer comes from `group_record` and is valid for the call.
-        unsafe { libc::getgrgid_r(gid, record, buffer.as_mut_ptr(), buffer.len(), result) }
-    })
-    .map_or_else(|| format!("#{gid}"), |entry| entry.name)
-}
-
-/// What we keep of a user or group record, copied out of the lookup's buffer.
-struct Entry {
-    name: String,
-    id: u32,
-    group_id: u32,
-}
-
-/// Runs a `getpw*_r` lookup, growing the string buffer while the C library asks for more.
-fn user_record(
-    lookup: impl Fn(*mut libc::passwd, &mut [libc::c_char], *mut *mut libc::passwd) -> libc::c_int,
-) -> Option<Entry> {
-    record(lookup, |user: &libc::passwd| Entry {
-        // SAFETY: a record filled in by the C library holds a valid C string.
-        name: unsafe { owned_name(user.pw_name) },
-        id: user.pw_uid,
-        group_id: user.pw_gid,
-    })
-}
-
-/// Runs a `getgr*_r` lookup, growing the string buffer while the C library asks for more.
-fn group_record(
-    lookup: impl Fn(*mut libc::group, &mut [libc::c_char], *mut *mut libc::group) -> libc::c_int,
-) -> Option<Entry> {
-    record(lookup, |group: &libc::group| Entry {
-        // SAFETY: as above.
-        name: unsafe { owned_name(group.gr_name) },
-        id: group.gr_gid,
-        group_id: group.gr_gid,
-    })
-}
-
-/// One re-entrant lookup into a record of type `R` whose strings live in the buffer;
-/// `keep` copies out what we need while the buffer is alive.
-fn record<R>(
-    lookup: impl Fn(*mut R, &mut [libc::c_char], *mut *mut R) -> libc::c_int,
-    keep: impl Fn(&R) -> Entry,
-) -> Option<Entry> {
-    with_growing_buffer(|buffer| {
-        let mut record = MaybeUninit::<R>::zeroed();
-        let mut result: *mut R = std::ptr::null_mut();
-        let status = lookup(record.as_mut_ptr(), buffer, &raw mut result);
-        if status != 0 || result.is_null() {
-            return (status, None);
-        }
-        // SAFETY: on success `result` points at `record`, filled in by the lookup.
-        (0, Some(keep(unsafe { &*result })))
-    })
-}
-
-/// # Safety
-/// `name` points at a NUL-terminated string.
-unsafe fn owned_name(name: *const libc::c_char) -> String {
-    // SAFETY: guaranteed by the caller.
-    unsafe { CStr::from_ptr(name) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// Group files can list thousands of members; start small and double on `ERANGE`.
-fn with_growing_buffer(
-    mut attempt: impl FnMut(&mut [libc::c_char]) -> (libc::c_int, Option<Entry>),
-) -> Option<Entry> {
-    let mut size = 1024;
-    loop {
-        let mut buffer = vec![0 as libc::c_char; size];
-        match attempt(&mut buffer) {
-            (libc::ERANGE, _) if size < 1 << 24 => size *= 2,
-            (_, entry) => return entry,
-        }
+    match Group::from_gid(Gid::from_raw(gid)) {
+        Ok(Some(entry)) => entry.name,
+        _ => format!("#{gid}"),
     }
 }
 
@@ -221,6 +133,18 @@ mod tests {
             resolve("root", Some("no-such-group-here"))
                 .unwrap_err()
                 .starts_with("--group 'no-such-group-here'")
+        );
+    }
+
+    #[test]
+    fn a_name_with_a_nul_is_not_a_name() {
+        assert_eq!(
+            resolve("ro\0ot", None),
+            Err("--user 'ro\0ot' is not a user name".to_owned())
+        );
+        assert_eq!(
+            resolve("root", Some("ro\0ot")),
+            Err("--group 'ro\0ot' is not a group name".to_owned())
         );
     }
 }

@@ -18,33 +18,18 @@ const MAX_SOCKET_PATH: usize = 107;
 /// shell or a service manager hands out (often 1,024) would cap the server far below what
 /// the machine allows. Returns the limit now in force.
 pub(super) fn raise_open_files_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } != 0 {
-        return 0;
-    }
     // An unlimited hard limit cannot be the soft one: the kernel caps open files at
-    // fs.nr_open.
+    // fs.nr_open. `rlimit` knows that cap on macOS only (kern.maxfilesperproc), so on
+    // Linux we read it ourselves and ask for no more.
     let kernel_cap = fs_err::read_to_string("/proc/sys/fs/nr_open")
         .ok()
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or(1 << 20);
-    let target = limit.rlim_max.min(kernel_cap);
-    if limit.rlim_cur < target {
-        let raised = libc::rlimit {
-            rlim_cur: target,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit reads the struct we own; raising the soft limit up to the hard
-        // one needs no privilege.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) } == 0 {
-            return raised.rlim_cur;
-        }
-    }
-    limit.rlim_cur
+    // Raising the soft limit up to the hard one needs no privilege; if it fails all the
+    // same, the limit in force is the one we started with.
+    rlimit::increase_nofile_limit(kernel_cap)
+        .or_else(|_| rlimit::Resource::NOFILE.get().map(|(soft, _)| soft))
+        .unwrap_or(0)
 }
 
 pub(super) fn bind(config: &Config) -> Result<Socket, String> {
@@ -107,9 +92,9 @@ pub(super) fn socket_directory(server_root: &Path) -> Result<PathBuf, String> {
     };
     match fs_err::symlink_metadata(&path) {
         Ok(metadata) if metadata.is_dir() => {
-            // SAFETY: geteuid and getegid have no preconditions and cannot fail.
-            let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-            std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).map_err(cannot)?;
+            let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+            std::os::unix::fs::lchown(&path, Some(uid.as_raw()), Some(gid.as_raw()))
+                .map_err(cannot)?;
             fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
                 .map_err(cannot)?;
         }

@@ -11,6 +11,8 @@
 
 use std::path::Path;
 
+use nix::unistd::{Gid, Uid};
+
 use crate::cli::{Config, RunAs};
 
 /// Hands the log files and `socket_directory` to `run_as`, then switches this process to
@@ -48,20 +50,19 @@ pub(super) fn become_user(
         std::os::unix::fs::lchown(directory, Some(run_as.uid), Some(run_as.gid))
             .map_err(|error| cannot_hand(directory, error))?;
     }
-    // SAFETY: plain system calls on ids; the order (groups, group, then user) is the one
-    // that still has the right to make each change.
-    let failed = unsafe {
-        libc::setgroups(0, std::ptr::null()) != 0
-            || libc::setgid(run_as.gid) != 0
-            || libc::setuid(run_as.uid) != 0
-    };
-    if failed {
-        return Err(format!(
-            "cannot switch to --user {} --group {}: {}",
-            run_as.user,
-            run_as.group,
-            std::io::Error::last_os_error()
-        ));
-    }
+    // The order (groups, group, then user) is the one that still has the right to make
+    // each change.
+    nix::unistd::setgroups(&[])
+        .and_then(|()| nix::unistd::setgid(Gid::from_raw(run_as.gid)))
+        .and_then(|()| nix::unistd::setuid(Uid::from_raw(run_as.uid)))
+        .map_err(|errno| {
+            format!(
+                "cannot switch to --user {} --group {}: {}",
+                run_as.user,
+                run_as.group,
+                // Worded by the OS as before: "Operation not permitted (os error 1)".
+                std::io::Error::from(errno)
+            )
+        })?;
     Ok(())
 }

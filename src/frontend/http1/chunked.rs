@@ -77,9 +77,11 @@ enum State {
         value: u64,
         digits: u8,
     },
-    /// Whitespace after the size (RFC 9112 7.1.1's BWS before `;`).
+    /// Whitespace after the size (RFC 9112 7.1.1's BWS before `;`), counted against
+    /// [`MAX_EXTENSION`] so that it cannot go on forever.
     SizeSpace {
         value: u64,
+        length: usize,
     },
     /// In chunk extensions, ignored.
     Extension {
@@ -172,17 +174,21 @@ impl ChunkedDecoder {
                     }
                 }
                 _ if digits == 0 => return Err(Rejection::InvalidChunkSize),
-                b' ' | b'\t' => State::SizeSpace { value },
+                b' ' | b'\t' => State::SizeSpace { value, length: 1 },
                 b';' => State::Extension { value, length: 0 },
                 b'\r' => State::SizeLf { value },
                 b'\n' => return Err(Rejection::BareLf),
                 _ => return Err(Rejection::InvalidChunkSize),
             },
-            State::SizeSpace { value } => match byte {
-                b' ' | b'\t' => State::SizeSpace { value },
-                b';' => State::Extension { value, length: 0 },
+            State::SizeSpace { value, length } => match byte {
                 b'\r' => State::SizeLf { value },
                 b'\n' => return Err(Rejection::BareLf),
+                _ if length == MAX_EXTENSION => return Err(Rejection::ChunkExtensionTooLong),
+                b' ' | b'\t' => State::SizeSpace {
+                    value,
+                    length: length + 1,
+                },
+                b';' => State::Extension { value, length },
                 _ => return Err(Rejection::InvalidChunkSize),
             },
             State::Extension { value, length } => match byte {

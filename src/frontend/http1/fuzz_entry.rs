@@ -24,6 +24,7 @@ pub fn request_head(data: &[u8]) {
     if let Ok(Some(head)) = &whole {
         assert!(head.length <= data.len());
         assert!(!head.target.contains(&b'#'));
+        agrees_with_httparse(&data[..head.length], head);
     }
     let split = data.first().map_or(0, |&b| usize::from(b)) % (data.len() + 1);
     let mut parser = HeadParser::new(FUZZ_LIMITS);
@@ -33,6 +34,26 @@ pub fn request_head(data: &[u8]) {
         decided => decided,
     };
     assert_eq!(in_two, whole, "split at {split}");
+}
+
+/// Differential check: a head we accept, httparse's own (more lenient) request parser
+/// accepts too, and reads the same way.
+fn agrees_with_httparse(bytes: &[u8], head: &super::Head) {
+    let mut fields = vec![httparse::EMPTY_HEADER; FUZZ_LIMITS.max_fields];
+    let mut request = httparse::Request::new(&mut fields);
+    let status = request
+        .parse(bytes)
+        .expect("httparse accepts what we accept");
+    assert_eq!(status, httparse::Status::Complete(head.length));
+    assert_eq!(request.method, Some(head.method.as_str()));
+    assert_eq!(request.path.map(str::as_bytes), Some(&head.target[..]));
+    let version = u8::from(head.version == http::Version::HTTP_11);
+    assert_eq!(request.version, Some(version));
+    assert_eq!(request.headers.len(), head.headers.len());
+    for field in request.headers.iter() {
+        let ours = head.headers.get_all(field.name);
+        assert!(ours.iter().any(|value| value.as_bytes() == field.value));
+    }
 }
 
 /// The chunked decoder: the input whole, then one byte at a time, must give the same data

@@ -250,8 +250,9 @@ impl Frame {
     }
 }
 
-/// Takes the first frame off `buffer` if it holds a whole one.
-fn split_frame(buffer: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+/// Takes the first frame off `buffer` if it holds a whole one. Public for the fuzz target
+/// of the frame decoder (`frontend::http1::fuzz_entry`).
+pub fn split_frame(buffer: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
     if buffer.len() < HEADER_LEN {
         return Ok(None);
     }

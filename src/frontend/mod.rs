@@ -9,6 +9,7 @@ mod body;
 mod coarse_timer;
 mod daemon_pool;
 mod dispatch;
+pub mod http1;
 mod reload_watch;
 mod request_body;
 mod request_checks;
@@ -23,7 +24,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper_util::server::graceful::GracefulShutdown;
 
 use crate::handoff::InProcessExecutor;
@@ -76,7 +76,7 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let open_connections = Arc::new(AtomicUsize::new(0));
-    let mut builder = http1::Builder::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(coarse_timer::CoarseTimer::start())
         .keep_alive(true)

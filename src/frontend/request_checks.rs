@@ -7,6 +7,7 @@
 //!
 //! Where mod_wsgi-express and the RFCs differ, the RFC wins; docs/http.md lists the cases.
 
+use super::http1::head::is_valid_host;
 use crate::handoff;
 
 /// What to do with a request.
@@ -142,48 +143,6 @@ fn check_host(version: http::Version, headers: &http::HeaderMap) -> Result<(), R
         (Some(host), None) if is_valid_host(host.as_bytes()) => Ok(()),
         (Some(_), None) => Err(Refusal::InvalidHost),
     }
-}
-
-/// RFC 3986 3.2.2 and 3.2.3: `host [":" port]`, where host is a bracketed IP literal or a
-/// reg-name (which covers IPv4). Empty is allowed: a client sends an empty Host when the
-/// target has no authority (RFC 9112 3.2).
-fn is_valid_host(value: &[u8]) -> bool {
-    let (host, port) = if let Some(literal) = value.strip_prefix(b"[") {
-        let Some(end) = literal.iter().position(|&b| b == b']') else {
-            return false;
-        };
-        let (inside, after) = (&literal[..end], &literal[end + 1..]);
-        if inside.is_empty()
-            || !inside
-                .iter()
-                .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':')
-        {
-            return false;
-        }
-        match after {
-            [] => (&b""[..], None),
-            [b':', port @ ..] => (&b""[..], Some(port)),
-            _ => return false,
-        }
-    } else {
-        match value.iter().rposition(|&b| b == b':') {
-            Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
-            None => (value, None),
-        }
-    };
-    host.iter().all(|&b| is_unreserved(b) || is_sub_delim(b))
-        && port.is_none_or(|port| port.iter().all(u8::is_ascii_digit))
-}
-
-fn is_unreserved(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
-}
-
-fn is_sub_delim(byte: u8) -> bool {
-    matches!(
-        byte,
-        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
-    )
 }
 
 /// For an absolute-form target (`http://host:port/path?query`): its authority and the

@@ -12,6 +12,7 @@
 //!   file_wrapper, application loading).
 //! - `logs`: the error log and the access log in Apache's formats.
 //! - `shutdown`: the signal that tells long-running tasks to stop.
+//! - `sync`: std's locks and atomics, or loom's for the `loom` tests (`make loom`).
 //!
 //! This file only exposes the Python entry point; it holds no logic.
 
@@ -22,6 +23,7 @@ pub mod frontend;
 pub mod logs;
 pub mod shutdown;
 pub mod supervisor;
+mod sync;
 pub mod wsgi;
 
 use pyo3::prelude::*;

@@ -251,6 +251,8 @@ impl Frame {
 }
 
 /// Takes the first frame off `buffer` if it holds a whole one.
+/// (tokio-util's `LengthDelimitedCodec` does this too, measured twice as slow per frame:
+/// docs/benchmarks.md, "Levers tried".)
 fn split_frame(buffer: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
     if buffer.len() < HEADER_LEN {
         return Ok(None);

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 /// layers never name higher ones.
 const ALLOWED: &[(&str, &str)] = &[
     ("cli", "logs"),
+    // `sync` is the loom shim: std's locks and atomics, or loom's under `make loom`.
+    ("handoff", "sync"),
+    ("frontend", "sync"),
     ("wsgi", "handoff"),
     ("wsgi", "logs"),
     ("frontend", "handoff"),

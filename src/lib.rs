@@ -16,6 +16,7 @@
 //!   no mode borrows from another.
 //! - `logs`: the error log and the access log in Apache's formats.
 //! - `shutdown`: the signal that tells long-running tasks to stop.
+//! - `sync`: std's locks and atomics, or loom's for the `loom` tests (`make loom`).
 //!
 //! This file only exposes the Python entry point; it holds no logic.
 
@@ -28,6 +29,7 @@ pub mod logs;
 pub mod process;
 pub mod shutdown;
 pub mod supervisor;
+mod sync;
 pub mod wsgi;
 
 #[cfg(test)]

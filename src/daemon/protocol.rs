@@ -252,6 +252,8 @@ impl Frame {
 
 /// Takes the first frame off `buffer` if it holds a whole one. Public for the fuzz target
 /// of the frame decoder (`frontend::http1::fuzz_entry`).
+/// (tokio-util's `LengthDelimitedCodec` does this too, measured twice as slow per frame:
+/// docs/benchmarks.md, "Levers tried".)
 pub fn split_frame(buffer: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
     if buffer.len() < HEADER_LEN {
         return Ok(None);

@@ -12,10 +12,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// How often expired sleeps are woken: the most a timeout fires late.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
@@ -244,5 +245,98 @@ mod tests {
         let table = lock(&timer.table);
         assert_eq!(table.slots.len(), 1);
         assert!(table.slots.iter().all(Option::is_none));
+    }
+}
+
+/// Every interleaving of the sweeper with the requests' sleeps and clock reads
+/// (`make loom`).
+#[cfg(all(test, ferrule_loom))]
+mod loom_tests {
+    use std::task::Wake;
+
+    use super::*;
+    use crate::sync::AtomicBool;
+
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn loom_the_coarse_clock_never_goes_back() {
+        loom::model(|| {
+            let clock = Arc::new(CoarseClock::new());
+            let sweeper = {
+                let clock = Arc::clone(&clock);
+                loom::thread::spawn(move || {
+                    clock.advance();
+                    clock.advance();
+                })
+            };
+            let first = clock.now();
+            let second = clock.now();
+            assert!(second >= first);
+            sweeper.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn loom_an_expired_sleep_is_woken_and_its_slot_freed_once() {
+        loom::model(|| {
+            let table = Arc::new(Mutex::new(Table::default()));
+            let flag = Arc::new(Flag::default());
+            let waker = Waker::from(Arc::clone(&flag));
+            let mut sleep = Box::pin(CoarseSleep {
+                table: Arc::clone(&table),
+                deadline: Instant::now(),
+                key: None,
+            });
+            let mut cx = Context::from_waker(&waker);
+            assert!(sleep.as_mut().poll(&mut cx).is_pending());
+            let sweeper = {
+                let table = Arc::clone(&table);
+                loom::thread::spawn(move || {
+                    let expired = lock(&table).take_expired(Instant::now() + SWEEP_INTERVAL);
+                    for waker in expired {
+                        waker.wake();
+                    }
+                })
+            };
+            // The request polls again, and a later request arms its own sleep, while the
+            // sweeper runs.
+            let ready = sleep.as_mut().poll(&mut cx).is_ready();
+            let mut later = Box::pin(CoarseSleep {
+                table: Arc::clone(&table),
+                deadline: Instant::now() + Duration::from_secs(60),
+                key: None,
+            });
+            assert!(later.as_mut().poll(&mut cx).is_pending());
+            sweeper.join().unwrap();
+            if !ready {
+                assert!(
+                    flag.0.load(Ordering::SeqCst),
+                    "an expired sleep was not woken"
+                );
+                assert!(sleep.as_mut().poll(&mut cx).is_ready());
+            }
+            drop(sleep);
+            {
+                let table = lock(&table);
+                let live = table.slots.iter().filter(|slot| slot.is_some()).count();
+                assert_eq!(live, 1, "only the later sleep holds a slot");
+                assert_eq!(table.free.len() + live, table.slots.len());
+            }
+            drop(later);
+            let table = lock(&table);
+            assert!(table.slots.iter().all(Option::is_none));
+            let mut free = table.free.clone();
+            free.sort_unstable();
+            free.dedup();
+            assert_eq!(free.len(), table.slots.len(), "a slot was freed twice");
+        });
     }
 }

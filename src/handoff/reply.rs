@@ -9,11 +9,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use super::Response;
+use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering};
 
 /// One executor's replies in transit, and the courier that hands them out.
 #[derive(Default)]
@@ -110,26 +110,29 @@ impl Mailbox {
             return;
         }
         let mailbox = Arc::clone(self);
-        tokio::spawn(std::future::poll_fn(move |cx| {
-            // Stop when no receiver (nor the executor) holds the mailbox any more.
-            if Arc::strong_count(&mailbox) == 1 {
-                return Poll::Ready(());
+        tokio::spawn(std::future::poll_fn(move |cx| mailbox.run_courier(cx)));
+    }
+
+    /// One poll of the courier task: hands out the delivered batch, and ends when no
+    /// receiver (nor the executor) holds the mailbox any more.
+    fn run_courier(self: &Arc<Self>, cx: &Context<'_>) -> Poll<()> {
+        if Arc::strong_count(self) == 1 {
+            return Poll::Ready(());
+        }
+        match &mut *lock(&self.courier) {
+            Some(waker) => waker.clone_from(cx.waker()),
+            empty @ None => *empty = Some(cx.waker().clone()),
+        }
+        // Disarm before taking the batch: a reply delivered after this point wakes the
+        // courier again, one delivered before is in the batch.
+        self.armed.store(false, Ordering::SeqCst);
+        let batch = std::mem::take(&mut *lock(&self.delivered));
+        for slot in batch {
+            if let Some(receiver) = lock(&slot.state).receiver.take() {
+                receiver.wake();
             }
-            match &mut *lock(&mailbox.courier) {
-                Some(waker) => waker.clone_from(cx.waker()),
-                empty @ None => *empty = Some(cx.waker().clone()),
-            }
-            // Disarm before taking the batch: a reply delivered after this point wakes
-            // the courier again, one delivered before is in the batch.
-            mailbox.armed.store(false, Ordering::SeqCst);
-            let batch = std::mem::take(&mut *lock(&mailbox.delivered));
-            for slot in batch {
-                if let Some(receiver) = lock(&slot.state).receiver.take() {
-                    receiver.wake();
-                }
-            }
-            Poll::Pending
-        }));
+        }
+        Poll::Pending
     }
 }
 
@@ -227,5 +230,130 @@ mod tests {
         let (sender, receiver) = channel(&mailbox);
         drop(receiver);
         assert!(sender.send(response(200)).is_err());
+    }
+}
+
+/// Every interleaving of application threads delivering replies with the reactor polling
+/// the courier and the receivers (`make loom`). The test plays the reactor: it runs the
+/// courier and the receivers when their wakers were woken, as tokio would.
+#[cfg(all(test, ferrule_loom))]
+mod loom_tests {
+    use std::task::Wake;
+
+    use super::*;
+
+    /// A waker that remembers it was woken, in place of a reactor's task.
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    impl Flag {
+        fn take(&self) -> bool {
+            self.0.swap(false, Ordering::SeqCst)
+        }
+    }
+
+    fn response(status: u16) -> Response {
+        super::super::error_response(http::StatusCode::from_u16(status).unwrap(), "test")
+    }
+
+    /// Runs `senders` (one thread each) against one receiver per sender, and returns
+    /// what the receivers resolved to. Fails if the reactor is left with nothing woken
+    /// while a receiver still waits: a lost wake-up.
+    fn reactor(senders: Vec<Box<dyn FnOnce(ReplySender) + Send>>) -> Vec<Result<u16, NoReply>> {
+        let mailbox = Arc::new(Mailbox::default());
+        // The test is the courier task: no tokio task is spawned.
+        mailbox.courier_started.store(true, Ordering::SeqCst);
+        let mut receivers = Vec::new();
+        let mut threads = Vec::new();
+        for send in senders {
+            let (sender, receiver) = channel(&mailbox);
+            receivers.push((receiver, Arc::new(Flag::default()), None));
+            threads.push(loom::thread::spawn(move || send(sender)));
+        }
+        let courier = Arc::new(Flag::default());
+        let courier_waker = Waker::from(Arc::clone(&courier));
+        let poll_receivers = |receivers: &mut Vec<(ReplyReceiver, Arc<Flag>, Option<_>)>,
+                              only_woken: bool| {
+            for (receiver, flag, outcome) in receivers.iter_mut() {
+                if outcome.is_some() || (only_woken && !flag.take()) {
+                    continue;
+                }
+                let waker = Waker::from(Arc::clone(flag));
+                if let Poll::Ready(result) =
+                    Pin::new(receiver).poll(&mut Context::from_waker(&waker))
+                {
+                    *outcome = Some(result.map(|response: Response| response.status.as_u16()));
+                }
+            }
+        };
+        // The reactor's first round (the requests wait, then the courier starts) runs
+        // while the application threads send.
+        poll_receivers(&mut receivers, false);
+        assert!(
+            mailbox
+                .run_courier(&Context::from_waker(&courier_waker))
+                .is_pending()
+        );
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        while receivers.iter().any(|(_, _, outcome)| outcome.is_none()) {
+            let courier_woken = courier.take();
+            let receiver_woken = receivers
+                .iter()
+                .any(|(_, flag, _)| flag.0.load(Ordering::SeqCst));
+            assert!(
+                courier_woken || receiver_woken,
+                "a receiver waits and nothing was woken"
+            );
+            if courier_woken {
+                let _ = mailbox.run_courier(&Context::from_waker(&courier_waker));
+            }
+            poll_receivers(&mut receivers, true);
+        }
+        receivers
+            .into_iter()
+            .map(|(_, _, outcome)| outcome.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn loom_replies_from_two_threads_reach_their_receivers() {
+        loom::model(|| {
+            let outcomes = reactor(vec![
+                Box::new(|sender| sender.send(response(201)).unwrap()),
+                Box::new(|sender| sender.send(response(202)).unwrap()),
+            ]);
+            assert!(matches!(outcomes[..], [Ok(201), Ok(202)]));
+        });
+    }
+
+    #[test]
+    fn loom_a_sender_dropped_unsent_ends_the_wait() {
+        loom::model(|| {
+            let outcomes = reactor(vec![Box::new(drop)]);
+            assert!(matches!(outcomes[..], [Err(NoReply)]));
+        });
+    }
+
+    #[test]
+    fn loom_a_reply_to_a_receiver_dropped_meanwhile_is_delivered_at_most_once() {
+        loom::model(|| {
+            let mailbox = Arc::new(Mailbox::default());
+            mailbox.courier_started.store(true, Ordering::SeqCst);
+            let (sender, receiver) = channel(&mailbox);
+            let thread = loom::thread::spawn(move || sender.send(response(200)).is_ok());
+            drop(receiver);
+            let sent = thread.join().unwrap();
+            // A reply that found its receiver gone is refused and goes nowhere; one sent
+            // before goes through the mailbox once (the courier then finds no waker).
+            assert_eq!(lock(&mailbox.delivered).len(), usize::from(sent));
+        });
     }
 }

@@ -8,6 +8,8 @@
 //! Measured and dropped (hello, one pinned core, 32 connections): waking a second thread
 //! only when the running one made no progress for 200 µs (on the theory that threads only
 //! take turns on the GIL) cost 25 % more CPU per request than waking one per request.
+//! `crossbeam-channel` in its place showed no gain and possibly one more system call per
+//! request (docs/benchmarks.md, "Levers tried").
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

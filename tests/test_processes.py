@@ -107,7 +107,8 @@ def test_window_resize_does_not_stop_a_foreground_server(ferrule_server):
     # mod_wsgi-express under a terminal stops on SIGWINCH (Apache's graceful stop);
     # resizing the terminal must not take the site down.
     server = ferrule_server("environ.wsgi", "--embedded-mode")
-    children = server.child_pids()
+    # The port accepts (the supervisor holds it) before the server process exists.
+    children = wait_until(server.child_pids)
     server.signal(signal.SIGWINCH)
     for pid in children:
         os.kill(pid, signal.SIGWINCH)

@@ -1,0 +1,272 @@
+//! Start-up: what the supervisor does before its loop (the server root, the error log,
+//! the pid file, the listener, the user to run as, the banner), the front end it runs in
+//! daemon mode, and `setup-server` and `--debug-mode`, which share those steps.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::signals::set_signals_blocked;
+use super::spawner::DaemonSide;
+use super::{Event, banner, control_script, listen, pid_file, privileges};
+use crate::cli::{ApplicationTarget, Config, ExitStatus, OperatingMode};
+use crate::frontend::{self, Backend, DaemonPool, FrontendConfig, PoolEvent};
+use crate::logs::error_log;
+use crate::logs::{Level, write_stdout};
+use crate::process;
+use crate::shutdown::Shutdown;
+
+/// `setup-server`: writes the server root and its control script, prints the banner, and
+/// leaves starting to the control script.
+pub fn setup(config: &Config, argv: &[String]) -> ExitStatus {
+    if let Err(status) = create_server_root(config) {
+        return status;
+    }
+    match control_script::write(config, argv) {
+        Ok(path) => {
+            write_stdout(&banner::banner(config, Some(&path)));
+            ExitStatus::Success
+        }
+        Err(error) => {
+            crate::logs::write_terminal(&format!(
+                "ferrule: error: cannot write the control script: {error}\n"
+            ));
+            ExitStatus::Failure
+        }
+    }
+}
+
+/// Runs the server until it is stopped. Call it detached from Python.
+pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
+    // Until our handlers are installed, the signals that stop or restart the server wait
+    // (blocked) instead of killing it: the port may already answer by then.
+    set_signals_blocked(true);
+    if let Err(status) = create_server_root(config) {
+        return status;
+    }
+    process::open_error_log(config);
+    if let Err(error) = control_script::write(config, argv) {
+        error_log::log(
+            Level::Warn,
+            "ferrule",
+            &format!("cannot write the control script: {error}"),
+        );
+    }
+    // Before the port opens, so that whoever sees the port served also finds the pid.
+    if let Some(other) = running_pid(&config.server.pid_file) {
+        crate::logs::write_terminal(&format!(
+            "ferrule: error: another server (pid {other}) runs from this server root ({})\nhint: stop it (apachectl stop) or choose another --server-root or --pid-file\n",
+            config.server.pid_file.display()
+        ));
+        return ExitStatus::Failure;
+    }
+    // Dropped on every way out of this function: the pid file is then taken back.
+    let _pid_file = pid_file::PidFile::write(&config.server.pid_file)
+        .map_err(|error| {
+            error_log::log(
+                Level::Warn,
+                "ferrule",
+                &format!("cannot write the --pid-file: {error}"),
+            );
+        })
+        .ok();
+    let open_files = listen::raise_open_files_limit();
+    if error_log::enabled(Level::Debug) {
+        error_log::log(
+            Level::Debug,
+            "ferrule",
+            &format!("open files limit: {open_files}"),
+        );
+    }
+    let listener = match listen::bind(config) {
+        Ok(listener) => listener,
+        Err(message) => {
+            crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+            return ExitStatus::Failure;
+        }
+    };
+    // A static site has no application: the front end here serves it, with no children.
+    let static_site = matches!(config.application.target, ApplicationTarget::Static(_));
+    let socket_directory = if config.processes.mode == OperatingMode::Daemon || static_site {
+        match listen::socket_directory(&config.server.server_root) {
+            Ok(directory) => Some(directory),
+            Err(message) => {
+                crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+                return ExitStatus::Failure;
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(run_as) = &config.processes.run_as {
+        if let Err(message) = privileges::become_user(config, run_as, socket_directory.as_deref()) {
+            crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+            return ExitStatus::Failure;
+        }
+    }
+    // Bound by the user the server runs as (with --user), who must also remove it.
+    let daemon_socket = match socket_directory {
+        Some(directory) => {
+            match listen::bind_daemon_socket(&directory, config.processes.daemon_backlog) {
+                Ok(bound) => Some(bound),
+                Err(message) => {
+                    crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+                    return ExitStatus::Failure;
+                }
+            }
+        }
+        None => None,
+    };
+    if let Some(name) = &config.server.process_name {
+        set_process_name(name);
+    }
+    let banner = banner::banner(config, None);
+    write_stdout(&banner);
+    if let Some(path) = &config.logs.startup_log {
+        let _ = fs_err::write(path, &banner);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            crate::logs::write_terminal(&format!(
+                "ferrule: error: cannot start the supervisor: {error}\n"
+            ));
+            return ExitStatus::InternalError;
+        }
+    };
+    let socket_path = daemon_socket.as_ref().map(|(_, path)| path.clone());
+    let slots = if static_site {
+        0
+    } else {
+        config.processes.n_processes
+    };
+    let status = runtime.block_on(super::serve(config, argv, listener, daemon_socket, slots));
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    if let Some(path) = socket_path {
+        let _ = std::fs::remove_file(path);
+    }
+    status
+}
+
+/// Creates the server root, if it does not exist, open to others for reading only
+/// (whatever the umask): `cli::config` refuses one that others can write.
+fn create_server_root(config: &Config) -> Result<(), ExitStatus> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&config.server.server_root)
+        .map_err(|error| {
+            crate::logs::write_terminal(&format!(
+                "ferrule: error: cannot create the --server-root directory '{}': {error}\n",
+                config.server.server_root.display()
+            ));
+            ExitStatus::Failure
+        })
+}
+
+/// `--debug-mode`: what the supervisor does before serving, for a process that then
+/// serves the application itself: the server root, the error log, the listener, the
+/// banner.
+pub fn prepare_foreground(config: &Config) -> Result<socket2::Socket, ExitStatus> {
+    create_server_root(config)?;
+    process::open_error_log(config);
+    let listener = listen::bind(config).map_err(|message| {
+        crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+        ExitStatus::Failure
+    })?;
+    if let Some(run_as) = &config.processes.run_as {
+        privileges::become_user(config, run_as, None).map_err(|message| {
+            crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+            ExitStatus::Failure
+        })?;
+    }
+    write_stdout(&banner::banner(config, None));
+    Ok(listener)
+}
+
+/// Daemon mode: serves HTTP on `listener` and accepts daemon threads on the socket.
+pub(super) fn start_frontend(
+    config: &Config,
+    listener: socket2::Socket,
+    unix_listener: std::os::unix::net::UnixListener,
+    socket_path: PathBuf,
+    event_tx: &mpsc::UnboundedSender<Event>,
+) -> std::io::Result<DaemonSide> {
+    let listener: std::net::TcpListener = listener.into();
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let unix_listener = tokio::net::UnixListener::from_std(unix_listener)?;
+    let (pool_tx, mut pool_rx) = mpsc::unbounded_channel();
+    let pool = Arc::new(DaemonPool::new(
+        config.processes.queue_timeout,
+        config.application.reload_entry,
+        pool_tx,
+    ));
+    let forward_tx = event_tx.clone();
+    tokio::spawn(async move {
+        while let Some(event) = pool_rx.recv().await {
+            let event = match event {
+                PoolEvent::Ready { pid } => Event::DaemonReady { pid },
+                PoolEvent::Recycle { pid, reason } => Event::DaemonRecycle { pid, reason },
+                PoolEvent::Reload { reason } => Event::Reload { reason },
+            };
+            if forward_tx.send(event).is_err() {
+                break;
+            }
+        }
+    });
+    let accept_shutdown = Shutdown::new();
+    tokio::spawn(Arc::clone(&pool).accept(unix_listener, accept_shutdown.clone()));
+    let frontend_config = Arc::new(FrontendConfig {
+        access_log: process::open_access_log(config),
+        header_read_timeout: config.server.header_read_timeout,
+        shutdown_timeout: config.processes.shutdown_timeout,
+        static_files: frontend::StaticFiles::from_aliases(&config.server.url_aliases),
+        // Daemon mode: the pool watches the entry file (see `DaemonPool::forward`).
+        reload_watch: None,
+        draining: std::sync::atomic::AtomicBool::new(false),
+    });
+    let frontend_shutdown = Shutdown::new();
+    let backend = if matches!(config.application.target, ApplicationTarget::Static(_)) {
+        Backend::StaticOnly
+    } else {
+        Backend::Daemon(Arc::clone(&pool))
+    };
+    let stopper = frontend_shutdown.clone();
+    let done_tx = event_tx.clone();
+    tokio::spawn(async move {
+        frontend::serve(listener, frontend_config, backend, stopper).await;
+        let _ = done_tx.send(Event::FrontendDone);
+    });
+    Ok(DaemonSide {
+        pool,
+        socket_path,
+        frontend_shutdown,
+        accept_shutdown,
+        frontend_done: false,
+    })
+}
+
+/// Sets the name `ps`, `top` and `pgrep` show for this process (the kernel keeps 15 bytes).
+fn set_process_name(name: &str) {
+    let mut bytes: Vec<u8> = name.bytes().filter(|byte| *byte != 0).take(15).collect();
+    bytes.push(0);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, bytes.as_ptr());
+    }
+}
+
+/// The pid in `pid_file` if that process is alive.
+fn running_pid(pid_file: &std::path::Path) -> Option<i32> {
+    let pid: i32 = fs_err::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let alive = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
+    alive.then_some(pid)
+}

@@ -93,6 +93,7 @@ async fn serve(
         listener_fd: listener.as_raw_fd(),
         event_tx: event_tx.clone(),
         daemon: None,
+        timers: tokio_util::time::DelayQueue::new(),
     };
     // Keeps the listener open in embedded mode, where only the children serve it (it
     // stays close-on-exec here: `spawn` clears that in each child alone).
@@ -142,6 +143,13 @@ async fn serve(
                 Some(event) => event,
                 None => return ExitStatus::InternalError,
             },
+            // An empty queue is ready at once with `None`: poll it only when it holds one.
+            due = std::future::poll_fn(|cx| world.timers.poll_expired(cx)), if !world.timers.is_empty() => {
+                match due {
+                    Some(due) => due.into_inner(),
+                    None => continue,
+                }
+            }
             _ = ticks.tick(), if world.daemon.is_some() => {
                 children.check(&mut world);
                 continue;

@@ -3,6 +3,8 @@
 
 use std::os::unix::process::ExitStatusExt;
 
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
+use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -40,36 +42,36 @@ pub(super) fn forward_signals(
 
 /// Blocks or unblocks, on this thread, the signals the supervisor handles.
 pub(super) fn set_signals_blocked(blocked: bool) {
-    // SAFETY: sigset operations on a local set, then the calling thread's mask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&raw mut set);
-        for signal_number in [
-            libc::SIGTERM,
-            libc::SIGINT,
-            libc::SIGHUP,
-            libc::SIGUSR1,
-            libc::SIGWINCH,
-        ] {
-            libc::sigaddset(&raw mut set, signal_number);
-        }
-        let how = if blocked {
-            libc::SIG_BLOCK
-        } else {
-            libc::SIG_UNBLOCK
-        };
-        libc::pthread_sigmask(how, &raw const set, std::ptr::null_mut());
+    let mut set = SigSet::empty();
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGWINCH,
+    ] {
+        set.add(signal);
     }
+    let how = if blocked {
+        SigmaskHow::SIG_BLOCK
+    } else {
+        SigmaskHow::SIG_UNBLOCK
+    };
+    // Fails only for an invalid `how`, which these two are not.
+    let _ = pthread_sigmask(how, Some(&set), None);
 }
 
+/// Sends `signal_number` to a child we have not yet reaped (so the pid cannot be stale).
 pub(super) fn send_signal(pid: u32, signal_number: i32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill has no memory-safety preconditions; a stale pid is harmless here
-        // because we only signal children we have not yet reaped.
-        unsafe {
-            libc::kill(pid, signal_number);
-        }
-    }
+    let (Ok(pid), Ok(signal)) = (i32::try_from(pid), Signal::try_from(signal_number)) else {
+        return;
+    };
+    let _ = kill(Pid::from_raw(pid), signal);
+}
+
+/// Whether a process with this pid exists (signal 0 only checks).
+pub(super) fn process_exists(pid: i32) -> bool {
+    pid > 0 && kill(Pid::from_raw(pid), None).is_ok()
 }
 
 /// "was killed by signal 11 (SIGSEGV)" or "exited with status 1".
@@ -88,21 +90,7 @@ pub(super) fn describe_exit(status: std::process::ExitStatus) -> String {
 }
 
 fn signal_name(signal_number: i32) -> &'static str {
-    match signal_number {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        _ => "unknown signal",
-    }
+    Signal::try_from(signal_number).map_or("unknown signal", Signal::as_str)
 }
 
 #[cfg(test)]

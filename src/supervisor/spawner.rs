@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 use tokio::sync::mpsc;
+use tokio_util::time::DelayQueue;
 
 use super::children::Spawner;
 use super::signals::send_signal;
@@ -36,6 +37,9 @@ pub(super) struct Processes<'a> {
     pub(super) listener_fd: RawFd,
     pub(super) event_tx: mpsc::UnboundedSender<Event>,
     pub(super) daemon: Option<DaemonSide>,
+    /// Events due later (respawn delays, deadlines, restart intervals), polled by the
+    /// supervisor's loop.
+    pub(super) timers: DelayQueue<Event>,
 }
 
 impl Spawner for Processes<'_> {
@@ -101,11 +105,7 @@ impl Spawner for Processes<'_> {
     }
 
     fn schedule(&mut self, delay: Duration, event: Event) {
-        let event_tx = self.event_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = event_tx.send(event);
-        });
+        self.timers.insert(event, delay);
     }
 
     fn retire(&mut self, pid: u32) {

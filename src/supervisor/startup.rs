@@ -266,7 +266,5 @@ fn set_process_name(name: &str) {
 /// The pid in `pid_file` if that process is alive.
 fn running_pid(pid_file: &std::path::Path) -> Option<i32> {
     let pid: i32 = fs_err::read_to_string(pid_file).ok()?.trim().parse().ok()?;
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    let alive = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
-    alive.then_some(pid)
+    super::signals::process_exists(pid).then_some(pid)
 }

@@ -1,5 +1,5 @@
 //! The locks and atomics of the hand-written concurrent code (`frontend/coarse_timer.rs`,
-//! `wsgi/reply.rs`): std's, or loom's under `--cfg ferrule_loom`, so that `make loom` can
+//! `handoff/reply.rs`): std's, or loom's under `--cfg ferrule_loom`, so that `make loom` can
 //! run their `loom` tests over every interleaving the memory model allows. Loom's types
 //! only work inside `loom::model`: under that cfg, run only the tests named `loom`.
 //!

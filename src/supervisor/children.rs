@@ -245,8 +245,15 @@ impl Children {
         };
         let kind = self.kind();
         let was_current = child.state == State::Current;
-        // A replacement that died before it was ready: the old process keeps serving.
-        let replaced_old = child.replaces;
+        // A process being replaced is gone: its replacement has nothing to fall back on.
+        for other in self.table.values_mut() {
+            if other.replaces == Some(pid) {
+                other.replaces = None;
+            }
+        }
+        // A replacement that died before it was ready: the old process keeps serving (if
+        // it is still there; otherwise the slot is respawned like any other).
+        let replaced_old = child.replaces.filter(|old| self.table.contains_key(old));
         if let Some(old) = replaced_old {
             if was_current {
                 self.set_state(old, State::Current);
@@ -714,6 +721,23 @@ mod tests {
         // A later SIGHUP replaces the slot whose replacement died.
         children.restart(&mut world);
         assert_eq!(spawned(&world.take()), [(0, 104), (1, 105)]);
+    }
+
+    #[test]
+    fn a_replacement_that_dies_after_the_process_it_replaced_is_itself_replaced() {
+        // The outgoing process dies first (nothing falls back to it any more), then its
+        // replacement dies before loading: the slot must not stay empty until a SIGHUP.
+        let (mut children, mut world) = two_ready_daemons();
+        children.restart(&mut world);
+        assert_eq!(spawned(&world.take()), [(0, 102), (1, 103)]);
+        children.on_exit(100, killed(libc::SIGKILL), &mut world);
+        world.take();
+        children.on_exit(102, killed(libc::SIGSEGV), &mut world);
+        let calls = world.take();
+        assert_eq!(respawns(&calls), [(RESPAWN_DELAY, 0)], "{calls:?}");
+        children.respawn(0, &mut world);
+        assert_eq!(spawned(&world.take()), [(0, 104)]);
+        assert_eq!(children.current(0), Some(104));
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub(super) const DEFAULT_QUEUE_TIMEOUT: u64 = 45;
 pub(super) const DEFAULT_REQUEST_TIMEOUT: u64 = 60;
 pub(super) const DEFAULT_STARTUP_TIMEOUT: u64 = 15;
 pub(super) const DEFAULT_GRACEFUL_TIMEOUT: u64 = 15;
+/// Largest request body accepted, in bytes (mod_wsgi-express's `--limit-request-body`,
+/// Apache's `LimitRequestBody` in its configuration: 10 MiB).
+pub(super) const DEFAULT_LIMIT_REQUEST_BODY: u64 = 10_485_760;
 /// Connections the daemon socket queues before daemon threads accept them
 /// (mod_wsgi-express's `--daemon-backlog`).
 pub(super) const DEFAULT_DAEMON_BACKLOG: u32 = 100;
@@ -250,6 +253,17 @@ pub(super) struct StartServerArgs {
     /// Length of the kernel's queue of connections not yet accepted.
     #[arg(long, default_value_t = DEFAULT_SERVER_BACKLOG, value_name = "NUMBER", help_heading = "Server")]
     pub(super) server_backlog: u32,
+
+    /// Largest request body accepted, in bytes; 0 accepts any size. A request that declares
+    /// a larger Content-Length gets 413 before the application runs; a chunked body that
+    /// grows past it fails the application's read of wsgi.input and closes the connection.
+    #[arg(long, default_value_t = DEFAULT_LIMIT_REQUEST_BODY, value_name = "NUMBER", help_heading = "Server")]
+    pub(super) limit_request_body: u64,
+
+    /// Accept request bodies sent with chunked transfer coding. Always on here: the option
+    /// is accepted so that mod_wsgi-express command lines work unchanged.
+    #[arg(long, help_heading = "Server")]
+    pub(super) chunked_request: bool,
 
     /// Write the error log (and the access log, if on) to the terminal instead of files
     /// in the server root.

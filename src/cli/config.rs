@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub process_name: Option<String>,
     pub server_backlog: u32,
     pub header_read_timeout: Duration,
+    /// `--limit-request-body`; `None` when 0 (any size).
+    pub limit_request_body: Option<u64>,
     /// The name the server answers to when a request has no Host header.
     pub server_name: String,
     /// `--url-alias` pairs (URL path, absolute file or directory), and for a static site
@@ -242,6 +244,8 @@ impl Config {
             daemon_backlog,
             header_timeout,
             server_backlog,
+            limit_request_body,
+            chunked_request: _,
             log_to_terminal,
             log_level,
             access_log,
@@ -394,6 +398,7 @@ impl Config {
                 server_root,
                 server_backlog,
                 header_read_timeout: Duration::from_secs(header_timeout),
+                limit_request_body: (limit_request_body > 0).then_some(limit_request_body),
             },
             application: ApplicationConfig {
                 reload_entry: !disable_reloading && !debug_mode,

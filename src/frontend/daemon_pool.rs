@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
+
+use super::request_body::RequestBody;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -366,7 +368,7 @@ impl DaemonPool {
     pub async fn forward(
         self: &Arc<Self>,
         parts: http::request::Parts,
-        body: Incoming,
+        body: RequestBody,
         connection: ConnectionInfo,
         request_id: handoff::RequestId,
     ) -> handoff::Response {
@@ -730,7 +732,7 @@ async fn relay_response_body(
 /// goes away, or the response is complete (the application did not want the rest).
 /// Returns the write half at a frame boundary, or `None` if the daemon went away.
 async fn pump_request_body(
-    mut body: Incoming,
+    mut body: RequestBody,
     mut writer: OwnedWriteHalf,
     mut response_done: oneshot::Receiver<()>,
 ) -> Option<OwnedWriteHalf> {
@@ -759,7 +761,14 @@ async fn pump_request_body(
                     }
                 }
             }
-            Some(Err(_)) => {
+            Some(Err(error)) => {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    error_log::log(
+                        Level::Error,
+                        "ferrule",
+                        "a request body grew larger than --limit-request-body; the application's read of it fails",
+                    );
+                }
                 protocol::write_frame(&mut writer, &Frame::BodyAbort)
                     .await
                     .ok()?;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 
 use super::body::{DeclaredLength, LoggedBody};
-use super::request_body::HyperRequestBody;
+use super::request_body::{HyperRequestBody, limit_body};
 use super::request_checks::{self, Verdict};
 use super::sendfile::FileSlot;
 use super::{Backend, FrontendConfig};
@@ -85,6 +85,10 @@ impl Service {
                 parts.headers.insert(http::header::HOST, host);
             }
         }
+        if let Some(response) = self.refuse_declared_body_over_limit(&parts.headers) {
+            return self.to_hyper(response, access, asked);
+        }
+        let body = limit_body(body, self.config.limit_request_body);
         if let Some(response) = self
             .config
             .static_files
@@ -136,6 +140,26 @@ impl Service {
             ),
         };
         self.to_hyper(response, access, asked)
+    }
+
+    /// 413 for a request that declares a body larger than `--limit-request-body`, before
+    /// anything reads it (Apache's `LimitRequestBody`); hyper then closes the connection
+    /// rather than read the body.
+    fn refuse_declared_body_over_limit(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Option<handoff::Response> {
+        let limit = self.config.limit_request_body?;
+        let declared = declared_length(headers)?;
+        (declared > limit).then(|| {
+            handoff::error_response(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "The request body ({declared} bytes) is larger than this server accepts \
+                     ({limit} bytes, --limit-request-body)."
+                ),
+            )
+        })
     }
 
     fn to_hyper(
@@ -210,7 +234,7 @@ fn is_bodyless(status: http::StatusCode) -> bool {
         || status == http::StatusCode::NOT_MODIFIED
 }
 
-/// The response's Content-Length; the executor has already refused malformed ones.
+/// The Content-Length of a message: hyper has checked a request's, the executor a response's.
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(http::header::CONTENT_LENGTH)?

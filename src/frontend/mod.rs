@@ -37,6 +37,8 @@ pub struct FrontendConfig {
     pub access_log: Option<AccessLog>,
     /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
+    /// `--limit-request-body`: the largest request body accepted; `None` for any size.
+    pub limit_request_body: Option<u64>,
     /// How long open connections may take to finish once a stop was asked for.
     pub shutdown_timeout: Duration,
     /// `--url-alias` directories and files (and the whole site for a static one), served

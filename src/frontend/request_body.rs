@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use http_body_util::{LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 
 use crate::handoff::{BodyReadError, BodySource};
@@ -15,13 +16,33 @@ const DISCARD_LIMIT: u64 = 16 * 1024 * 1024;
 /// Longest time spent doing so.
 const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A request body held to `--limit-request-body`: reading past the limit fails.
+pub(crate) type RequestBody = Limited<Incoming>;
+
+/// `body` held to `limit` bytes (`None`: any size).
+pub(super) fn limit_body(body: Incoming, limit: Option<u64>) -> RequestBody {
+    let limit = limit.map_or(usize::MAX, |limit| {
+        usize::try_from(limit).unwrap_or(usize::MAX)
+    });
+    Limited::new(body, limit)
+}
+
+/// Why reading a request body failed, in words for the application and the error log.
+pub(super) fn read_error_reason(error: &(dyn std::error::Error + 'static)) -> String {
+    if error.is::<LengthLimitError>() {
+        "the request body is larger than --limit-request-body allows".to_owned()
+    } else {
+        error.to_string()
+    }
+}
+
 pub(super) struct HyperRequestBody {
-    body: Option<Incoming>,
+    body: Option<RequestBody>,
     runtime: tokio::runtime::Handle,
 }
 
 impl HyperRequestBody {
-    pub(super) fn new(body: Incoming, runtime: tokio::runtime::Handle) -> Self {
+    pub(super) fn new(body: RequestBody, runtime: tokio::runtime::Handle) -> Self {
         Self {
             body: Some(body),
             runtime,
@@ -42,7 +63,7 @@ impl Drop for HyperRequestBody {
 /// Reads and drops what the application left of a request body, as Apache does, so that
 /// the client can finish sending it and reuse the connection (hyper closes a connection
 /// whose request body was dropped half read). Gives up past a size and time limit.
-pub(super) async fn discard_unread_body(mut body: Incoming) {
+pub(super) async fn discard_unread_body(mut body: RequestBody) {
     let mut discarded = 0_u64;
     let _ = tokio::time::timeout(DISCARD_TIMEOUT, async {
         while let Some(Ok(frame)) = body.frame().await {
@@ -75,7 +96,7 @@ impl BodySource for HyperRequestBody {
                 }
                 Some(Err(error)) => {
                     return Err(BodyReadError {
-                        reason: error.to_string(),
+                        reason: read_error_reason(error.as_ref()),
                     });
                 }
             }

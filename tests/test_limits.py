@@ -81,3 +81,39 @@ def test_zero_accepts_any_size_and_chunked_request_is_accepted(ferrule_server):
     response = requests.post(f"{server.url}/read", data=iter([body]), timeout=60)
     assert response.status_code == 200
     assert response.json()["length"] == len(body)
+
+
+@pytest.fixture
+def server(ferrule_server, mode_options):
+    return ferrule_server("environ.wsgi", *mode_options)
+
+
+def exchange(port: int, head: bytes):
+    with Connection(port) as connection:
+        connection.send(head)
+        return connection.read_response()
+
+
+def test_a_request_line_past_8_kib_gets_414(server):
+    long_path = "/" + "a" * 8200
+    head = f"GET {long_path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    response = exchange(server.port, head)
+    assert response.status == 414
+    assert (
+        exchange(server.port, b"GET /" + b"a" * 8000 + b" HTTP/1.1\r\nHost: x\r\n\r\n").status
+        == 200
+    )
+
+
+def test_a_header_field_past_8_kib_gets_431(server):
+    head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 8200 + b"\r\n\r\n"
+    assert exchange(server.port, head).status == 431
+    fits = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 8000 + b"\r\n\r\n"
+    assert exchange(server.port, fits).status == 200
+
+
+def test_more_than_100_header_fields_get_431(server):
+    fields = b"".join(b"X-F%d: v\r\n" % index for index in range(100))
+    assert exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n").status == 431
+    fields = b"".join(b"X-F%d: v\r\n" % index for index in range(98))
+    assert exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n").status == 200

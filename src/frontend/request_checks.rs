@@ -7,7 +7,7 @@
 //!
 //! Where mod_wsgi-express and the RFCs differ, the RFC wins; docs/http.md lists the cases.
 
-use super::http1::head::is_valid_host;
+use super::http1::head::{DEFAULT_MAX_FIELD_SIZE, DEFAULT_MAX_REQUEST_LINE, is_valid_host};
 use crate::handoff;
 
 /// What to do with a request.
@@ -49,6 +49,8 @@ enum Refusal {
     EncodedNul,
     EncodedSlash,
     StarWithoutOptions,
+    RequestLineTooLong,
+    FieldTooLarge,
 }
 
 impl Refusal {
@@ -90,9 +92,17 @@ impl Refusal {
                 http::StatusCode::BAD_REQUEST,
                 "The request target * is only meaningful for OPTIONS.",
             ),
+            Self::RequestLineTooLong => (
+                http::StatusCode::URI_TOO_LONG,
+                "The request line is longer than this server accepts (8 KiB).",
+            ),
+            Self::FieldTooLarge => (
+                http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "A header field is longer than this server accepts (8 KiB).",
+            ),
         };
         let mut response = handoff::error_response(status, reason);
-        if status == http::StatusCode::BAD_REQUEST {
+        if status.is_client_error() && status != http::StatusCode::NOT_FOUND {
             // After a malformed head nothing that follows on the connection can be
             // trusted to be framed as the client meant: Apache closes too.
             response.headers.insert(
@@ -110,6 +120,7 @@ fn classify(
     version: http::Version,
     headers: &http::HeaderMap,
 ) -> Result<Verdict, Refusal> {
+    check_sizes(method, target, headers)?;
     check_host(version, headers)?;
     if target == b"*" {
         if method == http::Method::OPTIONS {
@@ -131,6 +142,27 @@ fn classify(
     };
     let path = path.split(|&b| b == b'?').next().unwrap_or_default();
     check_escapes(path)
+}
+
+/// The limits of the coming HTTP/1 parser (Apache's `LimitRequestLine` and
+/// `LimitRequestFieldSize`), applied to what hyper parsed: `METHOD TARGET HTTP/1.1` and
+/// each `name: value` line.
+fn check_sizes(
+    method: &http::Method,
+    target: &[u8],
+    headers: &http::HeaderMap,
+) -> Result<(), Refusal> {
+    const VERSION_LEN: usize = " HTTP/1.1".len();
+    if method.as_str().len() + 1 + target.len() + VERSION_LEN > DEFAULT_MAX_REQUEST_LINE {
+        return Err(Refusal::RequestLineTooLong);
+    }
+    if headers
+        .iter()
+        .any(|(name, value)| name.as_str().len() + 2 + value.len() > DEFAULT_MAX_FIELD_SIZE)
+    {
+        return Err(Refusal::FieldTooLarge);
+    }
+    Ok(())
 }
 
 /// RFC 9112 3.2: exactly one Host, and a valid one; HTTP/1.0 may leave it out.

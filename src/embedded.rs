@@ -60,6 +60,7 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
         access_log: process::open_access_log(config),
         header_read_timeout: config.server.header_read_timeout,
         limit_request_body: config.server.limit_request_body,
+        request_buffer_size: config.server.request_buffer_size,
         shutdown_timeout: config.processes.shutdown_timeout,
         static_files: frontend::StaticFiles::from_aliases(&config.server.url_aliases),
         draining: std::sync::atomic::AtomicBool::new(false),

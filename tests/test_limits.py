@@ -117,3 +117,23 @@ def test_more_than_100_header_fields_get_431(server):
     assert exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n").status == 431
     fields = b"".join(b"X-F%d: v\r\n" % index for index in range(98))
     assert exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n").status == 200
+
+
+def test_a_slow_request_body_does_not_hold_the_only_application_thread(
+    ferrule_server, mode_options
+):
+    # Issue 17, "Slow clients never hold a Python thread": a body within
+    # --request-buffer-size is read by the front end before a thread takes the request.
+    server = ferrule_server("input.wsgi", *mode_options, "--threads", "1")
+    body = b"s" * 100_000
+    with Connection(server.port, timeout=10) as slow:
+        slow.send(
+            b"POST /read HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body[:50_000]
+        )
+        # The client stalls mid-body; the one application thread is free for others.
+        assert requests.get(f"{server.url}/read", timeout=5).status_code == 200
+        slow.send(body[50_000:])
+        response = slow.read_response()
+        assert response.status == 200
+        assert response.json()["length"] == len(body)

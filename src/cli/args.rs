@@ -35,6 +35,9 @@ pub(super) const DEFAULT_GRACEFUL_TIMEOUT: u64 = 15;
 /// Largest request body accepted, in bytes (mod_wsgi-express's `--limit-request-body`,
 /// Apache's `LimitRequestBody` in its configuration: 10 MiB).
 pub(super) const DEFAULT_LIMIT_REQUEST_BODY: u64 = 10_485_760;
+/// Request body bytes the front end reads before an application thread takes the request
+/// (our own `--request-buffer-size`): a slow client then holds memory, not a thread.
+pub(super) const DEFAULT_REQUEST_BUFFER_SIZE: u64 = 1024 * 1024;
 /// Connections the daemon socket queues before daemon threads accept them
 /// (mod_wsgi-express's `--daemon-backlog`).
 pub(super) const DEFAULT_DAEMON_BACKLOG: u32 = 100;
@@ -259,6 +262,12 @@ pub(super) struct StartServerArgs {
     /// grows past it fails the application's read of wsgi.input and closes the connection.
     #[arg(long, default_value_t = DEFAULT_LIMIT_REQUEST_BODY, value_name = "NUMBER", help_heading = "Server")]
     pub(super) limit_request_body: u64,
+
+    /// Bytes of a request body the front end reads before an application thread takes the
+    /// request, so that a client sending its body slowly holds memory, not a thread; a
+    /// larger body streams to the application as it arrives. 0 reads nothing ahead.
+    #[arg(long, default_value_t = DEFAULT_REQUEST_BUFFER_SIZE, value_name = "BYTES", help_heading = "Server")]
+    pub(super) request_buffer_size: u64,
 
     /// Accept request bodies sent with chunked transfer coding. Always on here: the option
     /// is accepted so that mod_wsgi-express command lines work unchanged.

@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// `--limit-request-body`; `None` when 0 (any size).
     pub limit_request_body: Option<u64>,
+    /// `--request-buffer-size`: body bytes read before a thread takes the request.
+    pub request_buffer_size: usize,
     /// The name the server answers to when a request has no Host header.
     pub server_name: String,
     /// `--url-alias` pairs (URL path, absolute file or directory), and for a static site
@@ -245,6 +247,7 @@ impl Config {
             header_timeout,
             server_backlog,
             limit_request_body,
+            request_buffer_size,
             chunked_request: _,
             log_to_terminal,
             log_level,
@@ -399,6 +402,7 @@ impl Config {
                 server_backlog,
                 header_read_timeout: Duration::from_secs(header_timeout),
                 limit_request_body: (limit_request_body > 0).then_some(limit_request_body),
+                request_buffer_size: usize::try_from(request_buffer_size).unwrap_or(usize::MAX),
             },
             application: ApplicationConfig {
                 reload_entry: !disable_reloading && !debug_mode,

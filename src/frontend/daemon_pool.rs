@@ -365,7 +365,7 @@ impl DaemonPool {
     }
 
     /// Hands one request to a daemon thread and returns its response.
-    pub async fn forward(
+    pub(crate) async fn forward(
         self: &Arc<Self>,
         parts: http::request::Parts,
         body: RequestBody,

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 
 use super::body::{DeclaredLength, LoggedBody};
 use super::request_body::{HyperRequestBody, limit_body};
@@ -88,7 +88,20 @@ impl Service {
         if let Some(response) = self.refuse_declared_body_over_limit(&parts.headers) {
             return self.to_hyper(response, access, asked);
         }
-        let body = limit_body(body, self.config.limit_request_body);
+        let mut body = limit_body(body, self.config.limit_request_body);
+        // Read a small body before a thread is taken (a slow client then holds memory, not
+        // a thread), unless the client waits for `100 Continue`: that is sent when the
+        // application reads, as mod_wsgi does.
+        let waits_for_continue = parts
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|expect| expect.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !body.is_end_stream()
+            && !waits_for_continue
+            && !matches!(self.backend, Backend::StaticOnly)
+        {
+            body.read_ahead(self.config.request_buffer_size).await;
+        }
         if let Some(response) = self
             .config
             .static_files

@@ -39,6 +39,8 @@ pub struct FrontendConfig {
     pub header_read_timeout: Duration,
     /// `--limit-request-body`: the largest request body accepted; `None` for any size.
     pub limit_request_body: Option<u64>,
+    /// `--request-buffer-size`: body bytes read before the request goes to a backend.
+    pub request_buffer_size: usize,
     /// How long open connections may take to finish once a stop was asked for.
     pub shutdown_timeout: Duration,
     /// `--url-alias` directories and files (and the whole site for a static one), served

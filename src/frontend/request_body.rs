@@ -6,8 +6,12 @@
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use http_body_util::{LengthLimitError, Limited};
-use hyper::body::{Body, Incoming};
+use hyper::body::{Body, Frame, Incoming};
 
 use crate::handoff::{BodyReadError, BodySource};
 
@@ -16,15 +20,81 @@ const DISCARD_LIMIT: u64 = 16 * 1024 * 1024;
 /// Longest time spent doing so.
 const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A request body held to `--limit-request-body`: reading past the limit fails.
-pub(crate) type RequestBody = Limited<Incoming>;
+/// The error a request body's frames carry.
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body as the backends read it: held to `--limit-request-body` (reading past
+/// the limit fails), and starting with what the front end may already have read ahead
+/// (the whole of a small body, read before an application thread is taken, so that a slow
+/// client never holds one).
+pub(crate) struct RequestBody {
+    read_ahead: VecDeque<Bytes>,
+    /// What went wrong while reading ahead, given after the bytes read before it.
+    read_ahead_error: Option<BodyError>,
+    /// The connection's part of the body ended while reading ahead.
+    rest_ended: bool,
+    rest: Limited<Incoming>,
+}
 
 /// `body` held to `limit` bytes (`None`: any size).
 pub(super) fn limit_body(body: Incoming, limit: Option<u64>) -> RequestBody {
     let limit = limit.map_or(usize::MAX, |limit| {
         usize::try_from(limit).unwrap_or(usize::MAX)
     });
-    Limited::new(body, limit)
+    RequestBody {
+        read_ahead: VecDeque::new(),
+        read_ahead_error: None,
+        rest_ended: false,
+        rest: Limited::new(body, limit),
+    }
+}
+
+impl RequestBody {
+    /// Reads the body from the connection until it ends or `bound` bytes are held, so
+    /// that the application thread that takes the request finds them at hand.
+    pub(super) async fn read_ahead(&mut self, bound: usize) {
+        let mut held = 0;
+        while held < bound && !self.rest_ended && self.read_ahead_error.is_none() {
+            match self.rest.frame().await {
+                None => self.rest_ended = true,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        held += data.len();
+                        self.read_ahead.push_back(data);
+                    }
+                }
+                Some(Err(error)) => self.read_ahead_error = Some(error),
+            }
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(chunk) = self.read_ahead.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        if let Some(error) = self.read_ahead_error.take() {
+            self.rest_ended = true;
+            return Poll::Ready(Some(Err(error)));
+        }
+        if self.rest_ended {
+            return Poll::Ready(None);
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read_ahead.is_empty()
+            && self.read_ahead_error.is_none()
+            && (self.rest_ended || self.rest.is_end_stream())
+    }
 }
 
 /// Why reading a request body failed, in words for the application and the error log.

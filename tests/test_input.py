@@ -308,7 +308,9 @@ def test_large_chunked_upload_is_streamed_not_buffered(ferrule_server, mode_opti
 
 
 def test_waiting_for_body_bytes_does_not_block_other_requests(ferrule_server, mode_options):
-    server = ferrule_server(APP, *mode_options, "--threads", "2")
+    # Nothing read ahead, so that the application thread itself waits for the body bytes
+    # (a body larger than --request-buffer-size does the same).
+    server = ferrule_server(APP, *mode_options, "--threads", "2", "--request-buffer-size", "0")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
         slow.sendall(post_head(server.port, "/read?tag=slow-upload", 10) + b"12345")
         server.wait_for_log("input.wsgi: slow-upload reading")

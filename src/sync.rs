@@ -15,3 +15,28 @@ pub(crate) use std::sync::atomic::Ordering;
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64};
 #[cfg(not(ferrule_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
+
+/// A waker that remembers it was woken, standing in for a reactor's task in loom tests.
+#[cfg(all(test, ferrule_loom))]
+#[derive(Default)]
+pub(crate) struct WakeFlag(AtomicBool);
+
+#[cfg(all(test, ferrule_loom))]
+impl std::task::Wake for WakeFlag {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[cfg(all(test, ferrule_loom))]
+impl WakeFlag {
+    /// Whether it was woken (since the last `take`).
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Whether it was woken since the last call; clears it.
+    pub(crate) fn take(&self) -> bool {
+        self.0.swap(false, Ordering::SeqCst)
+    }
+}

@@ -252,19 +252,8 @@ mod tests {
 /// (`make loom`).
 #[cfg(all(test, ferrule_loom))]
 mod loom_tests {
-    use std::task::Wake;
-
     use super::*;
-    use crate::sync::AtomicBool;
-
-    #[derive(Default)]
-    struct Flag(AtomicBool);
-
-    impl Wake for Flag {
-        fn wake(self: Arc<Self>) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
+    use crate::sync::WakeFlag as Flag;
 
     #[test]
     fn loom_the_coarse_clock_never_goes_back() {
@@ -317,10 +306,7 @@ mod loom_tests {
             assert!(later.as_mut().poll(&mut cx).is_pending());
             sweeper.join().unwrap();
             if !ready {
-                assert!(
-                    flag.0.load(Ordering::SeqCst),
-                    "an expired sleep was not woken"
-                );
+                assert!(flag.is_set(), "an expired sleep was not woken");
                 assert!(sleep.as_mut().poll(&mut cx).is_ready());
             }
             drop(sleep);

@@ -238,25 +238,8 @@ mod tests {
 /// courier and the receivers when their wakers were woken, as tokio would.
 #[cfg(all(test, ferrule_loom))]
 mod loom_tests {
-    use std::task::Wake;
-
     use super::*;
-
-    /// A waker that remembers it was woken, in place of a reactor's task.
-    #[derive(Default)]
-    struct Flag(AtomicBool);
-
-    impl Wake for Flag {
-        fn wake(self: Arc<Self>) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-
-    impl Flag {
-        fn take(&self) -> bool {
-            self.0.swap(false, Ordering::SeqCst)
-        }
-    }
+    use crate::sync::WakeFlag as Flag;
 
     fn response(status: u16) -> Response {
         super::super::error_response(http::StatusCode::from_u16(status).unwrap(), "test")
@@ -305,9 +288,7 @@ mod loom_tests {
         }
         while receivers.iter().any(|(_, _, outcome)| outcome.is_none()) {
             let courier_woken = courier.take();
-            let receiver_woken = receivers
-                .iter()
-                .any(|(_, flag, _)| flag.0.load(Ordering::SeqCst));
+            let receiver_woken = receivers.iter().any(|(_, flag, _)| flag.is_set());
             assert!(
                 courier_woken || receiver_woken,
                 "a receiver waits and nothing was woken"

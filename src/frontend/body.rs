@@ -141,7 +141,7 @@ impl LoggedBody {
         });
         *remaining = declared.length;
         self.cut = true;
-        self.log_mismatch(&produced.to_string());
+        self.log_mismatch(produced, declared.length);
     }
 
     /// Fails the response, once the bytes it already yielded are on their way.
@@ -173,29 +173,27 @@ impl LoggedBody {
             .is_none_or(|declared| self.bytes_sent >= declared.length)
     }
 
-    /// True when the body ended before its declared length: the response must fail.
+    /// True (and logged) when the body ended before its declared length: the response
+    /// must fail.
     fn ended_short(&self) -> bool {
         match &self.declared {
             Some(declared) if self.bytes_sent < declared.length => {
-                self.log_mismatch(&self.bytes_sent.to_string());
+                self.log_mismatch(self.bytes_sent, self.bytes_sent);
                 true
             }
             _ => false,
         }
     }
 
-    fn log_mismatch(&self, produced: &str) {
+    fn log_mismatch(&self, produced: u64, sent: u64) {
         if let Some(declared) = &self.declared {
             error_log::log(
                 Level::Error,
                 "ferrule",
                 &format!(
                     "the application declared Content-Length: {} for {} {} but produced {produced} bytes; \
-                     sent {} and closed the connection",
-                    declared.length,
-                    declared.method,
-                    declared.target,
-                    self.bytes_sent.min(declared.length),
+                     sent {sent} and closed the connection",
+                    declared.length, declared.method, declared.target,
                 ),
             );
         }

@@ -7,7 +7,7 @@
 //! - `embedded`: one embedded-mode server process (front end and executor together).
 //! - `daemon`: daemon mode: the IPC protocol, the front end's pool of daemon threads, and
 //!   the daemon process main.
-//! - `frontend`: accepts connections and speaks HTTP (hyper); never runs Python.
+//! - `frontend`: accepts connections and speaks HTTP/1 (its own, on httparse); never runs Python.
 //! - `handoff`: the request and response passed between the front end and the executor
 //!   (no PyO3).
 //! - `wsgi`: the WSGI executor, the only home of PEP 3333 (environ, input, start_response,

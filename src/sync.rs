@@ -7,12 +7,12 @@
 //! with `--cfg loom` leaves out `tokio::net`, which the front end needs to compile.
 
 #[cfg(ferrule_loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64};
+pub(crate) use loom::sync::atomic::AtomicBool;
 #[cfg(ferrule_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
-pub(crate) use std::sync::atomic::Ordering;
 #[cfg(not(ferrule_loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64};
+pub(crate) use std::sync::atomic::AtomicBool;
+pub(crate) use std::sync::atomic::Ordering;
 #[cfg(not(ferrule_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 

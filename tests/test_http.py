@@ -348,14 +348,9 @@ REFUSED = {
     # RFC 3986 2.1: '%' starts a two-digit hex escape; Apache answers 400 otherwise.
     "bad-escape": (b"GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400, "escape"),
     "short-escape": (b"GET /a%2 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "escape"),
-    # RFC 9112 3.2: a fragment is never part of a request target. hyper's parser drops it
-    # before the checks see the target (http::Uri truncates at '#'), so today the request
-    # is served as if sent without it; the HTTP/1 layer of issue 17 hands the checks the
-    # raw target and this passes (strict: it then fails until the mark is removed).
-    "fragment": pytest.param(
-        (b"GET /x?a=1#f HTTP/1.1\r\nHost: x\r\n\r\n", 400, "fragment"),
-        marks=pytest.mark.xfail(strict=True, reason="hyper drops the fragment (issue 17)"),
-    ),
+    # RFC 9112 3.2: a fragment is never part of a request target (hyper used to drop it
+    # and serve the request as if sent without it).
+    "fragment": (b"GET /x?a=1#f HTTP/1.1\r\nHost: x\r\n\r\n", 400, "fragment"),
     # Apache: an encoded NUL in the path is not found.
     "encoded-nul": (b"GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n", 404, "NUL"),
 }
@@ -374,6 +369,55 @@ def test_issue_15_bad_targets_and_hosts_are_answered_by_the_server(server, raw):
     assert server.get("/still-alive").status_code == 200
 
 
+# What hyper let through to the application with a 200 (issue 17): each is refused with
+# the status RFC 9112/9110 give, never reaches the application, and the connection closes.
+STRICT = {
+    "bare-lf": (b"GET / HTTP/1.1\nHost: x\n\n", 400, "bare LF"),
+    "bel-in-value": (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x07b\r\n\r\n", 400, "control byte"),
+    "del-in-value": (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x7fb\r\n\r\n", 400, "control byte"),
+    "nul-in-target": (b"GET /a\x00b HTTP/1.1\r\nHost: x\r\n\r\n", 400, "percent-encoded"),
+    "authority-form-get": (b"GET example.com:80 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "authority"),
+    "leading-empty-lines": (b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "empty line"),
+    "obs-fold": (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400, "obs-fold"),
+    "content-length-and-chunked": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+        "both",
+    ),
+    "forbidden-trailer": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"1\r\na\r\n0\r\nContent-Length: 5\r\n\r\n",
+        400,
+        "trailer field",
+    ),
+    "bad-chunk-size": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        400,
+        "hexadecimal",
+    ),
+    "http-2-version": (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, "HTTP/1.0 and HTTP/1.1"),
+    "gzip-coding": (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        501,
+        "transfer coding",
+    ),
+}
+
+
+@pytest.mark.parametrize("raw", STRICT.values(), ids=STRICT.keys())
+def test_issue_17_requests_rfc_9112_forbids_are_refused_and_the_connection_closed(server, raw):
+    sent, status, reason = raw
+    with Connection(server.port) as connection:
+        connection.send(sent)
+        response = connection.read_response()
+        assert connection.read_until_closed() == b""
+    assert response.status == status, response
+    assert reason.lower() in response.body.decode("latin-1").lower(), response.body
+    assert response.header("Connection") == ["close"]
+    assert server.get("/still-alive").status_code == 200
+
+
 def test_http_1_0_without_host_is_served(server):
     with Connection(server.port) as connection:
         connection.send(b"GET /ten HTTP/1.0\r\n\r\n")
@@ -384,8 +428,7 @@ def test_http_1_0_without_host_is_served(server):
 
 
 def test_raw_non_utf8_target_is_refused_with_400(server):
-    # A target must be ASCII (RFC 9112 3.2, RFC 3986); UTF-8 bytes are let through for
-    # mod_wsgi's sake (see test_environ.py), other raw bytes are a 400.
+    # A target must be ASCII (RFC 9112 3.2, RFC 3986); raw UTF-8 too (test_environ.py).
     with Connection(server.port) as connection:
         connection.send(b"GET /caf\xe9 HTTP/1.1\r\nHost: x\r\n\r\n")
         received = connection.read_until_closed()

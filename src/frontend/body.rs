@@ -1,5 +1,5 @@
-//! The response body as hyper sees it, the check that its bytes match the Content-Length
-//! it declared, and the access log line written when it is done.
+//! The response body as the connection's writer sees it, the check that its bytes match
+//! the Content-Length it declared, and the access log line written when it is done.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
+use http_body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 
 use super::FrontendConfig;
@@ -20,14 +20,14 @@ use crate::logs::{Level, error_log};
 const FILE_BLOCK_SIZE: usize = 64 * 1024;
 
 /// A response body that counts the bytes it yields and writes the access log line when
-/// hyper drops it (after the last byte, or when the client went away).
+/// the writer drops it (after the last byte, or when the client went away).
 ///
 /// When the response declared a Content-Length, the bytes it yields are held to it: a
 /// client keeping the connection open reads exactly that many bytes as this response, so
 /// a body that ends early, or runs past it, must not leave the connection open (the
 /// client would read the start of the next response as this one's body). Such a body is
-/// sent as far as the declared length allows and then fails, which makes hyper close the
-/// connection; one line in the error log names the request and both counts.
+/// sent as far as the declared length allows and then fails, which makes the writer close
+/// the connection; one line in the error log names the request and both counts.
 pub(super) struct LoggedBody {
     chunks: Chunks,
     bytes_sent: u64,
@@ -36,13 +36,8 @@ pub(super) struct LoggedBody {
     /// The length the response declared; `None` when it has no Content-Length or sends
     /// no body (HEAD, 204, 304).
     declared: Option<DeclaredLength>,
-    /// The body ran past its declared length; the next poll fails the response.
+    /// The complete body ran past its declared length and was cut there.
     cut: bool,
-    /// The response must fail (the connection be cut) once what it yielded was flushed.
-    failing: bool,
-    /// The connection's link to its socket, to wait for that flush; `None` where there
-    /// is none (the failure is then immediate).
-    link: Option<FileSlot>,
 }
 
 /// A declared Content-Length and the request it answers (for the log line).
@@ -61,13 +56,13 @@ enum Chunks {
     /// A file sent by the socket with sendfile; the body yields marker frames.
     Sendfile {
         slot: FileSlot,
-        /// Handed to the slot on the first poll, once hyper is writing this body.
+        /// Handed to the slot on the first poll, once the writer is writing this body.
         file: Option<(std::fs::File, u64)>,
         remaining: u64,
     },
 }
 
-/// The application failed after the head was sent; hyper cuts the connection.
+/// The application failed after the head was sent; the writer cuts the connection.
 #[derive(Debug, thiserror::Error)]
 #[error("the application failed while streaming its response")]
 pub(super) struct ResponseAborted;
@@ -79,7 +74,6 @@ impl LoggedBody {
         file_slot: Option<FileSlot>,
         declared: Option<DeclaredLength>,
     ) -> Self {
-        let link = file_slot.clone();
         let chunks = match body {
             ResponseBody::Full(chunks) => {
                 let remaining = chunks.iter().map(|chunk| chunk.len() as u64).sum();
@@ -108,16 +102,14 @@ impl LoggedBody {
             access,
             declared,
             cut: false,
-            failing: false,
-            link,
         };
         body.cut_full_body_to_declared();
         body
     }
 
     /// True when the response must close its connection after it: its complete body was
-    /// longer than the length it declared and was cut there (hyper stops reading a body
-    /// once the declared length went out, so the cut must be known before the head).
+    /// longer than the length it declared and was cut there (the writer stops reading a
+    /// body once the declared length went out, so the cut must be known before the head).
     pub(super) fn closes_connection(&self) -> bool {
         self.cut
     }
@@ -144,20 +136,8 @@ impl LoggedBody {
         self.log_mismatch(produced, declared.length);
     }
 
-    /// Fails the response, once the bytes it already yielded are on their way.
-    fn fail_after_flush(
-        &mut self,
-        cx: &Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, ResponseAborted>>> {
-        self.failing = true;
-        match &self.link {
-            Some(link) if !link.flushed_since_first_asked(cx) => Poll::Pending,
-            _ => Poll::Ready(Some(Err(ResponseAborted))),
-        }
-    }
-
     /// Holds `chunk` to the declared length. Only a stream can run past it here (a
-    /// complete body was cut in `new`), and hyper stops polling a body once the declared
+    /// complete body was cut in `new`), and the writer stops polling a body once the declared
     /// length went out, so this is a guard: the framing stays right whatever comes.
     fn hold_to_declared(&self, mut chunk: Bytes) -> Bytes {
         if let Some(declared) = &self.declared {
@@ -242,9 +222,6 @@ impl Body for LoggedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ResponseAborted>>> {
-        if self.failing {
-            return self.fail_after_flush(cx);
-        }
         let next = match &mut self.chunks {
             Chunks::Full { chunks, remaining } => {
                 let chunk = chunks.pop_front();
@@ -285,17 +262,16 @@ impl Body for LoggedBody {
                 self.bytes_sent += chunk.len() as u64;
                 Some(Ok(Frame::data(chunk)))
             }
-            Some(Err(StreamAborted)) => return self.fail_after_flush(cx),
-            None if self.ended_short() => return self.fail_after_flush(cx),
+            Some(Err(StreamAborted)) => Some(Err(ResponseAborted)),
+            None if self.ended_short() => Some(Err(ResponseAborted)),
             None => None,
         })
     }
 
     fn is_end_stream(&self) -> bool {
-        // A body short of its declared length is not at its end: hyper must poll it once
-        // more, and get the error that closes the connection.
+        // A body short of its declared length is not at its end: the writer must poll it
+        // once more, and get the error that closes the connection.
         self.declared_reached()
-            && !self.failing
             && match &self.chunks {
                 Chunks::Full { chunks, .. } => chunks.is_empty(),
                 Chunks::Sendfile { remaining, .. } => *remaining == 0,
@@ -309,8 +285,8 @@ impl Body for LoggedBody {
             Chunks::Stream(_) => None,
         };
         match (exact, &self.declared) {
-            // hyper takes an exact hint as the length it frames with; give none when the
-            // body and its declared length disagree, so the declared one is used.
+            // The writer takes an exact hint as the length it frames with; give none when
+            // the body and its declared length disagree, so the declared one is used.
             (Some(exact), Some(declared)) if self.bytes_sent + exact != declared.length => {
                 SizeHint::default()
             }

@@ -1,14 +1,13 @@
-//! The timer hyper uses for `--header-timeout`: a table of deadlines swept a few times a
-//! second, instead of one tokio timer per request.
+//! The timer of the connections' timeouts (`--header-timeout`): a table of deadlines swept
+//! a few times a second, instead of one tokio timer per request.
 //!
-//! hyper arms the header timer for every request head it waits for, keep-alive requests
-//! included, and drops it once the head is in. With tokio's timer that is a timer-wheel
-//! insertion and removal per request, and often a write to the reactor's wake-up eventfd
-//! from the reactor itself (0.39 per request in embedded hello, `perf stat`). Here arming
-//! a sleep is a slot in a table under an uncontended lock; a sweeper wakes the expired
-//! ones. Only the sweeper reads the clock: hyper's `now()` gets the time of the last
-//! sweep. A timeout fires up to three sweep intervals (0.75 s) late and never early,
-//! which is nothing next to a header timeout counted in seconds.
+//! A connection arms the header timer for every request head it waits for, keep-alive
+//! requests included, and drops it once the head is in. With tokio's timer that is a
+//! timer-wheel insertion and removal per request, and often a write to the reactor's
+//! wake-up eventfd from the reactor itself (0.39 per request in embedded hello under
+//! hyper, `perf stat`). Here arming a sleep is a slot in a table under an uncontended
+//! lock; a sweeper wakes the expired ones. A timeout fires up to three sweep intervals
+//! (0.75 s) late under load, one when idle, and never early, which is nothing next to a timeout counted in seconds.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,42 +15,15 @@ use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::sync::{Mutex, MutexGuard};
 
 /// How often expired sleeps are woken: the most a timeout fires late.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
-/// A [`hyper::rt::Timer`] whose sleeps are woken by a sweeper task on the current runtime.
+/// Sleeps woken by a sweeper task on the current runtime.
 #[derive(Clone)]
 pub(super) struct CoarseTimer {
     table: Arc<Mutex<Table>>,
-    clock: Arc<CoarseClock>,
-}
-
-/// The time of the last sweep, as an offset from a fixed start, readable without a lock.
-struct CoarseClock {
-    start: Instant,
-    nanos: AtomicU64,
-}
-
-impl CoarseClock {
-    fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            nanos: AtomicU64::new(0),
-        }
-    }
-
-    fn now(&self) -> Instant {
-        self.start + Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
-    }
-
-    fn advance(&self) -> Instant {
-        let now = Instant::now();
-        let nanos = u64::try_from(now.duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
-        self.nanos.store(nanos, Ordering::Relaxed);
-        now
-    }
 }
 
 #[derive(Default)]
@@ -80,10 +52,8 @@ impl CoarseTimer {
     pub(super) fn start() -> Self {
         let timer = Self {
             table: Arc::default(),
-            clock: Arc::new(CoarseClock::new()),
         };
         let table = Arc::downgrade(&timer.table);
-        let clock = Arc::clone(&timer.clock);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -92,7 +62,7 @@ impl CoarseTimer {
                 let Some(table) = table.upgrade() else {
                     return;
                 };
-                for waker in lock(&table).take_expired(clock.advance()) {
+                for waker in lock(&table).take_expired(Instant::now()) {
                     waker.wake();
                 }
             }
@@ -153,28 +123,20 @@ impl Table {
     }
 }
 
-impl hyper::rt::Timer for CoarseTimer {
-    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        self.sleep_until(Instant::now() + duration)
-    }
-
-    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(CoarseSleep {
+impl CoarseTimer {
+    /// A future that ends `duration` from now, up to three sweeps late.
+    pub(super) fn sleep(&self, duration: Duration) -> CoarseSleep {
+        CoarseSleep {
             table: Arc::clone(&self.table),
-            // A deadline reckoned from `now()` may be up to one sweep early.
-            deadline: deadline + SWEEP_INTERVAL,
+            deadline: Instant::now() + duration,
             key: None,
-        })
-    }
-
-    fn now(&self) -> Instant {
-        self.clock.now()
+        }
     }
 }
 
 /// One armed timeout: registered in the table from its first pending poll until it
 /// fires or is dropped.
-struct CoarseSleep {
+pub(super) struct CoarseSleep {
     table: Arc<Mutex<Table>>,
     deadline: Instant,
     key: Option<Key>,
@@ -206,8 +168,6 @@ impl Future for CoarseSleep {
     }
 }
 
-impl hyper::rt::Sleep for CoarseSleep {}
-
 impl Drop for CoarseSleep {
     fn drop(&mut self) {
         if let Some(key) = self.key {
@@ -219,7 +179,6 @@ impl Drop for CoarseSleep {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hyper::rt::Timer;
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_sleep_ends_after_its_deadline_and_no_later_than_a_sweep() {
@@ -238,7 +197,7 @@ mod tests {
     async fn dropped_sleeps_free_their_slots_for_reuse() {
         let timer = CoarseTimer::start();
         for _ in 0..1000 {
-            let mut sleep = timer.sleep(Duration::from_secs(60));
+            let mut sleep = std::pin::pin!(timer.sleep(Duration::from_secs(60)));
             let polled = std::future::poll_fn(|cx| Poll::Ready(sleep.as_mut().poll(cx))).await;
             assert!(polled.is_pending());
         }
@@ -248,30 +207,12 @@ mod tests {
     }
 }
 
-/// Every interleaving of the sweeper with the requests' sleeps and clock reads
+/// Every interleaving of the sweeper with the requests' sleeps
 /// (`make loom`).
 #[cfg(all(test, ferrule_loom))]
 mod loom_tests {
     use super::*;
     use crate::sync::WakeFlag as Flag;
-
-    #[test]
-    fn loom_the_coarse_clock_never_goes_back() {
-        loom::model(|| {
-            let clock = Arc::new(CoarseClock::new());
-            let sweeper = {
-                let clock = Arc::clone(&clock);
-                loom::thread::spawn(move || {
-                    clock.advance();
-                    clock.advance();
-                })
-            };
-            let first = clock.now();
-            let second = clock.now();
-            assert!(second >= first);
-            sweeper.join().unwrap();
-        });
-    }
 
     #[test]
     fn loom_an_expired_sleep_is_woken_and_its_slot_freed_once() {

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Body;
 
 use super::request_body::RequestBody;
 use tokio::io::AsyncWriteExt;
@@ -676,7 +676,7 @@ impl Drop for Exchange {
     }
 }
 
-/// Copies the daemon's streamed response body into the channel hyper reads.
+/// Copies the daemon's streamed response body into the channel the connection reads.
 async fn relay_response_body(
     mut exchange: Exchange,
     chunk_tx: mpsc::Sender<Result<Bytes, StreamAborted>>,
@@ -740,7 +740,8 @@ async fn pump_request_body(
         let frame = tokio::select! {
             frame = body.frame() => frame,
             _ = &mut response_done => {
-                tokio::spawn(super::request_body::discard_unread_body(body));
+                // The connection reads what is left of the body and drops it.
+                drop(body);
                 protocol::write_frame(&mut writer, &Frame::BodyEnd).await.ok()?;
                 return Some(writer);
             }

@@ -1,17 +1,16 @@
-//! The hyper service of one connection: turns a parsed request into an executor
-//! [`Request`](crate::handoff::Request), waits for the response head, and hands hyper the body.
+//! What happens to one parsed request: turned into an executor
+//! [`Request`](crate::handoff::Request) (or answered by the front end), the response head
+//! awaited, and the response given back to the connection with its body to write.
 //!
 //! Order: the request checks (`request_checks.rs`), static files, then the backend.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use hyper::body::{Body, Incoming};
+use http_body::Body;
 
 use super::body::{DeclaredLength, LoggedBody};
-use super::request_body::{HyperRequestBody, limit_body};
+use super::connection::{IncomingBody, Reply};
+use super::request_body::{BlockingRequestBody, limit_body};
 use super::request_checks::{self, Verdict};
 use super::sendfile::FileSlot;
 use super::{Backend, FrontendConfig};
@@ -44,22 +43,28 @@ impl Service {
     }
 }
 
-impl hyper::service::Service<hyper::Request<Incoming>> for Service {
-    type Response = hyper::Response<LoggedBody>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
-        let service = self.clone();
-        Box::pin(async move { Ok(service.dispatch(request).await) })
-    }
-}
-
 impl Service {
-    async fn dispatch(self, request: hyper::Request<Incoming>) -> hyper::Response<LoggedBody> {
+    /// The client's address, for log lines about the connection.
+    pub(super) fn remote_addr(&self) -> std::net::SocketAddr {
+        self.connection.remote_addr
+    }
+
+    /// A response the front end makes before any request was dispatched (a refused head).
+    pub(super) fn front_end_reply(&self, response: handoff::Response) -> Reply {
+        let asked = Asked {
+            method: http::Method::GET,
+            target: http::Uri::default(),
+        };
+        self.to_reply(response, None, asked)
+    }
+
+    pub(super) async fn dispatch(
+        &self,
+        mut parts: http::request::Parts,
+        body: IncomingBody,
+    ) -> Reply {
         // Made here, where the request arrived, so that every log line about it can name it.
         let request_id = handoff::RequestId::generate();
-        let (mut parts, body) = request.into_parts();
         let asked = Asked {
             method: parts.method.clone(),
             target: parts.uri.clone(),
@@ -71,13 +76,8 @@ impl Service {
             body_bytes: 0,
         });
         let target = crate::handoff::request_path::request_target(&parts.uri);
-        if let Verdict::Answer(response) = request_checks::check(
-            &parts.method,
-            target.as_bytes(),
-            parts.version,
-            &parts.headers,
-        ) {
-            return self.to_hyper(response, access, asked);
+        if let Verdict::Answer(response) = request_checks::check(&parts.method, target.as_bytes()) {
+            return self.to_reply(response, access, asked);
         }
         // RFC 9112 3.2.2: the authority of an absolute-form target replaces Host.
         if let Some((authority, _)) = request_checks::absolute_form_authority(target.as_bytes()) {
@@ -86,7 +86,7 @@ impl Service {
             }
         }
         if let Some(response) = self.refuse_declared_body_over_limit(&parts.headers) {
-            return self.to_hyper(response, access, asked);
+            return self.to_reply(response, access, asked);
         }
         let mut body = limit_body(body, self.config.limit_request_body);
         // Read a small body before a thread is taken (a slow client then holds memory, not
@@ -101,6 +101,16 @@ impl Service {
             && !matches!(self.backend, Backend::StaticOnly)
         {
             body.read_ahead(self.config.request_buffer_size).await;
+            if let Some(rejection) = body.malformed() {
+                let mut response =
+                    handoff::error_response(rejection.status(), &rejection.to_string());
+                // The rest of the connection cannot be trusted to be framed as meant.
+                response.headers.insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+                return self.to_reply(response, access, asked);
+            }
         }
         if let Some(response) = self
             .config
@@ -108,7 +118,7 @@ impl Service {
             .serve(&parts.method, parts.uri.path(), &parts.headers)
             .await
         {
-            return self.to_hyper(response, access, asked);
+            return self.to_reply(response, access, asked);
         }
         let response = match &self.backend {
             Backend::Embedded(executor) => {
@@ -132,7 +142,7 @@ impl Service {
                     version: parts.version,
                     headers: parts.headers,
                     connection: self.connection,
-                    body: Box::new(HyperRequestBody::new(
+                    body: Box::new(BlockingRequestBody::new(
                         body,
                         tokio::runtime::Handle::current(),
                     )),
@@ -152,12 +162,12 @@ impl Service {
                 "The requested URL was not found on this server.",
             ),
         };
-        self.to_hyper(response, access, asked)
+        self.to_reply(response, access, asked)
     }
 
     /// 413 for a request that declares a body larger than `--limit-request-body`, before
-    /// anything reads it (Apache's `LimitRequestBody`); hyper then closes the connection
-    /// rather than read the body.
+    /// anything reads it (Apache's `LimitRequestBody`); the connection then closes rather
+    /// than read the body.
     fn refuse_declared_body_over_limit(
         &self,
         headers: &http::HeaderMap,
@@ -175,12 +185,12 @@ impl Service {
         })
     }
 
-    fn to_hyper(
+    fn to_reply(
         &self,
         response: handoff::Response,
         access: Option<AccessRecord>,
         asked: Asked,
-    ) -> hyper::Response<LoggedBody> {
+    ) -> Reply {
         let handoff::Response {
             status,
             reason,
@@ -210,27 +220,23 @@ impl Service {
             })
         };
         let body = LoggedBody::new(body, access, self.file_slot.clone(), declared);
-        let closes_connection = body.closes_connection();
-        let mut response = hyper::Response::new(body);
-        *response.status_mut() = status;
-        *response.headers_mut() = headers;
-        if closes_connection
+        if body.closes_connection()
             || self
                 .config
                 .draining
                 .load(std::sync::atomic::Ordering::Acquire)
         {
-            response.headers_mut().insert(
+            headers.insert(
                 http::header::CONNECTION,
                 http::HeaderValue::from_static("close"),
             );
         }
-        if let Some(reason) = reason {
-            if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.to_vec()) {
-                response.extensions_mut().insert(reason);
-            }
+        Reply {
+            status,
+            reason,
+            headers,
+            body,
         }
-        response
     }
 }
 
@@ -247,7 +253,8 @@ fn is_bodyless(status: http::StatusCode) -> bool {
         || status == http::StatusCode::NOT_MODIFIED
 }
 
-/// The Content-Length of a message: hyper has checked a request's, the executor a response's.
+/// The Content-Length of a message: the parser has checked a request's, the executor a
+/// response's.
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(http::header::CONTENT_LENGTH)?

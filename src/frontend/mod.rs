@@ -1,4 +1,5 @@
-//! The front end: accepts connections on listeners it is given and speaks HTTP with hyper.
+//! The front end: accepts connections on listeners it is given and speaks HTTP/1 over
+//! them (`connection/`, on the parser of `http1/`).
 //!
 //! It never runs Python: each request is handed to a [`Backend`] (in embedded mode the
 //! WSGI executor of this process, in daemon mode a daemon thread) and the response it
@@ -7,6 +8,7 @@
 
 mod body;
 mod coarse_timer;
+mod connection;
 mod daemon_pool;
 mod dispatch;
 pub mod http1;
@@ -23,8 +25,6 @@ pub use static_files::{StaticFiles, UrlAlias};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-
-use hyper_util::server::graceful::GracefulShutdown;
 
 use crate::handoff::InProcessExecutor;
 use crate::logs::access_log::AccessLog;
@@ -78,15 +78,13 @@ pub async fn serve(
     backend: Backend,
     shutdown: Shutdown,
 ) {
-    let graceful = GracefulShutdown::new();
     let open_connections = Arc::new(AtomicUsize::new(0));
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(coarse_timer::CoarseTimer::start())
-        .keep_alive(true)
-        // Head and body chunks go out in one writev, never copied into one buffer.
-        .writev(true)
-        .header_read_timeout(config.header_read_timeout);
+    let (close_idle, closing) = tokio::sync::watch::channel(false);
+    let settings = Arc::new(connection::ConnectionSettings {
+        header_timeout: config.header_read_timeout,
+        timer: coarse_timer::CoarseTimer::start(),
+        closing,
+    });
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -103,7 +101,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection = crate::handoff::ConnectionInfo {
+        let info = crate::handoff::ConnectionInfo {
             remote_addr,
             local_addr,
             https: false,
@@ -112,26 +110,14 @@ pub async fn serve(
         let service = dispatch::Service::new(
             Arc::clone(&config),
             backend.clone(),
-            connection,
+            info,
             Some(file_slot.clone()),
         );
-        let stream = sendfile::SendfileStream::new(stream, file_slot);
-        let served = builder.serve_connection(stream, service);
-        let served = graceful.watch(served);
-        let open = Arc::clone(&open_connections);
-        open.fetch_add(1, Ordering::Relaxed);
+        let counted = ConnectionCount::new(&open_connections);
+        let settings = Arc::clone(&settings);
         tokio::spawn(async move {
-            let _counted = ConnectionCount(open);
-            // Clients that reset or time out are routine, not errors worth a log line.
-            if let Err(error) = served.await {
-                if error_log::enabled(Level::Debug) {
-                    error_log::log(
-                        Level::Debug,
-                        "ferrule",
-                        &format!("connection from {remote_addr} ended: {error}"),
-                    );
-                }
-            }
+            let _counted = counted;
+            connection::serve_connection(stream, service, file_slot, settings).await;
         });
     }
     drop(listener);
@@ -143,16 +129,29 @@ pub async fn serve(
     while open_connections.load(Ordering::Relaxed) > 0 && drain_started.elapsed() < grace {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(config.shutdown_timeout) => {
-            error_log::log(Level::Warn, "ferrule", "shutdown timeout reached with connections still open; closing them");
+    let _ = close_idle.send(true);
+    while open_connections.load(Ordering::Relaxed) > 0 {
+        if drain_started.elapsed() >= config.shutdown_timeout {
+            error_log::log(
+                Level::Warn,
+                "ferrule",
+                "shutdown timeout reached with connections still open; closing them",
+            );
+            break;
         }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 /// Counts a connection as open until its task ends.
 struct ConnectionCount(Arc<AtomicUsize>);
+
+impl ConnectionCount {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(open))
+    }
+}
 
 impl Drop for ConnectionCount {
     fn drop(&mut self) {

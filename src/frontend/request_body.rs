@@ -1,8 +1,12 @@
-//! The request body of a hyper connection as the executor's blocking [`BodySource`].
+//! The request body of a connection as the backends read it: held to
+//! `--limit-request-body`, with what was read ahead; and as the executor's blocking
+//! [`BodySource`].
 //!
-//! hyper de-chunks and enforces Content-Length; this adapter only blocks the calling
-//! application thread (which has released the GIL) on the next frame. The first read is
-//! also what makes hyper answer `Expect: 100-continue`.
+//! The connection de-chunks and enforces Content-Length (`connection/incoming.rs`); the
+//! blocking adapter only blocks the calling application thread (which has released the
+//! GIL) on the next frame. The first read is also what makes the connection answer
+//! `Expect: 100-continue`. A body dropped half read is read to its end and thrown away by
+//! the connection, up to a limit, so that the client can reuse it (as Apache does).
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -10,18 +14,12 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use http_body::{Body, Frame};
 use http_body_util::{LengthLimitError, Limited};
-use hyper::body::{Body, Frame, Incoming};
 
+use super::connection::{BodyError, IncomingBody, IncomingError};
+use super::http1::Rejection;
 use crate::handoff::{BodyReadError, BodySource};
-
-/// Most unread request body bytes read and thrown away to keep a connection alive.
-const DISCARD_LIMIT: u64 = 16 * 1024 * 1024;
-/// Longest time spent doing so.
-const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The error a request body's frames carry.
-type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request body as the backends read it: held to `--limit-request-body` (reading past
 /// the limit fails), and starting with what the front end may already have read ahead
@@ -33,11 +31,11 @@ pub(crate) struct RequestBody {
     read_ahead_error: Option<BodyError>,
     /// The connection's part of the body ended while reading ahead.
     rest_ended: bool,
-    rest: Limited<Incoming>,
+    rest: Limited<IncomingBody>,
 }
 
 /// `body` held to `limit` bytes (`None`: any size).
-pub(super) fn limit_body(body: Incoming, limit: Option<u64>) -> RequestBody {
+pub(super) fn limit_body(body: IncomingBody, limit: Option<u64>) -> RequestBody {
     let limit = limit.map_or(usize::MAX, |limit| {
         usize::try_from(limit).unwrap_or(usize::MAX)
     });
@@ -65,6 +63,21 @@ impl RequestBody {
                 }
                 Some(Err(error)) => self.read_ahead_error = Some(error),
             }
+        }
+    }
+}
+
+impl RequestBody {
+    /// Why the client's body is malformed, if reading ahead found it so (a bad chunk): the
+    /// front end answers that itself instead of running the application.
+    pub(super) fn malformed(&self) -> Option<Rejection> {
+        match self
+            .read_ahead_error
+            .as_ref()?
+            .downcast_ref::<IncomingError>()?
+        {
+            IncomingError::Malformed(rejection) => Some(*rejection),
+            _ => None,
         }
     }
 }
@@ -106,12 +119,13 @@ pub(super) fn read_error_reason(error: &(dyn std::error::Error + 'static)) -> St
     }
 }
 
-pub(super) struct HyperRequestBody {
+/// A request body read by an application thread, which blocks on the next frame.
+pub(super) struct BlockingRequestBody {
     body: Option<RequestBody>,
     runtime: tokio::runtime::Handle,
 }
 
-impl HyperRequestBody {
+impl BlockingRequestBody {
     pub(super) fn new(body: RequestBody, runtime: tokio::runtime::Handle) -> Self {
         Self {
             body: Some(body),
@@ -120,35 +134,7 @@ impl HyperRequestBody {
     }
 }
 
-impl Drop for HyperRequestBody {
-    fn drop(&mut self) {
-        if let Some(body) = self.body.take() {
-            if !body.is_end_stream() {
-                self.runtime.spawn(discard_unread_body(body));
-            }
-        }
-    }
-}
-
-/// Reads and drops what the application left of a request body, as Apache does, so that
-/// the client can finish sending it and reuse the connection (hyper closes a connection
-/// whose request body was dropped half read). Gives up past a size and time limit.
-pub(super) async fn discard_unread_body(mut body: RequestBody) {
-    let mut discarded = 0_u64;
-    let _ = tokio::time::timeout(DISCARD_TIMEOUT, async {
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Ok(data) = frame.into_data() {
-                discarded += data.len() as u64;
-                if discarded > DISCARD_LIMIT {
-                    return;
-                }
-            }
-        }
-    })
-    .await;
-}
-
-impl BodySource for HyperRequestBody {
+impl BodySource for BlockingRequestBody {
     fn read_chunk(&mut self) -> Result<Option<Bytes>, BodyReadError> {
         let Some(body) = self.body.as_mut() else {
             return Ok(None);

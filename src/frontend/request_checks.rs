@@ -1,13 +1,14 @@
-//! The checks every request passes before static files or the application see it, in one
-//! place: a request the RFCs call malformed gets its 400 (or Apache's 404) here, with a
-//! short reason, and `OPTIONS *` is answered by the server itself.
+//! The checks of a parsed request's target before static files or the application see
+//! it: what the HTTP/1 parser (`http1/`) lets through as well-formed but Apache refuses
+//! (bad or forbidden percent escapes, user information), with a short reason, and
+//! `OPTIONS *`, answered by the server itself. The parser has already refused what the
+//! message syntax forbids (Host, sizes, fragments, `*` without OPTIONS).
 //!
-//! Works on the request line and headers as plain values (method, target bytes, version,
-//! header map), not on the HTTP/1 parser's types, so the parser can change under it.
+//! Works on plain values (method, target bytes), not on the parser's types, so that
+//! another protocol (HTTP/2) can share it.
 //!
 //! Where mod_wsgi-express and the RFCs differ, the RFC wins; docs/http.md lists the cases.
 
-use super::http1::head::{DEFAULT_MAX_FIELD_SIZE, DEFAULT_MAX_REQUEST_LINE, is_valid_host};
 use crate::handoff;
 
 /// What to do with a request.
@@ -24,13 +25,8 @@ const ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// Classifies one request. `target` is the request target as sent (origin form `/a?b`,
 /// absolute form `http://host/a`, or `*`).
-pub(super) fn check(
-    method: &http::Method,
-    target: &[u8],
-    version: http::Version,
-    headers: &http::HeaderMap,
-) -> Verdict {
-    match classify(method, target, version, headers) {
+pub(super) fn check(method: &http::Method, target: &[u8]) -> Verdict {
+    match classify(method, target) {
         Ok(Verdict::Continue) => Verdict::Continue,
         Ok(answer @ Verdict::Answer(_)) => answer,
         Err(refusal) => Verdict::Answer(refusal.response()),
@@ -40,38 +36,15 @@ pub(super) fn check(
 /// Why a request is refused: each maps to one status and one sentence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
-    MissingHost,
-    SeveralHosts,
-    InvalidHost,
-    Fragment,
     UserInfo,
     BadEscape,
     EncodedNul,
     EncodedSlash,
-    StarWithoutOptions,
-    RequestLineTooLong,
-    FieldTooLarge,
 }
 
 impl Refusal {
     fn response(self) -> handoff::Response {
         let (status, reason) = match self {
-            Self::MissingHost => (
-                http::StatusCode::BAD_REQUEST,
-                "An HTTP/1.1 request must carry a Host header.",
-            ),
-            Self::SeveralHosts => (
-                http::StatusCode::BAD_REQUEST,
-                "The request carries more than one Host header.",
-            ),
-            Self::InvalidHost => (
-                http::StatusCode::BAD_REQUEST,
-                "The Host header is not a valid host name and port.",
-            ),
-            Self::Fragment => (
-                http::StatusCode::BAD_REQUEST,
-                "The request target contains a fragment (#), which is never sent to a server.",
-            ),
             Self::UserInfo => (
                 http::StatusCode::BAD_REQUEST,
                 "The request target contains user information (user@host).",
@@ -88,18 +61,6 @@ impl Refusal {
                 http::StatusCode::NOT_FOUND,
                 "The requested URL contains an encoded slash (%2F), which this server does not accept.",
             ),
-            Self::StarWithoutOptions => (
-                http::StatusCode::BAD_REQUEST,
-                "The request target * is only meaningful for OPTIONS.",
-            ),
-            Self::RequestLineTooLong => (
-                http::StatusCode::URI_TOO_LONG,
-                "The request line is longer than this server accepts (8 KiB).",
-            ),
-            Self::FieldTooLarge => (
-                http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "A header field is longer than this server accepts (8 KiB).",
-            ),
         };
         let mut response = handoff::error_response(status, reason);
         if status.is_client_error() && status != http::StatusCode::NOT_FOUND {
@@ -114,22 +75,9 @@ impl Refusal {
     }
 }
 
-fn classify(
-    method: &http::Method,
-    target: &[u8],
-    version: http::Version,
-    headers: &http::HeaderMap,
-) -> Result<Verdict, Refusal> {
-    check_sizes(method, target, headers)?;
-    check_host(version, headers)?;
-    if target == b"*" {
-        if method == http::Method::OPTIONS {
-            return Ok(Verdict::Answer(options_star()));
-        }
-        return Err(Refusal::StarWithoutOptions);
-    }
-    if target.contains(&b'#') {
-        return Err(Refusal::Fragment);
+fn classify(method: &http::Method, target: &[u8]) -> Result<Verdict, Refusal> {
+    if target == b"*" && method == http::Method::OPTIONS {
+        return Ok(Verdict::Answer(options_star()));
     }
     let path = match absolute_form_authority(target) {
         Some((authority, rest)) => {
@@ -142,39 +90,6 @@ fn classify(
     };
     let path = path.split(|&b| b == b'?').next().unwrap_or_default();
     check_escapes(path)
-}
-
-/// The limits of the coming HTTP/1 parser (Apache's `LimitRequestLine` and
-/// `LimitRequestFieldSize`), applied to what hyper parsed: `METHOD TARGET HTTP/1.1` and
-/// each `name: value` line.
-fn check_sizes(
-    method: &http::Method,
-    target: &[u8],
-    headers: &http::HeaderMap,
-) -> Result<(), Refusal> {
-    const VERSION_LEN: usize = " HTTP/1.1".len();
-    if method.as_str().len() + 1 + target.len() + VERSION_LEN > DEFAULT_MAX_REQUEST_LINE {
-        return Err(Refusal::RequestLineTooLong);
-    }
-    if headers
-        .iter()
-        .any(|(name, value)| name.as_str().len() + 2 + value.len() > DEFAULT_MAX_FIELD_SIZE)
-    {
-        return Err(Refusal::FieldTooLarge);
-    }
-    Ok(())
-}
-
-/// RFC 9112 3.2: exactly one Host, and a valid one; HTTP/1.0 may leave it out.
-fn check_host(version: http::Version, headers: &http::HeaderMap) -> Result<(), Refusal> {
-    let mut hosts = headers.get_all(http::header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (None, _) if version == http::Version::HTTP_11 => Err(Refusal::MissingHost),
-        (None, _) => Ok(()),
-        (Some(_), Some(_)) => Err(Refusal::SeveralHosts),
-        (Some(host), None) if is_valid_host(host.as_bytes()) => Ok(()),
-        (Some(_), None) => Err(Refusal::InvalidHost),
-    }
 }
 
 /// For an absolute-form target (`http://host:port/path?query`): its authority and the
@@ -235,67 +150,27 @@ fn options_star() -> handoff::Response {
 mod tests {
     use super::*;
 
-    fn refusal(target: &[u8], host_lines: &[&'static str]) -> Option<Refusal> {
-        let mut headers = http::HeaderMap::new();
-        for host in host_lines {
-            headers.append(http::header::HOST, http::HeaderValue::from_static(host));
-        }
-        classify(&http::Method::GET, target, http::Version::HTTP_11, &headers).err()
-    }
-
-    #[test]
-    fn hosts_follow_rfc_9112() {
-        assert_eq!(refusal(b"/", &[]), Some(Refusal::MissingHost));
-        assert_eq!(refusal(b"/", &["a", "b"]), Some(Refusal::SeveralHosts));
-        for bad in ["a/b", "a b", "a@b", "a:8x", "[::1", "[::1]x", "a\\b"] {
-            assert_eq!(refusal(b"/", &[bad]), Some(Refusal::InvalidHost), "{bad}");
-        }
-        for good in [
-            "",
-            "a",
-            "a.example:80",
-            "a:",
-            "127.0.0.1:8000",
-            "[::1]:80",
-            "x_y",
-        ] {
-            assert_eq!(refusal(b"/", &[good]), None, "{good}");
-        }
-        let http_1_0 = classify(
-            &http::Method::GET,
-            b"/",
-            http::Version::HTTP_10,
-            &http::HeaderMap::new(),
-        );
-        assert!(matches!(http_1_0, Ok(Verdict::Continue)));
+    fn refusal(target: &[u8]) -> Option<Refusal> {
+        classify(&http::Method::GET, target).err()
     }
 
     #[test]
     fn targets_follow_apache_and_rfc_3986() {
-        assert_eq!(refusal(b"/x?a=1#f", &["h"]), Some(Refusal::Fragment));
-        assert_eq!(refusal(b"/a%zz", &["h"]), Some(Refusal::BadEscape));
-        assert_eq!(refusal(b"/a%2", &["h"]), Some(Refusal::BadEscape));
-        assert_eq!(refusal(b"/a%00b", &["h"]), Some(Refusal::EncodedNul));
-        assert_eq!(refusal(b"/a%2fb", &["h"]), Some(Refusal::EncodedSlash));
+        assert_eq!(refusal(b"/a%zz"), Some(Refusal::BadEscape));
+        assert_eq!(refusal(b"/a%2"), Some(Refusal::BadEscape));
+        assert_eq!(refusal(b"/a%00b"), Some(Refusal::EncodedNul));
+        assert_eq!(refusal(b"/a%2fb"), Some(Refusal::EncodedSlash));
         // A bad escape anywhere wins over an encoded NUL before it, as in Apache.
-        assert_eq!(refusal(b"/%00/%g1", &["h"]), Some(Refusal::BadEscape));
-        assert_eq!(refusal(b"/ok%20?q=%zz%00", &["h"]), None);
-        assert_eq!(refusal(b"http://u@h/x", &["h"]), Some(Refusal::UserInfo));
-        assert_eq!(refusal(b"http://h/a%zz", &["h"]), Some(Refusal::BadEscape));
-        assert_eq!(refusal(b"http://h", &["h"]), None);
-        assert_eq!(refusal(b"*", &["h"]), Some(Refusal::StarWithoutOptions));
+        assert_eq!(refusal(b"/%00/%g1"), Some(Refusal::BadEscape));
+        assert_eq!(refusal(b"/ok%20?q=%zz%00"), None);
+        assert_eq!(refusal(b"http://u@h/x"), Some(Refusal::UserInfo));
+        assert_eq!(refusal(b"http://h/a%zz"), Some(Refusal::BadEscape));
+        assert_eq!(refusal(b"http://h"), None);
     }
 
     #[test]
     fn options_star_is_answered() {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(http::header::HOST, http::HeaderValue::from_static("h"));
-        let Verdict::Answer(response) = check(
-            &http::Method::OPTIONS,
-            b"*",
-            http::Version::HTTP_11,
-            &headers,
-        ) else {
+        let Verdict::Answer(response) = check(&http::Method::OPTIONS, b"*") else {
             panic!("OPTIONS * must be answered");
         };
         assert_eq!(response.status, http::StatusCode::OK);

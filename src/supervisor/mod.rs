@@ -3,7 +3,7 @@
 //! die, and turns signals into a graceful stop or restart.
 //!
 //! In embedded mode its children are server processes that share the listener. In daemon
-//! mode it also runs the front end itself (hyper on the listener, never Python) and its
+//! mode it also runs the front end itself (HTTP/1 on the listener, never Python) and its
 //! children are daemon processes that connect to the front end's daemon socket.
 //!
 //! It is one loop over a closed set of [`Event`]s, here. It never loads the application:

@@ -705,3 +705,22 @@ fn the_fuzz_corpora_replay_through_the_fuzz_entries() {
         assert!(n_files > 0, "{directory} is empty");
     }
 }
+
+#[test]
+fn hosts_are_host_and_optional_port() {
+    use super::head::is_valid_host;
+    for bad in ["a/b", "a b", "a@b", "a:8x", "[::1", "[::1]x", "a\\b"] {
+        assert!(!is_valid_host(bad.as_bytes()), "{bad}");
+    }
+    for good in [
+        "",
+        "a",
+        "a.example:80",
+        "a:",
+        "127.0.0.1:8000",
+        "[::1]:80",
+        "x_y",
+    ] {
+        assert!(is_valid_host(good.as_bytes()), "{good}");
+    }
+}

@@ -1,0 +1,304 @@
+//! One HTTP/1 connection, from accept to close: read a request head into the connection's
+//! buffer and parse it (`http1/`), hand the request to [`Service::dispatch`] while its body
+//! is fed from the socket (`incoming.rs`), write the response (`outgoing.rs`), and go on
+//! with the next request on the connection, in order (pipelined requests wait in the
+//! buffer).
+//!
+//! The buffer is allocated when bytes arrive and freed when a request leaves it empty, so
+//! an idle keep-alive connection holds no buffer at all; it grows only for a large head.
+//! A request the parser refuses is answered with its status and reason, and the
+//! connection is closed: after a malformed message nothing on it can be trusted.
+
+mod date;
+mod incoming;
+mod outgoing;
+
+pub(crate) use incoming::{BodyError, IncomingBody, IncomingError};
+pub(crate) use outgoing::Reply;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::coarse_timer::CoarseTimer;
+use super::dispatch::Service;
+use super::http1::Rejection;
+use super::http1::head::{Head, HeadParser, Limits};
+use super::sendfile::FileSlot;
+use crate::handoff;
+use crate::logs::{Level, error_log};
+use incoming::Fed;
+use outgoing::{Asked, Written, has_token, write_reply};
+
+/// Room made in the buffer before reading a head: most heads fit in one read.
+const HEAD_READ_SIZE: usize = 4 * 1024;
+/// Longest time spent reading and dropping a request body nobody read, after its response.
+const DISCARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every connection of a listener shares.
+pub(super) struct ConnectionSettings {
+    pub(super) header_timeout: Duration,
+    pub(super) timer: CoarseTimer,
+    /// Turns true when a stop asks idle connections to close.
+    pub(super) closing: watch::Receiver<bool>,
+}
+
+/// Serves `stream` until the client or an error closes it, or a stop closes it idle.
+pub(super) async fn serve_connection(
+    mut stream: TcpStream,
+    service: Service,
+    slot: FileSlot,
+    settings: Arc<ConnectionSettings>,
+) {
+    let mut closing = settings.closing.clone();
+    let mut buffer = BytesMut::new();
+    let mut parser = HeadParser::new(Limits::default());
+    loop {
+        let head = match read_head(
+            &mut stream,
+            &mut buffer,
+            &mut parser,
+            &settings,
+            &mut closing,
+        )
+        .await
+        {
+            HeadRead::Head(head) => head,
+            HeadRead::Closed => return,
+            HeadRead::TimedOut => {
+                let response = handoff::error_response(
+                    http::StatusCode::REQUEST_TIMEOUT,
+                    "The server timed out waiting for the request head (--header-timeout).",
+                );
+                Box::pin(refuse(&mut stream, &service, &slot, response)).await;
+                return;
+            }
+            HeadRead::Rejected(rejection) => {
+                if error_log::enabled(Level::Info) {
+                    error_log::log(
+                        Level::Info,
+                        "ferrule",
+                        &format!(
+                            "refused a request from {}: {rejection}",
+                            service.remote_addr()
+                        ),
+                    );
+                }
+                let response = handoff::error_response(rejection.status(), &rejection.to_string());
+                Box::pin(refuse(&mut stream, &service, &slot, response)).await;
+                return;
+            }
+        };
+        buffer.advance(head.length);
+        // Boxed: the request's futures (dispatch, response) are large, and an idle
+        // connection's task should hold only what waiting for a head needs.
+        let keep_going = Box::pin(serve_request(
+            &mut stream,
+            &mut buffer,
+            &service,
+            &slot,
+            head,
+        ))
+        .await;
+        if !keep_going {
+            return;
+        }
+        if buffer.is_empty() {
+            // An idle connection holds no buffer.
+            buffer = BytesMut::new();
+        }
+    }
+}
+
+enum HeadRead {
+    Head(Head),
+    /// The client closed the connection (or a stop closed it) between requests.
+    Closed,
+    TimedOut,
+    Rejected(Rejection),
+}
+
+/// Reads until the buffer holds a whole head, within `--header-timeout` of the first wait.
+async fn read_head(
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    parser: &mut HeadParser,
+    settings: &ConnectionSettings,
+    closing: &mut watch::Receiver<bool>,
+) -> HeadRead {
+    let mut deadline = None;
+    loop {
+        if !buffer.is_empty() {
+            match parser.parse(buffer) {
+                Ok(Some(head)) => return HeadRead::Head(head),
+                Ok(None) => {}
+                Err(rejection) => return HeadRead::Rejected(rejection),
+            }
+        }
+        let timeout = deadline.get_or_insert_with(|| settings.timer.sleep(settings.header_timeout));
+        let idle = buffer.is_empty();
+        tokio::select! {
+            biased;
+            readable = stream.readable() => {
+                if readable.is_err() {
+                    return HeadRead::Closed;
+                }
+            }
+            () = &mut *timeout => {
+                return if idle { HeadRead::Closed } else { HeadRead::TimedOut };
+            }
+            _ = closing.wait_for(|closing| *closing), if idle => return HeadRead::Closed,
+        }
+        if buffer.capacity() - buffer.len() < HEAD_READ_SIZE / 4 {
+            buffer.reserve(HEAD_READ_SIZE);
+        }
+        match stream.try_read_buf(buffer) {
+            Ok(0) => return HeadRead::Closed,
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return HeadRead::Closed,
+        }
+    }
+}
+
+/// Answers a request refused before dispatch, then lets the connection close.
+async fn refuse(
+    stream: &mut TcpStream,
+    service: &Service,
+    slot: &FileSlot,
+    response: handoff::Response,
+) {
+    let reply = service.front_end_reply(response);
+    let asked = Asked {
+        head: false,
+        version: http::Version::HTTP_11,
+        keep_alive: false,
+    };
+    let (_, mut writer) = stream.split();
+    let _ = write_reply(&mut writer, slot, asked, reply).await;
+}
+
+/// Serves one request whose head was parsed; true when the connection can carry the next.
+async fn serve_request(
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    service: &Service,
+    slot: &FileSlot,
+    head: Head,
+) -> bool {
+    let Ok(target) = http::Uri::from_maybe_shared(head.target.clone()) else {
+        let response = handoff::error_response(
+            http::StatusCode::BAD_REQUEST,
+            "The request target is not a valid URI.",
+        );
+        refuse(stream, service, slot, response).await;
+        return false;
+    };
+    let asked = Asked {
+        head: head.method == http::Method::HEAD,
+        version: head.version,
+        keep_alive: wants_keep_alive(&head),
+    };
+    let expects_continue = head.version == http::Version::HTTP_11
+        && head
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|expect| expect.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let (body, mut feeder) =
+        incoming::body_channel(head.framing, expects_continue, &Limits::default());
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = head.method;
+    parts.uri = target;
+    parts.version = head.version;
+    parts.headers = head.headers;
+
+    let (mut reader, mut writer) = stream.split();
+    // Until the response head: the body flows to whoever reads it.
+    let reply = {
+        let dispatched = service.dispatch(parts, body);
+        tokio::pin!(dispatched);
+        loop {
+            let fed = match feeder.as_mut() {
+                Some(feeder) if !feeder.is_finished() => feeder,
+                _ => break dispatched.await,
+            };
+            tokio::select! {
+                reply = &mut dispatched => break reply,
+                step = fed.step(&mut reader, buffer) => {
+                    if let Fed::WantsContinue = step {
+                        if send_continue(&mut writer).await.is_err() {
+                            return false;
+                        }
+                        fed.continue_sent();
+                    }
+                }
+            }
+        }
+    };
+    // The response, while the body still flows (an application may read and write at once).
+    let written = {
+        let writing = write_reply(&mut writer, slot, asked, reply);
+        tokio::pin!(writing);
+        loop {
+            let fed = match feeder.as_mut() {
+                Some(feeder) if !feeder.is_finished() => feeder,
+                _ => break writing.await,
+            };
+            tokio::select! {
+                written = &mut writing => break written,
+                step = fed.step(&mut reader, buffer) => {
+                    // The response head is out, so no `100 Continue` can go before it;
+                    // the client may still send the body (RFC 9110 10.1.1).
+                    if let Fed::WantsContinue = step {
+                        fed.continue_sent();
+                    }
+                }
+            }
+        }
+    };
+    let keep_alive = matches!(written, Ok(Written::KeepAlive));
+    if !keep_alive {
+        return false;
+    }
+    // What the application left of the body is read and dropped, so the client can send
+    // its next request; a client still waiting for `100 Continue` sent no body at all.
+    match feeder {
+        None => true,
+        Some(feeder) if feeder.is_complete() => true,
+        Some(feeder) if feeder.awaits_continue() => false,
+        Some(mut feeder) => {
+            feeder.discard_rest();
+            let discard = async {
+                while !feeder.is_finished() {
+                    feeder.step(&mut reader, buffer).await;
+                }
+            };
+            tokio::time::timeout(DISCARD_TIMEOUT, discard).await.is_ok() && feeder.is_complete()
+        }
+    }
+}
+
+/// `HTTP/1.1 100 Continue`: the client may send the body it announced.
+async fn send_continue(writer: &mut tokio::net::tcp::WriteHalf<'_>) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await
+}
+
+/// RFC 9112 9.3: HTTP/1.1 stays open unless the client says `close`; HTTP/1.0 closes
+/// unless it says `keep-alive`.
+fn wants_keep_alive(head: &Head) -> bool {
+    let says = |token: &[u8]| {
+        head.headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .any(|value| has_token(value.as_bytes(), token))
+    };
+    if head.version == http::Version::HTTP_11 {
+        !says(b"close")
+    } else {
+        says(b"keep-alive")
+    }
+}

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 /// layers never name higher ones.
 const ALLOWED: &[(&str, &str)] = &[
     ("cli", "logs"),
+    ("cli", "client_timeouts"),
+    ("frontend", "client_timeouts"),
     // `sync` is the loom shim: std's locks and atomics, or loom's under `make loom`.
     ("handoff", "sync"),
     ("frontend", "sync"),

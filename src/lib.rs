@@ -16,11 +16,13 @@
 //!   no mode borrows from another.
 //! - `logs`: the error log and the access log in Apache's formats.
 //! - `shutdown`: the signal that tells long-running tasks to stop.
+//! - `client_timeouts`: how long a client may take (built by `cli`, applied by `frontend`).
 //! - `sync`: std's locks and atomics, or loom's for the `loom` tests (`make loom`).
 //!
 //! This file only exposes the Python entry point; it holds no logic.
 
 pub mod cli;
+pub mod client_timeouts;
 pub mod daemon;
 pub mod embedded;
 pub mod frontend;

@@ -22,6 +22,20 @@ pub(super) const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 5;
 /// Seconds a client may take to send a request head (Apache's `RequestReadTimeout`
 /// header stage in mod_wsgi-express's configuration).
 pub(super) const DEFAULT_HEADER_TIMEOUT: u64 = 15;
+/// mod_wsgi-express's other request read timeouts (`mod_reqtimeout` rules): the header
+/// stage grows to 30 s at 500 bytes a second; the body stage starts at 15 s and grows
+/// without bound at 500 bytes a second.
+pub(super) const DEFAULT_HEADER_MAX_TIMEOUT: u64 = 30;
+pub(super) const DEFAULT_HEADER_MIN_RATE: u64 = 500;
+pub(super) const DEFAULT_BODY_TIMEOUT: u64 = 15;
+pub(super) const DEFAULT_BODY_MAX_TIMEOUT: u64 = 0;
+pub(super) const DEFAULT_BODY_MIN_RATE: u64 = 500;
+/// Seconds an idle keep-alive connection stays open (mod_wsgi-express's
+/// `--keep-alive-timeout`, Apache's `KeepAliveTimeout`).
+pub(super) const DEFAULT_KEEP_ALIVE_TIMEOUT: u64 = 2;
+/// Seconds one read or write on a socket may wait (mod_wsgi-express's `--socket-timeout`,
+/// Apache's `Timeout`).
+pub(super) const DEFAULT_SOCKET_TIMEOUT: u64 = 60;
 /// Pending connections the kernel keeps for the listener (mod_wsgi-express's
 /// `--server-backlog`).
 pub(super) const DEFAULT_SERVER_BACKLOG: u32 = 500;
@@ -38,6 +52,9 @@ pub(super) const DEFAULT_LIMIT_REQUEST_BODY: u64 = 10_485_760;
 /// Request body bytes the front end reads before an application thread takes the request
 /// (our own `--request-buffer-size`): a slow client then holds memory, not a thread.
 pub(super) const DEFAULT_REQUEST_BUFFER_SIZE: u64 = 1024 * 1024;
+/// What `--response-buffer-size 0` stands for. mod_wsgi-express's 8 MB bounds a buffer in
+/// Apache's filter chain; here it is memory a slow reader may hold per connection.
+pub(super) const DEFAULT_RESPONSE_BUFFER_SIZE: u64 = 1024 * 1024;
 /// Connections the daemon socket queues before daemon threads accept them
 /// (mod_wsgi-express's `--daemon-backlog`).
 pub(super) const DEFAULT_DAEMON_BACKLOG: u32 = 100;
@@ -248,10 +265,58 @@ pub(super) struct StartServerArgs {
     #[arg(long, alias = "listener-backlog", default_value_t = DEFAULT_DAEMON_BACKLOG, value_name = "NUMBER", help_heading = "Processes")]
     pub(super) daemon_backlog: u32,
 
-    /// Seconds a client may take to send the head of a request, and to send its next one on
-    /// an idle keep-alive connection, before it is dropped (checked four times a second).
+    /// Seconds a client may take to send a request head, counted from the connection (or,
+    /// on a keep-alive connection, from the request's first byte); a client that sent part
+    /// of a head gets 408. Grows by a second per --header-min-rate bytes received, up to
+    /// --header-max-timeout. 0 turns it off.
     #[arg(long, default_value_t = DEFAULT_HEADER_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
     pub(super) header_timeout: u64,
+
+    /// Most seconds --header-timeout may grow to, however fast the client sends; 0 for no
+    /// bound.
+    #[arg(long, default_value_t = DEFAULT_HEADER_MAX_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
+    pub(super) header_max_timeout: u64,
+
+    /// Bytes of request head that earn the client one more second of --header-timeout; 0
+    /// for none.
+    #[arg(long, default_value_t = DEFAULT_HEADER_MIN_RATE, value_name = "BYTES", help_heading = "Timeouts")]
+    pub(super) header_min_rate: u64,
+
+    /// Seconds a client may spend sending a request body (time the application takes to
+    /// ask for it does not count); then its read fails, or the client gets 408 if the
+    /// application has not run yet. Grows by a second per --body-min-rate bytes received,
+    /// up to --body-max-timeout. 0 turns it off.
+    #[arg(long, default_value_t = DEFAULT_BODY_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
+    pub(super) body_timeout: u64,
+
+    /// Most seconds --body-timeout may grow to; 0 for no bound.
+    #[arg(long, default_value_t = DEFAULT_BODY_MAX_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
+    pub(super) body_max_timeout: u64,
+
+    /// Bytes of request body that earn the client one more second of --body-timeout; 0 for
+    /// none.
+    #[arg(long, default_value_t = DEFAULT_BODY_MIN_RATE, value_name = "BYTES", help_heading = "Timeouts")]
+    pub(super) body_min_rate: u64,
+
+    /// Seconds an idle keep-alive connection waits for its next request before it is
+    /// closed; 0 turns keep-alive off (every response closes its connection).
+    #[arg(long, default_value_t = DEFAULT_KEEP_ALIVE_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
+    pub(super) keep_alive_timeout: u64,
+
+    /// Seconds one write of a response may wait for a client that takes no bytes, before
+    /// the connection is closed (also the default of --response-socket-timeout).
+    #[arg(long, default_value_t = DEFAULT_SOCKET_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
+    pub(super) socket_timeout: u64,
+
+    /// Seconds one write of a response body may wait for the client; 0 uses
+    /// --socket-timeout.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "SECONDS",
+        help_heading = "Timeouts"
+    )]
+    pub(super) response_socket_timeout: u64,
 
     /// Length of the kernel's queue of connections not yet accepted.
     #[arg(long, default_value_t = DEFAULT_SERVER_BACKLOG, value_name = "NUMBER", help_heading = "Server")]
@@ -268,6 +333,17 @@ pub(super) struct StartServerArgs {
     /// larger body streams to the application as it arrives. 0 reads nothing ahead.
     #[arg(long, default_value_t = DEFAULT_REQUEST_BUFFER_SIZE, value_name = "BYTES", help_heading = "Server")]
     pub(super) request_buffer_size: u64,
+
+    /// Bytes of a response the front end takes from the application ahead of a client
+    /// that reads slowly, so that the application's thread is free once a response that
+    /// fits was produced; 0 uses the default of 1 MiB.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "NUMBER",
+        help_heading = "Server"
+    )]
+    pub(super) response_buffer_size: u64,
 
     /// Accept request bodies sent with chunked transfer coding. Always on here: the option
     /// is accepted so that mod_wsgi-express command lines work unchanged.

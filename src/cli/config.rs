@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::client_timeouts::{ClientTimeouts, ReadTimeout};
+
 use super::PythonRuntime;
 use super::args::StartServerArgs;
 use super::environment::ProcessRole;
@@ -49,11 +51,15 @@ pub struct ServerConfig {
     /// The supervisor's process name (`--process-name`).
     pub process_name: Option<String>,
     pub server_backlog: u32,
-    pub header_read_timeout: Duration,
+    /// The client timeouts (`--header-timeout`, `--body-timeout`, `--keep-alive-timeout`,
+    /// `--socket-timeout` and their companions).
+    pub client_timeouts: ClientTimeouts,
     /// `--limit-request-body`; `None` when 0 (any size).
     pub limit_request_body: Option<u64>,
     /// `--request-buffer-size`: body bytes read before a thread takes the request.
     pub request_buffer_size: usize,
+    /// `--response-buffer-size`, the default put in for 0.
+    pub response_buffer_size: usize,
     /// The name the server answers to when a request has no Host header.
     pub server_name: String,
     /// `--url-alias` pairs (URL path, absolute file or directory), and for a static site
@@ -245,9 +251,18 @@ impl Config {
             memory_limit,
             daemon_backlog,
             header_timeout,
+            header_max_timeout,
+            header_min_rate,
+            body_timeout,
+            body_max_timeout,
+            body_min_rate,
+            keep_alive_timeout,
+            socket_timeout,
+            response_socket_timeout,
             server_backlog,
             limit_request_body,
             request_buffer_size,
+            response_buffer_size,
             chunked_request: _,
             log_to_terminal,
             log_level,
@@ -400,9 +415,24 @@ impl Config {
                 port,
                 server_root,
                 server_backlog,
-                header_read_timeout: Duration::from_secs(header_timeout),
+                client_timeouts: ClientTimeouts {
+                    header: read_timeout(header_timeout, header_max_timeout, header_min_rate),
+                    body: read_timeout(body_timeout, body_max_timeout, body_min_rate),
+                    keep_alive: seconds_unless_zero(keep_alive_timeout),
+                    write: seconds_unless_zero(if response_socket_timeout > 0 {
+                        response_socket_timeout
+                    } else {
+                        socket_timeout
+                    }),
+                },
                 limit_request_body: (limit_request_body > 0).then_some(limit_request_body),
                 request_buffer_size: usize::try_from(request_buffer_size).unwrap_or(usize::MAX),
+                response_buffer_size: usize::try_from(if response_buffer_size > 0 {
+                    response_buffer_size
+                } else {
+                    super::args::DEFAULT_RESPONSE_BUFFER_SIZE
+                })
+                .unwrap_or(usize::MAX),
             },
             application: ApplicationConfig {
                 reload_entry: !disable_reloading && !debug_mode,
@@ -658,6 +688,21 @@ fn default_server_root(tmpdir: Option<&str>, host: Option<&str>, port: u16, uid:
         "{tmpdir}/ferrule-{}:{port}:{uid}",
         host.unwrap_or("localhost")
     ))
+}
+
+/// `Some(seconds)`, or `None` for 0 (mod_wsgi-express's "off").
+fn seconds_unless_zero(seconds: u64) -> Option<Duration> {
+    (seconds > 0).then(|| Duration::from_secs(seconds))
+}
+
+/// One of `mod_reqtimeout`'s rules as mod_wsgi-express writes it from three options: none
+/// when the timeout is 0; the maximum and the rate only when above 0.
+fn read_timeout(timeout: u64, max_timeout: u64, min_rate: u64) -> Option<ReadTimeout> {
+    Some(ReadTimeout {
+        base: seconds_unless_zero(timeout)?,
+        max: seconds_unless_zero(max_timeout),
+        min_rate: (min_rate > 0).then_some(min_rate),
+    })
 }
 
 #[cfg(test)]

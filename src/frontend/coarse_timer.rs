@@ -126,9 +126,14 @@ impl Table {
 impl CoarseTimer {
     /// A future that ends `duration` from now, up to three sweeps late.
     pub(super) fn sleep(&self, duration: Duration) -> CoarseSleep {
+        self.sleep_until(Instant::now() + duration)
+    }
+
+    /// A future that ends at `deadline`, up to three sweeps late.
+    pub(super) fn sleep_until(&self, deadline: Instant) -> CoarseSleep {
         CoarseSleep {
             table: Arc::clone(&self.table),
-            deadline: Instant::now() + duration,
+            deadline,
             key: None,
         }
     }

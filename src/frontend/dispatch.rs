@@ -101,9 +101,8 @@ impl Service {
             && !matches!(self.backend, Backend::StaticOnly)
         {
             body.read_ahead(self.config.request_buffer_size).await;
-            if let Some(rejection) = body.malformed() {
-                let mut response =
-                    handoff::error_response(rejection.status(), &rejection.to_string());
+            if let Some((status, reason)) = body.refusal() {
+                let mut response = handoff::error_response(status, &reason);
                 // The rest of the connection cannot be trusted to be framed as meant.
                 response.headers.insert(
                     http::header::CONNECTION,

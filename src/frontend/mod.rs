@@ -17,6 +17,7 @@ mod request_body;
 mod request_checks;
 mod sendfile;
 mod static_files;
+mod timeouts;
 
 pub use daemon_pool::{DaemonPool, PoolEvent};
 pub use reload_watch::ReloadWatch;
@@ -35,12 +36,16 @@ use crate::shutdown::Shutdown;
 pub struct FrontendConfig {
     /// Where access log lines go; `None` when `--access-log` is off.
     pub access_log: Option<AccessLog>,
-    /// How long a client may take to send a request head.
-    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request, to come back between requests, and
+    /// to take the response.
+    pub timeouts: crate::client_timeouts::ClientTimeouts,
     /// `--limit-request-body`: the largest request body accepted; `None` for any size.
     pub limit_request_body: Option<u64>,
     /// `--request-buffer-size`: body bytes read before the request goes to a backend.
     pub request_buffer_size: usize,
+    /// `--response-buffer-size`: response bytes taken from the application ahead of a
+    /// slow client.
+    pub response_buffer_size: usize,
     /// How long open connections may take to finish once a stop was asked for.
     pub shutdown_timeout: Duration,
     /// `--url-alias` directories and files (and the whole site for a static one), served
@@ -81,7 +86,8 @@ pub async fn serve(
     let open_connections = Arc::new(AtomicUsize::new(0));
     let (close_idle, closing) = tokio::sync::watch::channel(false);
     let settings = Arc::new(connection::ConnectionSettings {
-        header_timeout: config.header_read_timeout,
+        timeouts: config.timeouts,
+        response_buffer_size: config.response_buffer_size,
         timer: coarse_timer::CoarseTimer::start(),
         closing,
     });

@@ -18,7 +18,6 @@ use http_body::{Body, Frame};
 use http_body_util::{LengthLimitError, Limited};
 
 use super::connection::{BodyError, IncomingBody, IncomingError};
-use super::http1::Rejection;
 use crate::handoff::{BodyReadError, BodySource};
 
 /// A request body as the backends read it: held to `--limit-request-body` (reading past
@@ -68,16 +67,19 @@ impl RequestBody {
 }
 
 impl RequestBody {
-    /// Why the client's body is malformed, if reading ahead found it so (a bad chunk): the
-    /// front end answers that itself instead of running the application.
-    pub(super) fn malformed(&self) -> Option<Rejection> {
-        match self
+    /// The answer to a body that reading ahead found malformed (a bad chunk) or too slow
+    /// (`--body-timeout`): the front end gives it instead of running the application.
+    pub(super) fn refusal(&self) -> Option<(http::StatusCode, String)> {
+        let error = self
             .read_ahead_error
             .as_ref()?
-            .downcast_ref::<IncomingError>()?
-        {
-            IncomingError::Malformed(rejection) => Some(*rejection),
-            _ => None,
+            .downcast_ref::<IncomingError>()?;
+        match error {
+            IncomingError::Malformed(rejection) => {
+                Some((rejection.status(), rejection.to_string()))
+            }
+            IncomingError::TimedOut => Some((http::StatusCode::REQUEST_TIMEOUT, error.to_string())),
+            IncomingError::ClientLeft | IncomingError::Io(_) => None,
         }
     }
 }

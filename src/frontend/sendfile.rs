@@ -5,7 +5,7 @@
 //! of zeros whose length is the length of file data to send, so that the body keeps one
 //! shape (frames of bytes) and counts, cuts and logs file bytes like any others. The
 //! connection's writer (`connection/outgoing.rs`) recognises a marker by its address and
-//! calls [`send_file`] for that many bytes instead of writing it. Marker bytes are never
+//! calls [`try_send_file`] for that many bytes instead of writing it. Marker bytes are never
 //! written: a marker without a pending file fails the connection. Connections that
 //! transform bytes on the way out (TLS) must not use this path.
 
@@ -47,54 +47,44 @@ impl FileSlot {
     }
 }
 
-/// Sends up to `count` bytes of the pending file to `stream`; the bytes sent.
-pub(super) async fn send_file(
+/// Sends up to `count` bytes of the pending file to `stream` without waiting: the bytes
+/// sent, or `WouldBlock` when the socket is full.
+pub(super) fn try_send_file(
     stream: &TcpStream,
     slot: &FileSlot,
     count: usize,
 ) -> std::io::Result<usize> {
-    loop {
-        stream.writable().await?;
-        let result = {
-            let mut pending = slot.0.lock().unwrap_or_else(PoisonError::into_inner);
-            let Some(pending) = pending.as_mut() else {
-                return Err(std::io::Error::other(
-                    "response body marker without a file to send",
-                ));
-            };
-            stream.try_io(Interest::WRITABLE, || {
-                let mut offset =
-                    libc::off_t::try_from(pending.offset).map_err(std::io::Error::other)?;
-                // SAFETY: both descriptors are open for the duration of the call and
-                // `offset` is a valid, exclusive pointer.
-                let sent = unsafe {
-                    libc::sendfile(
-                        stream.as_raw_fd(),
-                        pending.file.as_raw_fd(),
-                        &raw mut offset,
-                        count,
-                    )
-                };
-                if sent < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let sent = sent.unsigned_abs();
-                pending.offset += sent as u64;
-                Ok(sent)
-            })
+    let mut pending = slot.0.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(pending) = pending.as_mut() else {
+        return Err(std::io::Error::other(
+            "response body marker without a file to send",
+        ));
+    };
+    let sent = stream.try_io(Interest::WRITABLE, || {
+        let mut offset = libc::off_t::try_from(pending.offset).map_err(std::io::Error::other)?;
+        // SAFETY: both descriptors are open for the duration of the call and `offset` is
+        // a valid, exclusive pointer.
+        let sent = unsafe {
+            libc::sendfile(
+                stream.as_raw_fd(),
+                pending.file.as_raw_fd(),
+                &raw mut offset,
+                count,
+            )
         };
-        match result {
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the file being sent shrank",
-                ));
-            }
-            Ok(sent) => return Ok(sent),
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(error),
+        if sent < 0 {
+            return Err(std::io::Error::last_os_error());
         }
+        Ok(sent.unsigned_abs())
+    })?;
+    if sent == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the file being sent shrank",
+        ));
     }
+    pending.offset += sent as u64;
+    Ok(sent)
 }
 
 #[cfg(test)]

@@ -225,9 +225,10 @@ pub(super) fn start_frontend(
     tokio::spawn(Arc::clone(&pool).accept(unix_listener, accept_shutdown.clone()));
     let frontend_config = Arc::new(FrontendConfig {
         access_log: process::open_access_log(config),
-        header_read_timeout: config.server.header_read_timeout,
+        timeouts: config.server.client_timeouts,
         limit_request_body: config.server.limit_request_body,
         request_buffer_size: config.server.request_buffer_size,
+        response_buffer_size: config.server.response_buffer_size,
         shutdown_timeout: config.processes.shutdown_timeout,
         static_files: frontend::StaticFiles::from_aliases(&config.server.url_aliases),
         // Daemon mode: the pool watches the entry file (see `DaemonPool::forward`).

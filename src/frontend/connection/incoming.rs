@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame};
@@ -19,8 +20,12 @@ use tokio::io::AsyncReadExt;
 use tokio::net::tcp::ReadHalf;
 use tokio::sync::{Notify, mpsc};
 
+use super::ConnectionSettings;
+use crate::client_timeouts::ReadTimeout;
+use crate::frontend::coarse_timer::CoarseTimer;
 use crate::frontend::http1::head::{BodyFraming, Limits};
 use crate::frontend::http1::{ChunkedDecoder, Decoded, Rejection};
+use crate::frontend::timeouts::{TimedOut, within};
 
 /// The error a request body's frames carry.
 pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -42,6 +47,8 @@ pub(crate) enum IncomingError {
     Malformed(Rejection),
     #[error("reading the request body failed: {0}")]
     Io(std::io::Error),
+    #[error("the client took longer than --body-timeout allows to send the request body")]
+    TimedOut,
 }
 
 /// What the feeder and the reading end share.
@@ -139,6 +146,12 @@ pub(super) struct BodyFeeder {
     awaiting_continue: bool,
     discarded: u64,
     state: FeedState,
+    /// `--body-timeout` and its companions; `None` when off.
+    timeout: Option<ReadTimeout>,
+    timer: CoarseTimer,
+    /// Body bytes received, and time spent waiting for them.
+    received: u64,
+    waited: Duration,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -153,6 +166,7 @@ pub(super) fn body_channel(
     framing: BodyFraming,
     expects_continue: bool,
     limits: &Limits,
+    settings: &ConnectionSettings,
 ) -> (IncomingBody, Option<BodyFeeder>) {
     let decoding = match framing {
         BodyFraming::None | BodyFraming::Length(0) => return (IncomingBody::empty(), None),
@@ -173,6 +187,10 @@ pub(super) fn body_channel(
         awaiting_continue: expects_continue,
         discarded: 0,
         state: FeedState::Reading,
+        timeout: settings.timeouts.body,
+        timer: settings.timer.clone(),
+        received: 0,
+        waited: Duration::ZERO,
     };
     (body, Some(feeder))
 }
@@ -249,10 +267,10 @@ impl BodyFeeder {
                 if buffer.capacity() - buffer.len() < BODY_READ_SIZE / 4 {
                     buffer.reserve(BODY_READ_SIZE);
                 }
-                match reader.read_buf(buffer).await {
+                match self.read(reader, buffer).await {
                     Ok(0) => return self.fail(IncomingError::ClientLeft),
                     Ok(_) => self.take_from(buffer),
-                    Err(error) => return self.fail(IncomingError::Io(error)),
+                    Err(error) => return self.fail(error),
                 }
             }
             taken => taken,
@@ -281,6 +299,29 @@ impl BodyFeeder {
                 Fed::Complete
             }
             Taken::Invalid(rejection) => self.fail(IncomingError::Malformed(rejection)),
+        }
+    }
+
+    /// Reads more of the body from the client, within what is left of `--body-timeout`.
+    async fn read(
+        &mut self,
+        reader: &mut ReadHalf<'_>,
+        buffer: &mut BytesMut,
+    ) -> Result<usize, IncomingError> {
+        let Some(rule) = self.timeout else {
+            return reader.read_buf(buffer).await.map_err(IncomingError::Io);
+        };
+        let left = rule.allowed(self.received).saturating_sub(self.waited);
+        let began = Instant::now();
+        let read = within(&self.timer, Some(left), reader.read_buf(buffer)).await;
+        self.waited += began.elapsed();
+        match read {
+            Ok(Ok(count)) => {
+                self.received += count as u64;
+                Ok(count)
+            }
+            Ok(Err(error)) => Err(IncomingError::Io(error)),
+            Err(TimedOut) => Err(IncomingError::TimedOut),
         }
     }
 

@@ -17,17 +17,19 @@ pub(crate) use incoming::{BodyError, IncomingBody, IncomingError};
 pub(crate) use outgoing::Reply;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::coarse_timer::CoarseTimer;
+use super::coarse_timer::{CoarseSleep, CoarseTimer};
 use super::dispatch::Service;
 use super::http1::Rejection;
 use super::http1::head::{Head, HeadParser, Limits};
 use super::sendfile::FileSlot;
+use crate::client_timeouts::ClientTimeouts;
 use crate::handoff;
 use crate::logs::{Level, error_log};
 use incoming::Fed;
@@ -40,7 +42,9 @@ const DISCARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every connection of a listener shares.
 pub(super) struct ConnectionSettings {
-    pub(super) header_timeout: Duration,
+    pub(super) timeouts: ClientTimeouts,
+    /// `--response-buffer-size`: response bytes taken ahead of a slow client.
+    pub(super) response_buffer_size: usize,
     pub(super) timer: CoarseTimer,
     /// Turns true when a stop asks idle connections to close.
     pub(super) closing: watch::Receiver<bool>,
@@ -56,16 +60,18 @@ pub(super) async fn serve_connection(
     let mut closing = settings.closing.clone();
     let mut buffer = BytesMut::new();
     let mut parser = HeadParser::new(Limits::default());
+    let mut first = true;
     loop {
-        let head = match read_head(
+        let read = read_head(
             &mut stream,
             &mut buffer,
             &mut parser,
             &settings,
             &mut closing,
-        )
-        .await
-        {
+            first,
+        );
+        first = false;
+        let head = match read.await {
             HeadRead::Head(head) => head,
             HeadRead::Closed => return,
             HeadRead::TimedOut => {
@@ -73,7 +79,7 @@ pub(super) async fn serve_connection(
                     http::StatusCode::REQUEST_TIMEOUT,
                     "The server timed out waiting for the request head (--header-timeout).",
                 );
-                Box::pin(refuse(&mut stream, &service, &slot, response)).await;
+                Box::pin(refuse(&mut stream, &service, &slot, &settings, response)).await;
                 return;
             }
             HeadRead::Rejected(rejection) => {
@@ -88,7 +94,7 @@ pub(super) async fn serve_connection(
                     );
                 }
                 let response = handoff::error_response(rejection.status(), &rejection.to_string());
-                Box::pin(refuse(&mut stream, &service, &slot, response)).await;
+                Box::pin(refuse(&mut stream, &service, &slot, &settings, response)).await;
                 return;
             }
         };
@@ -100,6 +106,7 @@ pub(super) async fn serve_connection(
             &mut buffer,
             &service,
             &slot,
+            &settings,
             head,
         ))
         .await;
@@ -121,15 +128,21 @@ enum HeadRead {
     Rejected(Rejection),
 }
 
-/// Reads until the buffer holds a whole head, within `--header-timeout` of the first wait.
+/// Reads until the buffer holds a whole head. The head's clock (`--header-timeout`) starts
+/// at once on a new connection or for a pipelined request, and at the first byte after an
+/// idle keep-alive wait (which `--keep-alive-timeout` bounds), as Apache counts them.
 async fn read_head(
     stream: &mut TcpStream,
     buffer: &mut BytesMut,
     parser: &mut HeadParser,
     settings: &ConnectionSettings,
     closing: &mut watch::Receiver<bool>,
+    first: bool,
 ) -> HeadRead {
-    let mut deadline = None;
+    let idle_since = Instant::now();
+    let mut started = (first || !buffer.is_empty()).then_some(idle_since);
+    let mut received = buffer.len() as u64;
+    let mut timeout: Option<(Instant, CoarseSleep)> = None;
     loop {
         if !buffer.is_empty() {
             match parser.parse(buffer) {
@@ -138,28 +151,45 @@ async fn read_head(
                 Err(rejection) => return HeadRead::Rejected(rejection),
             }
         }
-        let timeout = deadline.get_or_insert_with(|| settings.timer.sleep(settings.header_timeout));
+        let deadline = match started {
+            Some(start) => settings
+                .timeouts
+                .header
+                .map(|rule| start + rule.allowed(received)),
+            None => settings.timeouts.keep_alive.map(|limit| idle_since + limit),
+        };
+        if timeout.as_ref().map(|(armed, _)| *armed) != deadline {
+            timeout = deadline.map(|deadline| (deadline, settings.timer.sleep_until(deadline)));
+        }
         let idle = buffer.is_empty();
+        let read = async {
+            // The buffer is made only once bytes are there: an idle connection holds none.
+            stream.readable().await?;
+            if buffer.capacity() - buffer.len() < HEAD_READ_SIZE / 4 {
+                buffer.reserve(HEAD_READ_SIZE);
+            }
+            // Through `AsyncRead`, not `try_read_buf`: a read shorter than the room given
+            // tells tokio the socket is drained, which saves the read that would only
+            // have said EAGAIN (one system call per request).
+            stream.read_buf(buffer).await
+        };
+        let expired = async {
+            match timeout.as_mut() {
+                Some((_, sleep)) => sleep.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
-            readable = stream.readable() => {
-                if readable.is_err() {
-                    return HeadRead::Closed;
+            read = read => match read {
+                Ok(0) | Err(_) => return HeadRead::Closed,
+                Ok(count) => {
+                    received += count as u64;
+                    started.get_or_insert_with(Instant::now);
                 }
-            }
-            () = &mut *timeout => {
-                return if idle { HeadRead::Closed } else { HeadRead::TimedOut };
-            }
+            },
+            () = expired => return if idle { HeadRead::Closed } else { HeadRead::TimedOut },
             _ = closing.wait_for(|closing| *closing), if idle => return HeadRead::Closed,
-        }
-        if buffer.capacity() - buffer.len() < HEAD_READ_SIZE / 4 {
-            buffer.reserve(HEAD_READ_SIZE);
-        }
-        match stream.try_read_buf(buffer) {
-            Ok(0) => return HeadRead::Closed,
-            Ok(_) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return HeadRead::Closed,
         }
     }
 }
@@ -169,6 +199,7 @@ async fn refuse(
     stream: &mut TcpStream,
     service: &Service,
     slot: &FileSlot,
+    settings: &ConnectionSettings,
     response: handoff::Response,
 ) {
     let reply = service.front_end_reply(response);
@@ -178,7 +209,7 @@ async fn refuse(
         keep_alive: false,
     };
     let (_, mut writer) = stream.split();
-    let _ = write_reply(&mut writer, slot, asked, reply).await;
+    let _ = write_reply(&mut writer, slot, settings, asked, reply).await;
 }
 
 /// Serves one request whose head was parsed; true when the connection can carry the next.
@@ -187,6 +218,7 @@ async fn serve_request(
     buffer: &mut BytesMut,
     service: &Service,
     slot: &FileSlot,
+    settings: &ConnectionSettings,
     head: Head,
 ) -> bool {
     let Ok(target) = http::Uri::from_maybe_shared(head.target.clone()) else {
@@ -194,13 +226,13 @@ async fn serve_request(
             http::StatusCode::BAD_REQUEST,
             "The request target is not a valid URI.",
         );
-        refuse(stream, service, slot, response).await;
+        refuse(stream, service, slot, settings, response).await;
         return false;
     };
     let asked = Asked {
         head: head.method == http::Method::HEAD,
         version: head.version,
-        keep_alive: wants_keep_alive(&head),
+        keep_alive: settings.timeouts.keep_alive.is_some() && wants_keep_alive(&head),
     };
     let expects_continue = head.version == http::Version::HTTP_11
         && head
@@ -208,7 +240,7 @@ async fn serve_request(
             .get(http::header::EXPECT)
             .is_some_and(|expect| expect.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (body, mut feeder) =
-        incoming::body_channel(head.framing, expects_continue, &Limits::default());
+        incoming::body_channel(head.framing, expects_continue, &Limits::default(), settings);
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = head.method;
     parts.uri = target;
@@ -240,7 +272,7 @@ async fn serve_request(
     };
     // The response, while the body still flows (an application may read and write at once).
     let written = {
-        let writing = write_reply(&mut writer, slot, asked, reply);
+        let writing = write_reply(&mut writer, slot, settings, asked, reply);
         tokio::pin!(writing);
         loop {
             let fed = match feeder.as_mut() {

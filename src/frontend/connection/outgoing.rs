@@ -16,11 +16,13 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use http_body::Body;
-use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::net::tcp::WriteHalf;
 
-use crate::frontend::body::LoggedBody;
-use crate::frontend::sendfile::{FileSlot, is_marker, send_file};
+use super::ConnectionSettings;
+use crate::frontend::body::{LoggedBody, ResponseAborted};
+use crate::frontend::sendfile::{FileSlot, is_marker, try_send_file};
+use crate::frontend::timeouts::{TimedOut, within};
 
 /// Gathered body bytes written at once; more is written before polling the body again.
 const GATHER_LIMIT: usize = 256 * 1024;
@@ -69,9 +71,15 @@ enum Framing {
 pub(super) async fn write_reply(
     writer: &mut WriteHalf<'_>,
     slot: &FileSlot,
+    settings: &ConnectionSettings,
     asked: Asked,
     reply: Reply,
 ) -> std::io::Result<Written> {
+    let writer = &mut Writer {
+        half: writer,
+        slot,
+        settings,
+    };
     let Reply {
         status,
         reason,
@@ -99,12 +107,12 @@ pub(super) async fn write_reply(
     let ended = match framing {
         Framing::NoBody => true,
         Framing::Length(length) => {
-            write_body(writer, slot, &mut out, &mut body, Some(length), false).await?
+            write_body(writer, &mut out, &mut body, Some(length), false).await?
         }
-        Framing::Chunked => write_body(writer, slot, &mut out, &mut body, None, true).await?,
-        Framing::UntilClose => write_body(writer, slot, &mut out, &mut body, None, false).await?,
+        Framing::Chunked => write_body(writer, &mut out, &mut body, None, true).await?,
+        Framing::UntilClose => write_body(writer, &mut out, &mut body, None, false).await?,
     };
-    out.flush(writer, slot).await?;
+    out.flush(writer).await?;
     drop(body);
     Ok(match (ended, keep_alive) {
         (false, _) => Written::Cut,
@@ -151,58 +159,102 @@ fn choose_framing(
 
 /// Writes the body; true when it ended whole, false when it failed or fell short of
 /// `length`, which the caller answers by closing the connection.
+///
+/// While the client is slow to take bytes, frames are still taken from the body, until
+/// `--response-buffer-size` bytes wait here: a response that fits is soon all in the
+/// front end, and the application thread (or daemon thread) that made it is free again,
+/// so a slow reader holds memory, not a thread.
 async fn write_body(
-    writer: &mut WriteHalf<'_>,
-    slot: &FileSlot,
+    writer: &mut Writer<'_, '_>,
     out: &mut Outgoing,
     body: &mut LoggedBody,
     length: Option<u64>,
     chunked: bool,
 ) -> std::io::Result<bool> {
-    let mut sent = 0_u64;
+    let buffer_limit = writer.settings.response_buffer_size;
+    let mut taker = FrameTaker {
+        sent: 0,
+        length,
+        chunked,
+        ended: None,
+    };
     loop {
-        if length.is_some_and(|length| sent >= length) {
-            // The declared length is out: the body is done, whatever it still holds.
-            return Ok(true);
-        }
-        let frame = if out.is_empty() {
-            std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
-        } else {
+        while taker.ended.is_none() && out.bytes < GATHER_LIMIT {
             let ready =
                 std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
             match ready {
-                Poll::Ready(frame) => frame,
-                Poll::Pending => {
-                    out.flush(writer, slot).await?;
-                    continue;
-                }
+                Poll::Ready(frame) => taker.take(frame, out),
+                Poll::Pending => break,
             }
-        };
+        }
+        if out.is_empty() {
+            if let Some(whole) = taker.ended {
+                return Ok(whole);
+            }
+            let frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await;
+            taker.take(frame, out);
+            continue;
+        }
+        if out.write_now(writer)? {
+            continue;
+        }
+        let timer = &writer.settings.timer;
+        let limit = writer.settings.timeouts.write;
+        let stream: &TcpStream = writer.half.as_ref();
+        let taking = taker.ended.is_none() && out.bytes < buffer_limit;
+        tokio::select! {
+            biased;
+            writable = within(timer, limit, stream.writable()) => writable.map_err(timed_out)??,
+            frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)), if taking => {
+                taker.take(frame, out);
+            }
+        }
+    }
+}
+
+/// Turns body frames into queued bytes, with chunk framing where it applies, and knows
+/// when the body is over.
+struct FrameTaker {
+    sent: u64,
+    /// The length the response is framed with, if any.
+    length: Option<u64>,
+    chunked: bool,
+    /// `Some(whole)` once the body ended (`false`: it failed or fell short).
+    ended: Option<bool>,
+}
+
+impl FrameTaker {
+    fn take(
+        &mut self,
+        frame: Option<Result<http_body::Frame<Bytes>, ResponseAborted>>,
+        out: &mut Outgoing,
+    ) {
         match frame {
             None => {
-                if chunked {
+                if self.chunked {
                     out.push(Bytes::from_static(b"0\r\n\r\n"));
                 }
-                return Ok(length.is_none_or(|length| sent >= length));
+                self.ended = Some(self.length.is_none_or(|length| self.sent >= length));
             }
-            Some(Err(_)) => return Ok(false),
+            Some(Err(ResponseAborted)) => self.ended = Some(false),
             Some(Ok(frame)) => {
                 let Ok(data) = frame.into_data() else {
-                    continue;
+                    return;
                 };
                 if data.is_empty() {
-                    continue;
+                    return;
                 }
-                sent += data.len() as u64;
-                if chunked {
+                self.sent += data.len() as u64;
+                if self.chunked {
                     out.push(Bytes::from(format!("{:X}\r\n", data.len())));
                     out.push(data);
                     out.push(Bytes::from_static(b"\r\n"));
                 } else {
                     out.push(data);
                 }
-                if out.bytes >= GATHER_LIMIT {
-                    out.flush(writer, slot).await?;
+                if self.length.is_some_and(|length| self.sent >= length) {
+                    // The declared length is out: the body is done, whatever it still holds.
+                    self.ended = Some(true);
                 }
             }
         }
@@ -246,6 +298,20 @@ pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
         .any(|element| element.trim_ascii().eq_ignore_ascii_case(token))
 }
 
+/// Where a response goes, and what its writes need.
+pub(super) struct Writer<'w, 's> {
+    half: &'w mut WriteHalf<'s>,
+    slot: &'w FileSlot,
+    settings: &'w ConnectionSettings,
+}
+
+fn timed_out(TimedOut: TimedOut) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the client took no response bytes for --response-socket-timeout",
+    )
+}
+
 /// Bytes waiting to be written, in order.
 #[derive(Default)]
 struct Outgoing {
@@ -263,29 +329,50 @@ impl Outgoing {
         self.segments.is_empty()
     }
 
-    /// Writes everything queued: runs of bytes with `writev`, file markers with sendfile.
-    async fn flush(&mut self, writer: &mut WriteHalf<'_>, slot: &FileSlot) -> std::io::Result<()> {
-        while let Some(front) = self.segments.front() {
-            let written = if is_marker(front) {
-                send_file(writer.as_ref(), slot, front.len()).await?
-            } else {
-                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-                let mut count = 0;
-                for segment in self.segments.iter().take(MAX_SLICES) {
-                    if is_marker(segment) {
-                        break;
-                    }
-                    slices[count] = IoSlice::new(segment);
-                    count += 1;
-                }
-                writer.write_vectored(&slices[..count]).await?
-            };
-            if written == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
+    /// Writes everything queued; each wait for the client waits at most the write timeout.
+    async fn flush(&mut self, writer: &mut Writer<'_, '_>) -> std::io::Result<()> {
+        while !self.is_empty() {
+            if !self.write_now(writer)? {
+                let stream: &TcpStream = writer.half.as_ref();
+                let limit = writer.settings.timeouts.write;
+                within(&writer.settings.timer, limit, stream.writable())
+                    .await
+                    .map_err(timed_out)??;
             }
-            self.advance(written);
         }
         Ok(())
+    }
+
+    /// One write without waiting: a run of bytes with `writev`, or a file marker with
+    /// sendfile. False when the socket is full.
+    fn write_now(&mut self, writer: &Writer<'_, '_>) -> std::io::Result<bool> {
+        let Some(front) = self.segments.front() else {
+            return Ok(true);
+        };
+        let stream: &TcpStream = writer.half.as_ref();
+        let written = if is_marker(front) {
+            try_send_file(stream, writer.slot, front.len())
+        } else {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut count = 0;
+            for segment in self.segments.iter().take(MAX_SLICES) {
+                if is_marker(segment) {
+                    break;
+                }
+                slices[count] = IoSlice::new(segment);
+                count += 1;
+            }
+            stream.try_write_vectored(&slices[..count])
+        };
+        match written {
+            Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => {
+                self.advance(written);
+                Ok(true)
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     fn advance(&mut self, mut written: usize) {

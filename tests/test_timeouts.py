@@ -236,3 +236,45 @@ def test_issue_17_a_slow_reader_holds_memory_not_the_application_thread(
         assert server.get("/list", timeout=20).content == b"hello world"
         slow.settimeout(10)
         assert slow.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+def accept_queue(port: int) -> int:
+    """Connections the kernel holds for the listener on `port`, not yet accepted."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, queues = fields[1], fields[3], fields[4]
+        if state == "0A" and int(local.split(":")[1], 16) == port:
+            # For a listening socket, rx_queue is the length of its accept queue.
+            return int(queues.split(":")[1], 16)
+    raise AssertionError(f"no listener on port {port}")
+
+
+def test_issue_17_beyond_max_clients_new_connections_wait_in_the_kernel(ferrule_server, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    server = ferrule_server(
+        "responses.wsgi",
+        "--processes",
+        "1",
+        "--threads",
+        "1",
+        "--max-clients",
+        "1",
+        "--response-buffer-size",
+        "65536",
+        env={"RESPONSES_MARKER_DIR": str(markers)},
+    )
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        busy.connect(("127.0.0.1", server.port))
+        # An endless response nobody reads: its request holds the one slot.
+        busy.sendall(b"GET /close/forever?tag=busy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        busy.settimeout(10)
+        assert busy.recv(4096).startswith(b"HTTP/1.1 200 ")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as waiting:
+            waiting.sendall(b"GET /list HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            wait_until(lambda: accept_queue(server.port) == 1)
+            busy.close()
+            # The slot is free once the server sees the first client gone: the waiting
+            # connection is accepted and served.
+            assert read_all(waiting, 20).endswith(b"hello world")

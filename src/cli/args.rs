@@ -334,6 +334,14 @@ pub(super) struct StartServerArgs {
     #[arg(long, default_value_t = DEFAULT_REQUEST_BUFFER_SIZE, value_name = "BYTES", help_heading = "Server")]
     pub(super) request_buffer_size: u64,
 
+    /// Most requests the front end works on at once in daemon mode (from a complete head to
+    /// the last response byte; idle keep-alive connections do not count); beyond it, new
+    /// connections wait in the kernel's queue. Defaults to 10 + max(10, 1.5 x processes x
+    /// threads), as mod_wsgi-express; never below processes x threads. Ignored in
+    /// embedded mode, as by mod_wsgi-express.
+    #[arg(long, value_name = "NUMBER", help_heading = "Processes")]
+    pub(super) max_clients: Option<u64>,
+
     /// Bytes of a response the front end takes from the application ahead of a client
     /// that reads slowly, so that the application's thread is free once a response that
     /// fits was produced; 0 uses the default of 1 MiB.

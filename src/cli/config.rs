@@ -60,6 +60,8 @@ pub struct ServerConfig {
     pub request_buffer_size: usize,
     /// `--response-buffer-size`, the default put in for 0.
     pub response_buffer_size: usize,
+    /// `--max-clients` as mod_wsgi-express computes it (daemon mode only).
+    pub max_clients: usize,
     /// The name the server answers to when a request has no Host header.
     pub server_name: String,
     /// `--url-alias` pairs (URL path, absolute file or directory), and for a static site
@@ -263,6 +265,7 @@ impl Config {
             limit_request_body,
             request_buffer_size,
             response_buffer_size,
+            max_clients,
             chunked_request: _,
             log_to_terminal,
             log_level,
@@ -427,6 +430,7 @@ impl Config {
                 },
                 limit_request_body: (limit_request_body > 0).then_some(limit_request_body),
                 request_buffer_size: usize::try_from(request_buffer_size).unwrap_or(usize::MAX),
+                max_clients: max_clients_for(max_clients, n_processes, threads),
                 response_buffer_size: usize::try_from(if response_buffer_size > 0 {
                     response_buffer_size
                 } else {
@@ -705,9 +709,29 @@ fn read_timeout(timeout: u64, max_timeout: u64, min_rate: u64) -> Option<ReadTim
     })
 }
 
+/// mod_wsgi-express's `--max-clients`: at least processes x threads; by default
+/// 10 + max(10, 1.5 x processes x threads).
+fn max_clients_for(given: Option<u64>, n_processes: usize, n_threads: usize) -> usize {
+    let threads = n_processes.saturating_mul(n_threads);
+    match given {
+        Some(given) => usize::try_from(given).unwrap_or(usize::MAX).max(threads),
+        None => 10 + (threads.saturating_mul(3) / 2).max(10),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_clients_follows_mod_wsgi_express() {
+        // processes 1, threads 5 (mod_wsgi-express's defaults): 10 + max(10, 7).
+        assert_eq!(super::max_clients_for(None, 1, 5), 20);
+        assert_eq!(super::max_clients_for(None, 4, 10), 70);
+        // Never below the threads that can run requests.
+        assert_eq!(super::max_clients_for(Some(3), 2, 5), 10);
+        assert_eq!(super::max_clients_for(Some(100), 2, 5), 100);
+    }
 
     #[test]
     fn default_server_root_names_host_port_and_user() {

@@ -82,7 +82,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("server-name",                Value,    VIRTUAL_HOSTS, "HOSTNAME",              "Host name of the site; requests for other names are refused."),
     option("server-alias",               Repeated, VIRTUAL_HOSTS, "HOSTNAME",              "Another host name (wildcards allowed) the site also answers to."),
     option("allow-localhost",            Flag,     VIRTUAL_HOSTS, "",                      "Also answer requests addressed to localhost when --server-name is set."),
-    option("max-clients",                Value,    PROCESSES,     "NUMBER",                "Most connections handled at once by the front end."),
     option("initial-workers",            Value,    PROCESSES,     "NUMBER",                "Share of the front end's capacity started at once (0 to 1)."),
     option("minimum-spare-workers",      Value,    PROCESSES,     "NUMBER",                "Share of the front end's capacity kept idle at least (0 to 1)."),
     option("maximum-spare-workers",      Value,    PROCESSES,     "NUMBER",                "Share of the front end's capacity kept idle at most (0 to 1)."),

@@ -46,6 +46,9 @@ pub struct FrontendConfig {
     /// `--response-buffer-size`: response bytes taken from the application ahead of a
     /// slow client.
     pub response_buffer_size: usize,
+    /// `--max-clients`: most requests worked on at once (daemon mode); new connections
+    /// wait in the kernel's queue while they are all taken. `None`: no bound.
+    pub max_clients: Option<usize>,
     /// How long open connections may take to finish once a stop was asked for.
     pub shutdown_timeout: Duration,
     /// `--url-alias` directories and files (and the whole site for a static one), served
@@ -88,10 +91,20 @@ pub async fn serve(
     let settings = Arc::new(connection::ConnectionSettings {
         timeouts: config.timeouts,
         response_buffer_size: config.response_buffer_size,
+        in_progress: config
+            .max_clients
+            .map(|max| Arc::new(tokio::sync::Semaphore::new(max))),
         timer: coarse_timer::CoarseTimer::start(),
         closing,
     });
     loop {
+        if let Some(in_progress) = &settings.in_progress {
+            // Every request slot taken: leave new connections in the kernel's queue.
+            tokio::select! {
+                free = in_progress.acquire() => drop(free),
+                () = shutdown.wait() => break,
+            }
+        }
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = shutdown.wait() => break,

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -77,6 +78,9 @@ def test_a_failing_script_gives_500_and_its_traceback(ferrule_server, mode_optio
     assert server.get("/", auth=("boom", "x")).status_code == 500
     log = server.wait_for_log("check_password failed on purpose")
     assert "Traceback" in log
+    if sys.version_info >= (3, 11):
+        # The traceback's note names the script (exception notes came with 3.11).
+        assert f"in check_password() of '{SCRIPTS}'" in log
     # A value that is neither True, False, None nor a string is the script's error too.
     assert server.get("/", auth=("weird", "x")).status_code == 500
     server.wait_for_log("check_password")
@@ -397,3 +401,60 @@ def test_a_group_script_without_a_user_script_is_refused(ferrule_server):
     server = ferrule_server(APP, "--auth-group-script", SCRIPTS, wait=False)
     assert server.process.wait(timeout=30) == 2
     assert "--auth-group-script needs --auth-user-script" in server.stderr()
+
+
+CHECK_TRUE = "def check_password(environ, user, password):\n    return True\n"
+
+
+@pytest.mark.parametrize(
+    ("script_options", "scheme", "script", "expected"),
+    [
+        # allow_access: None is mod_wsgi's "no opinion", which lets the request in.
+        (["--host-access-script"], "Basic", "def allow_access(e, host):\n    return None\n", 200),
+        (["--host-access-script"], "Basic", "def allow_access(e, host):\n    return 'yes'\n", 500),
+        (
+            ["--auth-user-script"],
+            "Digest",
+            "def get_realm_hash(e, user, realm):\n    return 42\n",
+            500,
+        ),
+        (
+            ["--auth-user-script", "--auth-group-script"],
+            "Basic",
+            CHECK_TRUE + "def groups_for_user(environ, user):\n    return [b'wsgi']\n",
+            200,
+        ),
+        (
+            ["--auth-user-script", "--auth-group-script"],
+            "Basic",
+            CHECK_TRUE + "def groups_for_user(environ, user):\n    return None\n",
+            403,
+        ),
+        (["--auth-user-script"], "Basic", "def check_password(e, user, pw):\n    return ''\n", 401),
+        (["--auth-user-script"], "Basic", "def check_password(e, user):\n    return True\n", 500),
+        (["--auth-user-script"], "Basic", "def check_password(e, user, pw)\n", 500),
+    ],
+    ids=[
+        "allow-none",
+        "allow-string",
+        "realm-hash-int",
+        "groups-bytes",
+        "groups-none",
+        "password-empty-string",
+        "password-wrong-signature",
+        "syntax-error",
+    ],
+)
+def test_each_script_value_outside_the_happy_path(
+    ferrule_server, mode_options, tmp_path, script_options, scheme, script, expected
+):
+    path = tmp_path / "script.py"
+    path.write_text(script)
+    arguments = [part for option in script_options for part in (option, str(path))]
+    server = ferrule_server(APP, *arguments, "--auth-type", scheme, *mode_options)
+    auth = HTTPDigestAuth("spy", "x") if scheme == "Digest" else ("spy", "x")
+    response = server.get("/", auth=auth)
+    assert response.status_code == expected
+    if expected == 500:
+        wait_until(lambda: "Exception occurred while handling the request" in server.error_log())
+    assert ("application ran" in server.error_log()) == (expected == 200)

@@ -77,9 +77,7 @@ impl Scripts {
         asking: &Asking<'_>,
     ) -> PyResult<Decision> {
         if let Some(script) = &self.host_access {
-            let verdict = script
-                .function(py, "allow_access")?
-                .call1((environ, asking.host))?;
+            let verdict = script.call(py, "allow_access", (environ, asking.host))?;
             // None is mod_wsgi's "no opinion", which lets the request through.
             if !verdict.is_none() && !truth(&verdict, "allow_access")? {
                 log(
@@ -96,9 +94,7 @@ impl Scripts {
         let (user, auth_type) = match &check.credentials {
             None => return Ok(Decision::Refuse(auth::unauthorized(&check.challenge))),
             Some(Credentials::Basic { user, password }) => {
-                let verdict = user_script
-                    .function(py, "check_password")?
-                    .call1((environ, user, password))?;
+                let verdict = user_script.call(py, "check_password", (environ, user, password))?;
                 let Some(name) = basic_verdict(&verdict, user)? else {
                     let why = if verdict.is_none() {
                         "not found"
@@ -123,9 +119,7 @@ impl Scripts {
                 response_tail,
                 response,
             }) => {
-                let verdict = user_script
-                    .function(py, "get_realm_hash")?
-                    .call1((environ, user, realm))?;
+                let verdict = user_script.call(py, "get_realm_hash", (environ, user, realm))?;
                 let matches = if verdict.is_none() {
                     false
                 } else {
@@ -163,9 +157,7 @@ impl Scripts {
             environ.del_item(pyo3::intern!(py, "HTTP_AUTHORIZATION"))?;
         }
         if let Some((script, group)) = &self.group {
-            let groups = script
-                .function(py, "groups_for_user")?
-                .call1((environ, &user))?;
+            let groups = script.call(py, "groups_for_user", (environ, &user))?;
             if !in_group(&groups, group)? {
                 log(
                     py,
@@ -253,6 +245,23 @@ impl Script {
             path,
             loaded: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Calls the script's function `name` as the file is now. A failure (loading the
+    /// file, no such function, an exception) gets a note naming the script, which the
+    /// traceback in the error log shows (Python 3.11 and later).
+    fn call<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        arguments: impl pyo3::call::PyCallArgs<'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.function(py, name)
+            .and_then(|function| function.call1(arguments))
+            .inspect_err(|error| {
+                let note = format!("in {name}() of '{}'", self.path.display());
+                let _ = error.value(py).call_method1("add_note", (note,));
+            })
     }
 
     /// The script's function `name`, from the module as the file is now.

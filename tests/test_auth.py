@@ -458,3 +458,38 @@ def test_each_script_value_outside_the_happy_path(
     if expected == 500:
         wait_until(lambda: "Exception occurred while handling the request" in server.error_log())
     assert ("application ran" in server.error_log()) == (expected == 200)
+
+
+def test_digest_with_several_embedded_processes_each_client_gets_in(ferrule_server):
+    # Each process makes its own nonces; one from another process is answered as stale,
+    # and the client retries on its connection, which stays with the process that answered.
+    server = ferrule_server(
+        APP,
+        "--auth-user-script",
+        SCRIPTS,
+        "--auth-type",
+        "Digest",
+        "--embedded-mode",
+        "--processes",
+        "2",
+    )
+    pids = set()
+    stale = []
+    session = requests.Session()
+    session.auth = HTTPDigestAuth("spy", "secret")
+
+    def both_processes_served():
+        # A new connection each time, so a request lands on either process, with the
+        # nonce the session got from the last one.
+        session.close()
+        response = session.get(f"{server.url}/p")
+        assert response.status_code == 200
+        pids.add(response.headers["X-Pid"])
+        stale.extend(
+            earlier for earlier in response.history if challenge_of(earlier).get("stale") == "true"
+        )
+        return len(pids) == 2
+
+    wait_until(both_processes_served, timeout=30)
+    # The second process saw the first one's nonce, said stale, and the client went on.
+    assert stale

@@ -493,3 +493,12 @@ def test_digest_with_several_embedded_processes_each_client_gets_in(ferrule_serv
     wait_until(both_processes_served, timeout=30)
     # The second process saw the first one's nonce, said stale, and the client went on.
     assert stale
+
+
+def test_a_refused_user_name_cannot_forge_a_log_line(ferrule_server, mode_options):
+    server = start_basic(ferrule_server, mode_options)
+    response = server.get("/", headers=basic("a\n[forged] line", "x"))
+    assert response.status_code == 401
+    log = server.wait_for_log("authentication failure")
+    assert "user a\\x0a[forged] line: authentication failure" in log
+    assert not any(line.startswith("[forged]") for line in log.splitlines())

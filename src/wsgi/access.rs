@@ -106,7 +106,8 @@ impl Scripts {
                         py,
                         asking,
                         &format!(
-                            "user {user}: authentication failure for \"{}\": {why}",
+                            "user {}: authentication failure for \"{}\": {why}",
+                            printable(user),
                             asking.target
                         ),
                     );
@@ -142,7 +143,8 @@ impl Scripts {
                         py,
                         asking,
                         &format!(
-                            "user {user}: authentication failure for \"{}\": {why}",
+                            "user {}: authentication failure for \"{}\": {why}",
+                            printable(user),
                             asking.target
                         ),
                     );
@@ -164,7 +166,8 @@ impl Scripts {
                     py,
                     asking,
                     &format!(
-                        "user {user} is not in the group '{group}' required for \"{}\"",
+                        "user {} is not in the group '{group}' required for \"{}\"",
+                        printable(&user),
                         asking.target
                     ),
                 );
@@ -220,6 +223,20 @@ fn in_group(groups: &Bound<'_, PyAny>, group: &str) -> PyResult<bool> {
         }
     }
     Ok(false)
+}
+
+/// A name the client chose, safe in a log line: control characters (a newline would
+/// forge a line) become `\xNN`, as Apache escapes log items.
+fn printable(name: &str) -> String {
+    name.chars()
+        .map(|character| {
+            if character.is_control() {
+                format!("\\x{:02x}", u32::from(character))
+            } else {
+                character.to_string()
+            }
+        })
+        .collect()
 }
 
 fn log(py: Python<'_>, asking: &Asking<'_>, message: &str) {

@@ -5,11 +5,12 @@
 //! A nonce is `time, pid, serial, MAC` in hex: the MAC (MD5 over a random secret of this
 //! process and the rest) shows that this process made it, the time when, so nothing is
 //! stored per challenge. A nonce enters the count table only once a client used it; the
-//! table forgets nonces once they expire. A nonce made by another process (another
+//! table forgets nonces once they expire, and is bounded (`MAX_NONCES_IN_USE`: past it
+//! the oldest second's nonces are forgotten and answered as stale from then on). A nonce made by another process (another
 //! embedded-mode process, or before a restart) is answered as stale: the client retries
 //! with one of ours, and no process ever accepts a count another process already saw.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -21,9 +22,11 @@ use crate::handoff::Credentials;
 
 /// Hex digits of each part of a nonce: seconds, pid, serial, MAC.
 const NONCE_LENGTH: usize = 16 + 8 + 16 + 32;
-/// Counts kept before the table is swept for expired nonces (it then grows to twice what
-/// is left, so a sweep costs at most as much as the inserts since the last one).
-const SWEEP_AT_LEAST: usize = 1024;
+/// Nonces whose counts are kept at most. Anyone may get a nonce and use it once, so the
+/// table must be bounded: past this, the nonces made in the oldest second are forgotten,
+/// and a forgotten nonce is answered as stale (its client retries with a new one) rather
+/// than accepted with any count. About 12 MB at most.
+const MAX_NONCES_IN_USE: usize = 100_000;
 
 /// This process's Digest state: the secret its nonces are signed with and the counts
 /// clients used them with.
@@ -36,9 +39,13 @@ pub(super) struct Nonces {
 }
 
 struct Counts {
-    /// Nonce → (its time, the highest count used with it).
-    seen: HashMap<String, (u64, u64)>,
-    sweep_at: usize,
+    /// The second a nonce was made → its nonces → the highest count used with each: the
+    /// oldest second first, so that expiry and eviction take whole seconds off the front.
+    by_second: BTreeMap<u64, HashMap<String, u64>>,
+    /// Nonces held, over every second.
+    len: usize,
+    /// Nonces made at or before this second were forgotten to bound the table.
+    forgotten_until: Option<u64>,
 }
 
 /// What a nonce is worth now.
@@ -68,8 +75,9 @@ impl Nonces {
             serial: AtomicU64::new(0),
             lifetime,
             counts: Mutex::new(Counts {
-                seen: HashMap::new(),
-                sweep_at: SWEEP_AT_LEAST,
+                by_second: BTreeMap::new(),
+                len: 0,
+                forgotten_until: None,
             }),
         }
     }
@@ -100,31 +108,44 @@ impl Nonces {
         NonceState::Fresh
     }
 
-    /// Records `count` for a fresh `nonce`; false when it is not above every count used
-    /// with that nonce before (a replayed or reordered answer).
-    fn use_count(&self, nonce: &str, count: u64, now: SystemTime) -> bool {
+    /// Records `count` for a fresh `nonce`: `Fresh` when it is above every count used
+    /// with that nonce before, `Invalid` when not (a replayed or reordered answer),
+    /// `Stale` when the nonce was forgotten to bound the table.
+    fn use_count(&self, nonce: &str, count: u64, now: SystemTime) -> NonceState {
         let now = seconds(now);
-        let lifetime = self.lifetime.as_secs();
+        let made = u64::from_str_radix(&nonce[..16], 16).unwrap_or(0);
         let mut counts = self
             .counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, last)) = counts.seen.get_mut(nonce) {
+        counts.forget_expired(now, self.lifetime.as_secs());
+        if let Some(last) = counts
+            .by_second
+            .get_mut(&made)
+            .and_then(|nonces| nonces.get_mut(nonce))
+        {
             if count <= *last {
-                return false;
+                return NonceState::Invalid;
             }
             *last = count;
-            return true;
+            return NonceState::Fresh;
         }
-        if counts.seen.len() >= counts.sweep_at {
-            counts
-                .seen
-                .retain(|_, (made, _)| now < made.saturating_add(lifetime));
-            counts.sweep_at = (counts.seen.len() * 2).max(SWEEP_AT_LEAST);
+        if counts.forgotten_until.is_some_and(|until| made <= until) {
+            return NonceState::Stale;
         }
-        let made = u64::from_str_radix(&nonce[..16], 16).unwrap_or(0);
-        counts.seen.insert(nonce.to_owned(), (made, count));
-        true
+        while counts.len >= MAX_NONCES_IN_USE {
+            counts.forget_oldest_second();
+        }
+        if counts.forgotten_until.is_some_and(|until| made <= until) {
+            return NonceState::Stale;
+        }
+        counts
+            .by_second
+            .entry(made)
+            .or_default()
+            .insert(nonce.to_owned(), count);
+        counts.len += 1;
+        NonceState::Fresh
     }
 
     fn mac(&self, body: &str) -> String {
@@ -197,8 +218,10 @@ pub(super) fn check(
     }
     // Taken before the password is known: an answer seen once is never good again, even
     // while its first use is still being checked.
-    if !nonces.use_count(nonce, count, now) {
-        return Err(Refusal::Challenge { stale: false });
+    match nonces.use_count(nonce, count, now) {
+        NonceState::Fresh => {}
+        NonceState::Stale => return Err(Refusal::Challenge { stale: true }),
+        NonceState::Invalid => return Err(Refusal::Challenge { stale: false }),
     }
     let ha2 = md5_hex(format!("{method}:{uri}").as_bytes());
     Ok(Credentials::Digest {
@@ -276,6 +299,28 @@ fn parse_parameters(text: &str) -> Result<Vec<(String, String)>, Malformed> {
         }
     }
     Ok(fields)
+}
+
+impl Counts {
+    /// Drops the seconds whose nonces expired: no count of theirs matters any more.
+    fn forget_expired(&mut self, now: u64, lifetime: u64) {
+        while let Some(entry) = self.by_second.first_entry() {
+            if now < entry.key().saturating_add(lifetime) {
+                break;
+            }
+            self.len -= entry.remove().len();
+        }
+    }
+
+    fn forget_oldest_second(&mut self) {
+        if let Some((second, nonces)) = self.by_second.pop_first() {
+            self.len -= nonces.len();
+            self.forgotten_until = Some(
+                self.forgotten_until
+                    .map_or(second, |until| until.max(second)),
+            );
+        }
+    }
 }
 
 fn md5_hex(bytes: &[u8]) -> String {
@@ -456,12 +501,31 @@ mod tests {
     #[test]
     fn the_count_table_forgets_expired_nonces() {
         let nonces = Nonces::new(Duration::from_secs(10));
-        for index in 0..SWEEP_AT_LEAST {
-            let nonce = nonces.issue(at(1000));
-            assert!(nonces.use_count(&nonce, 1, at(1000 + (index as u64 % 2))));
+        for second in 1000..1005 {
+            let nonce = nonces.issue(at(second));
+            assert_eq!(nonces.use_count(&nonce, 1, at(second)), NonceState::Fresh);
         }
-        let nonce = nonces.issue(at(2000));
-        assert!(nonces.use_count(&nonce, 1, at(2000)));
-        assert_eq!(nonces.counts.lock().unwrap().seen.len(), 1);
+        let nonce = nonces.issue(at(1012));
+        assert_eq!(nonces.use_count(&nonce, 1, at(1012)), NonceState::Fresh);
+        let counts = nonces.counts.lock().unwrap();
+        assert_eq!(counts.len, 3, "1000-1002 expired at 1012");
+        assert_eq!(counts.by_second.len(), 3);
+    }
+
+    #[test]
+    fn a_full_table_forgets_its_oldest_second_and_calls_those_nonces_stale() {
+        let nonces = Nonces::new(Duration::from_secs(3600));
+        let old = nonces.issue(at(1000));
+        assert_eq!(nonces.use_count(&old, 1, at(1000)), NonceState::Fresh);
+        for _ in 1..MAX_NONCES_IN_USE {
+            let nonce = nonces.issue(at(1001));
+            assert_eq!(nonces.use_count(&nonce, 1, at(1001)), NonceState::Fresh);
+        }
+        let newest = nonces.issue(at(1002));
+        assert_eq!(nonces.use_count(&newest, 1, at(1002)), NonceState::Fresh);
+        // The second 1000 went; its nonce is stale now, never good with any count.
+        assert_eq!(nonces.use_count(&old, 1, at(1002)), NonceState::Stale);
+        assert_eq!(nonces.use_count(&old, 2, at(1002)), NonceState::Stale);
+        assert_eq!(nonces.counts.lock().unwrap().len, MAX_NONCES_IN_USE);
     }
 }

@@ -1,15 +1,21 @@
 #!/bin/bash
-# A/B of one Ferrule build on hello: bench/ab.sh VENV embedded|daemon
+# A/B of one Ferrule build on hello: bench/ab.sh VENV embedded|daemon [auth]
+# (auth: behind --auth-user-script apps/auth_users.py, every request with Basic credentials)
 # Server pinned to CPU 0, wrk -t1 -c32 -d10s on CPU 1, system calls counted with perf over 5 s
 # (divided by the requests wrk completed). PERTHREAD=1 also prints them per thread.
 VENV=$1; MODE=$2; PORT=$((20000 + RANDOM % 10000)); ROOT=$(mktemp -d)
 EXTRA=""; [ "$MODE" = embedded ] && EXTRA="--embedded-mode"
+HEADER=()
+if [ "$3" = auth ]; then
+    EXTRA="$EXTRA --auth-user-script $(dirname "$0")/apps/auth_users.py"
+    HEADER=(-H "Authorization: Basic $(printf bench:secret | base64)")
+fi
 taskset -c 0 $VENV/bin/python -m ferrule start-server "$(dirname "$0")/apps/hello.py" --processes 1 --threads 8 --host 127.0.0.1 --port $PORT --server-root $ROOT $EXTRA >/dev/null 2>&1 &
 SUP=$!
 for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:$PORT/ && break; sleep 0.1; done
 PIDS=$(echo $SUP $(cat /proc/$SUP/task/$SUP/children) | tr ' ' ',')
-taskset -c 1 wrk -t1 -c32 -d2s http://127.0.0.1:$PORT/ >/dev/null 2>&1
-taskset -c 1 wrk -t1 -c32 -d10s --latency http://127.0.0.1:$PORT/ > $ROOT/wrk.txt 2>&1 &
+taskset -c 1 wrk -t1 -c32 -d2s "${HEADER[@]}" http://127.0.0.1:$PORT/ >/dev/null 2>&1
+taskset -c 1 wrk -t1 -c32 -d10s --latency "${HEADER[@]}" http://127.0.0.1:$PORT/ > $ROOT/wrk.txt 2>&1 &
 WRK=$!
 sleep 3
 perf stat -x, -e raw_syscalls:sys_enter -p $PIDS -- sleep 5 2> $ROOT/perf.txt; [ -n "$PERTHREAD" ] && perf stat -x, --per-thread -e raw_syscalls:sys_enter -p $PIDS -- sleep 3 2>&1 | sort -t, -k2 -n -r | head -30
@@ -17,5 +23,5 @@ wait $WRK
 RPS=$(grep Requests/sec $ROOT/wrk.txt | awk '{print $2}')
 SYS=$(grep raw_syscalls $ROOT/perf.txt | cut -d, -f1)
 kill -TERM $SUP; wait $SUP 2>/dev/null
-python3 -c "print('$MODE', '$VENV'.split('/')[-1], 'req/s', $RPS, 'syscalls/req', round($SYS/($RPS*5),2))"
+python3 -c "print('$MODE $3', '$VENV'.split('/')[-1], 'req/s', $RPS, 'syscalls/req', round($SYS/($RPS*5),2))"
 rm -rf $ROOT

@@ -66,6 +66,7 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
         shutdown_timeout: config.processes.shutdown_timeout,
         static_files: frontend::StaticFiles::from_aliases(&config.server.url_aliases),
         draining: std::sync::atomic::AtomicBool::new(false),
+        access: crate::auth::Gate::new(&config.access),
         reload_watch: config
             .application
             .reload_entry

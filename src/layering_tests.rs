@@ -16,6 +16,16 @@ const ALLOWED: &[(&str, &str)] = &[
     ("handoff", "sync"),
     ("frontend", "sync"),
     ("wsgi", "handoff"),
+    // The access-control scripts: the front end checks what needs no Python (`auth`),
+    // the Python side calls them with `auth`'s answers and arithmetic (401, 403, Digest).
+    ("auth", "cli"),
+    ("auth", "handoff"),
+    ("auth", "logs"),
+    ("frontend", "auth"),
+    ("wsgi", "auth"),
+    // They build the front end's `auth::Gate` from the configuration.
+    ("embedded", "auth"),
+    ("supervisor", "auth"),
     ("wsgi", "logs"),
     ("frontend", "handoff"),
     ("frontend", "logs"),

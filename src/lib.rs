@@ -8,6 +8,8 @@
 //! - `daemon`: daemon mode: the IPC protocol, the front end's pool of daemon threads, and
 //!   the daemon process main.
 //! - `frontend`: accepts connections and speaks HTTP/1 (its own, on httparse); never runs Python.
+//! - `auth`: the HTTP side of the access-control scripts (Authorization, Basic, Digest
+//!   nonces, 400/401 answers); the scripts run on the Python side (no PyO3).
 //! - `handoff`: the request and response passed between the front end and the executor
 //!   (no PyO3).
 //! - `wsgi`: the WSGI executor, the only home of PEP 3333 (environ, input, start_response,
@@ -21,6 +23,7 @@
 //!
 //! This file only exposes the Python entry point; it holds no logic.
 
+pub mod auth;
 pub mod cli;
 pub mod client_timeouts;
 pub mod daemon;

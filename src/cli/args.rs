@@ -55,6 +55,13 @@ pub(super) const DEFAULT_REQUEST_BUFFER_SIZE: u64 = 1024 * 1024;
 /// What `--response-buffer-size 0` stands for. mod_wsgi-express's 8 MB bounds a buffer in
 /// Apache's filter chain; here it is memory a slow reader may hold per connection.
 pub(super) const DEFAULT_RESPONSE_BUFFER_SIZE: u64 = 1024 * 1024;
+/// mod_wsgi-express's default `--auth-type`.
+pub(super) const DEFAULT_AUTH_TYPE: &str = "Basic";
+/// mod_wsgi-express's default `--auth-group` (its `Require wsgi-group`).
+pub(super) const DEFAULT_AUTH_GROUP: &str = "wsgi";
+/// Seconds a Digest nonce is good for (our `--auth-nonce-lifetime`; Apache's
+/// `AuthDigestNonceLifetime` default, which mod_wsgi-express leaves alone).
+pub(super) const DEFAULT_AUTH_NONCE_LIFETIME: u64 = 300;
 /// Connections the daemon socket queues before daemon threads accept them
 /// (mod_wsgi-express's `--daemon-backlog`).
 pub(super) const DEFAULT_DAEMON_BACKLOG: u32 = 100;
@@ -390,6 +397,35 @@ pub(super) struct StartServerArgs {
     /// Write the messages of server start-up to a log file in the server root as well.
     #[arg(long, help_heading = "Logging")]
     pub(super) startup_log: bool,
+
+    /// Python script whose `allow_access(environ, host)` decides, before anything else,
+    /// whether the client's host may make the request (403 when it returns False).
+    #[arg(long, value_name = "SCRIPT-PATH", help_heading = "Access control")]
+    pub(super) host_access_script: Option<PathBuf>,
+
+    /// Python script that authenticates users for the whole site: `check_password(environ,
+    /// user, password)` for Basic, `get_realm_hash(environ, user, realm)` for Digest.
+    #[arg(long, value_name = "SCRIPT-PATH", help_heading = "Access control")]
+    pub(super) auth_user_script: Option<PathBuf>,
+
+    /// HTTP authentication scheme of --auth-user-script: Basic or Digest.
+    #[arg(long, default_value = DEFAULT_AUTH_TYPE, value_name = "TYPE", help_heading = "Access control")]
+    pub(super) auth_type: String,
+
+    /// Python script whose `groups_for_user(environ, user)` gives the groups of an
+    /// authenticated user; one outside --auth-group gets 403.
+    #[arg(long, value_name = "SCRIPT-PATH", help_heading = "Access control")]
+    pub(super) auth_group_script: Option<PathBuf>,
+
+    /// Group a user must belong to when --auth-group-script is given.
+    #[arg(long, default_value = DEFAULT_AUTH_GROUP, value_name = "NAME", help_heading = "Access control")]
+    pub(super) auth_group: String,
+
+    /// Seconds a Digest nonce is good for; a client then gets `stale=true` and retries
+    /// with a new one without asking its user again.
+    #[arg(long, default_value_t = DEFAULT_AUTH_NONCE_LIFETIME, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Access control")]
+    pub(super) auth_nonce_lifetime: u64,
 }
 
 fn parse_thread_count(text: &str) -> Result<usize, String> {

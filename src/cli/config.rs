@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::client_timeouts::{ClientTimeouts, ReadTimeout};
 
 use super::PythonRuntime;
+use super::access::{self, AccessArgs, AccessConfig};
 use super::args::StartServerArgs;
 use super::environment::ProcessRole;
 use crate::logs::Level;
@@ -37,6 +38,8 @@ pub struct Config {
     pub processes: ProcessConfig,
     pub logs: LogConfig,
     pub python: PythonRuntime,
+    /// Who may make requests: the host access and authentication scripts.
+    pub access: AccessConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -208,6 +211,18 @@ pub enum ConfigError {
         "the server root '{path}' {reason}\nhint: the control script (run by root) and the server's files live there: only the user starting the server may be able to change it; fix it or choose another --server-root"
     )]
     UnsafeServerRoot { path: PathBuf, reason: String },
+    #[error("--{option} '{path}' is not an existing file")]
+    NotAFile { option: &'static str, path: PathBuf },
+    #[error("--auth-type '{value}' is not an authentication scheme\nhint: use Basic or Digest")]
+    BadAuthType { value: String },
+    #[error(
+        "--auth-group-script needs --auth-user-script: groups are checked for an authenticated user"
+    )]
+    GroupWithoutUser,
+    #[error(
+        "{option} with --auth-user-script or --host-access-script is not supported yet: static files are served without Python, so the scripts would not protect them\nhint: serve those files from the application, or leave out the scripts"
+    )]
+    StaticFilesWithAccessScripts { option: &'static str },
     #[error("cannot determine the current directory: {source}")]
     NoCurrentDirectory { source: std::io::Error },
 }
@@ -274,6 +289,12 @@ impl Config {
             process_name,
             pid_file,
             startup_log,
+            host_access_script,
+            auth_user_script,
+            auth_type,
+            auth_group_script,
+            auth_group,
+            auth_nonce_lifetime,
         } = args;
         let action = if setup_only && action == Action::Serve {
             Action::Setup
@@ -318,6 +339,29 @@ impl Config {
         }
         if let ApplicationTarget::Static(directory) = &target {
             url_aliases.push(("/".to_owned(), directory.clone()));
+        }
+        let access = access::resolve(
+            &mut problems,
+            AccessArgs {
+                host_access_script,
+                auth_user_script,
+                auth_type,
+                auth_group_script,
+                auth_group,
+                auth_nonce_lifetime,
+            },
+            host.as_deref(),
+            port,
+            &absolute,
+        );
+        if access.is_enabled() && !url_aliases.is_empty() {
+            problems.push(ConfigError::StaticFilesWithAccessScripts {
+                option: if matches!(target, ApplicationTarget::Static(_)) {
+                    "--application-type static"
+                } else {
+                    "--url-alias"
+                },
+            });
         }
         let working_directory =
             working_directory.map_or_else(|| current_directory.clone(), |path| absolute(&path));
@@ -475,6 +519,7 @@ impl Config {
             },
             logs,
             python: python.clone(),
+            access,
         })
     }
 

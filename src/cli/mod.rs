@@ -4,6 +4,7 @@
 //! `args` mirrors mod_wsgi-express (names, defaults, grouping) and checks single values;
 //! `config` does the checks that need the file system and derives the rest.
 
+mod access;
 mod args;
 mod config;
 mod environment;
@@ -14,6 +15,7 @@ mod unsupported;
 
 use clap::{CommandFactory, FromArgMatches};
 
+pub use access::{AccessConfig, AuthScheme, UserAuthentication};
 pub use config::{
     Action, ApplicationConfig, ApplicationTarget, Config, ConfigError, LogConfig, OperatingMode,
     ProcessConfig, ServerConfig,

@@ -55,7 +55,6 @@ const TLS: &str = "TLS";
 const VIRTUAL_HOSTS: &str = "Virtual hosts";
 const URLS: &str = "URLs and files";
 const PROXYING: &str = "Proxying";
-const ACCESS: &str = "Access control";
 const LOGGING: &str = "Logging";
 const PYTHON: &str = "Python";
 const DEBUGGING: &str = "Debugging and monitoring";
@@ -120,11 +119,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("free-threading",             Flag,     PYTHON,        "",                      "Run on a free-threaded Python build without the GIL."),
     option("telemetry-options",          Repeated, DEBUGGING,     "ARGS",                  "Extra options of the telemetry service."),
     option("server-status",              Flag,     DEBUGGING,     "",                      "Serve a server status page at /server-status."),
-    option("host-access-script",         Value,    ACCESS,        "SCRIPT-PATH",           "Python script that decides which client hosts may connect."),
-    option("auth-user-script",           Value,    ACCESS,        "SCRIPT-PATH",           "Python script that checks user names and passwords."),
-    option("auth-type",                  Value,    ACCESS,        "TYPE",                  "HTTP authentication scheme: Basic or Digest."),
-    option("auth-group-script",          Value,    ACCESS,        "SCRIPT-PATH",           "Python script that gives the groups of a user."),
-    option("auth-group",                 Value,    ACCESS,        "NAME",                  "Group a user must belong to."),
     option("include-file",               Repeated, APACHE,        "FILE-PATH",             "Apache configuration file to include."),
     option("rewrite-rules",              Value,    APACHE,        "FILE-PATH",             "File of Apache rewrite rules applied to requests."),
     option("envvars-script",             Value,    APACHE,        "FILE-PATH",             "Shell script run to set environment variables before the server starts."),

@@ -11,7 +11,9 @@
 //! daemon → front end   Recycle* Watch* CodeChanged* (role Control) requests to be
 //!                                                  replaced; the entry file to watch;
 //!                                                  news that the code changed
-//! front end → daemon   RequestHead                 has_body says whether body frames follow
+//! front end → daemon   RequestHead                 has_body says whether body frames follow;
+//!                                                  access, what the access-control
+//!                                                  scripts decide first
 //! front end → daemon   BodyChunk* (BodyEnd | BodyAbort)
 //! daemon → front end   ResponseFull                the whole response in one frame, or
 //!                      ResponseHead ResponseChunk* (ResponseEnd | ResponseAbort)
@@ -77,6 +79,8 @@ pub struct RequestHead {
     pub request_id: crate::handoff::RequestId,
     /// Body frames follow this head.
     pub has_body: bool,
+    /// What the access-control scripts must decide before the application runs.
+    pub access: Option<crate::handoff::AccessCheck>,
 }
 
 /// A response head as the application produced it.
@@ -434,6 +438,68 @@ fn encode_request_head(head: &RequestHead, out: &mut BytesMut) {
     put_bytes(out, head.remote_addr.to_string().as_bytes());
     put_bytes(out, head.local_addr.to_string().as_bytes());
     encode_headers(&head.headers, out);
+    encode_access(head.access.as_ref(), out);
+}
+
+/// `0` (none), or `1`, the challenge, then `0` (no credentials), `1` user password
+/// (Basic) or `2` user realm response-tail response (Digest).
+fn encode_access(access: Option<&crate::handoff::AccessCheck>, out: &mut BytesMut) {
+    use crate::handoff::Credentials;
+    let Some(access) = access else {
+        out.put_u8(0);
+        return;
+    };
+    out.put_u8(1);
+    put_bytes(out, access.challenge.as_bytes());
+    match &access.credentials {
+        None => out.put_u8(0),
+        Some(Credentials::Basic { user, password }) => {
+            out.put_u8(1);
+            put_bytes(out, user.as_bytes());
+            put_bytes(out, password.as_bytes());
+        }
+        Some(Credentials::Digest {
+            user,
+            realm,
+            response_tail,
+            response,
+        }) => {
+            out.put_u8(2);
+            for field in [user, realm, response_tail, response] {
+                put_bytes(out, field.as_bytes());
+            }
+        }
+    }
+}
+
+fn decode_access(
+    payload: &mut Bytes,
+) -> Result<Option<crate::handoff::AccessCheck>, ProtocolError> {
+    use crate::handoff::{AccessCheck, Credentials};
+    need(payload, 1)?;
+    if payload.get_u8() == 0 {
+        return Ok(None);
+    }
+    let challenge = get_str(payload)?;
+    need(payload, 1)?;
+    let credentials = match payload.get_u8() {
+        0 => None,
+        1 => Some(Credentials::Basic {
+            user: get_str(payload)?,
+            password: get_str(payload)?,
+        }),
+        2 => Some(Credentials::Digest {
+            user: get_str(payload)?,
+            realm: get_str(payload)?,
+            response_tail: get_str(payload)?,
+            response: get_str(payload)?,
+        }),
+        _ => return Err(ProtocolError::Malformed("unknown kind of credentials")),
+    };
+    Ok(Some(AccessCheck {
+        credentials,
+        challenge,
+    }))
 }
 
 fn decode_request_head(payload: &mut Bytes) -> Result<RequestHead, ProtocolError> {
@@ -454,6 +520,7 @@ fn decode_request_head(payload: &mut Bytes) -> Result<RequestHead, ProtocolError
         .parse()
         .map_err(|_| ProtocolError::Malformed("bad local address"))?;
     let headers = decode_headers(payload)?;
+    let access = decode_access(payload)?;
     Ok(RequestHead {
         method,
         target,
@@ -465,6 +532,7 @@ fn decode_request_head(payload: &mut Bytes) -> Result<RequestHead, ProtocolError
         received_at,
         request_id,
         has_body,
+        access,
     })
 }
 
@@ -553,7 +621,15 @@ mod tests {
             received_at: SystemTime::UNIX_EPOCH + Duration::from_micros(1_234_567),
             request_id: crate::handoff::RequestId::from_bits(0x0123_4567_89ab_cdef),
             has_body: true,
+            access: Some(crate::handoff::AccessCheck {
+                credentials: Some(crate::handoff::Credentials::Basic {
+                    user: "spy".to_owned(),
+                    password: "sé:cret".to_owned(),
+                }),
+                challenge: "Basic realm=\"localhost:8000\"".to_owned(),
+            }),
         };
+        let access = head.access.clone();
         let Frame::RequestHead(decoded) =
             runtime().block_on(round_trip(&Frame::RequestHead(Box::new(head))))
         else {
@@ -572,6 +648,7 @@ mod tests {
         assert_eq!(decoded.remote_addr.to_string(), "[::1]:5000");
         assert!(decoded.https && decoded.has_body);
         assert_eq!(decoded.request_id.to_bits(), 0x0123_4567_89ab_cdef);
+        assert_eq!(decoded.access, access);
         assert_eq!(
             decoded.received_at,
             SystemTime::UNIX_EPOCH + Duration::from_micros(1_234_567)

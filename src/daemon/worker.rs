@@ -307,6 +307,7 @@ async fn serve_connection(
             received_at,
             request_id,
             has_body: _,
+            access,
         } = *head;
         let request = wsgi::Request {
             method,
@@ -321,6 +322,7 @@ async fn serve_connection(
             body,
             received_at,
             request_id,
+            access,
         };
         let reply = worker.executor.submit(request);
         let served = worker.served.fetch_add(1, Ordering::Relaxed) + 1;

@@ -371,6 +371,7 @@ impl DaemonPool {
         body: RequestBody,
         connection: ConnectionInfo,
         request_id: handoff::RequestId,
+        access: Option<handoff::AccessCheck>,
     ) -> handoff::Response {
         let changed = match &self.reload_watch {
             Some(watch) => watch.changed().await,
@@ -392,6 +393,7 @@ impl DaemonPool {
             received_at: std::time::SystemTime::now(),
             request_id,
             has_body,
+            access,
         };
         let mut encoded = BytesMut::with_capacity(512);
         Frame::RequestHead(Box::new(head)).encode(&mut encoded);

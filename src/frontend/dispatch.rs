@@ -2,7 +2,8 @@
 //! [`Request`](crate::handoff::Request) (or answered by the front end), the response head
 //! awaited, and the response given back to the connection with its body to write.
 //!
-//! Order: the request checks (`request_checks.rs`), static files, then the backend.
+//! Order: the request checks (`request_checks.rs`), access control (`auth::check`),
+//! static files, then the backend.
 
 use std::sync::Arc;
 
@@ -85,6 +86,17 @@ impl Service {
                 parts.headers.insert(http::header::HOST, host);
             }
         }
+        let access_check = match crate::auth::check(
+            self.config.access.as_ref(),
+            &parts.method,
+            target.as_bytes(),
+            &parts.headers,
+        ) {
+            crate::auth::Verdict::Continue(access_check) => access_check,
+            crate::auth::Verdict::Answer(response) => {
+                return self.to_reply(response, access, asked);
+            }
+        };
         if let Some(response) = self.refuse_declared_body_over_limit(&parts.headers) {
             return self.to_reply(response, access, asked);
         }
@@ -147,6 +159,7 @@ impl Service {
                     )),
                     received_at: std::time::SystemTime::now(),
                     request_id,
+                    access: access_check,
                 };
                 executor.submit(request).await.unwrap_or_else(|_| {
                     handoff::error_response(
@@ -155,7 +168,10 @@ impl Service {
                     )
                 })
             }
-            Backend::Daemon(pool) => pool.forward(parts, body, self.connection, request_id).await,
+            Backend::Daemon(pool) => {
+                pool.forward(parts, body, self.connection, request_id, access_check)
+                    .await
+            }
             Backend::StaticOnly => handoff::error_response(
                 http::StatusCode::NOT_FOUND,
                 "The requested URL was not found on this server.",

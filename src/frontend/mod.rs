@@ -60,6 +60,8 @@ pub struct FrontendConfig {
     /// Set once a stop began: every response then says `Connection: close`, so that
     /// keep-alive clients leave after their current request instead of racing a close.
     pub draining: AtomicBool,
+    /// The access-control scripts' HTTP side; `None` when no script is configured.
+    pub access: Option<crate::auth::Gate>,
 }
 
 /// How long, once a stop began, connections get to make one last request (answered with

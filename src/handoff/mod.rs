@@ -1,11 +1,13 @@
 //! The hand-off between the front end and whatever runs the application: the request as
 //! the front end parsed it, the response it gets back, the bodies of both, and the reply
 //! channel between them. No PyO3 here: the front end links nothing of Python.
+//! - `access`: the access-control work the front end leaves to the Python side.
 //! - `reply`: the one-shot channel a response head comes back on, batched per reactor.
 //! - `request_id`: the short unique id of each request (`mod_wsgi.request_id`).
 //! - `request_path`: the target's path, percent-decoded and normalized as mod_wsgi does
 //!   (shared by the environ and the front end's static files).
 
+mod access;
 pub mod reply;
 mod request_id;
 pub mod request_path;
@@ -14,6 +16,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+pub use access::{AccessCheck, Credentials};
 pub use request_id::RequestId;
 
 /// What runs the application inside this process (embedded mode): the front end hands it
@@ -40,6 +43,9 @@ pub struct Request {
     pub received_at: std::time::SystemTime,
     /// Made by the front end when it received the request (`mod_wsgi.request_id`).
     pub request_id: RequestId,
+    /// Set when a host access or authentication script is configured: the scripts run
+    /// before the application, which sees the request only if they let it through.
+    pub access: Option<AccessCheck>,
 }
 
 /// Facts about the connection a request arrived on.

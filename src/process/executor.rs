@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 
 use crate::cli::{ApplicationTarget, Config, ExitStatus, OperatingMode};
 use crate::logs::{Level, error_log};
-use crate::wsgi::{AppSource, AppSpec, Executor, ProcessFacts, StandardStreams};
+use crate::wsgi::{AccessScripts, AppSource, AppSpec, Executor, ProcessFacts, StandardStreams};
 
 /// What every process that runs the application does first, in either mode: leave
 /// Ctrl-C to the supervisor, open the error log, move to the home directory, load the
@@ -58,10 +58,27 @@ pub fn start_executor(py: Python<'_>, config: &Config) -> Result<Executor, ExitS
     } else {
         StandardStreams::ErrorLog
     };
-    Executor::start(py, &spec, process_facts(config), streams).map_err(|error| {
+    Executor::start(
+        py,
+        &spec,
+        process_facts(config),
+        streams,
+        access_scripts(config),
+    )
+    .map_err(|error| {
         error_log::log(Level::Error, "wsgi", &error.to_string());
         ExitStatus::AppLoadFailed
     })
+}
+
+/// The access-control scripts this process runs before the application.
+fn access_scripts(config: &Config) -> AccessScripts {
+    let access = &config.access;
+    AccessScripts {
+        host_access_script: access.host_access_script.clone(),
+        user_script: access.user_script.as_ref().map(|user| user.script.clone()),
+        group_script: access.group_script.clone(),
+    }
 }
 
 /// The per-process facts the environ template is built from, for either mode.

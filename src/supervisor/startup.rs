@@ -235,6 +235,7 @@ pub(super) fn start_frontend(
         // Daemon mode: the pool watches the entry file (see `DaemonPool::forward`).
         reload_watch: None,
         draining: std::sync::atomic::AtomicBool::new(false),
+        access: crate::auth::Gate::new(&config.access),
     });
     let frontend_shutdown = Shutdown::new();
     let backend = if matches!(config.application.target, ApplicationTarget::Static(_)) {

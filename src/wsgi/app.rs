@@ -65,12 +65,11 @@ pub fn load_application(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, App
                 path: script.clone(),
                 source,
             })?;
-            let module = execute_script(py, script, &source).map_err(|error| {
-                AppLoadError::ScriptFailed {
+            let module = execute_script(py, script, &private_module_name(script), &source)
+                .map_err(|error| AppLoadError::ScriptFailed {
                     path: script.clone(),
                     traceback: format_exception(py, &error),
-                }
-            })?;
+                })?;
             find_callable(module.as_any(), &spec.callable_object).ok_or_else(|| {
                 AppLoadError::NoCallable {
                     place: format!("the WSGI script file '{}'", script.display()),
@@ -196,22 +195,24 @@ fn set_up_sys_path(py: Python<'_>, spec: &AppSpec) -> PyResult<()> {
     Ok(())
 }
 
-fn execute_script<'py>(
+/// Runs a script file as a new module named `module_name` (registered in `sys.modules`
+/// while it runs, as an import would).
+pub(crate) fn execute_script<'py>(
     py: Python<'py>,
     script: &std::path::Path,
+    module_name: &str,
     source: &[u8],
 ) -> PyResult<Bound<'py, PyModule>> {
     let path = script.to_string_lossy();
-    let module_name = private_module_name(script);
-    let module = PyModule::new(py, &module_name)?;
+    let module = PyModule::new(py, module_name)?;
     module.setattr("__file__", path.as_ref())?;
     let sys_modules = py.import("sys")?.getattr("modules")?;
-    sys_modules.set_item(&module_name, &module)?;
+    sys_modules.set_item(module_name, &module)?;
     let builtins = py.import("builtins")?;
     let code = builtins.call_method1("compile", (source, path.as_ref(), "exec"))?;
     let namespace: Bound<'py, PyDict> = module.dict();
     if let Err(error) = builtins.call_method1("exec", (code, &namespace)) {
-        let _ = sys_modules.del_item(&module_name);
+        let _ = sys_modules.del_item(module_name);
         return Err(error);
     }
     Ok(module)

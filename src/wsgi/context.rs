@@ -29,6 +29,8 @@ pub(crate) struct ThreadContext {
     spec: AppSpec,
     /// Set by [`ThreadContext::request_reload`].
     reload_pending: AtomicBool,
+    /// The access-control scripts, run before the application.
+    pub(crate) access: super::access::Scripts,
 }
 
 impl ThreadContext {
@@ -37,8 +39,10 @@ impl ThreadContext {
         environ_template: Py<PyDict>,
         facts: ProcessFacts,
         spec: AppSpec,
+        access: super::access::Scripts,
     ) -> Self {
         Self {
+            access,
             app: std::sync::Mutex::new(app),
             environ_template,
             facts,

@@ -48,6 +48,7 @@ impl Executor {
         spec: &AppSpec,
         facts: ProcessFacts,
         streams: StandardStreams,
+        access: super::AccessScripts,
     ) -> Result<Self, AppLoadError> {
         let interpreter_error = |error: PyErr| AppLoadError::Interpreter {
             traceback: format_exception(py, &error),
@@ -70,6 +71,7 @@ impl Executor {
             environ_template,
             facts,
             spec.clone(),
+            super::access::Scripts::new(access),
         ));
         let queue = Arc::new(JobQueue::new());
         let threads = (0..n_threads)

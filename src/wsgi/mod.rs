@@ -13,6 +13,7 @@
 //! It does not know HTTP framing or sockets: bodies arrive through [`BodySource`] and
 //! leave through [`ResponseBody`].
 
+mod access;
 mod app;
 mod context;
 mod environ;
@@ -28,6 +29,7 @@ mod start_response;
 
 use pyo3::prelude::*;
 
+pub use access::AccessScripts;
 pub use app::{AppSource, AppSpec, load_application};
 pub use environ::ProcessFacts;
 pub use error::AppLoadError;

@@ -44,6 +44,7 @@ fn call_application(
         body,
         received_at,
         request_id,
+        access,
     } = request;
     let input = Bound::new(py, Input::new(body))?;
     let _release_body = ReleaseBodyOnDrop(input.clone());
@@ -65,6 +66,20 @@ fn call_application(
         &facts,
         input.into_any(),
     )?;
+    if let Some(check) = access {
+        let host = connection.remote_addr.ip().to_canonical().to_string();
+        let asking = super::access::Asking {
+            host: &host,
+            target: &crate::handoff::request_path::request_target(&target),
+        };
+        match context.access.decide(py, &environ, &check, &asking)? {
+            super::access::Decision::Allow => {}
+            super::access::Decision::Refuse(response) => {
+                responder.get().lock(py).send_prepared(response);
+                return Ok(());
+            }
+        }
+    }
     let result = context
         .application(py)
         .bind(py)

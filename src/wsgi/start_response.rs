@@ -198,6 +198,14 @@ impl ResponseState {
         Ok(())
     }
 
+    /// Sends a response made without the application (the access-control scripts
+    /// refused the request).
+    pub(crate) fn send_prepared(&mut self, response: Response) {
+        if let Sink::Unsent(reply_tx) = std::mem::replace(&mut self.sink, Sink::Done) {
+            let _ = reply_tx.send(response);
+        }
+    }
+
     /// Ends the response after an application error: a 500 if nothing was sent yet,
     /// otherwise a cut connection. Returns true when the 500 was sent.
     pub(crate) fn fail(&mut self, py: Python<'_>) -> bool {

@@ -4,6 +4,7 @@ requests, written by hand on plain sockets so the framing itself is what is chec
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 from dataclasses import dataclass
@@ -164,6 +165,31 @@ def test_keep_alive_with_a_requests_session(server):
         ]
     assert [environ["PATH_INFO"] for environ in seen] == ["/n0", "/n1", "/n2"]
     assert len({environ["REMOTE_PORT"] for environ in seen}) == 1
+
+
+def test_issue_17_requests_sent_a_byte_at_a_time_are_served_in_order(input_server):
+    # Every read of the connection ends somewhere else: inside the request line, a field,
+    # a chunk-size line, chunk data, the trailer; the answers are those of whole requests.
+    port = input_server.port
+    body = b"a" * 300 + b"\n" + b"b" * 200
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:]))
+    stream = (
+        request(port, "/read", "POST", "HTTP/1.1", "Transfer-Encoding: chunked")
+        + chunked
+        + b"0\r\nX-Trailer: fine\r\n\r\n"
+        + request(port, "/read", "POST", "HTTP/1.1", f"Content-Length: {len(body)}")
+        + body
+    )
+    with Connection(port) as connection:
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for index in range(len(stream)):
+            connection.send(stream[index : index + 1])
+        first = connection.read_response()
+        second = connection.read_response()
+    for response in (first, second):
+        assert response.status == 200, response
+        assert response.json()["length"] == len(body)
+        assert response.json()["sha256"] == hashlib.sha256(body).hexdigest()
 
 
 def test_keep_alive_after_a_request_with_a_body(input_server):

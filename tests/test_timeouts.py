@@ -278,3 +278,23 @@ def test_issue_17_beyond_max_clients_new_connections_wait_in_the_kernel(ferrule_
             # The slot is free once the server sees the first client gone: the waiting
             # connection is accepted and served.
             assert read_all(waiting, 20).endswith(b"hello world")
+
+
+def test_issue_17_a_client_that_leaves_mid_body_never_reaches_the_application(
+    ferrule_server, mode_options
+):
+    # A slow-body attacker that gives up: no application thread, no traceback, one
+    # access-log line (400) saying it happened.
+    server = ferrule_server("input.wsgi", "--access-log", *mode_options)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(
+            b"POST /read?tag=gone HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+            + b"x" * 10
+        )
+    access_log = server.server_root / "access_log"
+    wait_until(lambda: access_log.exists() and "/read?tag=gone" in access_log.read_text())
+    (line,) = [line for line in access_log.read_text().splitlines() if "tag=gone" in line]
+    assert '" 400 ' in line, line
+    # The application would have written this before its first read.
+    assert "input.wsgi: gone reading" not in server.error_log()
+    assert "Traceback" not in server.error_log()

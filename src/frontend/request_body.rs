@@ -67,8 +67,9 @@ impl RequestBody {
 }
 
 impl RequestBody {
-    /// The answer to a body that reading ahead found malformed (a bad chunk) or too slow
-    /// (`--body-timeout`): the front end gives it instead of running the application.
+    /// The answer to a body that reading ahead found malformed (a bad chunk), too slow
+    /// (`--body-timeout`) or cut short (the client left): the front end gives it instead
+    /// of running the application.
     pub(super) fn refusal(&self) -> Option<(http::StatusCode, String)> {
         let error = self
             .read_ahead_error
@@ -79,7 +80,11 @@ impl RequestBody {
                 Some((rejection.status(), rejection.to_string()))
             }
             IncomingError::TimedOut => Some((http::StatusCode::REQUEST_TIMEOUT, error.to_string())),
-            IncomingError::ClientLeft | IncomingError::Io(_) => None,
+            // Nobody is left to answer: the application is not run for it (its read would
+            // fail, and its traceback fill the error log); the access log says 400.
+            IncomingError::ClientLeft | IncomingError::Io(_) => {
+                Some((http::StatusCode::BAD_REQUEST, error.to_string()))
+            }
         }
     }
 }

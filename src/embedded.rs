@@ -62,7 +62,7 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
         limit_request_body: config.server.limit_request_body,
         request_buffer_size: config.server.request_buffer_size,
         response_buffer_size: config.server.response_buffer_size,
-        max_clients: None,
+        admission: None,
         shutdown_timeout: config.processes.shutdown_timeout,
         static_files: frontend::StaticFiles::from_aliases(&config.server.url_aliases),
         draining: std::sync::atomic::AtomicBool::new(false),

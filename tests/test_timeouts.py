@@ -249,35 +249,42 @@ def accept_queue(port: int) -> int:
     raise AssertionError(f"no listener on port {port}")
 
 
-def test_issue_17_beyond_max_clients_new_connections_wait_in_the_kernel(ferrule_server, tmp_path):
-    markers = tmp_path / "markers"
-    markers.mkdir()
+def test_issue_17_beyond_max_clients_new_connections_wait_in_the_kernel(ferrule_server):
     server = ferrule_server(
-        "responses.wsgi",
+        "input.wsgi",
         "--processes",
         "1",
         "--threads",
         "1",
         "--max-clients",
         "1",
-        "--response-buffer-size",
-        "65536",
-        env={"RESPONSES_MARKER_DIR": str(markers)},
+        "--request-buffer-size",
+        "0",
     )
-    with socket.socket() as busy:
-        busy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        busy.connect(("127.0.0.1", server.port))
-        # An endless response nobody reads: its request holds the one slot.
-        busy.sendall(b"GET /close/forever?tag=busy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        busy.settimeout(10)
-        assert busy.recv(4096).startswith(b"HTTP/1.1 200 ")
-        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as waiting:
-            waiting.sendall(b"GET /list HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            wait_until(lambda: accept_queue(server.port) == 1)
-            busy.close()
-            # The slot is free once the server sees the first client gone: the waiting
-            # connection is accepted and served.
-            assert read_all(waiting, 20).endswith(b"hello world")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as busy:
+        # A request the application is running (it waits for the rest of the body) holds
+        # the one slot.
+        busy.sendall(
+            b"POST /read?tag=busy HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 20\r\n"
+            b"Connection: close\r\n\r\n" + b"x" * 10
+        )
+        wait_until(lambda: "input.wsgi: busy reading" in server.error_log())
+        request = b"GET /fixed HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        waiting = [socket.create_connection(("127.0.0.1", server.port), timeout=20) for _ in "ab"]
+        try:
+            for sock in waiting:
+                sock.sendall(request)
+            # One may have been accepted before the gate closed; the next waits in the
+            # kernel's queue, not in the server.
+            wait_until(lambda: accept_queue(server.port) >= 1)
+            busy.sendall(b"x" * 10)
+            assert read_all(busy).startswith(b"HTTP/1.1 200 ")
+            # The slot is free again: the waiting connections are accepted and served.
+            for sock in waiting:
+                assert read_all(sock, 20).startswith(b"HTTP/1.1 200 ")
+        finally:
+            for sock in waiting:
+                sock.close()
 
 
 def test_issue_17_a_client_that_leaves_mid_body_never_reaches_the_application(

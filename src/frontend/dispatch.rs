@@ -169,6 +169,13 @@ impl Service {
                 })
             }
             Backend::Daemon(pool) => {
+                // `--max-clients`: held while the request waits for and runs on a daemon
+                // thread, until its response head; slow clients never hold it (their body
+                // was read ahead, their response is written after).
+                let _admitted = match &self.config.admission {
+                    Some(admission) => admission.acquire().await.ok(),
+                    None => None,
+                };
                 pool.forward(parts, body, self.connection, request_id, access_check)
                     .await
             }

@@ -46,9 +46,10 @@ pub struct FrontendConfig {
     /// `--response-buffer-size`: response bytes taken from the application ahead of a
     /// slow client.
     pub response_buffer_size: usize,
-    /// `--max-clients`: most requests worked on at once (daemon mode); new connections
-    /// wait in the kernel's queue while they are all taken. `None`: no bound.
-    pub max_clients: Option<usize>,
+    /// `--max-clients`: one permit per request handed to the application and not yet
+    /// answered with a head (daemon mode); new connections wait in the kernel's queue
+    /// while they are all taken. `None`: no bound.
+    pub admission: Option<Arc<tokio::sync::Semaphore>>,
     /// How long open connections may take to finish once a stop was asked for.
     pub shutdown_timeout: Duration,
     /// `--url-alias` directories and files (and the whole site for a static one), served
@@ -93,17 +94,14 @@ pub async fn serve(
     let settings = Arc::new(connection::ConnectionSettings {
         timeouts: config.timeouts,
         response_buffer_size: config.response_buffer_size,
-        in_progress: config
-            .max_clients
-            .map(|max| Arc::new(tokio::sync::Semaphore::new(max))),
         timer: coarse_timer::CoarseTimer::start(),
         closing,
     });
     loop {
-        if let Some(in_progress) = &settings.in_progress {
+        if let Some(admission) = &config.admission {
             // Every request slot taken: leave new connections in the kernel's queue.
             tokio::select! {
-                free = in_progress.acquire() => drop(free),
+                free = admission.acquire() => drop(free),
                 () = shutdown.wait() => break,
             }
         }

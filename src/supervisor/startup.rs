@@ -229,7 +229,9 @@ pub(super) fn start_frontend(
         limit_request_body: config.server.limit_request_body,
         request_buffer_size: config.server.request_buffer_size,
         response_buffer_size: config.server.response_buffer_size,
-        max_clients: Some(config.server.max_clients),
+        admission: Some(Arc::new(tokio::sync::Semaphore::new(
+            config.server.max_clients,
+        ))),
         shutdown_timeout: config.processes.shutdown_timeout,
         static_files: frontend::StaticFiles::from_aliases(&config.server.url_aliases),
         // Daemon mode: the pool watches the entry file (see `DaemonPool::forward`).

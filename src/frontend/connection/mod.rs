@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use super::coarse_timer::{CoarseSleep, CoarseTimer};
 use super::dispatch::Service;
@@ -45,8 +45,6 @@ pub(super) struct ConnectionSettings {
     pub(super) timeouts: ClientTimeouts,
     /// `--response-buffer-size`: response bytes taken ahead of a slow client.
     pub(super) response_buffer_size: usize,
-    /// `--max-clients`: one permit per request being worked on; `None`: no bound.
-    pub(super) in_progress: Option<Arc<Semaphore>>,
     pub(super) timer: CoarseTimer,
     /// Turns true when a stop asks idle connections to close.
     pub(super) closing: watch::Receiver<bool>,
@@ -101,11 +99,6 @@ pub(super) async fn serve_connection(
             }
         };
         buffer.advance(head.length);
-        // Held from the complete head to the last response byte.
-        let _slot = match &settings.in_progress {
-            Some(in_progress) => in_progress.acquire().await.ok(),
-            None => None,
-        };
         // Boxed: the request's futures (dispatch, response) are large, and an idle
         // connection's task should hold only what waiting for a head needs.
         let keep_going = Box::pin(serve_request(

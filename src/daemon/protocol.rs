@@ -22,6 +22,7 @@
 //! The daemon reads body frames up to BodyEnd/BodyAbort even when the application did not
 //! ask for them, so the next `RequestHead` is always at a frame boundary.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
@@ -351,8 +352,18 @@ pub async fn write_chunk<W: AsyncWrite + Unpin>(
             out.extend_from_slice(piece);
             writer.write_all(&out).await?;
         } else {
-            writer.write_all(&header).await?;
-            writer.write_all(piece).await?;
+            // Header and data in one `writev`, without copying the data.
+            let (mut header_left, mut piece_left) = (&header[..], piece);
+            while !header_left.is_empty() || !piece_left.is_empty() {
+                let slices = [IoSlice::new(header_left), IoSlice::new(piece_left)];
+                let written = writer.write_vectored(&slices).await?;
+                if written == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                let from_header = written.min(header_left.len());
+                header_left = &header_left[from_header..];
+                piece_left = &piece_left[written - from_header..];
+            }
         }
     }
     Ok(())

@@ -64,7 +64,13 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
         response_buffer_size: config.server.response_buffer_size,
         max_clients: None,
         shutdown_timeout: config.processes.shutdown_timeout,
-        static_files: frontend::StaticFiles::from_aliases(&config.server.url_aliases),
+        static_files: frontend::StaticFiles::from_aliases(&config.server.url_aliases).with_site(
+            frontend::Site {
+                document_root: config.server.site.document_root.clone(),
+                directory_index: config.server.site.directory_index.clone(),
+                mount_point: config.server.site.mount_point.clone(),
+            },
+        ),
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
         reload_watch: config

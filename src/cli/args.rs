@@ -162,6 +162,27 @@ pub(super) struct StartServerArgs {
           value_names = ["URL-PATH", "FILE-PATH|DIRECTORY-PATH"], help_heading = "URLs and files")]
     pub(super) url_aliases: Vec<String>,
 
+    /// Directory of static files served ahead of the application: a request naming a file
+    /// in it gets the file from the front end; below --mount-point, anything else goes to
+    /// the application.
+    #[arg(long, value_name = "DIRECTORY-PATH", help_heading = "URLs and files")]
+    pub(super) document_root: Option<PathBuf>,
+
+    /// File served for a directory of the document root, such as index.html; a directory
+    /// without it is then refused (403) rather than handed to the application.
+    #[arg(long, value_name = "FILE-NAME", help_heading = "URLs and files")]
+    pub(super) directory_index: Option<String>,
+
+    /// URL path the application is mounted at (its `SCRIPT_NAME`); requests outside it that
+    /// name no file of the document root get 404.
+    #[arg(
+        long,
+        default_value = "/",
+        value_name = "URL-PATH",
+        help_heading = "URLs and files"
+    )]
+    pub(super) mount_point: String,
+
     /// Name of the WSGI callable defined by the script.
     #[arg(long, default_value = DEFAULT_CALLABLE_OBJECT, value_name = "NAME", help_heading = "Application")]
     pub(super) callable_object: String,

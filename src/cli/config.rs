@@ -70,6 +70,19 @@ pub struct ServerConfig {
     /// `--url-alias` pairs (URL path, absolute file or directory), and for a static site
     /// ("/", its directory).
     pub url_aliases: Vec<(String, PathBuf)>,
+    /// `--document-root`, `--directory-index` and `--mount-point`.
+    pub site: SiteConfig,
+}
+
+/// The site around the application: `--document-root`, `--directory-index`,
+/// `--mount-point` (the front end's `Site` is built from it).
+#[derive(Clone, Debug)]
+pub struct SiteConfig {
+    /// Absolute, with symbolic links resolved.
+    pub document_root: Option<PathBuf>,
+    pub directory_index: Option<String>,
+    /// As `SCRIPT_NAME`: a leading slash, no trailing one, empty for `/`.
+    pub mount_point: String,
 }
 
 /// What is served, by `--application-type`.
@@ -179,6 +192,10 @@ pub enum ConfigError {
     ScriptMissing { what: &'static str, path: PathBuf },
     #[error("the {what} '{path}' is not a regular file")]
     ScriptNotAFile { what: &'static str, path: PathBuf },
+    #[error(
+        "--directory-index '{name}' is not a file name\nhint: name a file looked for in each directory, such as index.html"
+    )]
+    BadDirectoryIndex { name: String },
     #[error("--url-alias {url_path} '{path}': {reason}")]
     BadUrlAlias {
         url_path: String,
@@ -241,6 +258,9 @@ impl Config {
             application_type,
             entry_point,
             url_aliases,
+            document_root,
+            directory_index,
+            mount_point,
             disable_reloading,
             reload_on_changes,
             port,
@@ -354,10 +374,18 @@ impl Config {
             port,
             &absolute,
         );
-        if access.is_enabled() && !url_aliases.is_empty() {
+        let site = site(
+            &mut problems,
+            document_root.map(|path| absolute(&path)),
+            directory_index,
+            &mount_point,
+        );
+        if access.is_enabled() && (!url_aliases.is_empty() || site.document_root.is_some()) {
             problems.push(ConfigError::StaticFilesWithAccessScripts {
                 option: if matches!(target, ApplicationTarget::Static(_)) {
                     "--application-type static"
+                } else if site.document_root.is_some() {
+                    "--document-root"
                 } else {
                     "--url-alias"
                 },
@@ -454,6 +482,7 @@ impl Config {
             under_control_script,
             server: ServerConfig {
                 url_aliases,
+                site,
                 process_name,
                 pid_file: pid_file
                     .map_or_else(|| server_root.join("httpd.pid"), |path| absolute(&path)),
@@ -764,6 +793,38 @@ fn max_clients_for(given: Option<u64>, n_processes: usize, n_threads: usize) -> 
     }
 }
 
+/// The site around the application, as mod_wsgi-express reads its options: the mount
+/// point gains a leading slash (and here loses a trailing one, as `SCRIPT_NAME` has none).
+fn site(
+    problems: &mut Vec<ConfigError>,
+    document_root: Option<PathBuf>,
+    directory_index: Option<String>,
+    mount_point: &str,
+) -> SiteConfig {
+    let document_root = document_root.and_then(|path| match fs_err::canonicalize(&path) {
+        Ok(real) if real.is_dir() => Some(real),
+        _ => {
+            problems.push(ConfigError::NotADirectory {
+                option: "document-root",
+                path,
+            });
+            None
+        }
+    });
+    if let Some(name) = &directory_index {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            problems.push(ConfigError::BadDirectoryIndex { name: name.clone() });
+        }
+    }
+    SiteConfig {
+        document_root,
+        directory_index,
+        mount_point: format!("/{}", mount_point.trim_matches('/'))
+            .trim_end_matches('/')
+            .to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -788,5 +849,34 @@ mod tests {
             default_server_root(Some("/var/tmp/"), Some("127.0.0.1"), 8123, 0),
             PathBuf::from("/var/tmp/ferrule-127.0.0.1:8123:0")
         );
+    }
+
+    #[test]
+    fn mount_points_read_as_mod_wsgi_express_reads_them() {
+        let mount = |text: &str| {
+            let mut problems = Vec::new();
+            let site = site(&mut problems, None, None, text);
+            assert!(problems.is_empty());
+            site.mount_point
+        };
+        assert_eq!(mount("/"), "");
+        assert_eq!(mount("/app"), "/app");
+        assert_eq!(mount("app/"), "/app");
+        assert_eq!(mount("/a/b/"), "/a/b");
+    }
+
+    #[test]
+    fn a_directory_index_is_a_file_name() {
+        for name in ["", "a/index.html", "..", "."] {
+            let mut problems = Vec::new();
+            site(&mut problems, None, Some(name.to_owned()), "/");
+            assert!(
+                matches!(problems[..], [ConfigError::BadDirectoryIndex { .. }]),
+                "{name:?}"
+            );
+        }
+        let mut problems = Vec::new();
+        site(&mut problems, None, Some("index.html".to_owned()), "/");
+        assert!(problems.is_empty());
     }
 }

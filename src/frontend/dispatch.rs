@@ -126,7 +126,7 @@ impl Service {
         if let Some(response) = self
             .config
             .static_files
-            .serve(&parts.method, parts.uri.path(), &parts.headers)
+            .serve(&parts.method, &parts.uri, &parts.headers)
             .await
         {
             return self.to_reply(response, access, asked);

@@ -21,7 +21,7 @@ mod timeouts;
 
 pub use daemon_pool::{DaemonPool, PoolEvent};
 pub use reload_watch::ReloadWatch;
-pub use static_files::{StaticFiles, UrlAlias};
+pub use static_files::{Site, StaticFiles, UrlAlias};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,0 +1,185 @@
+"""A static site beside the application, as mod_wsgi-express arranges it: --document-root
+(files the front end serves, everything else to the application), --directory-index and
+--mount-point, through real sockets in both modes."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import requests
+
+from conftest import APPS, run_ferrule
+
+CSS = "body { color: red }\n"
+
+
+def make_site(tmp_path):
+    root = tmp_path / "htdocs"
+    (root / "css").mkdir(parents=True)
+    (root / "css" / "site.css").write_text(CSS)
+    (root / "docs").mkdir()
+    (root / "docs" / "index.html").write_text("<h1>docs</h1>\n")
+    (root / "empty").mkdir()
+    (tmp_path / "secret.txt").write_text("outside the document root\n")
+    (root / "escape.txt").symlink_to(tmp_path / "secret.txt")
+    (root / "inside.css").symlink_to(root / "css" / "site.css")
+    return root
+
+
+def raw_get(port: int, target: str) -> tuple[int, bytes]:
+    """Sends `target` byte for byte (no client normalizing it) and returns status and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode("latin-1")
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+def test_document_root_files_come_from_the_front_end(ferrule_server, mode_options, tmp_path):
+    root = make_site(tmp_path)
+    server = ferrule_server("environ.wsgi", *mode_options, "--document-root", str(root))
+    response = server.get("/css/site.css")
+    assert response.status_code == 200
+    assert response.text == CSS
+    assert response.headers["Content-Type"] == "text/css"
+    assert response.headers["Content-Length"] == str(len(CSS))
+    assert response.headers["Accept-Ranges"] == "bytes"
+    etag = response.headers["ETag"]
+    last_modified = response.headers["Last-Modified"]
+    # Conditional requests: either validator gives 304 without a body.
+    assert server.get("/css/site.css", headers={"If-None-Match": etag}).status_code == 304
+    unchanged = server.get("/css/site.css", headers={"If-Modified-Since": last_modified})
+    assert unchanged.status_code == 304
+    assert unchanged.content == b""
+    assert server.get("/css/site.css", headers={"If-None-Match": '"other"'}).status_code == 200
+    # HEAD: the headers a GET has, no body.
+    head = requests.head(server.url + "/css/site.css", timeout=30)
+    assert head.status_code == 200
+    assert head.headers["Content-Length"] == str(len(CSS))
+    assert head.headers["ETag"] == etag
+    assert head.content == b""
+    # Anything that is not a file goes to the application, with the path it asked for.
+    missing = server.get("/css/missing.css")
+    assert missing.headers["Content-Type"] == "application/json"
+    assert missing.json()["environ"]["PATH_INFO"] == "/css/missing.css"
+    assert missing.json()["environ"]["DOCUMENT_ROOT"] == str(root)
+    assert server.get("/").headers["Content-Type"] == "application/json"
+    # Without --directory-index a directory is the application's too.
+    assert server.get("/docs/").headers["Content-Type"] == "application/json"
+
+
+def test_ranges(ferrule_server, mode_options, tmp_path):
+    root = make_site(tmp_path)
+    server = ferrule_server("environ.wsgi", *mode_options, "--document-root", str(root))
+    part = server.get("/css/site.css", headers={"Range": "bytes=5-9"})
+    assert part.status_code == 206
+    assert part.content == CSS.encode()[5:10]
+    assert part.headers["Content-Range"] == f"bytes 5-9/{len(CSS)}"
+    assert part.headers["Content-Length"] == "5"
+    tail = server.get("/css/site.css", headers={"Range": "bytes=-4"})
+    assert tail.status_code == 206
+    assert tail.content == CSS.encode()[-4:]
+    rest = server.get("/css/site.css", headers={"Range": "bytes=10-"})
+    assert rest.content == CSS.encode()[10:]
+    past = server.get("/css/site.css", headers={"Range": f"bytes={len(CSS)}-"})
+    assert past.status_code == 416
+    assert past.headers["Content-Range"] == f"bytes */{len(CSS)}"
+    # A Range whose If-Range no longer matches gets the whole, current file.
+    stale = server.get("/css/site.css", headers={"Range": "bytes=0-1", "If-Range": '"old"'})
+    assert stale.status_code == 200
+    assert stale.text == CSS
+
+
+def test_directory_index(ferrule_server, mode_options, tmp_path):
+    root = make_site(tmp_path)
+    server = ferrule_server(
+        "environ.wsgi", *mode_options, "--document-root", str(root),
+        "--directory-index", "index.html",
+    )  # fmt: skip
+    index = server.get("/docs/")
+    assert index.status_code == 200
+    assert index.text == "<h1>docs</h1>\n"
+    assert index.headers["Content-Type"] == "text/html"
+    # A directory named without its slash is redirected to it, as Apache's mod_dir does.
+    moved = server.get("/docs?x=1", allow_redirects=False)
+    assert moved.status_code == 301
+    assert moved.headers["Location"].endswith("/docs/?x=1")
+    # A directory without an index is not the application's (mod_wsgi-express: 403).
+    assert server.get("/empty/").status_code == 403
+    # Files and missing paths as before.
+    assert server.get("/css/site.css").text == CSS
+    assert server.get("/nothing").headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/../secret.txt",
+        "/css/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/css/%2E%2E/%2e%2e/secret.txt",
+        "/..%5csecret.txt",
+        "/css\\..\\..\\secret.txt",
+    ],
+)
+def test_no_path_leaves_the_document_root(ferrule_server, tmp_path, target):
+    root = make_site(tmp_path)
+    server = ferrule_server("environ.wsgi", "--document-root", str(root))
+    status, body = raw_get(server.port, target)
+    assert b"outside the document root" not in body
+    # Normalized inside the root: not a file there, so the application answers.
+    assert status == 200
+    assert b'"PATH_INFO"' in body
+
+
+def test_encoded_slash_nul_and_symlinks_out_are_refused(ferrule_server, mode_options, tmp_path):
+    root = make_site(tmp_path)
+    server = ferrule_server("environ.wsgi", *mode_options, "--document-root", str(root))
+    status, body = raw_get(server.port, "/..%2fsecret.txt")
+    assert status == 404
+    assert b"outside" not in body
+    status, body = raw_get(server.port, "/css/site.css%00.txt")
+    assert status == 404
+    assert b"color" not in body
+    # A link pointing out of the root is not followed; one pointing inside is.
+    status, body = raw_get(server.port, "/escape.txt")
+    assert status == 404
+    assert b"outside" not in body
+    assert server.get("/inside.css").text == CSS
+
+
+def test_mount_point(ferrule_server, mode_options, tmp_path):
+    root = make_site(tmp_path)
+    server = ferrule_server(
+        "environ.wsgi", *mode_options, "--document-root", str(root), "--mount-point", "/app"
+    )
+    environ = server.get("/app/some/path", params={"q": "1"}).json()["environ"]
+    assert environ["SCRIPT_NAME"] == "/app"
+    assert environ["PATH_INFO"] == "/some/path"
+    assert environ["QUERY_STRING"] == "q=1"
+    environ = server.get("/app").json()["environ"]
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/app", "")
+    # Outside the mount point only files are served; the rest is not the application's.
+    assert server.get("/css/site.css").text == CSS
+    assert server.get("/elsewhere").status_code == 404
+    assert server.get("/application").status_code == 404
+
+
+def test_mount_point_without_a_document_root(ferrule_server, mode_options):
+    server = ferrule_server("environ.wsgi", *mode_options, "--mount-point", "shop/")
+    environ = server.get("/shop/cart").json()["environ"]
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/shop", "/cart")
+    assert server.get("/").status_code == 404
+
+
+def test_document_root_must_be_a_directory(tmp_path):
+    result = run_ferrule(
+        "start-server", str(APPS / "environ.wsgi"), "--document-root", str(tmp_path / "no")
+    )
+    assert result.returncode == 2
+    assert f"--document-root '{tmp_path / 'no'}' is not an existing directory" in result.stderr

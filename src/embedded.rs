@@ -71,6 +71,10 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
                 mount_point: config.server.site.mount_point.clone(),
             },
         ),
+        error_documents: frontend::ErrorDocuments::new(
+            &config.server.error_documents,
+            config.server.error_override,
+        ),
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
         reload_watch: config

@@ -183,3 +183,95 @@ def test_document_root_must_be_a_directory(tmp_path):
     )
     assert result.returncode == 2
     assert f"--document-root '{tmp_path / 'no'}' is not an existing directory" in result.stderr
+
+
+ERRORS_APP = """
+import json
+
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path.startswith("/status/"):
+        start_response(path[len("/status/"):] + " App", [("Content-Type", "text/plain")])
+        return [b"the application's own page"]
+    if path == "/raise":
+        raise RuntimeError("failed on purpose")
+    seen = {key: environ[key] for key in ("REQUEST_METHOD", "PATH_INFO", "SCRIPT_NAME")}
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(seen).encode()]
+"""
+
+
+def errors_site(tmp_path):
+    root = make_site(tmp_path)
+    (root / "errors").mkdir()
+    (root / "errors" / "404.html").write_text("<p>no such page</p>\n")
+    (root / "errors" / "500.html").write_text("<p>our fault</p>\n")
+    app = tmp_path / "errors.wsgi"
+    app.write_text(ERRORS_APP)
+    return root, app
+
+
+def test_error_documents_answer_the_servers_errors(ferrule_server, mode_options, tmp_path):
+    root, app = errors_site(tmp_path)
+    server = ferrule_server(
+        app, *mode_options, "--document-root", str(root), "--mount-point", "/app",
+        "--limit-request-body", "10",
+        "--error-document", "404", "/errors/404.html",
+        "--error-document", "500", "/errors/500.html",
+        "--error-document", "413", "/app/too-large",
+    )  # fmt: skip
+    # A file of the document root, with the status of the error.
+    missing = server.get("/elsewhere")
+    assert missing.status_code == 404
+    assert missing.text == "<p>no such page</p>\n"
+    assert missing.headers["Content-Type"] == "text/html"
+    assert "ETag" not in missing.headers
+    # A failing application is the server's error too, as in mod_wsgi.
+    failed = server.get("/app/raise")
+    assert failed.status_code == 500
+    assert failed.text == "<p>our fault</p>\n"
+    # A URL of the application: it is asked with GET, and the status stays.
+    refused = server.post("/app/upload", data=b"x" * 100)
+    assert refused.status_code == 413
+    assert refused.json() == {
+        "REQUEST_METHOD": "GET", "PATH_INFO": "/too-large", "SCRIPT_NAME": "/app",
+    }  # fmt: skip
+    # Without --error-override the application's own error pages are its own.
+    own = server.get("/app/status/404")
+    assert (own.status_code, own.text) == (404, "the application's own page")
+    # HEAD gets the error document's headers and no body.
+    head = requests.head(server.url + "/elsewhere", timeout=30)
+    assert head.status_code == 404
+    assert head.headers["Content-Length"] == str(len("<p>no such page</p>\n"))
+    assert head.content == b""
+
+
+def test_error_override_replaces_the_applications_errors(ferrule_server, mode_options, tmp_path):
+    root, app = errors_site(tmp_path)
+    server = ferrule_server(
+        app, *mode_options, "--document-root", str(root),
+        "--error-document", "404", "/errors/404.html",
+        "--error-document", "403", "/status/500",
+        "--error-override",
+    )  # fmt: skip
+    replaced = server.get("/status/404")
+    assert (replaced.status_code, replaced.text) == (404, "<p>no such page</p>\n")
+    # Statuses without a document, and a document that is itself an error, change nothing.
+    assert server.get("/status/410").text == "the application's own page"
+    kept = server.get("/status/403")
+    assert (kept.status_code, kept.text) == (403, "the application's own page")
+    assert server.get("/status/200").text == "the application's own page"
+
+
+def test_error_document_options_are_checked(tmp_path):
+    result = run_ferrule(
+        "start-server", str(APPS / "environ.wsgi"),
+        "--error-document", "200", "/ok.html",
+        "--error-document", "404", "missing.html",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--error-document 200 '/ok.html': the status must be an error (400 to 599)" in (
+        result.stderr
+    )
+    assert "--error-document 404 'missing.html': the URL path must start with /" in (result.stderr)

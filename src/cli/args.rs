@@ -183,6 +183,17 @@ pub(super) struct StartServerArgs {
     )]
     pub(super) mount_point: String,
 
+    /// URL path whose content answers an error the server makes (404 of the document root,
+    /// 413, 503, the 500 of a failing application, ...), with the error's status. May be
+    /// given more than once.
+    #[arg(long = "error-document", num_args = 2, action = clap::ArgAction::Append,
+          value_names = ["STATUS", "URL-PATH"], help_heading = "URLs and files")]
+    pub(super) error_documents: Vec<String>,
+
+    /// Also replace the application's own error responses with --error-document ones.
+    #[arg(long, help_heading = "URLs and files")]
+    pub(super) error_override: bool,
+
     /// Name of the WSGI callable defined by the script.
     #[arg(long, default_value = DEFAULT_CALLABLE_OBJECT, value_name = "NAME", help_heading = "Application")]
     pub(super) callable_object: String,

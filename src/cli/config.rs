@@ -72,6 +72,10 @@ pub struct ServerConfig {
     pub url_aliases: Vec<(String, PathBuf)>,
     /// `--document-root`, `--directory-index` and `--mount-point`.
     pub site: SiteConfig,
+    /// `--error-document` pairs: an error status (400 to 599) and a URL path.
+    pub error_documents: Vec<(u16, String)>,
+    /// `--error-override`.
+    pub error_override: bool,
 }
 
 /// The site around the application: `--document-root`, `--directory-index`,
@@ -196,6 +200,12 @@ pub enum ConfigError {
         "--directory-index '{name}' is not a file name\nhint: name a file looked for in each directory, such as index.html"
     )]
     BadDirectoryIndex { name: String },
+    #[error("--error-document {status} '{url_path}': {reason}")]
+    BadErrorDocument {
+        status: String,
+        url_path: String,
+        reason: &'static str,
+    },
     #[error("--url-alias {url_path} '{path}': {reason}")]
     BadUrlAlias {
         url_path: String,
@@ -261,6 +271,8 @@ impl Config {
             document_root,
             directory_index,
             mount_point,
+            error_documents,
+            error_override,
             disable_reloading,
             reload_on_changes,
             port,
@@ -374,6 +386,7 @@ impl Config {
             port,
             &absolute,
         );
+        let error_documents = error_documents_of(&mut problems, &error_documents);
         let site = site(
             &mut problems,
             document_root.map(|path| absolute(&path)),
@@ -483,6 +496,8 @@ impl Config {
             server: ServerConfig {
                 url_aliases,
                 site,
+                error_documents,
+                error_override,
                 process_name,
                 pid_file: pid_file
                     .map_or_else(|| server_root.join("httpd.pid"), |path| absolute(&path)),
@@ -791,6 +806,37 @@ fn max_clients_for(given: Option<u64>, n_processes: usize, n_threads: usize) -> 
         Some(given) => usize::try_from(given).unwrap_or(usize::MAX).max(threads),
         None => 10 + (threads.saturating_mul(3) / 2).max(10),
     }
+}
+
+/// `--error-document STATUS URL-PATH` pairs, each checked: Apache takes an error status,
+/// and a local URL path (Ferrule does not take its full URLs or quoted messages).
+fn error_documents_of(problems: &mut Vec<ConfigError>, values: &[String]) -> Vec<(u16, String)> {
+    values
+        .chunks(2)
+        .filter_map(|pair| {
+            let [status, url_path] = pair else {
+                return None;
+            };
+            let problem = |reason| ConfigError::BadErrorDocument {
+                status: status.clone(),
+                url_path: url_path.clone(),
+                reason,
+            };
+            let Some(code) = status
+                .parse::<u16>()
+                .ok()
+                .filter(|code| (400..=599).contains(code))
+            else {
+                problems.push(problem("the status must be an error (400 to 599)"));
+                return None;
+            };
+            if !url_path.starts_with('/') || url_path.parse::<http::Uri>().is_err() {
+                problems.push(problem("the URL path must start with /"));
+                return None;
+            }
+            Some((code, url_path.clone()))
+        })
+        .collect()
 }
 
 /// The site around the application, as mod_wsgi-express reads its options: the mount

@@ -98,8 +98,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("map-head-to-get",            Value,    SERVER,        "OFF|ON|AUTO",           "Turn HEAD requests into GET before the application sees them: Off, On or Auto."),
     option("directory-listing",          Flag,     URLS,          "",                      "List the contents of document root directories without an index file."),
     option("allow-override",             Repeated, URLS,          "DIRECTIVE-TYPE",        "Kinds of .htaccess directives honoured in the document root."),
-    option("error-document",             Tuple(2), URLS,          "STATUS URL-PATH",       "URL path whose content is returned for an error status."),
-    option("error-override",             Flag,     URLS,          "",                      "Replace the application's own error pages with --error-document ones."),
     option("proxy-mount-point",          Tuple(2), PROXYING,      "URL-PATH URL",          "Forward requests below a URL path to another server."),
     option("proxy-url-alias",            Tuple(2), PROXYING,      "URL-PATH URL",          "Older name of --proxy-mount-point."),
     option("proxy-virtual-host",         Tuple(2), PROXYING,      "HOSTNAME URL",          "Forward requests for a host name to another server."),

@@ -238,6 +238,10 @@ pub(super) fn start_frontend(
                 mount_point: config.server.site.mount_point.clone(),
             },
         ),
+        error_documents: frontend::ErrorDocuments::new(
+            &config.server.error_documents,
+            config.server.error_override,
+        ),
         // Daemon mode: the pool watches the entry file (see `DaemonPool::forward`).
         reload_watch: None,
         draining: std::sync::atomic::AtomicBool::new(false),

@@ -69,6 +69,8 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
                 document_root: config.server.site.document_root.clone(),
                 directory_index: config.server.site.directory_index.clone(),
                 mount_point: config.server.site.mount_point.clone(),
+                directory_listing: config.server.site.directory_listing,
+                mime_types: config.server.site.mime_types.clone(),
             },
         ),
         error_documents: frontend::ErrorDocuments::new(

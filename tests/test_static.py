@@ -275,3 +275,56 @@ def test_error_document_options_are_checked(tmp_path):
         result.stderr
     )
     assert "--error-document 404 'missing.html': the URL path must start with /" in (result.stderr)
+
+
+def test_directory_listing(ferrule_server, mode_options, tmp_path):
+    root = make_site(tmp_path)
+    (root / "empty" / "<b>&'x'.txt").write_text("odd name")
+    (root / "empty" / "sub").mkdir()
+    server = ferrule_server(
+        "environ.wsgi", *mode_options, "--document-root", str(root),
+        "--directory-index", "index.html", "--directory-listing",
+    )  # fmt: skip
+    listing = server.get("/empty/")
+    assert listing.status_code == 200
+    assert listing.headers["Content-Type"] == "text/html; charset=utf-8"
+    page = listing.text
+    assert "<title>Index of /empty/</title>" in page
+    # Names are escaped in the text and percent-encoded in the links.
+    assert '<a href="%3Cb%3E%26%27x%27.txt">&lt;b&gt;&amp;&#x27;x&#x27;.txt</a>' in page
+    assert "<b>&" not in page
+    assert '<a href="sub/">sub/</a>' in page
+    assert '<a href="../">' in page
+    # The link leads to the file.
+    assert server.get("/empty/%3Cb%3E%26%27x%27.txt").text == "odd name"
+    # A directory with its index still gets the index.
+    assert server.get("/docs/").text == "<h1>docs</h1>\n"
+    assert requests.head(server.url + "/empty/", timeout=30).content == b""
+
+
+def test_mime_types_file(ferrule_server, mode_options, tmp_path):
+    root = make_site(tmp_path)
+    (root / "data.weird").write_text("w")
+    (root / "page.HTML").write_text("<p>")
+    types = tmp_path / "mime.types"
+    types.write_text(
+        "# Apache's format: a type, then its extensions\n"
+        "application/x-weird\t\tweird wrd\n"
+        "text/x-mine css\n"
+        "\n"
+    )
+    server = ferrule_server(
+        "environ.wsgi", *mode_options, "--document-root", str(root), "--mime-types", str(types)
+    )
+    assert server.get("/data.weird").headers["Content-Type"] == "application/x-weird"
+    # The file's types come first; extensions it does not name keep the usual type.
+    assert server.get("/css/site.css").headers["Content-Type"] == "text/x-mine"
+    assert server.get("/page.HTML").headers["Content-Type"] == "text/html"
+
+
+def test_mime_types_file_must_exist(tmp_path):
+    result = run_ferrule(
+        "start-server", str(APPS / "environ.wsgi"), "--mime-types", str(tmp_path / "none")
+    )
+    assert result.returncode == 2
+    assert f"--mime-types '{tmp_path / 'none'}' is not an existing file" in result.stderr

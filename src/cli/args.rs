@@ -194,6 +194,17 @@ pub(super) struct StartServerArgs {
     #[arg(long, help_heading = "URLs and files")]
     pub(super) error_override: bool,
 
+    /// List a directory of the document root that has no --directory-index file (and
+    /// that is not handed to the application) as an HTML page.
+    #[arg(long, help_heading = "URLs and files")]
+    pub(super) directory_listing: bool,
+
+    /// File mapping file extensions to content types for static files, in the format of
+    /// Apache's mime.types (a type, then its extensions); it comes before the built-in
+    /// types.
+    #[arg(long, value_name = "FILE-PATH", help_heading = "URLs and files")]
+    pub(super) mime_types: Option<PathBuf>,
+
     /// Name of the WSGI callable defined by the script.
     #[arg(long, default_value = DEFAULT_CALLABLE_OBJECT, value_name = "NAME", help_heading = "Application")]
     pub(super) callable_object: String,

@@ -87,6 +87,10 @@ pub struct SiteConfig {
     pub directory_index: Option<String>,
     /// As `SCRIPT_NAME`: a leading slash, no trailing one, empty for `/`.
     pub mount_point: String,
+    /// `--directory-listing`.
+    pub directory_listing: bool,
+    /// `--mime-types`, read: (extension in lower case, content type).
+    pub mime_types: Vec<(String, String)>,
 }
 
 /// What is served, by `--application-type`.
@@ -273,6 +277,8 @@ impl Config {
             mount_point,
             error_documents,
             error_override,
+            directory_listing,
+            mime_types,
             disable_reloading,
             reload_on_changes,
             port,
@@ -387,12 +393,22 @@ impl Config {
             &absolute,
         );
         let error_documents = error_documents_of(&mut problems, &error_documents);
-        let site = site(
+        let mut site = site(
             &mut problems,
             document_root.map(|path| absolute(&path)),
             directory_index,
             &mount_point,
         );
+        site.directory_listing = directory_listing;
+        if let Some(path) = mime_types.map(|path| absolute(&path)) {
+            match fs_err::read_to_string(&path) {
+                Ok(text) => site.mime_types = parse_mime_types(&text),
+                Err(_) => problems.push(ConfigError::NotAFile {
+                    option: "mime-types",
+                    path,
+                }),
+            }
+        }
         if access.is_enabled() && (!url_aliases.is_empty() || site.document_root.is_some()) {
             problems.push(ConfigError::StaticFilesWithAccessScripts {
                 option: if matches!(target, ApplicationTarget::Static(_)) {
@@ -808,6 +824,23 @@ fn max_clients_for(given: Option<u64>, n_processes: usize, n_threads: usize) -> 
     }
 }
 
+/// Apache's mime.types format: a content type, then the extensions that have it; `#`
+/// starts a comment.
+fn parse_mime_types(text: &str) -> Vec<(String, String)> {
+    let mut types = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut words = line.split_whitespace();
+        let Some(content_type) = words.next() else {
+            continue;
+        };
+        for extension in words {
+            types.push((extension.to_ascii_lowercase(), content_type.to_owned()));
+        }
+    }
+    types
+}
+
 /// `--error-document STATUS URL-PATH` pairs, each checked: Apache takes an error status,
 /// and a local URL path (Ferrule does not take its full URLs or quoted messages).
 fn error_documents_of(problems: &mut Vec<ConfigError>, values: &[String]) -> Vec<(u16, String)> {
@@ -863,6 +896,8 @@ fn site(
         }
     }
     SiteConfig {
+        directory_listing: false,
+        mime_types: Vec::new(),
         document_root,
         directory_index,
         mount_point: format!("/{}", mount_point.trim_matches('/'))
@@ -924,5 +959,19 @@ mod tests {
         let mut problems = Vec::new();
         site(&mut problems, None, Some("index.html".to_owned()), "/");
         assert!(problems.is_empty());
+    }
+
+    #[test]
+    fn mime_types_files_read_as_apache_reads_them() {
+        let types = parse_mime_types(
+            "# comment\ntext/x-a\ta  B # trailing comment\n\napplication/x-none\n",
+        );
+        assert_eq!(
+            types,
+            [
+                ("a".to_owned(), "text/x-a".to_owned()),
+                ("b".to_owned(), "text/x-a".to_owned())
+            ]
+        );
     }
 }

@@ -10,6 +10,7 @@ mod body;
 mod coarse_timer;
 mod connection;
 mod daemon_pool;
+mod directory_listing;
 mod dispatch;
 mod error_documents;
 pub mod http1;

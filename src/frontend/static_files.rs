@@ -13,9 +13,11 @@
 //! `--directory-index`, no directory) goes to the application; elsewhere the front end
 //! answers alone (404 for what does not exist).
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::handoff::{self, ResponseBody};
@@ -40,6 +42,33 @@ pub struct Site {
     /// `--mount-point` as `SCRIPT_NAME`: with a leading slash and no trailing one, empty
     /// for `/`.
     pub mount_point: String,
+    /// `--directory-listing`: a directory the front end answers for, without an index,
+    /// is listed rather than refused.
+    pub directory_listing: bool,
+    /// `--mime-types`: (extension in lower case, content type), ahead of the built-in
+    /// types; for every static file, aliases too, as Apache's `TypesConfig` is.
+    pub mime_types: Vec<(String, String)>,
+}
+
+/// The content types of `--mime-types`, shared with the blocking pool's look-ups.
+#[derive(Clone, Debug, Default)]
+struct ContentTypes(Arc<HashMap<String, String>>);
+
+impl ContentTypes {
+    /// The file's type: `--mime-types` first, then the built-in table, then
+    /// `application/octet-stream`.
+    fn of(&self, path: &Path) -> String {
+        let extension = path
+            .extension()
+            .map(|extension| extension.to_string_lossy().to_ascii_lowercase());
+        if let Some(content_type) = extension.and_then(|extension| self.0.get(&extension)) {
+            return content_type.clone();
+        }
+        mime_guess::from_path(path)
+            .first_or_octet_stream()
+            .essence_str()
+            .to_owned()
+    }
 }
 
 impl Site {
@@ -57,6 +86,7 @@ impl Site {
 pub struct StaticFiles {
     aliases: Vec<UrlAlias>,
     site: Site,
+    content_types: ContentTypes,
 }
 
 impl StaticFiles {
@@ -87,12 +117,14 @@ impl StaticFiles {
         Self {
             aliases,
             site: Site::default(),
+            content_types: ContentTypes::default(),
         }
     }
 
     /// The same aliases, around `site`.
     #[must_use]
     pub fn with_site(mut self, site: Site) -> Self {
+        self.content_types = ContentTypes(Arc::new(site.mime_types.iter().cloned().collect()));
         self.site = site;
         self
     }
@@ -120,8 +152,10 @@ impl StaticFiles {
                 Resolved::Answer(response) => return Some(response),
             };
             let conditions = Conditions::of(headers);
+            let types = self.content_types.clone();
             let looked_up =
-                tokio::task::spawn_blocking(move || alias_response(&path, &conditions)).await;
+                tokio::task::spawn_blocking(move || alias_response(&path, &conditions, &types))
+                    .await;
             return Some(looked_up.unwrap_or_else(|_| lookup_failed()));
         }
         let decoded = handoff::request_path::decode(raw_path.as_bytes());
@@ -132,6 +166,8 @@ impl StaticFiles {
         let lookup = SiteLookup {
             document_root,
             directory_index: self.site.directory_index.clone(),
+            directory_listing: self.site.directory_listing,
+            types: self.content_types.clone(),
             decoded,
             query: target.query().map(str::to_owned),
             mounted,
@@ -214,6 +250,8 @@ fn lookup_failed() -> handoff::Response {
 struct SiteLookup {
     document_root: PathBuf,
     directory_index: Option<String>,
+    directory_listing: bool,
+    types: ContentTypes,
     /// The decoded, normalized request path: no `..` is left in it.
     decoded: Vec<u8>,
     query: Option<String>,
@@ -247,29 +285,31 @@ impl SiteLookup {
         if metadata.is_file() {
             return Some(
                 refuse_method(&self.method)
-                    .unwrap_or_else(|| file_response(&real, &self.conditions)),
+                    .unwrap_or_else(|| file_response(&real, &self.conditions, &self.types)),
             );
         }
         if !metadata.is_dir() {
             return otherwise(&self);
         }
-        let Some(index) = &self.directory_index else {
-            // Without an index, mod_wsgi-express hands a directory to the application.
-            return if self.mounted {
-                None
-            } else {
-                Some(forbidden_directory())
-            };
-        };
+        // Without an index, mod_wsgi-express's rewrite rules hand a directory below the
+        // mount point to the application.
+        if self.mounted && self.directory_index.is_none() {
+            return None;
+        }
+        if let Some(refusal) = refuse_method(&self.method) {
+            return Some(refusal);
+        }
         if !self.decoded.ends_with(b"/") {
             return Some(add_slash(&self.decoded, self.query.as_deref()));
         }
-        let index = real.join(index);
-        if fs_err::metadata(&index).is_ok_and(|metadata| metadata.is_file()) {
-            return Some(
-                refuse_method(&self.method)
-                    .unwrap_or_else(|| file_response(&index, &self.conditions)),
-            );
+        if let Some(index) = &self.directory_index {
+            let index = real.join(index);
+            if fs_err::metadata(&index).is_ok_and(|metadata| metadata.is_file()) {
+                return Some(file_response(&index, &self.conditions, &self.types));
+            }
+        }
+        if self.directory_listing {
+            return Some(super::directory_listing::page(&real, &self.decoded));
         }
         Some(forbidden_directory())
     }
@@ -329,22 +369,22 @@ impl Conditions {
 
 /// An alias's file or directory (whose `index.html` is served): blocking calls, made on
 /// the blocking pool.
-fn alias_response(path: &Path, conditions: &Conditions) -> handoff::Response {
+fn alias_response(path: &Path, conditions: &Conditions, types: &ContentTypes) -> handoff::Response {
     let Ok(metadata) = fs_err::metadata(path) else {
         return not_found();
     };
     if metadata.is_dir() {
         let index = path.join("index.html");
         if index.is_file() {
-            return file_response(&index, conditions);
+            return file_response(&index, conditions, types);
         }
         return forbidden_directory();
     }
-    file_response(path, conditions)
+    file_response(path, conditions, types)
 }
 
 /// Opens the file and answers with it, a part of it, or 304: blocking calls.
-fn file_response(path: &Path, conditions: &Conditions) -> handoff::Response {
+fn file_response(path: &Path, conditions: &Conditions, types: &ContentTypes) -> handoff::Response {
     let Ok(metadata) = fs_err::metadata(path) else {
         return not_found();
     };
@@ -360,8 +400,7 @@ fn file_response(path: &Path, conditions: &Conditions) -> handoff::Response {
     let length = metadata.len();
     let modified = metadata.modified().ok();
     let mut response_headers = http::HeaderMap::new();
-    let content_type = mime_guess::from_path(path).first_or_octet_stream();
-    if let Ok(value) = http::HeaderValue::from_str(content_type.essence_str()) {
+    if let Ok(value) = http::HeaderValue::from_str(&types.of(path)) {
         response_headers.insert(http::header::CONTENT_TYPE, value);
     }
     let last_modified = modified.map(httpdate::fmt_http_date);

@@ -328,3 +328,18 @@ def test_mime_types_file_must_exist(tmp_path):
     )
     assert result.returncode == 2
     assert f"--mime-types '{tmp_path / 'none'}' is not an existing file" in result.stderr
+
+
+def test_enable_sendfile_is_accepted(ferrule_server, tmp_path):
+    root = make_site(tmp_path)
+    server = ferrule_server("environ.wsgi", "--document-root", str(root), "--enable-sendfile")
+    assert server.get("/css/site.css").text == CSS
+
+
+def test_allow_override_is_refused_with_a_reason(tmp_path):
+    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), "--allow-override", "FileInfo")
+    assert result.returncode == 2
+    assert (
+        "--allow-override is not supported: .htaccess files are an Apache feature with no "
+        "equivalent here"
+    ) in result.stderr

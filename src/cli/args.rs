@@ -205,6 +205,16 @@ pub(super) struct StartServerArgs {
     #[arg(long, value_name = "FILE-PATH", help_heading = "URLs and files")]
     pub(super) mime_types: Option<PathBuf>,
 
+    /// Accepted for compatibility: files (static files, `wsgi.file_wrapper`) are always
+    /// sent with the kernel's sendfile where the connection allows it.
+    #[arg(long, help_heading = "Server")]
+    pub(super) enable_sendfile: bool,
+
+    /// Refused: `.htaccess` files are an Apache feature with no equivalent in Ferrule.
+    #[arg(long, action = clap::ArgAction::Append, value_name = "DIRECTIVE-TYPE",
+          help_heading = "URLs and files")]
+    pub(super) allow_override: Vec<String>,
+
     /// Name of the WSGI callable defined by the script.
     #[arg(long, default_value = DEFAULT_CALLABLE_OBJECT, value_name = "NAME", help_heading = "Application")]
     pub(super) callable_object: String,

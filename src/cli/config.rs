@@ -204,6 +204,10 @@ pub enum ConfigError {
         "--directory-index '{name}' is not a file name\nhint: name a file looked for in each directory, such as index.html"
     )]
     BadDirectoryIndex { name: String },
+    #[error(
+        "--allow-override is not supported: .htaccess files are an Apache feature with no equivalent here\nhint: give the settings as ferrule options instead"
+    )]
+    AllowOverride,
     #[error("--error-document {status} '{url_path}': {reason}")]
     BadErrorDocument {
         status: String,
@@ -279,6 +283,9 @@ impl Config {
             error_override,
             directory_listing,
             mime_types,
+            // Sendfile is always on where it can be.
+            enable_sendfile: _,
+            allow_override,
             disable_reloading,
             reload_on_changes,
             port,
@@ -393,6 +400,9 @@ impl Config {
             &absolute,
         );
         let error_documents = error_documents_of(&mut problems, &error_documents);
+        if !allow_override.is_empty() {
+            problems.push(ConfigError::AllowOverride);
+        }
         let mut site = site(
             &mut problems,
             document_root.map(|path| absolute(&path)),

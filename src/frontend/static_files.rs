@@ -158,6 +158,10 @@ impl StaticFiles {
                     .await;
             return Some(looked_up.unwrap_or_else(|_| lookup_failed()));
         }
+        if self.site.document_root.is_none() && self.site.mount_point.is_empty() {
+            // Nothing to look up: no path is decoded for it on the common path.
+            return None;
+        }
         let decoded = handoff::request_path::decode(raw_path.as_bytes());
         let mounted = self.site.mounts(&decoded);
         let Some(document_root) = self.site.document_root.clone() else {
@@ -388,9 +392,6 @@ fn file_response(path: &Path, conditions: &Conditions, types: &ContentTypes) -> 
     let Ok(metadata) = fs_err::metadata(path) else {
         return not_found();
     };
-    if !metadata.is_file() {
-        return not_found();
-    }
     let Ok(file) = std::fs::File::open(path) else {
         return handoff::error_response(
             http::StatusCode::FORBIDDEN,

@@ -64,7 +64,19 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
         response_buffer_size: config.server.response_buffer_size,
         admission: None,
         shutdown_timeout: config.processes.shutdown_timeout,
-        static_files: frontend::StaticFiles::from_aliases(&config.server.url_aliases),
+        static_files: frontend::StaticFiles::from_aliases(&config.server.url_aliases).with_site(
+            frontend::Site {
+                document_root: config.server.site.document_root.clone(),
+                directory_index: config.server.site.directory_index.clone(),
+                mount_point: config.server.site.mount_point.clone(),
+                directory_listing: config.server.site.directory_listing,
+                mime_types: config.server.site.mime_types.clone(),
+            },
+        ),
+        error_documents: frontend::ErrorDocuments::new(
+            &config.server.error_documents,
+            config.server.error_override,
+        ),
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
         reload_watch: config

@@ -175,7 +175,7 @@ def test_help_lists_every_mod_wsgi_express_option():
     [
         ["--https-only"],
         ["--server-metrics"],
-        ["--error-document", "404", "/404.html"],
+        ["--add-handler", ".php", "/srv/php.wsgi"],
         ["--setenv", "NAME", "value"],
         ["--enable-debugger"],
     ],

@@ -162,6 +162,59 @@ pub(super) struct StartServerArgs {
           value_names = ["URL-PATH", "FILE-PATH|DIRECTORY-PATH"], help_heading = "URLs and files")]
     pub(super) url_aliases: Vec<String>,
 
+    /// Directory of static files served ahead of the application: a request naming a file
+    /// in it gets the file from the front end; below --mount-point, anything else goes to
+    /// the application.
+    #[arg(long, value_name = "DIRECTORY-PATH", help_heading = "URLs and files")]
+    pub(super) document_root: Option<PathBuf>,
+
+    /// File served for a directory of the document root, such as index.html; a directory
+    /// without it is then refused (403) rather than handed to the application.
+    #[arg(long, value_name = "FILE-NAME", help_heading = "URLs and files")]
+    pub(super) directory_index: Option<String>,
+
+    /// URL path the application is mounted at (its `SCRIPT_NAME`); requests outside it that
+    /// name no file of the document root get 404.
+    #[arg(
+        long,
+        default_value = "/",
+        value_name = "URL-PATH",
+        help_heading = "URLs and files"
+    )]
+    pub(super) mount_point: String,
+
+    /// URL path whose content answers an error the server makes (404 of the document root,
+    /// 413, 503, the 500 of a failing application, ...), with the error's status. May be
+    /// given more than once.
+    #[arg(long = "error-document", num_args = 2, action = clap::ArgAction::Append,
+          value_names = ["STATUS", "URL-PATH"], help_heading = "URLs and files")]
+    pub(super) error_documents: Vec<String>,
+
+    /// Also replace the application's own error responses with --error-document ones.
+    #[arg(long, help_heading = "URLs and files")]
+    pub(super) error_override: bool,
+
+    /// List a directory of the document root that has no --directory-index file (and
+    /// that is not handed to the application) as an HTML page.
+    #[arg(long, help_heading = "URLs and files")]
+    pub(super) directory_listing: bool,
+
+    /// File mapping file extensions to content types for static files, in the format of
+    /// Apache's mime.types (a type, then its extensions); it comes before the built-in
+    /// types.
+    #[arg(long, value_name = "FILE-PATH", help_heading = "URLs and files")]
+    pub(super) mime_types: Option<PathBuf>,
+
+    /// Accepted for compatibility: files (static files, `wsgi.file_wrapper`) are always
+    /// sent with the kernel's sendfile where the connection allows it.
+    #[arg(long, help_heading = "Server")]
+    pub(super) enable_sendfile: bool,
+
+    /// Refused: `.htaccess` files are an Apache feature with no equivalent in Ferrule.
+    #[arg(long, action = clap::ArgAction::Append, value_name = "DIRECTIVE-TYPE",
+          help_heading = "URLs and files")]
+    pub(super) allow_override: Vec<String>,
+
     /// Name of the WSGI callable defined by the script.
     #[arg(long, default_value = DEFAULT_CALLABLE_OBJECT, value_name = "NAME", help_heading = "Application")]
     pub(super) callable_object: String,

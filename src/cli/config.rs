@@ -70,6 +70,27 @@ pub struct ServerConfig {
     /// `--url-alias` pairs (URL path, absolute file or directory), and for a static site
     /// ("/", its directory).
     pub url_aliases: Vec<(String, PathBuf)>,
+    /// `--document-root`, `--directory-index` and `--mount-point`.
+    pub site: SiteConfig,
+    /// `--error-document` pairs: an error status (400 to 599) and a URL path.
+    pub error_documents: Vec<(u16, String)>,
+    /// `--error-override`.
+    pub error_override: bool,
+}
+
+/// The site around the application: `--document-root`, `--directory-index`,
+/// `--mount-point` (the front end's `Site` is built from it).
+#[derive(Clone, Debug)]
+pub struct SiteConfig {
+    /// Absolute, with symbolic links resolved.
+    pub document_root: Option<PathBuf>,
+    pub directory_index: Option<String>,
+    /// As `SCRIPT_NAME`: a leading slash, no trailing one, empty for `/`.
+    pub mount_point: String,
+    /// `--directory-listing`.
+    pub directory_listing: bool,
+    /// `--mime-types`, read: (extension in lower case, content type).
+    pub mime_types: Vec<(String, String)>,
 }
 
 /// What is served, by `--application-type`.
@@ -179,6 +200,20 @@ pub enum ConfigError {
     ScriptMissing { what: &'static str, path: PathBuf },
     #[error("the {what} '{path}' is not a regular file")]
     ScriptNotAFile { what: &'static str, path: PathBuf },
+    #[error(
+        "--directory-index '{name}' is not a file name\nhint: name a file looked for in each directory, such as index.html"
+    )]
+    BadDirectoryIndex { name: String },
+    #[error(
+        "--allow-override is not supported: .htaccess files are an Apache feature with no equivalent here\nhint: give the settings as ferrule options instead"
+    )]
+    AllowOverride,
+    #[error("--error-document {status} '{url_path}': {reason}")]
+    BadErrorDocument {
+        status: String,
+        url_path: String,
+        reason: &'static str,
+    },
     #[error("--url-alias {url_path} '{path}': {reason}")]
     BadUrlAlias {
         url_path: String,
@@ -241,6 +276,16 @@ impl Config {
             application_type,
             entry_point,
             url_aliases,
+            document_root,
+            directory_index,
+            mount_point,
+            error_documents,
+            error_override,
+            directory_listing,
+            mime_types,
+            // Sendfile is always on where it can be.
+            enable_sendfile: _,
+            allow_override,
             disable_reloading,
             reload_on_changes,
             port,
@@ -354,10 +399,32 @@ impl Config {
             port,
             &absolute,
         );
-        if access.is_enabled() && !url_aliases.is_empty() {
+        let error_documents = error_documents_of(&mut problems, &error_documents);
+        if !allow_override.is_empty() {
+            problems.push(ConfigError::AllowOverride);
+        }
+        let mut site = site(
+            &mut problems,
+            document_root.map(|path| absolute(&path)),
+            directory_index,
+            &mount_point,
+        );
+        site.directory_listing = directory_listing;
+        if let Some(path) = mime_types.map(|path| absolute(&path)) {
+            match fs_err::read_to_string(&path) {
+                Ok(text) => site.mime_types = parse_mime_types(&text),
+                Err(_) => problems.push(ConfigError::NotAFile {
+                    option: "mime-types",
+                    path,
+                }),
+            }
+        }
+        if access.is_enabled() && (!url_aliases.is_empty() || site.document_root.is_some()) {
             problems.push(ConfigError::StaticFilesWithAccessScripts {
                 option: if matches!(target, ApplicationTarget::Static(_)) {
                     "--application-type static"
+                } else if site.document_root.is_some() {
+                    "--document-root"
                 } else {
                     "--url-alias"
                 },
@@ -454,6 +521,9 @@ impl Config {
             under_control_script,
             server: ServerConfig {
                 url_aliases,
+                site,
+                error_documents,
+                error_override,
                 process_name,
                 pid_file: pid_file
                     .map_or_else(|| server_root.join("httpd.pid"), |path| absolute(&path)),
@@ -764,6 +834,88 @@ fn max_clients_for(given: Option<u64>, n_processes: usize, n_threads: usize) -> 
     }
 }
 
+/// Apache's mime.types format: a content type, then the extensions that have it; `#`
+/// starts a comment.
+fn parse_mime_types(text: &str) -> Vec<(String, String)> {
+    let mut types = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut words = line.split_whitespace();
+        let Some(content_type) = words.next() else {
+            continue;
+        };
+        for extension in words {
+            types.push((extension.to_ascii_lowercase(), content_type.to_owned()));
+        }
+    }
+    types
+}
+
+/// `--error-document STATUS URL-PATH` pairs, each checked: Apache takes an error status,
+/// and a local URL path (Ferrule does not take its full URLs or quoted messages).
+fn error_documents_of(problems: &mut Vec<ConfigError>, values: &[String]) -> Vec<(u16, String)> {
+    values
+        .chunks(2)
+        .filter_map(|pair| {
+            let [status, url_path] = pair else {
+                return None;
+            };
+            let problem = |reason| ConfigError::BadErrorDocument {
+                status: status.clone(),
+                url_path: url_path.clone(),
+                reason,
+            };
+            let Some(code) = status
+                .parse::<u16>()
+                .ok()
+                .filter(|code| (400..=599).contains(code))
+            else {
+                problems.push(problem("the status must be an error (400 to 599)"));
+                return None;
+            };
+            if !url_path.starts_with('/') || url_path.parse::<http::Uri>().is_err() {
+                problems.push(problem("the URL path must start with /"));
+                return None;
+            }
+            Some((code, url_path.clone()))
+        })
+        .collect()
+}
+
+/// The site around the application, as mod_wsgi-express reads its options: the mount
+/// point gains a leading slash (and here loses a trailing one, as `SCRIPT_NAME` has none).
+fn site(
+    problems: &mut Vec<ConfigError>,
+    document_root: Option<PathBuf>,
+    directory_index: Option<String>,
+    mount_point: &str,
+) -> SiteConfig {
+    let document_root = document_root.and_then(|path| match fs_err::canonicalize(&path) {
+        Ok(real) if real.is_dir() => Some(real),
+        _ => {
+            problems.push(ConfigError::NotADirectory {
+                option: "document-root",
+                path,
+            });
+            None
+        }
+    });
+    if let Some(name) = &directory_index {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            problems.push(ConfigError::BadDirectoryIndex { name: name.clone() });
+        }
+    }
+    SiteConfig {
+        directory_listing: false,
+        mime_types: Vec::new(),
+        document_root,
+        directory_index,
+        mount_point: format!("/{}", mount_point.trim_matches('/'))
+            .trim_end_matches('/')
+            .to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -787,6 +939,49 @@ mod tests {
         assert_eq!(
             default_server_root(Some("/var/tmp/"), Some("127.0.0.1"), 8123, 0),
             PathBuf::from("/var/tmp/ferrule-127.0.0.1:8123:0")
+        );
+    }
+
+    #[test]
+    fn mount_points_read_as_mod_wsgi_express_reads_them() {
+        let mount = |text: &str| {
+            let mut problems = Vec::new();
+            let site = site(&mut problems, None, None, text);
+            assert!(problems.is_empty());
+            site.mount_point
+        };
+        assert_eq!(mount("/"), "");
+        assert_eq!(mount("/app"), "/app");
+        assert_eq!(mount("app/"), "/app");
+        assert_eq!(mount("/a/b/"), "/a/b");
+    }
+
+    #[test]
+    fn a_directory_index_is_a_file_name() {
+        for name in ["", "a/index.html", "..", "."] {
+            let mut problems = Vec::new();
+            site(&mut problems, None, Some(name.to_owned()), "/");
+            assert!(
+                matches!(problems[..], [ConfigError::BadDirectoryIndex { .. }]),
+                "{name:?}"
+            );
+        }
+        let mut problems = Vec::new();
+        site(&mut problems, None, Some("index.html".to_owned()), "/");
+        assert!(problems.is_empty());
+    }
+
+    #[test]
+    fn mime_types_files_read_as_apache_reads_them() {
+        let types = parse_mime_types(
+            "# comment\ntext/x-a\ta  B # trailing comment\n\napplication/x-none\n",
+        );
+        assert_eq!(
+            types,
+            [
+                ("a".to_owned(), "text/x-a".to_owned()),
+                ("b".to_owned(), "text/x-a".to_owned())
+            ]
         );
     }
 }

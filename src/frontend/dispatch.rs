@@ -3,7 +3,8 @@
 //! awaited, and the response given back to the connection with its body to write.
 //!
 //! Order: the request checks (`request_checks.rs`), access control (`auth::check`),
-//! static files, then the backend.
+//! static files, then the backend; then, for an error, `--error-document`
+//! (`error_documents.rs`).
 
 use std::sync::Arc;
 
@@ -11,7 +12,8 @@ use http_body::Body;
 
 use super::body::{DeclaredLength, LoggedBody};
 use super::connection::{IncomingBody, Reply};
-use super::request_body::{BlockingRequestBody, limit_body};
+use super::error_documents;
+use super::request_body::{BlockingRequestBody, RequestBody, limit_body};
 use super::request_checks::{self, Verdict};
 use super::sendfile::FileSlot;
 use super::{Backend, FrontendConfig};
@@ -59,13 +61,7 @@ impl Service {
         self.to_reply(response, None, asked)
     }
 
-    pub(super) async fn dispatch(
-        &self,
-        mut parts: http::request::Parts,
-        body: IncomingBody,
-    ) -> Reply {
-        // Made here, where the request arrived, so that every log line about it can name it.
-        let request_id = handoff::RequestId::generate();
+    pub(super) async fn dispatch(&self, parts: http::request::Parts, body: IncomingBody) -> Reply {
         let asked = Asked {
             method: parts.method.clone(),
             target: parts.uri.clone(),
@@ -76,9 +72,27 @@ impl Service {
             status: 0,
             body_bytes: 0,
         });
+        // Kept only when an error may be answered with a document asked for with them.
+        let original = (!self.config.error_documents.is_empty())
+            .then(|| (parts.headers.clone(), parts.version));
+        let mut response = self.respond(parts, body).await;
+        if let Some((headers, version)) = original {
+            response = self.replace_error(response, &headers, version).await;
+        }
+        self.to_reply(response, access, asked)
+    }
+
+    /// The answer to one request, from the front end or the backend.
+    async fn respond(
+        &self,
+        mut parts: http::request::Parts,
+        body: IncomingBody,
+    ) -> handoff::Response {
+        // Made here, where the request arrived, so that every log line about it can name it.
+        let request_id = handoff::RequestId::generate();
         let target = crate::handoff::request_path::request_target(&parts.uri);
         if let Verdict::Answer(response) = request_checks::check(&parts.method, target.as_bytes()) {
-            return self.to_reply(response, access, asked);
+            return response;
         }
         // RFC 9112 3.2.2: the authority of an absolute-form target replaces Host.
         if let Some((authority, _)) = request_checks::absolute_form_authority(target.as_bytes()) {
@@ -93,12 +107,10 @@ impl Service {
             &parts.headers,
         ) {
             crate::auth::Verdict::Continue(access_check) => access_check,
-            crate::auth::Verdict::Answer(response) => {
-                return self.to_reply(response, access, asked);
-            }
+            crate::auth::Verdict::Answer(response) => return response,
         };
         if let Some(response) = self.refuse_declared_body_over_limit(&parts.headers) {
-            return self.to_reply(response, access, asked);
+            return response;
         }
         let mut body = limit_body(body, self.config.limit_request_body);
         // Read a small body before a thread is taken (a slow client then holds memory, not
@@ -120,18 +132,30 @@ impl Service {
                     http::header::CONNECTION,
                     http::HeaderValue::from_static("close"),
                 );
-                return self.to_reply(response, access, asked);
+                return response;
             }
         }
         if let Some(response) = self
             .config
             .static_files
-            .serve(&parts.method, parts.uri.path(), &parts.headers)
+            .serve(&parts.method, &parts.uri, &parts.headers)
             .await
         {
-            return self.to_reply(response, access, asked);
+            return response;
         }
-        let response = match &self.backend {
+        self.call_backend(parts, body, request_id, access_check)
+            .await
+    }
+
+    /// Hands the request to the application.
+    async fn call_backend(
+        &self,
+        parts: http::request::Parts,
+        body: RequestBody,
+        request_id: handoff::RequestId,
+        access_check: Option<handoff::AccessCheck>,
+    ) -> handoff::Response {
+        match &self.backend {
             Backend::Embedded(executor) => {
                 let changed = match &self.config.reload_watch {
                     Some(watch) => watch.changed().await,
@@ -183,8 +207,48 @@ impl Service {
                 http::StatusCode::NOT_FOUND,
                 "The requested URL was not found on this server.",
             ),
+        }
+    }
+
+    /// `--error-document`: an error answered with the content of a URL of the site, when
+    /// that URL gives some (a file of the front end, or a 2xx of the application asked
+    /// with GET); otherwise the error stays as it was, as Apache keeps its own page when
+    /// the document fails.
+    async fn replace_error(
+        &self,
+        response: handoff::Response,
+        original_headers: &http::HeaderMap,
+        version: http::Version,
+    ) -> handoff::Response {
+        let Some(url_path) = self.config.error_documents.replacement(&response) else {
+            return response;
         };
-        self.to_reply(response, access, asked)
+        let Ok(uri) = url_path.parse::<http::Uri>() else {
+            return response;
+        };
+        let headers = error_documents::document_request_headers(original_headers);
+        let served = self
+            .config
+            .static_files
+            .serve(&http::Method::GET, &uri, &headers)
+            .await;
+        let document = if let Some(document) = served {
+            document
+        } else {
+            let (mut parts, ()) = http::Request::new(()).into_parts();
+            parts.method = http::Method::GET;
+            parts.uri = uri;
+            parts.version = version;
+            parts.headers = headers;
+            let body = limit_body(IncomingBody::empty(), None);
+            self.call_backend(parts, body, handoff::RequestId::generate(), None)
+                .await
+        };
+        if document.status.is_success() {
+            error_documents::merge(response, document)
+        } else {
+            response
+        }
     }
 
     /// 413 for a request that declares a body larger than `--limit-request-body`, before
@@ -219,6 +283,7 @@ impl Service {
             mut headers,
             mut body,
         } = response;
+        headers.remove(handoff::SERVER_PAGE);
         let access = access.map(|mut record| {
             record.status = status.as_u16();
             (Arc::clone(&self.config), record)

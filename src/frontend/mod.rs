@@ -10,7 +10,9 @@ mod body;
 mod coarse_timer;
 mod connection;
 mod daemon_pool;
+mod directory_listing;
 mod dispatch;
+mod error_documents;
 pub mod http1;
 mod reload_watch;
 mod request_body;
@@ -20,8 +22,9 @@ mod static_files;
 mod timeouts;
 
 pub use daemon_pool::{DaemonPool, PoolEvent};
+pub use error_documents::ErrorDocuments;
 pub use reload_watch::ReloadWatch;
-pub use static_files::{StaticFiles, UrlAlias};
+pub use static_files::{Site, StaticFiles, UrlAlias};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -55,6 +58,8 @@ pub struct FrontendConfig {
     /// `--url-alias` directories and files (and the whole site for a static one), served
     /// before the application sees the request.
     pub static_files: StaticFiles,
+    /// `--error-document` and `--error-override`: error answers replaced by a URL's content.
+    pub error_documents: ErrorDocuments,
     /// Embedded mode with reloading on: the application's entry file, looked at before
     /// each request is handed to the executor.
     pub reload_watch: Option<Arc<ReloadWatch>>,

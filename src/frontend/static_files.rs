@@ -1,11 +1,23 @@
 //! Files the front end serves itself, without Python: `--url-alias URL-PATH PATH` (a file,
-//! or a directory under a URL prefix) and `--application-type static` (a whole site).
+//! or a directory under a URL prefix), `--application-type static` (a whole site) and
+//! `--document-root` (files beside the application, which gets every other request).
 //!
 //! A URL is mapped to a file only after the path was decoded and normalized as Apache
-//! does (`handoff::request_path`), so `..` can never leave the directory. Files go out with
-//! their type, length and modification time, through sendfile on plain connections.
+//! does (`handoff::request_path`), so `..` can never leave the directory; a symbolic link
+//! under the document root is followed only when it leads to a place inside it. Files go
+//! out with their type, length, modification time and `ETag`, answer conditional requests
+//! (304) and single byte ranges (206, 416), through sendfile on plain connections.
+//!
+//! The document root and the mount point follow what mod_wsgi-express writes into
+//! Apache's configuration: below the mount point, a request that names no file (and with
+//! `--directory-index`, no directory) goes to the application; elsewhere the front end
+//! answers alone (404 for what does not exist).
 
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::handoff::{self, ResponseBody};
@@ -18,10 +30,63 @@ pub struct UrlAlias {
     pub path: PathBuf,
 }
 
-/// Every alias of the server, longest URL prefix first.
+/// The site around the application: `--document-root`, `--directory-index`,
+/// `--mount-point`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Site {
+    /// `--document-root`, absolute with symbolic links resolved (so that a link's target
+    /// can be checked against it); `None` without the option.
+    pub document_root: Option<PathBuf>,
+    /// `--directory-index`: a file name looked for in a directory of the document root.
+    pub directory_index: Option<String>,
+    /// `--mount-point` as `SCRIPT_NAME`: with a leading slash and no trailing one, empty
+    /// for `/`.
+    pub mount_point: String,
+    /// `--directory-listing`: a directory the front end answers for, without an index,
+    /// is listed rather than refused.
+    pub directory_listing: bool,
+    /// `--mime-types`: (extension in lower case, content type), ahead of the built-in
+    /// types; for every static file, aliases too, as Apache's `TypesConfig` is.
+    pub mime_types: Vec<(String, String)>,
+}
+
+/// The content types of `--mime-types`, shared with the blocking pool's look-ups.
+#[derive(Clone, Debug, Default)]
+struct ContentTypes(Arc<HashMap<String, String>>);
+
+impl ContentTypes {
+    /// The file's type: `--mime-types` first, then the built-in table, then
+    /// `application/octet-stream`.
+    fn of(&self, path: &Path) -> String {
+        let extension = path
+            .extension()
+            .map(|extension| extension.to_string_lossy().to_ascii_lowercase());
+        if let Some(content_type) = extension.and_then(|extension| self.0.get(&extension)) {
+            return content_type.clone();
+        }
+        mime_guess::from_path(path)
+            .first_or_octet_stream()
+            .essence_str()
+            .to_owned()
+    }
+}
+
+impl Site {
+    /// Whether the decoded path is the mount point or below it.
+    fn mounts(&self, decoded: &[u8]) -> bool {
+        let mount = self.mount_point.as_bytes();
+        decoded
+            .strip_prefix(mount)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
+    }
+}
+
+/// Every alias of the server, longest URL prefix first, and the site.
 #[derive(Clone, Debug, Default)]
 pub struct StaticFiles {
     aliases: Vec<UrlAlias>,
+    site: Site,
+    content_types: ContentTypes,
 }
 
 impl StaticFiles {
@@ -49,14 +114,27 @@ impl StaticFiles {
             };
         }
         aliases.sort_by_key(|alias| std::cmp::Reverse(alias.url_path.len()));
-        Self { aliases }
+        Self {
+            aliases,
+            site: Site::default(),
+            content_types: ContentTypes::default(),
+        }
+    }
+
+    /// The same aliases, around `site`.
+    #[must_use]
+    pub fn with_site(mut self, site: Site) -> Self {
+        self.content_types = ContentTypes(Arc::new(site.mime_types.iter().cloned().collect()));
+        self.site = site;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
-        self.aliases.is_empty()
+        self.aliases.is_empty() && self.site == Site::default()
     }
 
-    /// The answer to a request for the raw path `raw_path`, if an alias covers it.
+    /// The answer to a request for `target`, if the front end gives it; `None` hands the
+    /// request to the application.
     ///
     /// The file is looked up and opened on tokio's blocking pool: a `stat` or an `open`
     /// that waits on a slow disk or a hung network mount (or on a FIFO's writer) holds up
@@ -64,26 +142,48 @@ impl StaticFiles {
     pub async fn serve(
         &self,
         method: &http::Method,
-        raw_path: &str,
+        target: &http::Uri,
         headers: &http::HeaderMap,
     ) -> Option<handoff::Response> {
-        let path = match self.resolve(method, raw_path)? {
-            Resolved::File(path) => path,
-            Resolved::Answer(response) => return Some(response),
+        let raw_path = target.path();
+        if let Some(resolved) = self.resolve(method, raw_path) {
+            let path = match resolved {
+                Resolved::File(path) => path,
+                Resolved::Answer(response) => return Some(response),
+            };
+            let conditions = Conditions::of(headers);
+            let types = self.content_types.clone();
+            let looked_up =
+                tokio::task::spawn_blocking(move || alias_response(&path, &conditions, &types))
+                    .await;
+            return Some(looked_up.unwrap_or_else(|_| lookup_failed()));
+        }
+        if self.site.document_root.is_none() && self.site.mount_point.is_empty() {
+            // Nothing to look up: no path is decoded for it on the common path.
+            return None;
+        }
+        let decoded = handoff::request_path::decode(raw_path.as_bytes());
+        let mounted = self.site.mounts(&decoded);
+        let Some(document_root) = self.site.document_root.clone() else {
+            return (!mounted).then(not_found);
         };
-        let if_modified_since = headers.get(http::header::IF_MODIFIED_SINCE).cloned();
-        let looked_up =
-            tokio::task::spawn_blocking(move || file_response(&path, if_modified_since.as_ref()))
-                .await;
-        Some(looked_up.unwrap_or_else(|_| {
-            handoff::error_response(
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                "The file could not be looked up.",
-            )
-        }))
+        let lookup = SiteLookup {
+            document_root,
+            directory_index: self.site.directory_index.clone(),
+            directory_listing: self.site.directory_listing,
+            types: self.content_types.clone(),
+            decoded,
+            query: target.query().map(str::to_owned),
+            mounted,
+            method: method.clone(),
+            conditions: Conditions::of(headers),
+        };
+        tokio::task::spawn_blocking(move || lookup.run())
+            .await
+            .unwrap_or_else(|_| Some(lookup_failed()))
     }
 
-    /// Maps the request to a file without touching the disk.
+    /// Maps the request to a file of an alias without touching the disk.
     fn resolve(&self, method: &http::Method, raw_path: &str) -> Option<Resolved> {
         if self.aliases.is_empty() {
             return None;
@@ -100,16 +200,8 @@ impl StaticFiles {
             }?;
             Some((alias, rest))
         })?;
-        if *method != http::Method::GET && *method != http::Method::HEAD {
-            let mut response = handoff::error_response(
-                http::StatusCode::METHOD_NOT_ALLOWED,
-                "Static files can only be fetched with GET or HEAD.",
-            );
-            response.headers.insert(
-                http::header::ALLOW,
-                http::HeaderValue::from_static("GET, HEAD"),
-            );
-            return Some(Resolved::Answer(response));
+        if let Some(refusal) = refuse_method(method) {
+            return Some(Resolved::Answer(refusal));
         }
         let relative = rest.trim_start_matches('/');
         Some(Resolved::File(if relative.is_empty() {
@@ -128,64 +220,364 @@ enum Resolved {
     Answer(handoff::Response),
 }
 
-/// Looks up and opens the file: blocking calls, made on the blocking pool.
-fn file_response(path: &Path, if_modified_since: Option<&http::HeaderValue>) -> handoff::Response {
-    let not_found = || {
-        handoff::error_response(
-            http::StatusCode::NOT_FOUND,
-            "The requested URL was not found on this server.",
-        )
-    };
+/// 405 for a method other than GET and HEAD on a static file, as Apache's default handler.
+fn refuse_method(method: &http::Method) -> Option<handoff::Response> {
+    if *method == http::Method::GET || *method == http::Method::HEAD {
+        return None;
+    }
+    let mut response = handoff::error_response(
+        http::StatusCode::METHOD_NOT_ALLOWED,
+        "Static files can only be fetched with GET or HEAD.",
+    );
+    response.headers.insert(
+        http::header::ALLOW,
+        http::HeaderValue::from_static("GET, HEAD"),
+    );
+    Some(response)
+}
+
+fn not_found() -> handoff::Response {
+    handoff::error_response(
+        http::StatusCode::NOT_FOUND,
+        "The requested URL was not found on this server.",
+    )
+}
+
+fn lookup_failed() -> handoff::Response {
+    handoff::error_response(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        "The file could not be looked up.",
+    )
+}
+
+/// One request's look-up in the document root, moved to the blocking pool whole.
+struct SiteLookup {
+    document_root: PathBuf,
+    directory_index: Option<String>,
+    directory_listing: bool,
+    types: ContentTypes,
+    /// The decoded, normalized request path: no `..` is left in it.
+    decoded: Vec<u8>,
+    query: Option<String>,
+    /// Below the mount point: what is not a file goes to the application.
+    mounted: bool,
+    method: http::Method,
+    conditions: Conditions,
+}
+
+impl SiteLookup {
+    /// `None`: the application's request.
+    fn run(self) -> Option<handoff::Response> {
+        let otherwise = |lookup: &Self| (!lookup.mounted).then(not_found);
+        // The request checks refuse an encoded NUL; a path cannot hold one anyway.
+        if self.decoded.contains(&0) {
+            return Some(not_found());
+        }
+        let relative = OsStr::from_bytes(self.decoded.strip_prefix(b"/").unwrap_or(&self.decoded));
+        let candidate = self.document_root.join(relative);
+        let Ok(real) = fs_err::canonicalize(&candidate) else {
+            return otherwise(&self);
+        };
+        if !real.starts_with(&self.document_root) {
+            // A symbolic link out of the document root: it exists, but is not served, and
+            // the answer does not say where it leads.
+            return Some(not_found());
+        }
+        let Ok(metadata) = fs_err::metadata(&real) else {
+            return otherwise(&self);
+        };
+        if metadata.is_file() {
+            return Some(
+                refuse_method(&self.method)
+                    .unwrap_or_else(|| file_response(&real, &self.conditions, &self.types)),
+            );
+        }
+        if !metadata.is_dir() {
+            return otherwise(&self);
+        }
+        // Without an index, mod_wsgi-express's rewrite rules hand a directory below the
+        // mount point to the application.
+        if self.mounted && self.directory_index.is_none() {
+            return None;
+        }
+        if let Some(refusal) = refuse_method(&self.method) {
+            return Some(refusal);
+        }
+        if !self.decoded.ends_with(b"/") {
+            return Some(add_slash(&self.decoded, self.query.as_deref()));
+        }
+        if let Some(index) = &self.directory_index {
+            let index = real.join(index);
+            if fs_err::metadata(&index).is_ok_and(|metadata| metadata.is_file()) {
+                return Some(file_response(&index, &self.conditions, &self.types));
+            }
+        }
+        if self.directory_listing {
+            return Some(super::directory_listing::page(&real, &self.decoded));
+        }
+        Some(forbidden_directory())
+    }
+}
+
+fn forbidden_directory() -> handoff::Response {
+    handoff::error_response(
+        http::StatusCode::FORBIDDEN,
+        "Directory listings are not served.",
+    )
+}
+
+/// 301 to the directory's URL with its slash, as Apache's `DirectorySlash` (so that the
+/// index's relative links resolve inside the directory).
+fn add_slash(decoded: &[u8], query: Option<&str>) -> handoff::Response {
+    let mut location = String::with_capacity(decoded.len() + 1);
+    for &byte in decoded {
+        if byte.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&byte) {
+            location.push(char::from(byte));
+        } else {
+            location.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    location.push('/');
+    if let Some(query) = query {
+        location.push('?');
+        location.push_str(query);
+    }
+    let mut response = handoff::error_response(
+        http::StatusCode::MOVED_PERMANENTLY,
+        "The directory is at its URL with a final slash.",
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&location) {
+        response.headers.insert(http::header::LOCATION, value);
+    }
+    response
+}
+
+/// The request headers a file's answer depends on.
+struct Conditions {
+    if_modified_since: Option<http::HeaderValue>,
+    if_none_match: Option<http::HeaderValue>,
+    range: Option<http::HeaderValue>,
+    if_range: Option<http::HeaderValue>,
+}
+
+impl Conditions {
+    fn of(headers: &http::HeaderMap) -> Self {
+        Self {
+            if_modified_since: headers.get(http::header::IF_MODIFIED_SINCE).cloned(),
+            if_none_match: headers.get(http::header::IF_NONE_MATCH).cloned(),
+            range: headers.get(http::header::RANGE).cloned(),
+            if_range: headers.get(http::header::IF_RANGE).cloned(),
+        }
+    }
+}
+
+/// An alias's file or directory (whose `index.html` is served): blocking calls, made on
+/// the blocking pool.
+fn alias_response(path: &Path, conditions: &Conditions, types: &ContentTypes) -> handoff::Response {
     let Ok(metadata) = fs_err::metadata(path) else {
         return not_found();
     };
     if metadata.is_dir() {
         let index = path.join("index.html");
         if index.is_file() {
-            return file_response(&index, if_modified_since);
+            return file_response(&index, conditions, types);
         }
-        return handoff::error_response(
-            http::StatusCode::FORBIDDEN,
-            "Directory listings are not served.",
-        );
+        return forbidden_directory();
     }
+    file_response(path, conditions, types)
+}
+
+/// Opens the file and answers with it, a part of it, or 304: blocking calls.
+fn file_response(path: &Path, conditions: &Conditions, types: &ContentTypes) -> handoff::Response {
+    let Ok(metadata) = fs_err::metadata(path) else {
+        return not_found();
+    };
     let Ok(file) = std::fs::File::open(path) else {
         return handoff::error_response(
             http::StatusCode::FORBIDDEN,
             "The file exists but the server may not read it.",
         );
     };
+    let length = metadata.len();
     let modified = metadata.modified().ok();
     let mut response_headers = http::HeaderMap::new();
-    let content_type = mime_guess::from_path(path).first_or_octet_stream();
-    if let Ok(value) = http::HeaderValue::from_str(content_type.essence_str()) {
+    if let Ok(value) = http::HeaderValue::from_str(&types.of(path)) {
         response_headers.insert(http::header::CONTENT_TYPE, value);
     }
-    if let Some(modified) = modified {
-        if let Ok(value) = http::HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
-            response_headers.insert(http::header::LAST_MODIFIED, value);
-        }
-        if not_modified_since(if_modified_since, modified) {
-            return handoff::Response {
-                status: http::StatusCode::NOT_MODIFIED,
-                reason: None,
-                headers: response_headers,
-                body: ResponseBody::Full(Vec::new()),
-            };
-        }
+    let last_modified = modified.map(httpdate::fmt_http_date);
+    if let Some(value) = last_modified
+        .as_deref()
+        .and_then(|text| http::HeaderValue::from_str(text).ok())
+    {
+        response_headers.insert(http::header::LAST_MODIFIED, value);
+    }
+    let etag = entity_tag(length, modified);
+    if let Ok(value) = http::HeaderValue::from_str(&etag) {
+        response_headers.insert(http::header::ETAG, value);
     }
     response_headers.insert(
+        http::header::ACCEPT_RANGES,
+        http::HeaderValue::from_static("bytes"),
+    );
+    // RFC 9110 13.2.2: If-None-Match, when present, decides alone.
+    let unchanged = match &conditions.if_none_match {
+        Some(if_none_match) => none_match_fails(if_none_match, &etag),
+        None => modified.is_some_and(|modified| {
+            not_modified_since(conditions.if_modified_since.as_ref(), modified)
+        }),
+    };
+    if unchanged {
+        return handoff::Response {
+            status: http::StatusCode::NOT_MODIFIED,
+            reason: None,
+            headers: response_headers,
+            body: ResponseBody::Full(Vec::new()),
+        };
+    }
+    let range = if if_range_holds(
+        conditions.if_range.as_ref(),
+        &etag,
+        last_modified.as_deref(),
+    ) {
+        conditions
+            .range
+            .as_ref()
+            .and_then(|value| value.to_str().ok())
+            .map_or(RangeAsk::Whole, |text| parse_range(text, length))
+    } else {
+        RangeAsk::Whole
+    };
+    let (status, offset, part_length) = match range {
+        RangeAsk::Whole => (http::StatusCode::OK, 0, length),
+        RangeAsk::Part { first, last } => {
+            if let Ok(value) =
+                http::HeaderValue::from_str(&format!("bytes {first}-{last}/{length}"))
+            {
+                response_headers.insert(http::header::CONTENT_RANGE, value);
+            }
+            (http::StatusCode::PARTIAL_CONTENT, first, last - first + 1)
+        }
+        RangeAsk::Unsatisfiable => {
+            let mut response = handoff::error_response(
+                http::StatusCode::RANGE_NOT_SATISFIABLE,
+                "The requested range is not inside the file.",
+            );
+            if let Ok(value) = http::HeaderValue::from_str(&format!("bytes */{length}")) {
+                response.headers.insert(http::header::CONTENT_RANGE, value);
+            }
+            return response;
+        }
+    };
+    response_headers.insert(
         http::header::CONTENT_LENGTH,
-        http::HeaderValue::from(metadata.len()),
+        http::HeaderValue::from(part_length),
     );
     handoff::Response {
-        status: http::StatusCode::OK,
+        status,
         reason: None,
         headers: response_headers,
         body: ResponseBody::File {
             file,
-            offset: 0,
-            length: metadata.len(),
+            offset,
+            length: part_length,
+        },
+    }
+}
+
+/// A strong `ETag` from the size and the modification time to the microsecond (Apache's
+/// default `FileETag MTime Size`): it changes whenever the file is rewritten.
+fn entity_tag(length: u64, modified: Option<SystemTime>) -> String {
+    let micros = modified
+        .and_then(|time| time.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |duration| duration.as_micros());
+    format!("\"{length:x}-{micros:x}\"")
+}
+
+/// Whether `If-None-Match` names the file's current tag (weak comparison, RFC 9110 13.1.2),
+/// so that the answer is 304.
+fn none_match_fails(if_none_match: &http::HeaderValue, etag: &str) -> bool {
+    let Ok(text) = if_none_match.to_str() else {
+        return false;
+    };
+    text.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+    })
+}
+
+/// Whether a Range may be honoured: no `If-Range`, or one naming the current file (strong
+/// comparison of tags, or the exact Last-Modified date; RFC 9110 13.1.5).
+fn if_range_holds(
+    if_range: Option<&http::HeaderValue>,
+    etag: &str,
+    last_modified: Option<&str>,
+) -> bool {
+    let Some(if_range) = if_range else {
+        return true;
+    };
+    let Ok(text) = if_range.to_str() else {
+        return false;
+    };
+    let text = text.trim();
+    if text.starts_with('"') || text.starts_with("W/") {
+        text == etag
+    } else {
+        Some(text) == last_modified
+    }
+}
+
+/// What a `Range` header asks of a file of `length` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeAsk {
+    /// No range we serve: the whole file (several ranges, or a header we do not read,
+    /// are answered whole, which RFC 9110 14.2 allows).
+    Whole,
+    /// Bytes `first..=last`.
+    Part { first: u64, last: u64 },
+    /// A well-formed range that starts past the end: 416.
+    Unsatisfiable,
+}
+
+fn parse_range(text: &str, length: u64) -> RangeAsk {
+    let Some(spec) = text.trim().strip_prefix("bytes=") else {
+        return RangeAsk::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAsk::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeAsk::Whole;
+    };
+    let number = |text: &str| {
+        (!text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
+            .then(|| text.parse::<u64>().ok())
+            .flatten()
+    };
+    match (first.trim(), last.trim()) {
+        ("", suffix) => match number(suffix) {
+            Some(0) => RangeAsk::Unsatisfiable,
+            Some(_) if length == 0 => RangeAsk::Unsatisfiable,
+            Some(suffix) => RangeAsk::Part {
+                first: length.saturating_sub(suffix),
+                last: length - 1,
+            },
+            None => RangeAsk::Whole,
+        },
+        (first, "") => match number(first) {
+            Some(first) if first >= length => RangeAsk::Unsatisfiable,
+            Some(first) => RangeAsk::Part {
+                first,
+                last: length - 1,
+            },
+            None => RangeAsk::Whole,
+        },
+        (first, last) => match (number(first), number(last)) {
+            (Some(first), Some(last)) if first > last => RangeAsk::Whole,
+            (Some(first), Some(_)) if first >= length => RangeAsk::Unsatisfiable,
+            (Some(first), Some(last)) => RangeAsk::Part {
+                first,
+                last: last.min(length - 1),
+            },
+            _ => RangeAsk::Whole,
         },
     }
 }
@@ -216,10 +608,11 @@ mod tests {
         raw_path: &str,
         headers: &http::HeaderMap,
     ) -> Option<handoff::Response> {
+        let target: http::Uri = raw_path.parse().expect("a request target");
         tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime")
-            .block_on(files.serve(method, raw_path, headers))
+            .block_on(files.serve(method, &target, headers))
     }
 
     fn site() -> (tempdir::Dir, StaticFiles) {
@@ -306,5 +699,36 @@ mod tests {
         )
         .expect("still under /static after normalizing");
         assert_eq!(response.status, 404);
+    }
+
+    #[test]
+    fn ranges_are_read_as_rfc_9110_says() {
+        assert_eq!(
+            parse_range("bytes=0-4", 10),
+            RangeAsk::Part { first: 0, last: 4 }
+        );
+        assert_eq!(
+            parse_range("bytes=5-", 10),
+            RangeAsk::Part { first: 5, last: 9 }
+        );
+        assert_eq!(
+            parse_range("bytes=-3", 10),
+            RangeAsk::Part { first: 7, last: 9 }
+        );
+        assert_eq!(
+            parse_range("bytes=-30", 10),
+            RangeAsk::Part { first: 0, last: 9 }
+        );
+        assert_eq!(
+            parse_range("bytes=8-30", 10),
+            RangeAsk::Part { first: 8, last: 9 }
+        );
+        assert_eq!(parse_range("bytes=10-", 10), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 10), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-0", 0), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,4-5", 10), RangeAsk::Whole);
+        assert_eq!(parse_range("bytes=5-1", 10), RangeAsk::Whole);
+        assert_eq!(parse_range("items=0-1", 10), RangeAsk::Whole);
+        assert_eq!(parse_range("bytes=+1-2", 10), RangeAsk::Whole);
     }
 }

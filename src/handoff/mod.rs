@@ -95,6 +95,11 @@ pub enum ResponseBody {
     },
 }
 
+/// Marks a page the server made (not the application), for `--error-document`; the front
+/// end removes it before the response goes out. A header, so that it crosses the daemon
+/// socket with the rest of the response.
+pub const SERVER_PAGE: http::HeaderName = http::HeaderName::from_static("x-ferrule-server-page");
+
 /// A small HTML error page, used for failures that happen before the application
 /// produced a response.
 pub fn error_response(status: http::StatusCode, explanation: &str) -> Response {
@@ -116,6 +121,7 @@ pub fn error_response(status: http::StatusCode, explanation: &str) -> Response {
         http::header::CONTENT_LENGTH,
         http::HeaderValue::from(page.len()),
     );
+    headers.insert(SERVER_PAGE, http::HeaderValue::from_static("1"));
     Response {
         status,
         reason: None,

@@ -105,13 +105,15 @@ fn process_facts(config: &Config) -> ProcessFacts {
                 .map(|path| path.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         },
-        script_name: String::new(),
+        script_name: config.server.site.mount_point.clone(),
         default_server_name: config.server.server_name.clone(),
         server_software: format!("ferrule/{}", env!("CARGO_PKG_VERSION")),
         document_root: config
             .server
-            .server_root
-            .join("htdocs")
+            .site
+            .document_root
+            .clone()
+            .unwrap_or_else(|| config.server.server_root.join("htdocs"))
             .to_string_lossy()
             .into_owned(),
     }

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import resource
+import signal
 import socket
 import sys
+import threading
 import time
+from pathlib import Path
+
+import requests
 
 # Far below what a server should hold, and what the soft limit often is under a service
 # manager or a login shell.
@@ -65,3 +70,37 @@ def test_connections_that_send_heads_in_time_are_not_dropped(ferrule_server, mod
             time.sleep(0.5)
             sock.sendall(request)
             assert read_head(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def thread_ticks(pid: int, name: str) -> int | None:
+    """utime+stime of the thread of `pid` named `name`, or None when there is none."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        if (task / "comm").read_text().strip() == name:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+    return None
+
+
+def test_issue_17_a_second_front_end_reactor_serves_connections(ferrule_server):
+    server = ferrule_server("environ.wsgi", "--reactor-threads", "2", "--threads", "4")
+    before = thread_ticks(server.process.pid, "ferrule-http-1")
+    assert before is not None, "no second reactor thread"
+    errors = []
+
+    def client(index: int) -> None:
+        with requests.Session() as session:
+            for request in range(100):
+                response = session.get(f"{server.url}/c{index}/r{request}", timeout=30)
+                if response.json()["environ"]["PATH_INFO"] != f"/c{index}/r{request}":
+                    errors.append(response.text)
+
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    # The second reactor took its share of the connections: it spent CPU on them.
+    assert thread_ticks(server.process.pid, "ferrule-http-1") > before
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=30) == 0

@@ -402,6 +402,17 @@ pub(super) struct StartServerArgs {
     #[arg(long, value_name = "NUMBER", help_heading = "Processes")]
     pub(super) max_clients: Option<u64>,
 
+    /// Threads running the daemon-mode front end (each a reactor of its own on the same
+    /// listener); 0 picks one per two CPUs, at least one (a daemon-mode request spends
+    /// about half of its CPU in the front end). Embedded mode has one per process.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "NUMBER",
+        help_heading = "Processes"
+    )]
+    pub(super) reactor_threads: u64,
+
     /// Bytes of a response the front end takes from the application ahead of a client
     /// that reads slowly, so that the application's thread is free once a response that
     /// fits was produced; 0 uses the default of 1 MiB.

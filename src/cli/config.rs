@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub response_buffer_size: usize,
     /// `--max-clients` as mod_wsgi-express computes it (daemon mode only).
     pub max_clients: usize,
+    /// `--reactor-threads`, the machine's choice put in for 0 (daemon mode only).
+    pub reactor_threads: usize,
     /// The name the server answers to when a request has no Host header.
     pub server_name: String,
     /// `--url-alias` pairs (URL path, absolute file or directory), and for a static site
@@ -326,6 +328,7 @@ impl Config {
             request_buffer_size,
             response_buffer_size,
             max_clients,
+            reactor_threads,
             chunked_request: _,
             log_to_terminal,
             log_level,
@@ -545,6 +548,7 @@ impl Config {
                 limit_request_body: (limit_request_body > 0).then_some(limit_request_body),
                 request_buffer_size: usize::try_from(request_buffer_size).unwrap_or(usize::MAX),
                 max_clients: max_clients_for(max_clients, n_processes, threads),
+                reactor_threads: reactor_threads_for(reactor_threads),
                 response_buffer_size: usize::try_from(if response_buffer_size > 0 {
                     response_buffer_size
                 } else {
@@ -822,6 +826,15 @@ fn read_timeout(timeout: u64, max_timeout: u64, min_rate: u64) -> Option<ReadTim
         max: seconds_unless_zero(max_timeout),
         min_rate: (min_rate > 0).then_some(min_rate),
     })
+}
+
+/// `--reactor-threads`: as given, or one per two CPUs (at least one) for 0.
+fn reactor_threads_for(given: u64) -> usize {
+    if given > 0 {
+        return usize::try_from(given).unwrap_or(usize::MAX);
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    (cpus / 2).max(1)
 }
 
 /// mod_wsgi-express's `--max-clients`: at least processes x threads; by default

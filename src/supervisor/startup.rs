@@ -200,6 +200,10 @@ pub(super) fn start_frontend(
 ) -> std::io::Result<DaemonSide> {
     let listener: std::net::TcpListener = listener.into();
     listener.set_nonblocking(true)?;
+    // One descriptor per extra reactor: each registers the same socket with its own epoll.
+    let extra_listeners = (1..config.server.reactor_threads)
+        .map(|_| listener.try_clone())
+        .collect::<std::io::Result<Vec<_>>>()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let unix_listener = tokio::net::UnixListener::from_std(unix_listener)?;
     let (pool_tx, mut pool_rx) = mpsc::unbounded_channel();
@@ -257,10 +261,27 @@ pub(super) fn start_frontend(
     } else {
         Backend::Daemon(Arc::clone(&pool))
     };
+    let extra_reactors = extra_listeners
+        .into_iter()
+        .enumerate()
+        .map(|(index, listener)| {
+            start_extra_reactor(
+                index + 1,
+                listener,
+                Arc::clone(&frontend_config),
+                backend.clone(),
+                frontend_shutdown.clone(),
+            )
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
     let stopper = frontend_shutdown.clone();
     let done_tx = event_tx.clone();
     tokio::spawn(async move {
         frontend::serve(listener, frontend_config, backend, stopper).await;
+        // The others drain their own connections under the same stop.
+        for reactor in extra_reactors {
+            let _ = tokio::task::spawn_blocking(move || reactor.join()).await;
+        }
         let _ = done_tx.send(Event::FrontendDone);
     });
     Ok(DaemonSide {
@@ -270,6 +291,36 @@ pub(super) fn start_frontend(
         accept_shutdown,
         frontend_done: false,
     })
+}
+
+/// Another front-end reactor (`--reactor-threads`): a thread with a tokio runtime of its
+/// own, accepting on the same listening socket and handing requests to the same daemon
+/// pool. The daemon connections stay registered with the supervisor's reactor, which
+/// wakes this one's tasks when a daemon answers.
+fn start_extra_reactor(
+    index: usize,
+    listener: std::net::TcpListener,
+    config: Arc<FrontendConfig>,
+    backend: Backend,
+    shutdown: Shutdown,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("ferrule-http-{index}"))
+        .spawn(move || {
+            let Ok(runtime) = process::new_runtime("HTTP") else {
+                return;
+            };
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => frontend::serve(listener, config, backend, shutdown).await,
+                    Err(error) => error_log::log(
+                        Level::Error,
+                        "ferrule",
+                        &format!("front-end reactor {index} cannot use the listener: {error}"),
+                    ),
+                }
+            });
+        })
 }
 
 /// Sets the name `ps`, `top` and `pgrep` show for this process (the kernel keeps 15 bytes).

@@ -16,6 +16,12 @@ pub(super) const DEFAULT_THREADS: usize = 5;
 pub(super) const DEFAULT_CALLABLE_OBJECT: &str = "application";
 /// mod_wsgi-express's default error log level (Apache's `LogLevel`).
 pub(super) const DEFAULT_LOG_LEVEL: &str = "warn";
+
+/// mod_wsgi-express's file names in the log directory (`--error-log-name`,
+/// `--access-log-name`, `--startup-log-name`).
+pub(super) const DEFAULT_ERROR_LOG_NAME: &str = "error_log";
+pub(super) const DEFAULT_ACCESS_LOG_NAME: &str = "access_log";
+pub(super) const DEFAULT_STARTUP_LOG_NAME: &str = "startup_log";
 /// Seconds the server waits for requests in progress when stopping (mod_wsgi-express's
 /// `--shutdown-timeout`).
 pub(super) const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 5;
@@ -394,9 +400,32 @@ pub(super) struct StartServerArgs {
     #[arg(long, value_name = "FILE-PATH", help_heading = "Server")]
     pub(super) pid_file: Option<PathBuf>,
 
-    /// Write the messages of server start-up to a log file in the server root as well.
+    /// Write the messages of server start-up to a log file in the log directory as well.
     #[arg(long, help_heading = "Logging")]
     pub(super) startup_log: bool,
+
+    /// Directory for the log files; the server root by default. Given, it also wins over
+    /// --log-to-terminal, as in mod_wsgi-express.
+    #[arg(long, value_name = "DIRECTORY-PATH", help_heading = "Logging")]
+    pub(super) log_directory: Option<PathBuf>,
+
+    /// File name of the error log in the log directory.
+    #[arg(long, default_value = DEFAULT_ERROR_LOG_NAME, value_name = "FILE-NAME", help_heading = "Logging")]
+    pub(super) error_log_name: String,
+
+    /// File name of the access log in the log directory.
+    #[arg(long, default_value = DEFAULT_ACCESS_LOG_NAME, value_name = "FILE-NAME", help_heading = "Logging")]
+    pub(super) access_log_name: String,
+
+    /// File name of the start-up log in the log directory.
+    #[arg(long, default_value = DEFAULT_STARTUP_LOG_NAME, value_name = "FILE-NAME", help_heading = "Logging")]
+    pub(super) startup_log_name: String,
+
+    /// Format of access log lines: `common` (the default), `combined`, or an Apache
+    /// `LogFormat` string of %h %a %l %u %t %r %s %>s %b %B %D %T %m %U %q %H %P %L
+    /// %{Header}i %{Header}o %{VAR}e (docs/logs.md).
+    #[arg(long, value_name = "FORMAT", help_heading = "Logging")]
+    pub(super) access_log_format: Option<String>,
 
     /// Python script whose `allow_access(environ, host)` decides, before anything else,
     /// whether the client's host may make the request (403 when it returns False).

@@ -14,6 +14,7 @@ use super::access::{self, AccessArgs, AccessConfig};
 use super::args::StartServerArgs;
 use super::environment::ProcessRole;
 use crate::logs::Level;
+use crate::logs::access_format::AccessFormat;
 
 /// What the command line asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +167,11 @@ pub struct LogConfig {
     pub access_log_enabled: bool,
     /// Where start-up messages are copied, with `--startup-log`.
     pub startup_log: Option<PathBuf>,
+    /// What an access log line holds (`--access-log-format`).
+    pub access_log_format: AccessFormat,
+    /// Where the log files are (`--log-directory`, else the server root); the
+    /// supervisor makes it when missing.
+    pub log_directory: PathBuf,
 }
 
 /// A problem with the command line, naming the option and the value at fault.
@@ -223,6 +229,10 @@ pub enum ConfigError {
         "{option} with --auth-user-script or --host-access-script is not supported yet: static files are served without Python, so the scripts would not protect them\nhint: serve those files from the application, or leave out the scripts"
     )]
     StaticFilesWithAccessScripts { option: &'static str },
+    #[error("--access-log-format: {error}\nhint: docs/logs.md lists the directives ferrule writes")]
+    AccessLogFormat {
+        error: crate::logs::access_format::FormatError,
+    },
     #[error("cannot determine the current directory: {source}")]
     NoCurrentDirectory { source: std::io::Error },
 }
@@ -289,6 +299,11 @@ impl Config {
             process_name,
             pid_file,
             startup_log,
+            log_directory,
+            error_log_name,
+            access_log_name,
+            startup_log_name,
+            access_log_format,
             host_access_script,
             auth_user_script,
             auth_type,
@@ -435,8 +450,19 @@ impl Config {
             processes.map_or(1, |count| count as usize)
         };
         let threads = if debug_mode { 1 } else { threads };
-        // Debug mode keeps the terminal: the error log goes there too.
-        let log_to_terminal = log_to_terminal || debug_mode;
+        // An explicit --log-directory wins over --log-to-terminal (mod_wsgi-express's
+        // rule); debug mode keeps the terminal all the same, for pdb.
+        let log_to_terminal = (log_to_terminal && log_directory.is_none()) || debug_mode;
+        let log_directory =
+            log_directory.map_or_else(|| server_root.clone(), |path| absolute(&path));
+        let access_log_format =
+            match AccessFormat::parse(access_log_format.as_deref().unwrap_or("common")) {
+                Ok(format) => format,
+                Err(error) => {
+                    problems.push(ConfigError::AccessLogFormat { error });
+                    AccessFormat::parse("common").unwrap_or_else(|_| unreachable!("common parses"))
+                }
+            };
 
         if !problems.is_empty() {
             return Err(problems);
@@ -444,10 +470,13 @@ impl Config {
         let logs = LogConfig {
             level,
             log_to_terminal,
-            error_log: server_root.join("error_log"),
-            access_log: (access_log && !log_to_terminal).then(|| server_root.join("access_log")),
+            error_log: log_directory.join(&error_log_name),
+            access_log: (access_log && !log_to_terminal)
+                .then(|| log_directory.join(&access_log_name)),
             access_log_enabled: access_log,
-            startup_log: startup_log.then(|| server_root.join("startup_log")),
+            access_log_format,
+            startup_log: startup_log.then(|| log_directory.join(&startup_log_name)),
+            log_directory,
         };
         Ok(Self {
             action,

@@ -70,12 +70,11 @@ impl Service {
             method: parts.method.clone(),
             target: parts.uri.clone(),
         };
-        let access = self.config.access_log.as_ref().map(|_| AccessRecord {
-            remote_host: self.connection.remote_addr.ip().to_canonical().to_string(),
-            request_line: format!("{} {} {:?}", parts.method, parts.uri, parts.version),
-            status: 0,
-            body_bytes: 0,
-        });
+        let mut access = self
+            .config
+            .access_log
+            .as_ref()
+            .map(|log| log.begin(self.connection.remote_addr.ip(), &parts, &request_id));
         let target = crate::handoff::request_path::request_target(&parts.uri);
         if let Verdict::Answer(response) = request_checks::check(&parts.method, target.as_bytes()) {
             return self.to_reply(response, access, asked);
@@ -92,7 +91,20 @@ impl Service {
             target.as_bytes(),
             &parts.headers,
         ) {
-            crate::auth::Verdict::Continue(access_check) => access_check,
+            crate::auth::Verdict::Continue(access_check) => {
+                // `%u`: as Apache, the user the credentials name, also when the script
+                // then refuses them.
+                if let (Some(record), Some(check)) = (access.as_mut(), access_check.as_ref()) {
+                    record.user = check
+                        .credentials
+                        .as_ref()
+                        .map(|credentials| match credentials {
+                            handoff::Credentials::Basic { user, .. }
+                            | handoff::Credentials::Digest { user, .. } => user.clone(),
+                        });
+                }
+                access_check
+            }
             crate::auth::Verdict::Answer(response) => {
                 return self.to_reply(response, access, asked);
             }
@@ -212,10 +224,6 @@ impl Service {
             mut headers,
             mut body,
         } = response;
-        let access = access.map(|mut record| {
-            record.status = status.as_u16();
-            (Arc::clone(&self.config), record)
-        });
         let declared = if is_bodyless(status) {
             // RFC 9110 8.6 and 15.3.5: no body, and nothing that describes one (Apache
             // drops Content-Type on them too). Dropping a stream tells the application
@@ -234,6 +242,13 @@ impl Service {
                 target: asked.target,
             })
         };
+        // After the head lost what a bodyless status must not send: `%{..}o` logs what went.
+        let access = access.map(|mut record| {
+            if let Some(log) = &self.config.access_log {
+                log.response_head(&mut record, status.as_u16(), &headers);
+            }
+            (Arc::clone(&self.config), record)
+        });
         let body = LoggedBody::new(body, access, self.file_slot.clone(), declared);
         if body.closes_connection()
             || self

@@ -6,6 +6,7 @@
 //! writer thread per process (`writer`), so no caller waits on a disk; a process holds a
 //! [`FlushOnExit`] so that none is lost when it stops. Nothing here knows about Python.
 
+pub mod access_format;
 pub mod access_log;
 pub mod error_log;
 mod time;

@@ -15,9 +15,12 @@ const MONTHS: [&str; 12] = [
 
 impl LocalTime {
     pub(crate) fn now() -> Self {
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        Self::at(SystemTime::now())
+    }
+
+    /// The local time of `instant`.
+    pub(crate) fn at(instant: SystemTime) -> Self {
+        let since_epoch = instant.duration_since(UNIX_EPOCH).unwrap_or_default();
         let seconds = libc::time_t::try_from(since_epoch.as_secs()).unwrap_or(0);
         // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid.
         let tm = unsafe {

@@ -34,15 +34,19 @@ pub fn open_access_log(config: &Config) -> Option<AccessLog> {
         return None;
     }
     match &config.logs.access_log {
-        None => Some(AccessLog::new(crate::logs::Destination::Stdout)),
+        None => Some(AccessLog::new(
+            crate::logs::Destination::Stdout,
+            config.logs.access_log_format.clone(),
+        )),
         Some(path) => match fs_err::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
         {
-            Ok(file) => Some(AccessLog::new(crate::logs::Destination::File(
-                file.into_parts().0,
-            ))),
+            Ok(file) => Some(AccessLog::new(
+                crate::logs::Destination::File(file.into_parts().0),
+                config.logs.access_log_format.clone(),
+            )),
             Err(error) => {
                 error_log::log(
                     Level::Error,

@@ -153,8 +153,9 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     status
 }
 
-/// Creates the server root, if it does not exist, open to others for reading only
-/// (whatever the umask): `cli::config` refuses one that others can write.
+/// Creates the server root and the log directory, if they do not exist, open to others
+/// for reading only (whatever the umask): `cli::config` refuses a server root that others
+/// can write.
 fn create_server_root(config: &Config) -> Result<(), ExitStatus> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -165,6 +166,18 @@ fn create_server_root(config: &Config) -> Result<(), ExitStatus> {
             crate::logs::write_terminal(&format!(
                 "ferrule: error: cannot create the --server-root directory '{}': {error}\n",
                 config.server.server_root.display()
+            ));
+            ExitStatus::Failure
+        })?;
+    // `--log-directory`: made when missing, as mod_wsgi-express does.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&config.logs.log_directory)
+        .map_err(|error| {
+            crate::logs::write_terminal(&format!(
+                "ferrule: error: cannot create the --log-directory directory '{}': {error}\n",
+                config.logs.log_directory.display()
             ));
             ExitStatus::Failure
         })

@@ -1,0 +1,208 @@
+"""Logs as Apache users expect them (issue 21): where the files go and what they are
+called, and every access-log format directive checked line by line, in both modes.
+
+Issue 21: https://github.com/ferrule/ferrule/issues/21 ("Logs as Apache users expect them").
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+
+import requests
+
+from conftest import APPS, wait_until
+
+APP = "log_formats.wsgi"
+STAMP = r"\[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\]"
+# The combined format as the tools that read it (GoAccess, awstats) parse it.
+QUOTED = r'"((?:[^"\\]|\\.)*)"'
+COMBINED = re.compile(
+    r"^(?P<host>\S+) (?P<ident>\S+) (?P<user>\S+) "
+    + STAMP
+    + " "
+    + QUOTED.replace("(", "(?P<request>", 1)
+    + r" (?P<status>\d{3}) (?P<bytes>\d+|-) "
+    + QUOTED.replace("(", "(?P<referer>", 1)
+    + " "
+    + QUOTED.replace("(", "(?P<agent>", 1)
+    + "$"
+)
+
+
+def read_lines(path, count: int) -> list[str]:
+    """The first `count` lines of a log, once they are all written."""
+
+    def ready():
+        try:
+            lines = path.read_text().splitlines()
+        except FileNotFoundError:
+            return None
+        return lines if len(lines) >= count else None
+
+    return wait_until(ready)
+
+
+def test_issue_21_log_directory_and_names(ferrule_server, mode_options, tmp_path):
+    logs = tmp_path / "logs"
+    server = ferrule_server(
+        APP,
+        *mode_options,
+        "--log-directory",
+        str(logs),
+        "--error-log-name",
+        "errors.txt",
+        "--access-log-name",
+        "requests.txt",
+        "--startup-log",
+        "--startup-log-name",
+        "start.txt",
+        "--access-log",
+    )
+    assert server.get("/").status_code == 200
+    assert server.get("/fail").status_code == 500
+    [line] = read_lines(logs / "requests.txt", 1)
+    assert '"GET / HTTP/1.1" 200 6' in line
+    wait_until(lambda: "failed on purpose" in (logs / "errors.txt").read_text())
+    # A traceback: every line of it is a line of the error log.
+    error_lines = (logs / "errors.txt").read_text().splitlines()
+    assert any("Traceback (most recent call last):" in line for line in error_lines)
+    assert (logs / "start.txt").exists()
+    for default_name in ("error_log", "access_log", "startup_log"):
+        assert not (server.server_root / default_name).exists()
+        assert not (logs / default_name).exists()
+
+
+def test_issue_21_log_directory_overrides_log_to_terminal(ferrule_server, mode_options, tmp_path):
+    # As in mod_wsgi-express: an explicit --log-directory wins over --log-to-terminal.
+    logs = tmp_path / "logs"
+    server = ferrule_server(
+        APP, *mode_options, "--log-to-terminal", "--log-directory", str(logs), "--access-log"
+    )
+    assert server.get("/").status_code == 200
+    [line] = read_lines(logs / "access_log", 1)
+    assert '"GET / HTTP/1.1" 200 6' in line
+    assert (logs / "error_log").exists()
+
+
+def test_issue_21_combined_format_reads_with_the_usual_regex(ferrule_server, mode_options):
+    server = ferrule_server(APP, *mode_options, "--access-log", "--access-log-format", "combined")
+    headers = {"Referer": "http://example.com/from", "User-Agent": 'agent "quoted"'}
+    assert server.get("/size/10", headers=headers).status_code == 200
+    assert server.get("/size/0").status_code == 200
+    first, second = read_lines(server.server_root / "access_log", 2)
+    match = COMBINED.match(first)
+    assert match, first
+    assert match["host"] == "127.0.0.1"
+    assert match["request"] == "GET /size/10 HTTP/1.1"
+    assert (match["status"], match["bytes"]) == ("200", "10")
+    assert match["referer"] == "http://example.com/from"
+    assert match["agent"] == 'agent \\"quoted\\"'
+    match = COMBINED.match(second)
+    assert match, second
+    assert (match["bytes"], match["referer"]) == ("-", "-")
+
+
+def test_issue_21_common_format_is_the_default(ferrule_server, mode_options):
+    server = ferrule_server(APP, *mode_options, "--access-log", "--access-log-format", "common")
+    assert server.get("/size/3").status_code == 200
+    [line] = read_lines(server.server_root / "access_log", 1)
+    assert re.match(r"^127\.0\.0\.1 - - " + STAMP + r' "GET /size/3 HTTP/1\.1" 200 3$', line)
+
+
+def test_issue_21_apache_directives(ferrule_server, mode_options):
+    fields = [
+        "%h", "%l", "%u", "%>s", "%b", "%B", "%D", "%T", "%{X-In}i", "%{X-Out}o",
+        "%{X-Missing}i", "%{REQUEST_METHOD}e", "%P", "%L", "%m", "%U", "%q", "%H", "%%",
+    ]  # fmt: skip
+    server = ferrule_server(
+        APP, *mode_options, "--access-log", "--access-log-format", "|".join(fields) + "|%t|%r"
+    )
+    response = server.get("/size/0?a=1", headers={"X-In": "in-value"})
+    assert response.status_code == 200
+    assert server.get("/size/1234").status_code == 200
+    first, second = read_lines(server.server_root / "access_log", 2)
+    values = first.split("|")
+    seen = dict(zip(fields, values[: len(fields)], strict=True))
+    assert seen["%h"] == "127.0.0.1"
+    assert seen["%l"] == "-"
+    assert seen["%u"] == "-"
+    assert seen["%>s"] == "200"
+    assert (seen["%b"], seen["%B"]) == ("-", "0")
+    assert int(seen["%D"]) >= 0
+    assert int(seen["%T"]) >= 0
+    assert seen["%{X-In}i"] == "in-value"
+    assert seen["%{X-Out}o"] == "out-value"
+    assert seen["%{X-Missing}i"] == "-"
+    assert seen["%{REQUEST_METHOD}e"] == "GET"
+    assert int(seen["%P"]) in server_pids(server)
+    assert re.fullmatch(r"[\w@-]+", seen["%L"]), seen["%L"]
+    assert (seen["%m"], seen["%U"], seen["%q"], seen["%H"]) == (
+        "GET",
+        "/size/0",
+        "?a=1",
+        "HTTP/1.1",
+    )
+    assert seen["%%"] == "%"
+    assert re.fullmatch(STAMP, values[len(fields)])
+    assert values[len(fields) + 1] == "GET /size/0?a=1 HTTP/1.1"
+    values = dict(zip(fields, second.split("|")[: len(fields)], strict=True))
+    assert (values["%b"], values["%B"]) == ("1234", "1234")
+    assert values["%L"] != seen["%L"]
+
+
+def server_pids(server) -> set[int]:
+    return {server.process.pid, *server.child_pids()}
+
+
+def test_issue_21_request_id_is_the_one_the_application_sees(ferrule_server, mode_options):
+    server = ferrule_server(
+        "environ.wsgi", *mode_options, "--access-log", "--access-log-format", "%L %>s"
+    )
+    environ = server.get("/").json()["environ"]
+    [line] = read_lines(server.server_root / "access_log", 1)
+    assert line == f"{environ['mod_wsgi.request_id']} 200"
+
+
+def test_issue_21_bytes_are_the_bytes_sent(ferrule_server, mode_options):
+    server = ferrule_server(APP, *mode_options, "--access-log", "--access-log-format", "%B %>s")
+    # A HEAD answer sends no body whatever the application made.
+    assert requests.head(server.url + "/size/100", timeout=10).status_code == 200
+    assert server.get("/size/100").status_code == 200
+    assert read_lines(server.server_root / "access_log", 2) == ["0 200", "100 200"]
+
+
+def test_issue_21_user_from_access_control(ferrule_server, mode_options):
+    scripts = str(APPS / "auth" / "scripts.py")
+    server = ferrule_server(
+        "auth/app.wsgi",
+        *mode_options,
+        "--auth-user-script",
+        scripts,
+        "--access-log",
+        "--access-log-format",
+        "%u %>s",
+    )
+    token = base64.b64encode(b"spy:secret").decode()
+    assert server.get("/", headers={"Authorization": f"Basic {token}"}).status_code == 200
+    assert server.get("/").status_code == 401
+    # As Apache: the user named by the credentials, even when they are refused.
+    assert server.get("/", auth=("spy", "guess")).status_code == 401
+    assert read_lines(server.server_root / "access_log", 3) == ["spy 200", "- 401", "spy 401"]
+
+
+def test_issue_21_an_unknown_directive_is_refused_by_name(ferrule_server):
+    server = ferrule_server(APP, "--access-log", "--access-log-format", "%h %Z", wait=False)
+    assert server.process.wait(30) == 2
+    assert "--access-log-format" in server.stderr() and "%Z" in server.stderr()
+
+
+def test_issue_21_no_log_file_is_left_in_the_server_root_with_log_directory(
+    ferrule_server, tmp_path
+):
+    logs = tmp_path / "logs"
+    server = ferrule_server(APP, "--log-directory", str(logs))
+    assert server.get("/").status_code == 200
+    assert os.path.isdir(logs)
+    assert not server.error_log_path.exists()

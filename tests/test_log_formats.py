@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import os
 import re
+import signal
+import threading
 
 import requests
 
@@ -206,3 +208,117 @@ def test_issue_21_no_log_file_is_left_in_the_server_root_with_log_directory(
     assert server.get("/").status_code == 200
     assert os.path.isdir(logs)
     assert not server.error_log_path.exists()
+
+
+# --- Rotation and reopening ----------------------------------------------------------
+
+PAD = "p" * 4000
+ROTATION_REQUESTS = 1000
+CLIENTS = 6
+
+
+def get_all(server, paths: list[str], headers: dict | None = None) -> None:
+    """GETs every path, from CLIENTS threads."""
+    failures = []
+
+    def client(part: list[str]):
+        for path in part:
+            # A connection per request, so that in embedded mode every process accepts some.
+            with requests.Session() as session:
+                response = session.get(server.url + path, headers=headers, timeout=30)
+                if response.status_code != 200:
+                    failures.append((path, response.status_code))
+
+    threads = [threading.Thread(target=client, args=(paths[i::CLIENTS],)) for i in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[:5]
+
+
+def lines_of_all(directory, name: str) -> tuple[list[str], list[str]]:
+    """Every line of the log `name` and of its rotated files, and the rotated files' names."""
+    rotated = sorted(path.name for path in directory.glob(name + ".*"))
+    lines = []
+    for file_name in [*rotated, name]:
+        lines += (directory / file_name).read_text().splitlines()
+    return lines, rotated
+
+
+def test_issue_21_rotation_under_load_loses_and_splits_no_line(
+    ferrule_server, mode_options, tmp_path
+):
+    # 4 KB lines from 3 processes (embedded mode) or the front end (daemon mode): a
+    # rotation every 250 lines, while 6 clients keep requests coming.
+    logs = tmp_path / "logs"
+    server = ferrule_server(
+        APP,
+        *mode_options,
+        "--processes",
+        "3",
+        "--access-log",
+        "--log-directory",
+        str(logs),
+        "--rotate-logs",
+        "--max-log-size",
+        "1",
+        "--access-log-format",
+        "%{X-Pad}i %U %P",
+    )
+    get_all(server, [f"/n/{i}" for i in range(ROTATION_REQUESTS)], {"X-Pad": PAD})
+    assert server.stop() == 0
+    lines, rotated = lines_of_all(logs, "access_log")
+    assert len(lines) == ROTATION_REQUESTS
+    numbers = []
+    for line in lines:
+        match = re.fullmatch(PAD + r" /n/(\d+) (\d+)", line)
+        assert match, line[:80] + "..." + line[-80:]
+        numbers.append(int(match[1]))
+    assert sorted(numbers) == list(range(ROTATION_REQUESTS))
+    assert len(rotated) >= 3, rotated
+    for name in rotated:
+        assert re.fullmatch(r"access_log\.\d{4}-\d\d-\d\d-\d\d_\d\d_\d\d(\.\d+)?", name), name
+        assert (logs / name).stat().st_size >= 1024 * 1024
+    if mode_options:
+        # Several processes wrote, and rotated, the one log.
+        assert len({line.rsplit(" ", 1)[1] for line in lines}) > 1
+
+
+def test_issue_21_the_error_log_rotates_with_lines_from_several_daemons(ferrule_server, tmp_path):
+    count = 600
+    server = ferrule_server(
+        APP, "--processes", "3", "--threads", "2", "--rotate-logs", "--max-log-size", "1"
+    )
+    get_all(server, [f"/print/{i}" for i in range(count)])
+    assert server.stop() == 0
+    lines, rotated = lines_of_all(server.server_root, "error_log")
+    printed = [line for line in lines if "printed" in line]
+    assert len(printed) == count
+    assert all(re.search(r"printed \d+ pid \d+ p{3000}$", line) for line in printed)
+    assert sorted(int(line.split("printed ")[1].split()[0]) for line in printed) == list(
+        range(count)
+    )
+    assert len({line.split(" pid ")[-1].split()[0] for line in printed}) > 1
+    assert rotated
+
+
+def test_issue_21_sigusr1_reopens_the_logs_for_logrotate(ferrule_server, mode_options):
+    server = ferrule_server(APP, *mode_options, "--access-log")
+    root = server.server_root
+    assert server.get("/before").status_code == 200
+    read_lines(root / "access_log", 1)
+    # What logrotate does: move the files, then signal the server.
+    os.rename(root / "access_log", root / "access_log.1")
+    os.rename(root / "error_log", root / "error_log.1")
+    children = set(server.child_pids())
+    server.signal(signal.SIGUSR1)
+    # The restart is done once every process is a new one.
+    wait_until(lambda: server.child_pids() and not children & set(server.child_pids()), 30)
+    assert server.get("/after").status_code == 200
+    assert server.get("/fail").status_code == 500
+    after = read_lines(root / "access_log", 2)
+    assert '"GET /after HTTP/1.1" 200' in after[0]
+    assert "GET /before" in (root / "access_log.1").read_text()
+    assert "/after" not in (root / "access_log.1").read_text()
+    wait_until(lambda: "failed on purpose" in (root / "error_log").read_text())

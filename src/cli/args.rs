@@ -22,6 +22,9 @@ pub(super) const DEFAULT_LOG_LEVEL: &str = "warn";
 pub(super) const DEFAULT_ERROR_LOG_NAME: &str = "error_log";
 pub(super) const DEFAULT_ACCESS_LOG_NAME: &str = "access_log";
 pub(super) const DEFAULT_STARTUP_LOG_NAME: &str = "startup_log";
+
+/// mod_wsgi-express's `--max-log-size`, in megabytes.
+pub(super) const DEFAULT_MAX_LOG_SIZE: u64 = 5;
 /// Seconds the server waits for requests in progress when stopping (mod_wsgi-express's
 /// `--shutdown-timeout`).
 pub(super) const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 5;
@@ -420,6 +423,16 @@ pub(super) struct StartServerArgs {
     /// File name of the start-up log in the log directory.
     #[arg(long, default_value = DEFAULT_STARTUP_LOG_NAME, value_name = "FILE-NAME", help_heading = "Logging")]
     pub(super) startup_log_name: String,
+
+    /// Rotate the error and access logs when they reach --max-log-size: the full file is
+    /// renamed NAME.YYYY-mm-dd-HH_MM_SS and a new one started (docs/logs.md).
+    #[arg(long, help_heading = "Logging")]
+    pub(super) rotate_logs: bool,
+
+    /// Size in megabytes at which --rotate-logs rotates a log file.
+    #[arg(long, default_value_t = DEFAULT_MAX_LOG_SIZE, value_name = "MB",
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Logging")]
+    pub(super) max_log_size: u64,
 
     /// Format of access log lines: `common` (the default), `combined`, or an Apache
     /// `LogFormat` string of %h %a %l %u %t %r %s %>s %b %B %D %T %m %U %q %H %P %L

@@ -167,6 +167,8 @@ pub struct LogConfig {
     pub access_log_enabled: bool,
     /// Where start-up messages are copied, with `--startup-log`.
     pub startup_log: Option<PathBuf>,
+    /// Size at which the log files are rotated (`--rotate-logs`, `--max-log-size`).
+    pub rotate_at: Option<u64>,
     /// What an access log line holds (`--access-log-format`).
     pub access_log_format: AccessFormat,
     /// Where the log files are (`--log-directory`, else the server root); the
@@ -304,6 +306,8 @@ impl Config {
             access_log_name,
             startup_log_name,
             access_log_format,
+            rotate_logs,
+            max_log_size,
             host_access_script,
             auth_user_script,
             auth_type,
@@ -475,6 +479,9 @@ impl Config {
                 .then(|| log_directory.join(&access_log_name)),
             access_log_enabled: access_log,
             access_log_format,
+            // mod_wsgi-express: logging to the terminal turns rotation off.
+            rotate_at: (rotate_logs && !log_to_terminal)
+                .then(|| max_log_size.saturating_mul(1024 * 1024)),
             startup_log: startup_log.then(|| log_directory.join(&startup_log_name)),
             log_directory,
         };

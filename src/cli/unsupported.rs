@@ -129,8 +129,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("server-mpm",                 Repeated, APACHE,        "NAME",                  "Apache processing model to prefer: event, worker or prefork."),
     option("verbose-debugging",          Flag,     LOGGING,       "",                      "Log details of how each request is handled."),
     option("error-log-format",           Value,    LOGGING,       "FORMAT",                "Apache format string for error log lines."),
-    option("rotate-logs",                Flag,     LOGGING,       "",                      "Rotate the log files once they reach --max-log-size."),
-    option("max-log-size",               Value,    LOGGING,       "MB",                    "Size in megabytes at which a log file is rotated."),
     option("rotatelogs-executable",      Value,    LOGGING,       "FILE-PATH",             "Program that rotates the log files."),
     option("python-eggs",                Value,    PYTHON,        "DIRECTORY-PATH",        "Directory where zipped Python eggs are unpacked."),
     option("python-warnings",            Repeated, PYTHON,        "SPEC",                  "A warnings filter (as with python -W) for the application."),

@@ -57,6 +57,20 @@ impl LocalTime {
         )
     }
 
+    /// The suffix of a rotated log file, as mod_wsgi-express's `rotatelogs` pattern
+    /// `%Y-%m-%d-%H_%M_%S` writes it: `2026-11-25-05_43_55`.
+    pub(crate) fn rotation_stamp(&self) -> String {
+        format!(
+            "{}-{:02}-{:02}-{:02}_{:02}_{:02}",
+            self.tm.tm_year + 1900,
+            self.tm.tm_mon + 1,
+            self.tm.tm_mday,
+            self.tm.tm_hour,
+            self.tm.tm_min,
+            self.tm.tm_sec
+        )
+    }
+
     /// The access log's stamp (Apache `%t` without brackets): `25/Nov/2026:05:43:55 +0000`.
     pub(crate) fn access_log_stamp(&self) -> String {
         let offset_minutes = self.tm.tm_gmtoff / 60;

@@ -5,18 +5,15 @@ use crate::cli::Config;
 use crate::logs::Level;
 use crate::logs::access_log::AccessLog;
 use crate::logs::error_log::{self, Destination};
+use crate::logs::rotate::LogFile;
 
 /// Opens this process's error log: the terminal, or `error_log` in the server root.
 pub fn open_error_log(config: &Config) {
     let destination = if config.logs.log_to_terminal {
         Destination::Stderr
     } else {
-        match fs_err::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&config.logs.error_log)
-        {
-            Ok(file) => Destination::File(file.into_parts().0),
+        match LogFile::open(&config.logs.error_log, config.logs.rotate_at) {
+            Ok(file) => Destination::File(file),
             Err(error) => {
                 crate::logs::write_terminal(&format!(
                     "ferrule: warning: cannot open the error log, using the terminal: {error}\n"
@@ -38,13 +35,9 @@ pub fn open_access_log(config: &Config) -> Option<AccessLog> {
             crate::logs::Destination::Stdout,
             config.logs.access_log_format.clone(),
         )),
-        Some(path) => match fs_err::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
+        Some(path) => match LogFile::open(path, config.logs.rotate_at) {
             Ok(file) => Some(AccessLog::new(
-                crate::logs::Destination::File(file.into_parts().0),
+                crate::logs::Destination::File(file),
                 config.logs.access_log_format.clone(),
             )),
             Err(error) => {

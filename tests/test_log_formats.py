@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import shutil
 import signal
 import threading
 
@@ -322,3 +323,45 @@ def test_issue_21_sigusr1_reopens_the_logs_for_logrotate(ferrule_server, mode_op
     assert "GET /before" in (root / "access_log.1").read_text()
     assert "/after" not in (root / "access_log.1").read_text()
     wait_until(lambda: "failed on purpose" in (root / "error_log").read_text())
+
+
+def test_issue_21_rotatelogs_executable_takes_every_line(ferrule_server, mode_options, tmp_path):
+    # As mod_wsgi-express: `rotatelogs FILE.%Y-%m-%d-%H_%M_%S 1M` reads the logs.
+    rotatelogs = shutil.which("rotatelogs")
+    assert rotatelogs, "rotatelogs (Debian's apache2-utils) is not installed"
+    logs = tmp_path / "logs"
+    server = ferrule_server(
+        APP,
+        *mode_options,
+        "--processes",
+        "3",
+        "--access-log",
+        "--log-directory",
+        str(logs),
+        "--rotate-logs",
+        "--rotatelogs-executable",
+        rotatelogs,
+        "--max-log-size",
+        "1",
+        "--access-log-format",
+        "%{X-Pad}i %U %P",
+    )
+    get_all(server, [f"/n/{i}" for i in range(ROTATION_REQUESTS)], {"X-Pad": PAD})
+    assert server.get("/fail").status_code == 500
+    assert server.stop() == 0
+
+    def every_line_written():
+        lines = []
+        for path in sorted(logs.glob("access_log.*")):
+            lines += path.read_text().splitlines()
+        return lines if len(lines) >= ROTATION_REQUESTS + 1 else None
+
+    lines = wait_until(every_line_written)
+    assert len(lines) == ROTATION_REQUESTS + 1
+    numbers = [int(m[1]) for line in lines if (m := re.fullmatch(PAD + r" /n/(\d+) \d+", line))]
+    assert sorted(numbers) == list(range(ROTATION_REQUESTS))
+    assert len(list(logs.glob("access_log.*"))) >= 2
+    assert not (logs / "access_log").exists()
+    wait_until(
+        lambda: any("failed on purpose" in path.read_text() for path in logs.glob("error_log.*"))
+    )

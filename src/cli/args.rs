@@ -434,6 +434,12 @@ pub(super) struct StartServerArgs {
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Logging")]
     pub(super) max_log_size: u64,
 
+    /// With --rotate-logs, pipe the logs through this program instead of rotating them
+    /// natively, as mod_wsgi-express does: `PROGRAM FILE.%Y-%m-%d-%H_%M_%S NM` (Apache's
+    /// rotatelogs, from Debian's apache2-utils).
+    #[arg(long, value_name = "FILE-PATH", help_heading = "Logging")]
+    pub(super) rotatelogs_executable: Option<PathBuf>,
+
     /// Format of access log lines: `common` (the default), `combined`, or an Apache
     /// `LogFormat` string of %h %a %l %u %t %r %s %>s %b %B %D %T %m %U %q %H %P %L
     /// %{Header}i %{Header}o %{VAR}e (docs/logs.md).

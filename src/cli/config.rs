@@ -167,13 +167,32 @@ pub struct LogConfig {
     pub access_log_enabled: bool,
     /// Where start-up messages are copied, with `--startup-log`.
     pub startup_log: Option<PathBuf>,
-    /// Size at which the log files are rotated (`--rotate-logs`, `--max-log-size`).
+    /// Size at which the log files are rotated natively (`--rotate-logs`,
+    /// `--max-log-size`); `None` with a rotatelogs program.
     pub rotate_at: Option<u64>,
+    /// `--rotate-logs --rotatelogs-executable`: the program the logs are piped through.
+    pub rotatelogs: Option<RotateLogsPipe>,
     /// What an access log line holds (`--access-log-format`).
     pub access_log_format: AccessFormat,
     /// Where the log files are (`--log-directory`, else the server root); the
     /// supervisor makes it when missing.
     pub log_directory: PathBuf,
+}
+
+/// The program that rotates the logs and what it reads.
+#[derive(Clone, Debug)]
+pub struct RotateLogsPipe {
+    pub executable: PathBuf,
+    pub max_log_size_mb: u64,
+    pub logs: Vec<PipedLog>,
+}
+
+/// One log piped through the program: every process writes `fifo`; the program writes
+/// `target.%Y-%m-%d-%H_%M_%S`.
+#[derive(Clone, Debug)]
+pub struct PipedLog {
+    pub fifo: PathBuf,
+    pub target: PathBuf,
 }
 
 /// A problem with the command line, naming the option and the value at fault.
@@ -308,6 +327,7 @@ impl Config {
             access_log_format,
             rotate_logs,
             max_log_size,
+            rotatelogs_executable,
             host_access_script,
             auth_user_script,
             auth_type,
@@ -471,17 +491,45 @@ impl Config {
         if !problems.is_empty() {
             return Err(problems);
         }
+        // --rotatelogs-executable: the logs are FIFOs in the server root that the program
+        // reads (supervisor/piped_logs.rs); every process opens them by those names.
+        // mod_wsgi-express: logging to the terminal turns rotation off.
+        let rotate_logs = rotate_logs && !log_to_terminal;
+        let mut error_log = log_directory.join(&error_log_name);
+        let mut access_log_path =
+            (access_log && !log_to_terminal).then(|| log_directory.join(&access_log_name));
+        let piped = match rotatelogs_executable {
+            Some(executable) if rotate_logs => {
+                let mut logs = vec![PipedLog {
+                    fifo: server_root.join(format!("{error_log_name}.fifo")),
+                    target: error_log.clone(),
+                }];
+                error_log.clone_from(&logs[0].fifo);
+                if let Some(path) = &mut access_log_path {
+                    let fifo = server_root.join(format!("{access_log_name}.fifo"));
+                    logs.push(PipedLog {
+                        fifo: fifo.clone(),
+                        target: std::mem::replace(path, fifo),
+                    });
+                }
+                Some(RotateLogsPipe {
+                    executable: absolute(&executable),
+                    max_log_size_mb: max_log_size,
+                    logs,
+                })
+            }
+            _ => None,
+        };
         let logs = LogConfig {
             level,
             log_to_terminal,
-            error_log: log_directory.join(&error_log_name),
-            access_log: (access_log && !log_to_terminal)
-                .then(|| log_directory.join(&access_log_name)),
+            error_log,
+            access_log: access_log_path,
             access_log_enabled: access_log,
             access_log_format,
-            // mod_wsgi-express: logging to the terminal turns rotation off.
-            rotate_at: (rotate_logs && !log_to_terminal)
+            rotate_at: (rotate_logs && piped.is_none())
                 .then(|| max_log_size.saturating_mul(1024 * 1024)),
+            rotatelogs: piped,
             startup_log: startup_log.then(|| log_directory.join(&startup_log_name)),
             log_directory,
         };

@@ -129,7 +129,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("server-mpm",                 Repeated, APACHE,        "NAME",                  "Apache processing model to prefer: event, worker or prefork."),
     option("verbose-debugging",          Flag,     LOGGING,       "",                      "Log details of how each request is handled."),
     option("error-log-format",           Value,    LOGGING,       "FORMAT",                "Apache format string for error log lines."),
-    option("rotatelogs-executable",      Value,    LOGGING,       "FILE-PATH",             "Program that rotates the log files."),
     option("python-eggs",                Value,    PYTHON,        "DIRECTORY-PATH",        "Directory where zipped Python eggs are unpacked."),
     option("python-warnings",            Repeated, PYTHON,        "SPEC",                  "A warnings filter (as with python -W) for the application."),
     option("shell-executable",           Value,    APACHE,        "FILE-PATH",             "Shell used by the generated control script."),

@@ -19,6 +19,7 @@ mod children;
 mod control_script;
 mod listen;
 mod pid_file;
+mod piped_logs;
 mod privileges;
 mod recycle;
 mod signals;

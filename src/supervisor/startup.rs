@@ -46,6 +46,14 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     if let Err(status) = create_server_root(config) {
         return status;
     }
+    if let Some(pipe) = &config.logs.rotatelogs {
+        if let Err(message) =
+            super::piped_logs::start(&pipe.executable, pipe.max_log_size_mb, &pipe.logs)
+        {
+            crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+            return ExitStatus::Failure;
+        }
+    }
     process::open_error_log(config);
     if let Err(error) = control_script::write(config, argv) {
         error_log::log(

@@ -365,3 +365,30 @@ def test_issue_21_rotatelogs_executable_takes_every_line(ferrule_server, mode_op
     wait_until(
         lambda: any("failed on purpose" in path.read_text() for path in logs.glob("error_log.*"))
     )
+
+
+def test_issue_21_verbose_debugging_logs_each_request_s_way(ferrule_server, mode_options):
+    server = ferrule_server(APP, *mode_options, "--verbose-debugging")
+    assert server.get("/traced").status_code == 200
+    log = wait_until(lambda: "answered: status 200" in server.error_log() and server.error_log())
+    lines = [line for line in log.splitlines() if "[ferrule:debug]" in line]
+    received = [line for line in lines if "received: GET /traced" in line]
+    assert len(received) == 1, lines
+    request_id = received[0].split("request ")[1].split()[0]
+    environ_id_line = [
+        line for line in lines if f"request {request_id} answered: status 200" in line
+    ]
+    assert environ_id_line, lines
+    assert any("connection accepted on 127.0.0.1:" in line for line in lines)
+    assert any(f"request {request_id} queued" in line for line in lines)
+    if not mode_options:
+        assert any(
+            re.search(
+                rf"request {request_id} \(GET /traced\) sent to daemon process 0 \(pid \d+\)", line
+            )
+            for line in lines
+        ), lines
+    # Without the option, none of it.
+    quiet = ferrule_server(APP, *mode_options)
+    assert quiet.get("/traced").status_code == 200
+    assert "[ferrule:debug]" not in quiet.error_log()

@@ -434,6 +434,11 @@ pub(super) struct StartServerArgs {
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Logging")]
     pub(super) max_log_size: u64,
 
+    /// Log each request's way through the server (accepted, received, handed to which
+    /// daemon process, answered) at level debug, whatever --log-level says.
+    #[arg(long, help_heading = "Logging")]
+    pub(super) verbose_debugging: bool,
+
     /// With --rotate-logs, pipe the logs through this program instead of rotating them
     /// natively, as mod_wsgi-express does: `PROGRAM FILE.%Y-%m-%d-%H_%M_%S NM` (Apache's
     /// rotatelogs, from Debian's apache2-utils).

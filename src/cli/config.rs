@@ -170,6 +170,8 @@ pub struct LogConfig {
     /// Size at which the log files are rotated natively (`--rotate-logs`,
     /// `--max-log-size`); `None` with a rotatelogs program.
     pub rotate_at: Option<u64>,
+    /// `--verbose-debugging`: each request's way through the server at level debug.
+    pub verbose_debugging: bool,
     /// `--rotate-logs --rotatelogs-executable`: the program the logs are piped through.
     pub rotatelogs: Option<RotateLogsPipe>,
     /// What an access log line holds (`--access-log-format`).
@@ -328,6 +330,7 @@ impl Config {
             rotate_logs,
             max_log_size,
             rotatelogs_executable,
+            verbose_debugging,
             host_access_script,
             auth_user_script,
             auth_type,
@@ -530,6 +533,7 @@ impl Config {
             rotate_at: (rotate_logs && piped.is_none())
                 .then(|| max_log_size.saturating_mul(1024 * 1024)),
             rotatelogs: piped,
+            verbose_debugging,
             startup_log: startup_log.then(|| log_directory.join(&startup_log_name)),
             log_directory,
         };

@@ -127,7 +127,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("setenv",                     Tuple(2), URLS,          "KEY VALUE",             "Add a name and value to every request's WSGI environ."),
     option("passenv",                    Repeated, URLS,          "KEY",                   "Copy a process environment variable into every request's WSGI environ."),
     option("server-mpm",                 Repeated, APACHE,        "NAME",                  "Apache processing model to prefer: event, worker or prefork."),
-    option("verbose-debugging",          Flag,     LOGGING,       "",                      "Log details of how each request is handled."),
     option("error-log-format",           Value,    LOGGING,       "FORMAT",                "Apache format string for error log lines."),
     option("python-eggs",                Value,    PYTHON,        "DIRECTORY-PATH",        "Directory where zipped Python eggs are unpacked."),
     option("python-warnings",            Repeated, PYTHON,        "SPEC",                  "A warnings filter (as with python -W) for the application."),

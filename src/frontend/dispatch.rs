@@ -66,6 +66,15 @@ impl Service {
     ) -> Reply {
         // Made here, where the request arrived, so that every log line about it can name it.
         let request_id = handoff::RequestId::generate();
+        if crate::logs::error_log::verbose() {
+            crate::logs::error_log::trace(
+                Some(&self.connection.remote_addr.to_string()),
+                &format!(
+                    "request {request_id} received: {} {}",
+                    parts.method, parts.uri
+                ),
+            );
+        }
         let asked = Asked {
             method: parts.method.clone(),
             target: parts.uri.clone(),
@@ -143,6 +152,12 @@ impl Service {
         {
             return self.to_reply(response, access, asked);
         }
+        if crate::logs::error_log::verbose() {
+            crate::logs::error_log::trace(
+                Some(&self.connection.remote_addr.to_string()),
+                &format!("request {request_id} queued for an application thread"),
+            );
+        }
         let response = match &self.backend {
             Backend::Embedded(executor) => {
                 let changed = match &self.config.reload_watch {
@@ -189,6 +204,15 @@ impl Service {
                 "The requested URL was not found on this server.",
             ),
         };
+        if crate::logs::error_log::verbose() {
+            crate::logs::error_log::trace(
+                Some(&self.connection.remote_addr.to_string()),
+                &format!(
+                    "request {request_id} answered: status {}",
+                    response.status.as_u16()
+                ),
+            );
+        }
         self.to_reply(response, access, asked)
     }
 

@@ -76,6 +76,27 @@ pub fn init(level: Level, destination: Destination) {
     });
 }
 
+/// `--verbose-debugging`: each request's way through the server is logged.
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns `--verbose-debugging` on for this process.
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// True with `--verbose-debugging`: callers test it before formatting a trace line.
+pub fn verbose() -> bool {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A `--verbose-debugging` line: written at level debug whatever `--log-level` says (the
+/// option asks for them), through the log writer like every line of the reactor.
+pub fn trace(remote: Option<&str>, message: &str) {
+    if verbose() {
+        write_line(Level::Debug, "ferrule", remote, message);
+    }
+}
+
 /// True when a message of `level` would be written.
 pub fn enabled(level: Level) -> bool {
     level <= ERROR_LOG.get().map_or(Level::Warn, |log| log.level)
@@ -91,6 +112,10 @@ pub fn log_with_context(level: Level, module: &str, remote: Option<&str>, messag
     if !enabled(level) {
         return;
     }
+    write_line(level, module, remote, message);
+}
+
+fn write_line(level: Level, module: &str, remote: Option<&str>, message: &str) {
     let stamp = LocalTime::now().error_log_stamp();
     let pid = std::process::id();
     // SAFETY: gettid has no preconditions.

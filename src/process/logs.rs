@@ -23,6 +23,7 @@ pub fn open_error_log(config: &Config) {
         }
     };
     error_log::init(config.logs.level, destination);
+    error_log::set_verbose(config.logs.verbose_debugging);
 }
 
 /// Opens the access log when `--access-log` is on: stdout, or the file configured.

@@ -392,3 +392,21 @@ def test_issue_21_verbose_debugging_logs_each_request_s_way(ferrule_server, mode
     quiet = ferrule_server(APP, *mode_options)
     assert quiet.get("/traced").status_code == 200
     assert "[ferrule:debug]" not in quiet.error_log()
+
+
+def test_issue_21_error_log_format(ferrule_server, mode_options):
+    server = ferrule_server(APP, *mode_options, "--error-log-format", "%l|%m|%P|%a|%M")
+    assert server.get("/fail").status_code == 500
+    log = wait_until(lambda: "failed on purpose" in server.error_log() and server.error_log())
+    traceback = [line for line in log.splitlines() if line.startswith("error|wsgi|")]
+    assert any(line.endswith("|Traceback (most recent call last):") for line in traceback), log
+    assert any("RuntimeError: failed on purpose for the error log" in line for line in traceback)
+    _, _, pid, client, _ = traceback[0].split("|", 4)
+    assert int(pid) in server_pids(server)
+    assert client.startswith("127.0.0.1:")
+
+
+def test_issue_21_an_unknown_error_log_directive_is_refused_by_name(ferrule_server):
+    server = ferrule_server(APP, "--error-log-format", "%M %F", wait=False)
+    assert server.process.wait(30) == 2
+    assert "--error-log-format" in server.stderr() and "%F" in server.stderr()

@@ -434,6 +434,11 @@ pub(super) struct StartServerArgs {
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Logging")]
     pub(super) max_log_size: u64,
 
+    /// Shape of error log lines: an Apache `ErrorLogFormat` string of %t %{u}t %l %m %P %T
+    /// %a %M (docs/logs.md); Apache's usual shape by default.
+    #[arg(long, value_name = "FORMAT", help_heading = "Logging")]
+    pub(super) error_log_format: Option<String>,
+
     /// Log each request's way through the server (accepted, received, handed to which
     /// daemon process, answered) at level debug, whatever --log-level says.
     #[arg(long, help_heading = "Logging")]

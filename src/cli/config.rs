@@ -15,6 +15,7 @@ use super::args::StartServerArgs;
 use super::environment::ProcessRole;
 use crate::logs::Level;
 use crate::logs::access_format::AccessFormat;
+use crate::logs::error_format::ErrorFormat;
 
 /// What the command line asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +171,8 @@ pub struct LogConfig {
     /// Size at which the log files are rotated natively (`--rotate-logs`,
     /// `--max-log-size`); `None` with a rotatelogs program.
     pub rotate_at: Option<u64>,
+    /// `--error-log-format`; `None`: Apache's default shape.
+    pub error_log_format: Option<ErrorFormat>,
     /// `--verbose-debugging`: each request's way through the server at level debug.
     pub verbose_debugging: bool,
     /// `--rotate-logs --rotatelogs-executable`: the program the logs are piped through.
@@ -256,6 +259,10 @@ pub enum ConfigError {
     AccessLogFormat {
         error: crate::logs::access_format::FormatError,
     },
+    #[error("--error-log-format: {error}\nhint: docs/logs.md lists the directives ferrule writes")]
+    ErrorLogFormat {
+        error: crate::logs::error_format::ErrorFormatError,
+    },
     #[error("cannot determine the current directory: {source}")]
     NoCurrentDirectory { source: std::io::Error },
 }
@@ -331,6 +338,7 @@ impl Config {
             max_log_size,
             rotatelogs_executable,
             verbose_debugging,
+            error_log_format,
             host_access_script,
             auth_user_script,
             auth_type,
@@ -482,6 +490,11 @@ impl Config {
         let log_to_terminal = (log_to_terminal && log_directory.is_none()) || debug_mode;
         let log_directory =
             log_directory.map_or_else(|| server_root.clone(), |path| absolute(&path));
+        let error_log_format = error_log_format.and_then(|format| {
+            ErrorFormat::parse(&format)
+                .map_err(|error| problems.push(ConfigError::ErrorLogFormat { error }))
+                .ok()
+        });
         let access_log_format =
             match AccessFormat::parse(access_log_format.as_deref().unwrap_or("common")) {
                 Ok(format) => format,
@@ -534,6 +547,7 @@ impl Config {
                 .then(|| max_log_size.saturating_mul(1024 * 1024)),
             rotatelogs: piped,
             verbose_debugging,
+            error_log_format,
             startup_log: startup_log.then(|| log_directory.join(&startup_log_name)),
             log_directory,
         };

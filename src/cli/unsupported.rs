@@ -55,7 +55,6 @@ const TLS: &str = "TLS";
 const VIRTUAL_HOSTS: &str = "Virtual hosts";
 const URLS: &str = "URLs and files";
 const PROXYING: &str = "Proxying";
-const LOGGING: &str = "Logging";
 const PYTHON: &str = "Python";
 const DEBUGGING: &str = "Debugging and monitoring";
 const APACHE: &str = "Apache compatibility";
@@ -127,7 +126,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("setenv",                     Tuple(2), URLS,          "KEY VALUE",             "Add a name and value to every request's WSGI environ."),
     option("passenv",                    Repeated, URLS,          "KEY",                   "Copy a process environment variable into every request's WSGI environ."),
     option("server-mpm",                 Repeated, APACHE,        "NAME",                  "Apache processing model to prefer: event, worker or prefork."),
-    option("error-log-format",           Value,    LOGGING,       "FORMAT",                "Apache format string for error log lines."),
     option("python-eggs",                Value,    PYTHON,        "DIRECTORY-PATH",        "Directory where zipped Python eggs are unpacked."),
     option("python-warnings",            Repeated, PYTHON,        "SPEC",                  "A warnings filter (as with python -W) for the application."),
     option("shell-executable",           Value,    APACHE,        "FILE-PATH",             "Shell used by the generated control script."),

@@ -8,6 +8,7 @@
 
 pub mod access_format;
 pub mod access_log;
+pub mod error_format;
 pub mod error_log;
 pub mod rotate;
 mod time;

@@ -71,6 +71,21 @@ impl LocalTime {
         )
     }
 
+    /// The error log's stamp to the second (`ErrorLogFormat`'s `%t`):
+    /// `Wed Nov 25 05:43:55 2026`.
+    pub(crate) fn error_log_stamp_seconds(&self) -> String {
+        format!(
+            "{} {} {:02} {:02}:{:02}:{:02} {}",
+            self.weekday(),
+            self.month(),
+            self.tm.tm_mday,
+            self.tm.tm_hour,
+            self.tm.tm_min,
+            self.tm.tm_sec,
+            self.tm.tm_year + 1900
+        )
+    }
+
     /// The access log's stamp (Apache `%t` without brackets): `25/Nov/2026:05:43:55 +0000`.
     pub(crate) fn access_log_stamp(&self) -> String {
         let offset_minutes = self.tm.tm_gmtoff / 60;

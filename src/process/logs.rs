@@ -22,7 +22,11 @@ pub fn open_error_log(config: &Config) {
             }
         }
     };
-    error_log::init(config.logs.level, destination);
+    error_log::init(
+        config.logs.level,
+        destination,
+        config.logs.error_log_format.clone(),
+    );
     error_log::set_verbose(config.logs.verbose_debugging);
 }
 

@@ -14,9 +14,11 @@ run: develop
 
 test: system-deps check-rust test-rust develop lint-python test-python
 
-# Debian packages the tests use (strace observes sendfile); installed when missing.
+# Debian packages the tests use (strace observes sendfile; apache2-utils has rotatelogs);
+# installed when missing.
 system-deps:
 	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
+	@command -v rotatelogs >/dev/null || { apt-get update -qq && apt-get install -y -qq apache2-utils; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

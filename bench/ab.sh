@@ -1,6 +1,7 @@
 #!/bin/bash
-# A/B of one Ferrule build on hello: bench/ab.sh VENV embedded|daemon [auth]
-# (auth: behind --auth-user-script apps/auth_users.py, every request with Basic credentials)
+# A/B of one Ferrule build on hello: bench/ab.sh VENV embedded|daemon [auth|access]
+# (auth: behind --auth-user-script apps/auth_users.py, every request with Basic credentials;
+# access: with --access-log in the combined format)
 # Server pinned to CPU 0, wrk -t1 -c32 -d10s on CPU 1, system calls counted with perf over 5 s
 # (divided by the requests wrk completed), and CPU µs per request over the measured run:
 # the whole process tree's, and the supervisor's alone (in daemon mode: the front end's).
@@ -8,6 +9,9 @@
 VENV=$1; MODE=$2; PORT=$((20000 + RANDOM % 10000)); ROOT=$(mktemp -d)
 EXTRA=""; [ "$MODE" = embedded ] && EXTRA="--embedded-mode"
 HEADER=()
+if [ "$3" = access ]; then
+    EXTRA="$EXTRA --access-log --access-log-format combined"
+fi
 if [ "$3" = auth ]; then
     EXTRA="$EXTRA --auth-user-script $(dirname "$0")/apps/auth_users.py"
     HEADER=(-H "Authorization: Basic $(printf bench:secret | base64)")

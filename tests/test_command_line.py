@@ -188,8 +188,8 @@ def test_options_not_built_yet_are_refused_by_name(arguments):
 
 def test_unsupported_options_are_all_reported_together():
     result = run_ferrule(
-        "start-server", str(APPS / "environ.wsgi"), "--https-only", "--rotate-logs"
+        "start-server", str(APPS / "environ.wsgi"), "--https-only", "--server-metrics"
     )
     assert result.returncode == 2
     assert "--https-only" in result.stderr
-    assert "--rotate-logs" in result.stderr
+    assert "--server-metrics" in result.stderr

@@ -16,6 +16,15 @@ pub(super) const DEFAULT_THREADS: usize = 5;
 pub(super) const DEFAULT_CALLABLE_OBJECT: &str = "application";
 /// mod_wsgi-express's default error log level (Apache's `LogLevel`).
 pub(super) const DEFAULT_LOG_LEVEL: &str = "warn";
+
+/// mod_wsgi-express's file names in the log directory (`--error-log-name`,
+/// `--access-log-name`, `--startup-log-name`).
+pub(super) const DEFAULT_ERROR_LOG_NAME: &str = "error_log";
+pub(super) const DEFAULT_ACCESS_LOG_NAME: &str = "access_log";
+pub(super) const DEFAULT_STARTUP_LOG_NAME: &str = "startup_log";
+
+/// mod_wsgi-express's `--max-log-size`, in megabytes.
+pub(super) const DEFAULT_MAX_LOG_SIZE: u64 = 5;
 /// Seconds the server waits for requests in progress when stopping (mod_wsgi-express's
 /// `--shutdown-timeout`).
 pub(super) const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 5;
@@ -458,9 +467,58 @@ pub(super) struct StartServerArgs {
     #[arg(long, value_name = "FILE-PATH", help_heading = "Server")]
     pub(super) pid_file: Option<PathBuf>,
 
-    /// Write the messages of server start-up to a log file in the server root as well.
+    /// Write the messages of server start-up to a log file in the log directory as well.
     #[arg(long, help_heading = "Logging")]
     pub(super) startup_log: bool,
+
+    /// Directory for the log files; the server root by default. Given, it also wins over
+    /// --log-to-terminal, as in mod_wsgi-express.
+    #[arg(long, value_name = "DIRECTORY-PATH", help_heading = "Logging")]
+    pub(super) log_directory: Option<PathBuf>,
+
+    /// File name of the error log in the log directory.
+    #[arg(long, default_value = DEFAULT_ERROR_LOG_NAME, value_name = "FILE-NAME", help_heading = "Logging")]
+    pub(super) error_log_name: String,
+
+    /// File name of the access log in the log directory.
+    #[arg(long, default_value = DEFAULT_ACCESS_LOG_NAME, value_name = "FILE-NAME", help_heading = "Logging")]
+    pub(super) access_log_name: String,
+
+    /// File name of the start-up log in the log directory.
+    #[arg(long, default_value = DEFAULT_STARTUP_LOG_NAME, value_name = "FILE-NAME", help_heading = "Logging")]
+    pub(super) startup_log_name: String,
+
+    /// Rotate the error and access logs when they reach --max-log-size: the full file is
+    /// renamed NAME.YYYY-mm-dd-HH_MM_SS and a new one started (docs/logs.md).
+    #[arg(long, help_heading = "Logging")]
+    pub(super) rotate_logs: bool,
+
+    /// Size in megabytes at which --rotate-logs rotates a log file.
+    #[arg(long, default_value_t = DEFAULT_MAX_LOG_SIZE, value_name = "MB",
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Logging")]
+    pub(super) max_log_size: u64,
+
+    /// Shape of error log lines: an Apache `ErrorLogFormat` string of %t %{u}t %l %m %P %T
+    /// %a %M (docs/logs.md); Apache's usual shape by default.
+    #[arg(long, value_name = "FORMAT", help_heading = "Logging")]
+    pub(super) error_log_format: Option<String>,
+
+    /// Log each request's way through the server (accepted, received, handed to which
+    /// daemon process, answered) at level debug, whatever --log-level says.
+    #[arg(long, help_heading = "Logging")]
+    pub(super) verbose_debugging: bool,
+
+    /// With --rotate-logs, pipe the logs through this program instead of rotating them
+    /// natively, as mod_wsgi-express does: `PROGRAM FILE.%Y-%m-%d-%H_%M_%S NM` (Apache's
+    /// rotatelogs, from Debian's apache2-utils).
+    #[arg(long, value_name = "FILE-PATH", help_heading = "Logging")]
+    pub(super) rotatelogs_executable: Option<PathBuf>,
+
+    /// Format of access log lines: `common` (the default), `combined`, or an Apache
+    /// `LogFormat` string of %h %a %l %u %t %r %s %>s %b %B %D %T %m %U %q %H %P %L
+    /// %{Header}i %{Header}o %{VAR}e (docs/logs.md).
+    #[arg(long, value_name = "FORMAT", help_heading = "Logging")]
+    pub(super) access_log_format: Option<String>,
 
     /// Python script whose `allow_access(environ, host)` decides, before anything else,
     /// whether the client's host may make the request (403 when it returns False).

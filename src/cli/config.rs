@@ -14,6 +14,8 @@ use super::access::{self, AccessArgs, AccessConfig};
 use super::args::StartServerArgs;
 use super::environment::ProcessRole;
 use crate::logs::Level;
+use crate::logs::access_format::AccessFormat;
+use crate::logs::error_format::ErrorFormat;
 
 /// What the command line asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,6 +191,36 @@ pub struct LogConfig {
     pub access_log_enabled: bool,
     /// Where start-up messages are copied, with `--startup-log`.
     pub startup_log: Option<PathBuf>,
+    /// Size at which the log files are rotated natively (`--rotate-logs`,
+    /// `--max-log-size`); `None` with a rotatelogs program.
+    pub rotate_at: Option<u64>,
+    /// `--error-log-format`; `None`: Apache's default shape.
+    pub error_log_format: Option<ErrorFormat>,
+    /// `--verbose-debugging`: each request's way through the server at level debug.
+    pub verbose_debugging: bool,
+    /// `--rotate-logs --rotatelogs-executable`: the program the logs are piped through.
+    pub rotatelogs: Option<RotateLogsPipe>,
+    /// What an access log line holds (`--access-log-format`).
+    pub access_log_format: AccessFormat,
+    /// Where the log files are (`--log-directory`, else the server root); the
+    /// supervisor makes it when missing.
+    pub log_directory: PathBuf,
+}
+
+/// The program that rotates the logs and what it reads.
+#[derive(Clone, Debug)]
+pub struct RotateLogsPipe {
+    pub executable: PathBuf,
+    pub max_log_size_mb: u64,
+    pub logs: Vec<PipedLog>,
+}
+
+/// One log piped through the program: every process writes `fifo`; the program writes
+/// `target.%Y-%m-%d-%H_%M_%S`.
+#[derive(Clone, Debug)]
+pub struct PipedLog {
+    pub fifo: PathBuf,
+    pub target: PathBuf,
 }
 
 /// A problem with the command line, naming the option and the value at fault.
@@ -260,6 +292,14 @@ pub enum ConfigError {
         "{option} with --auth-user-script or --host-access-script is not supported yet: static files are served without Python, so the scripts would not protect them\nhint: serve those files from the application, or leave out the scripts"
     )]
     StaticFilesWithAccessScripts { option: &'static str },
+    #[error("--access-log-format: {error}\nhint: docs/logs.md lists the directives ferrule writes")]
+    AccessLogFormat {
+        error: crate::logs::access_format::FormatError,
+    },
+    #[error("--error-log-format: {error}\nhint: docs/logs.md lists the directives ferrule writes")]
+    ErrorLogFormat {
+        error: crate::logs::error_format::ErrorFormatError,
+    },
     #[error("cannot determine the current directory: {source}")]
     NoCurrentDirectory { source: std::io::Error },
 }
@@ -337,6 +377,16 @@ impl Config {
             process_name,
             pid_file,
             startup_log,
+            log_directory,
+            error_log_name,
+            access_log_name,
+            startup_log_name,
+            access_log_format,
+            rotate_logs,
+            max_log_size,
+            rotatelogs_executable,
+            verbose_debugging,
+            error_log_format,
             host_access_script,
             auth_user_script,
             auth_type,
@@ -505,19 +555,71 @@ impl Config {
             processes.map_or(1, |count| count as usize)
         };
         let threads = if debug_mode { 1 } else { threads };
-        // Debug mode keeps the terminal: the error log goes there too.
-        let log_to_terminal = log_to_terminal || debug_mode;
+        // An explicit --log-directory wins over --log-to-terminal (mod_wsgi-express's
+        // rule); debug mode keeps the terminal all the same, for pdb.
+        let log_to_terminal = (log_to_terminal && log_directory.is_none()) || debug_mode;
+        let log_directory =
+            log_directory.map_or_else(|| server_root.clone(), |path| absolute(&path));
+        let error_log_format = error_log_format.and_then(|format| {
+            ErrorFormat::parse(&format)
+                .map_err(|error| problems.push(ConfigError::ErrorLogFormat { error }))
+                .ok()
+        });
+        let access_log_format =
+            match AccessFormat::parse(access_log_format.as_deref().unwrap_or("common")) {
+                Ok(format) => format,
+                Err(error) => {
+                    problems.push(ConfigError::AccessLogFormat { error });
+                    AccessFormat::parse("common").unwrap_or_else(|_| unreachable!("common parses"))
+                }
+            };
 
         if !problems.is_empty() {
             return Err(problems);
         }
+        // --rotatelogs-executable: the logs are FIFOs in the server root that the program
+        // reads (supervisor/piped_logs.rs); every process opens them by those names.
+        // mod_wsgi-express: logging to the terminal turns rotation off.
+        let rotate_logs = rotate_logs && !log_to_terminal;
+        let mut error_log = log_directory.join(&error_log_name);
+        let mut access_log_path =
+            (access_log && !log_to_terminal).then(|| log_directory.join(&access_log_name));
+        let piped = match rotatelogs_executable {
+            Some(executable) if rotate_logs => {
+                let mut logs = vec![PipedLog {
+                    fifo: server_root.join(format!("{error_log_name}.fifo")),
+                    target: error_log.clone(),
+                }];
+                error_log.clone_from(&logs[0].fifo);
+                if let Some(path) = &mut access_log_path {
+                    let fifo = server_root.join(format!("{access_log_name}.fifo"));
+                    logs.push(PipedLog {
+                        fifo: fifo.clone(),
+                        target: std::mem::replace(path, fifo),
+                    });
+                }
+                Some(RotateLogsPipe {
+                    executable: absolute(&executable),
+                    max_log_size_mb: max_log_size,
+                    logs,
+                })
+            }
+            _ => None,
+        };
         let logs = LogConfig {
             level,
             log_to_terminal,
-            error_log: server_root.join("error_log"),
-            access_log: (access_log && !log_to_terminal).then(|| server_root.join("access_log")),
+            error_log,
+            access_log: access_log_path,
             access_log_enabled: access_log,
-            startup_log: startup_log.then(|| server_root.join("startup_log")),
+            access_log_format,
+            rotate_at: (rotate_logs && piped.is_none())
+                .then(|| max_log_size.saturating_mul(1024 * 1024)),
+            rotatelogs: piped,
+            verbose_debugging,
+            error_log_format,
+            startup_log: startup_log.then(|| log_directory.join(&startup_log_name)),
+            log_directory,
         };
         Ok(Self {
             action,

@@ -18,7 +18,7 @@ use clap::{CommandFactory, FromArgMatches};
 pub use access::{AccessConfig, AuthScheme, UserAuthentication};
 pub use config::{
     Action, ApplicationConfig, ApplicationTarget, Config, ConfigError, LogConfig, OperatingMode,
-    ProcessConfig, ServerConfig,
+    PipedLog, ProcessConfig, RotateLogsPipe, ServerConfig,
 };
 pub use environment::{
     CONTRACT_VARIABLES, CONTROL_SCRIPT_ENV, DAEMON_SOCKET_ENV, LISTENER_FD_ENV, PROCESS_INDEX_ENV,

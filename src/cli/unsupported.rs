@@ -55,7 +55,6 @@ const TLS: &str = "TLS";
 const VIRTUAL_HOSTS: &str = "Virtual hosts";
 const URLS: &str = "URLs and files";
 const PROXYING: &str = "Proxying";
-const LOGGING: &str = "Logging";
 const PYTHON: &str = "Python";
 const DEBUGGING: &str = "Debugging and monitoring";
 const APACHE: &str = "Apache compatibility";
@@ -119,16 +118,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("setenv",                     Tuple(2), URLS,          "KEY VALUE",             "Add a name and value to every request's WSGI environ."),
     option("passenv",                    Repeated, URLS,          "KEY",                   "Copy a process environment variable into every request's WSGI environ."),
     option("server-mpm",                 Repeated, APACHE,        "NAME",                  "Apache processing model to prefer: event, worker or prefork."),
-    option("log-directory",              Value,    LOGGING,       "DIRECTORY-PATH",        "Directory for the log files instead of the server root."),
-    option("verbose-debugging",          Flag,     LOGGING,       "",                      "Log details of how each request is handled."),
-    option("access-log-format",          Value,    LOGGING,       "FORMAT",                "Format of access log lines: common, combined or an Apache format string."),
-    option("error-log-format",           Value,    LOGGING,       "FORMAT",                "Apache format string for error log lines."),
-    option("error-log-name",             Value,    LOGGING,       "FILE-NAME",             "File name of the error log."),
-    option("access-log-name",            Value,    LOGGING,       "FILE-NAME",             "File name of the access log."),
-    option("startup-log-name",           Value,    LOGGING,       "FILE-NAME",             "File name of the start-up log."),
-    option("rotate-logs",                Flag,     LOGGING,       "",                      "Rotate the log files once they reach --max-log-size."),
-    option("max-log-size",               Value,    LOGGING,       "MB",                    "Size in megabytes at which a log file is rotated."),
-    option("rotatelogs-executable",      Value,    LOGGING,       "FILE-PATH",             "Program that rotates the log files."),
     option("python-eggs",                Value,    PYTHON,        "DIRECTORY-PATH",        "Directory where zipped Python eggs are unpacked."),
     option("python-warnings",            Repeated, PYTHON,        "SPEC",                  "A warnings filter (as with python -W) for the application."),
     option("shell-executable",           Value,    APACHE,        "FILE-PATH",             "Shell used by the generated control script."),

@@ -434,6 +434,15 @@ impl DaemonPool {
                 );
             }
         };
+        if error_log::verbose() {
+            error_log::trace(
+                Some(&connection.remote_addr.to_string()),
+                &format!(
+                    "request {request_id} ({description}) sent to daemon process {} (pid {})",
+                    daemon.slot, daemon.pid
+                ),
+            );
+        }
         let (expire_tx, expire_rx) = oneshot::channel();
         let request_id = self.begin(daemon.pid, description.clone(), expire_tx);
         let (response_done_tx, response_done_rx) = oneshot::channel();

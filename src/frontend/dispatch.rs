@@ -62,22 +62,42 @@ impl Service {
     }
 
     pub(super) async fn dispatch(&self, parts: http::request::Parts, body: IncomingBody) -> Reply {
+        // Made here, where the request arrived, so that every log line about it can name it.
+        let request_id = handoff::RequestId::generate();
+        let peer = self.connection.remote_addr.to_string();
+        if crate::logs::error_log::verbose() {
+            crate::logs::error_log::trace(
+                Some(&peer),
+                &format!(
+                    "request {request_id} received: {} {}",
+                    parts.method, parts.uri
+                ),
+            );
+        }
         let asked = Asked {
             method: parts.method.clone(),
             target: parts.uri.clone(),
         };
-        let access = self.config.access_log.as_ref().map(|_| AccessRecord {
-            remote_host: self.connection.remote_addr.ip().to_canonical().to_string(),
-            request_line: format!("{} {} {:?}", parts.method, parts.uri, parts.version),
-            status: 0,
-            body_bytes: 0,
-        });
+        let mut access = self
+            .config
+            .access_log
+            .as_ref()
+            .map(|log| log.begin(self.connection.remote_addr.ip(), &parts, &request_id));
         // Kept only when an error may be answered with a document asked for with them.
         let original = (!self.config.error_documents.is_empty())
             .then(|| (parts.headers.clone(), parts.version));
-        let mut response = self.respond(parts, body).await;
+        let mut response = self.respond(parts, body, request_id, &mut access).await;
         if let Some((headers, version)) = original {
             response = self.replace_error(response, &headers, version).await;
+        }
+        if crate::logs::error_log::verbose() {
+            crate::logs::error_log::trace(
+                Some(&peer),
+                &format!(
+                    "request {request_id} answered: status {}",
+                    response.status.as_u16()
+                ),
+            );
         }
         self.to_reply(response, access, asked)
     }
@@ -87,9 +107,9 @@ impl Service {
         &self,
         mut parts: http::request::Parts,
         body: IncomingBody,
+        request_id: handoff::RequestId,
+        access: &mut Option<AccessRecord>,
     ) -> handoff::Response {
-        // Made here, where the request arrived, so that every log line about it can name it.
-        let request_id = handoff::RequestId::generate();
         let target = crate::handoff::request_path::request_target(&parts.uri);
         if let Verdict::Answer(response) = request_checks::check(&parts.method, target.as_bytes()) {
             return response;
@@ -106,7 +126,20 @@ impl Service {
             target.as_bytes(),
             &parts.headers,
         ) {
-            crate::auth::Verdict::Continue(access_check) => access_check,
+            crate::auth::Verdict::Continue(access_check) => {
+                // `%u`: as Apache, the user the credentials name, also when the script
+                // then refuses them.
+                if let (Some(record), Some(check)) = (access.as_mut(), access_check.as_ref()) {
+                    record.user = check
+                        .credentials
+                        .as_ref()
+                        .map(|credentials| match credentials {
+                            handoff::Credentials::Basic { user, .. }
+                            | handoff::Credentials::Digest { user, .. } => user.clone(),
+                        });
+                }
+                access_check
+            }
             crate::auth::Verdict::Answer(response) => return response,
         };
         if let Some(response) = self.refuse_declared_body_over_limit(&parts.headers) {
@@ -142,6 +175,12 @@ impl Service {
             .await
         {
             return response;
+        }
+        if crate::logs::error_log::verbose() {
+            crate::logs::error_log::trace(
+                Some(&self.connection.remote_addr.to_string()),
+                &format!("request {request_id} queued for an application thread"),
+            );
         }
         self.call_backend(parts, body, request_id, access_check)
             .await
@@ -284,10 +323,6 @@ impl Service {
             mut body,
         } = response;
         headers.remove(handoff::SERVER_PAGE);
-        let access = access.map(|mut record| {
-            record.status = status.as_u16();
-            (Arc::clone(&self.config), record)
-        });
         let declared = if is_bodyless(status) {
             // RFC 9110 8.6 and 15.3.5: no body, and nothing that describes one (Apache
             // drops Content-Type on them too). Dropping a stream tells the application
@@ -306,6 +341,13 @@ impl Service {
                 target: asked.target,
             })
         };
+        // After the head lost what a bodyless status must not send: `%{..}o` logs what went.
+        let access = access.map(|mut record| {
+            if let Some(log) = &self.config.access_log {
+                log.response_head(&mut record, status.as_u16(), &headers);
+            }
+            (Arc::clone(&self.config), record)
+        });
         let body = LoggedBody::new(body, access, self.file_slot.clone(), declared);
         if body.closes_connection()
             || self

@@ -125,6 +125,12 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        if crate::logs::error_log::verbose() {
+            crate::logs::error_log::trace(
+                Some(&remote_addr.to_string()),
+                &format!("connection accepted on {local_addr}"),
+            );
+        }
         let info = crate::handoff::ConnectionInfo {
             remote_addr,
             local_addr,

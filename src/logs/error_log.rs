@@ -8,6 +8,7 @@ use std::io::Write;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
+use super::error_format::{ErrorFormat, Piece as FormatPiece};
 use super::time::LocalTime;
 use super::writer::{self, LogId};
 
@@ -58,6 +59,8 @@ pub use super::writer::Destination;
 
 struct ErrorLog {
     level: Level,
+    /// `--error-log-format`; `None`: Apache's default shape (the module doc's).
+    format: Option<ErrorFormat>,
     /// Lines from the reactor go through the log writer thread, so that it never waits on
     /// the disk; other threads write theirs directly.
     sink: LogId,
@@ -66,14 +69,36 @@ struct ErrorLog {
 static ERROR_LOG: OnceLock<ErrorLog> = OnceLock::new();
 
 /// Sets this process's error log. Later calls are ignored: one process, one error log.
-pub fn init(level: Level, destination: Destination) {
+pub fn init(level: Level, destination: Destination, format: Option<ErrorFormat>) {
     if ERROR_LOG.get().is_some() {
         return;
     }
     let _ = ERROR_LOG.set(ErrorLog {
         level,
+        format,
         sink: writer::register(destination, "error log"),
     });
+}
+
+/// `--verbose-debugging`: each request's way through the server is logged.
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns `--verbose-debugging` on for this process.
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// True with `--verbose-debugging`: callers test it before formatting a trace line.
+pub fn verbose() -> bool {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A `--verbose-debugging` line: written at level debug whatever `--log-level` says (the
+/// option asks for them), through the log writer like every line of the reactor.
+pub fn trace(remote: Option<&str>, message: &str) {
+    if verbose() {
+        write_line(Level::Debug, "ferrule", remote, message);
+    }
 }
 
 /// True when a message of `level` would be written.
@@ -91,10 +116,39 @@ pub fn log_with_context(level: Level, module: &str, remote: Option<&str>, messag
     if !enabled(level) {
         return;
     }
-    let stamp = LocalTime::now().error_log_stamp();
+    write_line(level, module, remote, message);
+}
+
+fn write_line(level: Level, module: &str, remote: Option<&str>, message: &str) {
+    let now = LocalTime::now();
     let pid = std::process::id();
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() };
+    if let Some(format) = ERROR_LOG.get().and_then(|log| log.format.as_ref()) {
+        let mut text = String::with_capacity(message.len() + 96);
+        let message = message.strip_suffix('\n').unwrap_or(message);
+        for line in message.split('\n') {
+            for piece in &format.pieces {
+                match piece {
+                    FormatPiece::Text(literal) => text.push_str(literal),
+                    FormatPiece::Time { micros: true } => text.push_str(&now.error_log_stamp()),
+                    FormatPiece::Time { micros: false } => {
+                        text.push_str(&now.error_log_stamp_seconds());
+                    }
+                    FormatPiece::Level => text.push_str(level.name()),
+                    FormatPiece::Module => text.push_str(module),
+                    FormatPiece::Pid => text.push_str(&pid.to_string()),
+                    FormatPiece::Tid => text.push_str(&tid.to_string()),
+                    FormatPiece::Client => text.push_str(remote.unwrap_or("-")),
+                    FormatPiece::Message => text.push_str(line),
+                }
+            }
+            text.push('\n');
+        }
+        write_raw(text.as_bytes());
+        return;
+    }
+    let stamp = now.error_log_stamp();
     let remote = remote
         .map(|addr| format!(" [remote {addr}]"))
         .unwrap_or_default();

@@ -6,8 +6,11 @@
 //! writer thread per process (`writer`), so no caller waits on a disk; a process holds a
 //! [`FlushOnExit`] so that none is lost when it stops. Nothing here knows about Python.
 
+pub mod access_format;
 pub mod access_log;
+pub mod error_format;
 pub mod error_log;
+pub mod rotate;
 mod time;
 mod writer;
 

@@ -15,9 +15,12 @@ const MONTHS: [&str; 12] = [
 
 impl LocalTime {
     pub(crate) fn now() -> Self {
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        Self::at(SystemTime::now())
+    }
+
+    /// The local time of `instant`.
+    pub(crate) fn at(instant: SystemTime) -> Self {
+        let since_epoch = instant.duration_since(UNIX_EPOCH).unwrap_or_default();
         let seconds = libc::time_t::try_from(since_epoch.as_secs()).unwrap_or(0);
         // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid.
         let tm = unsafe {
@@ -50,6 +53,35 @@ impl LocalTime {
             self.tm.tm_min,
             self.tm.tm_sec,
             self.micros,
+            self.tm.tm_year + 1900
+        )
+    }
+
+    /// The suffix of a rotated log file, as mod_wsgi-express's `rotatelogs` pattern
+    /// `%Y-%m-%d-%H_%M_%S` writes it: `2026-11-25-05_43_55`.
+    pub(crate) fn rotation_stamp(&self) -> String {
+        format!(
+            "{}-{:02}-{:02}-{:02}_{:02}_{:02}",
+            self.tm.tm_year + 1900,
+            self.tm.tm_mon + 1,
+            self.tm.tm_mday,
+            self.tm.tm_hour,
+            self.tm.tm_min,
+            self.tm.tm_sec
+        )
+    }
+
+    /// The error log's stamp to the second (`ErrorLogFormat`'s `%t`):
+    /// `Wed Nov 25 05:43:55 2026`.
+    pub(crate) fn error_log_stamp_seconds(&self) -> String {
+        format!(
+            "{} {} {:02} {:02}:{:02}:{:02} {}",
+            self.weekday(),
+            self.month(),
+            self.tm.tm_mday,
+            self.tm.tm_hour,
+            self.tm.tm_min,
+            self.tm.tm_sec,
             self.tm.tm_year + 1900
         )
     }

@@ -20,7 +20,9 @@
 //! written by their callers directly. So are lines in a child that an application
 //! `fork`ed, where the writer thread does not exist.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
+
+use super::rotate::LogFile;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -44,8 +46,9 @@ pub enum Destination {
     Stdout,
     /// The process's standard error (`--log-to-terminal`, and before start-up finished).
     Stderr,
-    /// A file opened for appending; several processes may share it.
-    File(std::fs::File),
+    /// A file opened for appending by name; several processes may share it, and it can
+    /// be rotated and reopened (`rotate.rs`).
+    File(LogFile),
 }
 
 impl Destination {
@@ -53,7 +56,7 @@ impl Destination {
         match self {
             Destination::Stdout => libc::STDOUT_FILENO,
             Destination::Stderr => libc::STDERR_FILENO,
-            Destination::File(file) => file.as_raw_fd(),
+            Destination::File(file) => file.raw_fd(),
         }
     }
 }
@@ -427,6 +430,9 @@ impl Log {
     /// keeps each write whole), in pieces of whole lines of at most `PIPE_BUF` bytes
     /// elsewhere (a longer single line goes alone).
     fn write_lines(&self, mut text: &[u8]) -> std::io::Result<()> {
+        if let Destination::File(file) = &self.destination {
+            file.before_write();
+        }
         let fd = self.destination.raw_fd();
         if !self.cut_for_pipes {
             return write_fd(fd, text);

@@ -19,6 +19,7 @@ mod children;
 mod control_script;
 mod listen;
 mod pid_file;
+mod piped_logs;
 mod privileges;
 mod recycle;
 mod signals;
@@ -171,7 +172,12 @@ async fn serve(
                     );
                 }
             }
-            Event::Restart => children.restart(&mut world),
+            Event::Restart => {
+                // As Apache's graceful restart: the log files are opened again by name
+                // (logrotate moved them); the new processes open them afresh.
+                crate::logs::rotate::reopen_all();
+                children.restart(&mut world);
+            }
             Event::ProcessExited { pid, status } => children.on_exit(pid, status, &mut world),
             Event::Respawn { slot } => children.respawn(slot, &mut world),
             Event::DaemonReady { pid } => children.on_ready(pid, &mut world),

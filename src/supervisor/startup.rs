@@ -46,6 +46,14 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     if let Err(status) = create_server_root(config) {
         return status;
     }
+    if let Some(pipe) = &config.logs.rotatelogs {
+        if let Err(message) =
+            super::piped_logs::start(&pipe.executable, pipe.max_log_size_mb, &pipe.logs)
+        {
+            crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+            return ExitStatus::Failure;
+        }
+    }
     process::open_error_log(config);
     if let Err(error) = control_script::write(config, argv) {
         error_log::log(
@@ -153,8 +161,9 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     status
 }
 
-/// Creates the server root, if it does not exist, open to others for reading only
-/// (whatever the umask): `cli::config` refuses one that others can write.
+/// Creates the server root and the log directory, if they do not exist, open to others
+/// for reading only (whatever the umask): `cli::config` refuses a server root that others
+/// can write.
 fn create_server_root(config: &Config) -> Result<(), ExitStatus> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -165,6 +174,18 @@ fn create_server_root(config: &Config) -> Result<(), ExitStatus> {
             crate::logs::write_terminal(&format!(
                 "ferrule: error: cannot create the --server-root directory '{}': {error}\n",
                 config.server.server_root.display()
+            ));
+            ExitStatus::Failure
+        })?;
+    // `--log-directory`: made when missing, as mod_wsgi-express does.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&config.logs.log_directory)
+        .map_err(|error| {
+            crate::logs::write_terminal(&format!(
+                "ferrule: error: cannot create the --log-directory directory '{}': {error}\n",
+                config.logs.log_directory.display()
             ));
             ExitStatus::Failure
         })

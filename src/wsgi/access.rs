@@ -97,21 +97,7 @@ impl Scripts {
             Some(Credentials::Basic { user, password }) => {
                 let verdict = user_script.call(py, "check_password", (environ, user, password))?;
                 let Some(name) = basic_verdict(&verdict, user)? else {
-                    let why = if verdict.is_none() {
-                        "not found"
-                    } else {
-                        "password mismatch"
-                    };
-                    log(
-                        py,
-                        asking,
-                        &format!(
-                            "user {}: authentication failure for \"{}\": {why}",
-                            printable(user),
-                            asking.target
-                        ),
-                    );
-                    return Ok(Decision::Refuse(auth::unauthorized(&check.challenge)));
+                    return Ok(login_failed(py, asking, check, user, verdict.is_none()));
                 };
                 (name, "Basic")
             }
@@ -134,21 +120,7 @@ impl Scripts {
                     digest::constant_time_eq(expected.as_bytes(), response.as_bytes())
                 };
                 if !matches {
-                    let why = if verdict.is_none() {
-                        "not found"
-                    } else {
-                        "password mismatch"
-                    };
-                    log(
-                        py,
-                        asking,
-                        &format!(
-                            "user {}: authentication failure for \"{}\": {why}",
-                            printable(user),
-                            asking.target
-                        ),
-                    );
-                    return Ok(Decision::Refuse(auth::unauthorized(&check.challenge)));
+                    return Ok(login_failed(py, asking, check, user, verdict.is_none()));
                 }
                 (user.clone(), "Digest")
             }
@@ -227,6 +199,32 @@ fn in_group(groups: &Bound<'_, PyAny>, group: &str) -> PyResult<bool> {
 
 /// A name the client chose, safe in a log line: control characters (a newline would
 /// forge a line) become `\xNN`, as Apache escapes log items.
+/// A login the user script refused: the error-log line Apache writes, and 401 with the
+/// challenge again. `unknown`: the script did not know the user (else: wrong password).
+fn login_failed(
+    py: Python<'_>,
+    asking: &Asking<'_>,
+    check: &AccessCheck,
+    user: &str,
+    unknown: bool,
+) -> Decision {
+    let why = if unknown {
+        "not found"
+    } else {
+        "password mismatch"
+    };
+    log(
+        py,
+        asking,
+        &format!(
+            "user {}: authentication failure for \"{}\": {why}",
+            printable(user),
+            asking.target
+        ),
+    );
+    Decision::Refuse(auth::unauthorized(&check.challenge))
+}
+
 fn printable(name: &str) -> String {
     name.chars()
         .map(|character| {

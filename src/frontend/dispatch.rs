@@ -47,6 +47,16 @@ impl Service {
 }
 
 impl Service {
+    /// A `--verbose-debugging` line about this connection; nothing is formatted without it.
+    fn trace(&self, message: impl FnOnce() -> String) {
+        if crate::logs::error_log::verbose() {
+            crate::logs::error_log::trace(
+                Some(&self.connection.remote_addr.to_string()),
+                &message(),
+            );
+        }
+    }
+
     /// The client's address, for log lines about the connection.
     pub(super) fn remote_addr(&self) -> std::net::SocketAddr {
         self.connection.remote_addr
@@ -64,16 +74,12 @@ impl Service {
     pub(super) async fn dispatch(&self, parts: http::request::Parts, body: IncomingBody) -> Reply {
         // Made here, where the request arrived, so that every log line about it can name it.
         let request_id = handoff::RequestId::generate();
-        let peer = self.connection.remote_addr.to_string();
-        if crate::logs::error_log::verbose() {
-            crate::logs::error_log::trace(
-                Some(&peer),
-                &format!(
-                    "request {request_id} received: {} {}",
-                    parts.method, parts.uri
-                ),
-            );
-        }
+        self.trace(|| {
+            format!(
+                "request {request_id} received: {} {}",
+                parts.method, parts.uri
+            )
+        });
         let asked = Asked {
             method: parts.method.clone(),
             target: parts.uri.clone(),
@@ -90,15 +96,12 @@ impl Service {
         if let Some((headers, version)) = original {
             response = self.replace_error(response, &headers, version).await;
         }
-        if crate::logs::error_log::verbose() {
-            crate::logs::error_log::trace(
-                Some(&peer),
-                &format!(
-                    "request {request_id} answered: status {}",
-                    response.status.as_u16()
-                ),
-            );
-        }
+        self.trace(|| {
+            format!(
+                "request {request_id} answered: status {}",
+                response.status.as_u16()
+            )
+        });
         self.to_reply(response, access, asked)
     }
 
@@ -149,12 +152,8 @@ impl Service {
         // Read a small body before a thread is taken (a slow client then holds memory, not
         // a thread), unless the client waits for `100 Continue`: that is sent when the
         // application reads, as mod_wsgi does.
-        let waits_for_continue = parts
-            .headers
-            .get(http::header::EXPECT)
-            .is_some_and(|expect| expect.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         if !body.is_end_stream()
-            && !waits_for_continue
+            && !body.awaits_continue()
             && !matches!(self.backend, Backend::StaticOnly)
         {
             body.read_ahead(self.config.request_buffer_size).await;
@@ -176,12 +175,7 @@ impl Service {
         {
             return response;
         }
-        if crate::logs::error_log::verbose() {
-            crate::logs::error_log::trace(
-                Some(&self.connection.remote_addr.to_string()),
-                &format!("request {request_id} queued for an application thread"),
-            );
-        }
+        self.trace(|| format!("request {request_id} queued for an application thread"));
         self.call_backend(parts, body, request_id, access_check)
             .await
     }

@@ -31,6 +31,8 @@ pub(crate) struct RequestBody {
     /// The connection's part of the body ended while reading ahead.
     rest_ended: bool,
     rest: Limited<IncomingBody>,
+    /// The client waits for `100 Continue` before it sends the body.
+    awaits_continue: bool,
 }
 
 /// `body` held to `limit` bytes (`None`: any size).
@@ -39,6 +41,7 @@ pub(super) fn limit_body(body: IncomingBody, limit: Option<u64>) -> RequestBody 
         usize::try_from(limit).unwrap_or(usize::MAX)
     });
     RequestBody {
+        awaits_continue: body.awaits_continue(),
         read_ahead: VecDeque::new(),
         read_ahead_error: None,
         rest_ended: false,
@@ -67,6 +70,11 @@ impl RequestBody {
 }
 
 impl RequestBody {
+    /// The client sent `Expect: 100-continue` and waits for the body to be asked for.
+    pub(super) fn awaits_continue(&self) -> bool {
+        self.awaits_continue
+    }
+
     /// The answer to a body that reading ahead found malformed (a bad chunk), too slow
     /// (`--body-timeout`) or cut short (the client left): the front end gives it instead
     /// of running the application.
@@ -128,26 +136,20 @@ pub(super) fn read_error_reason(error: &(dyn std::error::Error + 'static)) -> St
 
 /// A request body read by an application thread, which blocks on the next frame.
 pub(super) struct BlockingRequestBody {
-    body: Option<RequestBody>,
+    body: RequestBody,
     runtime: tokio::runtime::Handle,
 }
 
 impl BlockingRequestBody {
     pub(super) fn new(body: RequestBody, runtime: tokio::runtime::Handle) -> Self {
-        Self {
-            body: Some(body),
-            runtime,
-        }
+        Self { body, runtime }
     }
 }
 
 impl BodySource for BlockingRequestBody {
     fn read_chunk(&mut self) -> Result<Option<Bytes>, BodyReadError> {
-        let Some(body) = self.body.as_mut() else {
-            return Ok(None);
-        };
         loop {
-            match self.runtime.block_on(body.frame()) {
+            match self.runtime.block_on(self.body.frame()) {
                 None => return Ok(None),
                 Some(Ok(frame)) => {
                     // Trailers carry no body bytes; skip them and empty frames.

@@ -77,6 +77,12 @@ impl IncomingBody {
             announce_want: false,
         }
     }
+
+    /// The client waits for `100 Continue` (which the first read sends) before it sends
+    /// the body: reading ahead would wait for nothing.
+    pub(crate) fn awaits_continue(&self) -> bool {
+        self.announce_want
+    }
 }
 
 impl Body for IncomingBody {

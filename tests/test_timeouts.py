@@ -305,3 +305,19 @@ def test_issue_17_a_client_that_leaves_mid_body_never_reaches_the_application(
     # The application would have written this before its first read.
     assert "input.wsgi: gone reading" not in server.error_log()
     assert "Traceback" not in server.error_log()
+
+
+def test_issue_17_a_slow_body_does_not_take_a_max_clients_slot(ferrule_server):
+    # The one slot counts requests handed to the daemons, not clients still sending: a
+    # slow body read ahead by the front end must not lock the next client out (the first
+    # --max-clients counted it, and 22 slow bodies took every slot).
+    server = ferrule_server(
+        "input.wsgi", "--processes", "1", "--threads", "1", "--max-clients", "1"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as slow:
+        slow.sendall(
+            b"POST /read HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n" + b"x" * 10
+        )
+        for _ in range(3):
+            response = server.get("/fixed", timeout=10)
+            assert response.status_code == 200

@@ -98,7 +98,7 @@ async fn serve(
     };
     // Keeps the listener open in embedded mode, where only the children serve it (it
     // stays close-on-exec here: `spawn` clears that in each child alone).
-    let mut _embedded_listener = None;
+    let mut embedded_listener = None;
     if let Some((unix_listener, socket_path)) = daemon_socket {
         match startup::start_frontend(config, listener, unix_listener, socket_path, &event_tx) {
             Ok(daemon) => world.daemon = Some(daemon),
@@ -110,7 +110,7 @@ async fn serve(
             }
         }
     } else {
-        _embedded_listener = Some(listener);
+        embedded_listener = Some(listener);
     }
     let processes = &config.processes;
     let mut children = Children::new(Settings {
@@ -165,6 +165,9 @@ async fn serve(
         };
         match event {
             Event::Stop => {
+                // Embedded mode: once the processes let go of theirs, the port refuses new
+                // connections instead of queueing them for nobody.
+                drop(embedded_listener.take());
                 if !children.stopping() {
                     children.stop(&mut world);
                     kill_timer.as_mut().reset(

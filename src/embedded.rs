@@ -79,6 +79,16 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
         ),
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
+        operations: frontend::Operations::new(
+            config.server.operations.health_check_path.clone(),
+            config.server.operations.metrics_path.clone(),
+            config
+                .server
+                .operations
+                .server_status
+                .then(|| crate::cli::SERVER_STATUS_PATH.to_owned()),
+            config.processes.n_threads,
+        ),
         reload_watch: config
             .application
             .reload_entry
@@ -91,6 +101,9 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
             }),
     });
     drop(runtime_context);
+    if frontend_config.operations.shows_requests() {
+        executor.activity().record_requests();
+    }
     let code_changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let served = runtime.block_on(async {
         let _ = listener.set_nonblocking(true);

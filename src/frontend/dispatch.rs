@@ -68,10 +68,34 @@ impl Service {
             method: http::Method::GET,
             target: http::Uri::default(),
         };
-        self.to_reply(response, None, asked)
+        // Counted as a request of no known method.
+        let counted = http::Method::from_bytes(b"-")
+            .ok()
+            .map(|method| (method, std::time::Instant::now()));
+        self.to_reply(response, None, asked, counted)
     }
 
     pub(super) async fn dispatch(&self, parts: http::request::Parts, body: IncomingBody) -> Reply {
+        let started = std::time::Instant::now();
+        if let Some(page) = self
+            .config
+            .operations
+            .page(parts.uri.path(), parts.uri.query())
+        {
+            // Neither counted nor logged: see `operations.rs`.
+            let response = super::operations::answer(
+                page,
+                &parts.method,
+                self.connection.remote_addr.ip(),
+                &self.config,
+                &self.backend,
+            );
+            let asked = Asked {
+                method: parts.method,
+                target: parts.uri,
+            };
+            return self.to_reply(response, None, asked, None);
+        }
         // Made here, where the request arrived, so that every log line about it can name it.
         let request_id = handoff::RequestId::generate();
         self.trace(|| {
@@ -84,6 +108,7 @@ impl Service {
             method: parts.method.clone(),
             target: parts.uri.clone(),
         };
+        let counted = Some((parts.method.clone(), started));
         let mut access = self
             .config
             .access_log
@@ -102,7 +127,7 @@ impl Service {
                 response.status.as_u16()
             )
         });
-        self.to_reply(response, access, asked)
+        self.to_reply(response, access, asked, counted)
     }
 
     /// The answer to one request, from the front end or the backend.
@@ -309,6 +334,7 @@ impl Service {
         response: handoff::Response,
         access: Option<AccessRecord>,
         asked: Asked,
+        counted: Option<(http::Method, std::time::Instant)>,
     ) -> Reply {
         let handoff::Response {
             status,
@@ -342,7 +368,9 @@ impl Service {
             }
             (Arc::clone(&self.config), record)
         });
-        let body = LoggedBody::new(body, access, self.file_slot.clone(), declared);
+        let measure = counted
+            .map(|(method, started)| super::metrics::RequestMeasure::new(&method, status, started));
+        let body = LoggedBody::new(body, access, self.file_slot.clone(), declared, measure);
         if body.closes_connection()
             || self
                 .config

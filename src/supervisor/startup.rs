@@ -275,6 +275,16 @@ pub(super) fn start_frontend(
         reload_watch: None,
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
+        operations: frontend::Operations::new(
+            config.server.operations.health_check_path.clone(),
+            config.server.operations.metrics_path.clone(),
+            config
+                .server
+                .operations
+                .server_status
+                .then(|| crate::cli::SERVER_STATUS_PATH.to_owned()),
+            config.processes.n_threads,
+        ),
     });
     let frontend_shutdown = Shutdown::new();
     let backend = if matches!(config.application.target, ApplicationTarget::Static(_)) {

@@ -184,6 +184,7 @@ async fn read_head(
             read = read => match read {
                 Ok(0) | Err(_) => return HeadRead::Closed,
                 Ok(count) => {
+                    super::metrics::global().received(count);
                     received += count as u64;
                     started.get_or_insert_with(Instant::now);
                 }

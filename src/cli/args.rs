@@ -483,6 +483,12 @@ pub(super) struct StartServerArgs {
     #[arg(long, value_name = "NAME", help_heading = "Server")]
     pub(super) process_name: Option<String>,
 
+    /// Also write a systemd unit, `SERVER_ROOT/ferrule.service`, beside the control script:
+    /// it runs the server in the foreground, stops it with SIGTERM (draining) and reloads it
+    /// with SIGUSR1 (docs/operations.md).
+    #[arg(long, help_heading = "Server")]
+    pub(super) systemd: bool,
+
     /// Only write the server root and its control script, as `setup-server` does.
     #[arg(long, help_heading = "Server")]
     pub(super) setup_only: bool,

@@ -82,6 +82,8 @@ pub struct ServerConfig {
     pub error_override: bool,
     /// `--health-check-path`, `--metrics-path` and `--server-status`.
     pub operations: OperationsConfig,
+    /// `--systemd`: write a systemd unit beside the control script.
+    pub systemd_unit: bool,
 }
 
 /// The URL paths the front end answers for the people and machines that run the server
@@ -392,6 +394,7 @@ impl Config {
             health_check_path,
             metrics_path,
             server_status,
+            systemd,
             chunked_request: _,
             log_to_terminal,
             log_level,
@@ -661,6 +664,7 @@ impl Config {
                 error_documents,
                 error_override,
                 operations,
+                systemd_unit: systemd,
                 process_name,
                 pid_file: pid_file
                     .map_or_else(|| server_root.join("httpd.pid"), |path| absolute(&path)),

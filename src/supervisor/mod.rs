@@ -25,6 +25,7 @@ mod recycle;
 mod signals;
 mod spawner;
 mod startup;
+mod systemd_unit;
 
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;

@@ -451,7 +451,7 @@ impl DaemonPool {
     /// Hands one request to a daemon thread and returns its response.
     pub(crate) async fn forward(
         self: &Arc<Self>,
-        parts: http::request::Parts,
+        parts: &mut http::request::Parts,
         body: RequestBody,
         connection: ConnectionInfo,
         request_id: handoff::RequestId,
@@ -467,10 +467,10 @@ impl DaemonPool {
         let has_body = !body.is_end_stream();
         let description = format!("{} {}", parts.method, parts.uri);
         let head = RequestHead {
-            method: parts.method,
-            target: parts.uri,
+            method: std::mem::take(&mut parts.method),
+            target: std::mem::take(&mut parts.uri),
             version: parts.version,
-            headers: parts.headers,
+            headers: std::mem::take(&mut parts.headers),
             remote_addr: connection.remote_addr,
             local_addr: connection.local_addr,
             https: connection.https,

@@ -75,7 +75,11 @@ impl Service {
         self.to_reply(response, None, asked, counted)
     }
 
-    pub(super) async fn dispatch(&self, parts: http::request::Parts, body: IncomingBody) -> Reply {
+    pub(super) async fn dispatch(
+        &self,
+        parts: &mut http::request::Parts,
+        body: IncomingBody,
+    ) -> Reply {
         let started = std::time::Instant::now();
         if let Some(page) = self
             .config
@@ -91,8 +95,8 @@ impl Service {
                 &self.backend,
             );
             let asked = Asked {
-                method: parts.method,
-                target: parts.uri,
+                method: std::mem::take(&mut parts.method),
+                target: std::mem::take(&mut parts.uri),
             };
             return self.to_reply(response, None, asked, None);
         }
@@ -113,13 +117,14 @@ impl Service {
             .config
             .access_log
             .as_ref()
-            .map(|log| log.begin(self.connection.remote_addr.ip(), &parts, &request_id));
+            .map(|log| log.begin(self.connection.remote_addr.ip(), parts, &request_id));
         // Kept only when an error may be answered with a document asked for with them.
         let original = (!self.config.error_documents.is_empty())
             .then(|| (parts.headers.clone(), parts.version));
         let mut response = self.respond(parts, body, request_id, &mut access).await;
         if let Some((headers, version)) = original {
-            response = self.replace_error(response, &headers, version).await;
+            // Boxed: only sites with error documents pay for this path's future.
+            response = Box::pin(self.replace_error(response, &headers, version)).await;
         }
         self.trace(|| {
             format!(
@@ -133,7 +138,7 @@ impl Service {
     /// The answer to one request, from the front end or the backend.
     async fn respond(
         &self,
-        mut parts: http::request::Parts,
+        parts: &mut http::request::Parts,
         body: IncomingBody,
         request_id: handoff::RequestId,
         access: &mut Option<AccessRecord>,
@@ -192,23 +197,30 @@ impl Service {
                 return response;
             }
         }
-        if let Some(response) = self
-            .config
-            .static_files
-            .serve(&parts.method, &parts.uri, &parts.headers)
-            .await
-        {
-            return response;
+        // Boxed: only sites with static files pay for the size of this future.
+        if !self.config.static_files.is_empty() {
+            let served = Box::pin(self.config.static_files.serve(
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+            ));
+            if let Some(response) = served.await {
+                return response;
+            }
         }
         self.trace(|| format!("request {request_id} queued for an application thread"));
         self.call_backend(parts, body, request_id, access_check)
             .await
     }
 
-    /// Hands the request to the application.
+    /// Hands the request to the application; what it needs of `parts` is taken out.
+    ///
+    /// The request comes by reference down this chain of futures: each async function
+    /// keeps its arguments for its whole life, so a request passed by value would be
+    /// stored once per level in the per-request future, and copied with it.
     async fn call_backend(
         &self,
-        parts: http::request::Parts,
+        parts: &mut http::request::Parts,
         body: RequestBody,
         request_id: handoff::RequestId,
         access_check: Option<handoff::AccessCheck>,
@@ -230,10 +242,10 @@ impl Service {
                     executor.reload_before_next_request();
                 }
                 let request = handoff::Request {
-                    method: parts.method,
-                    target: parts.uri,
+                    method: std::mem::take(&mut parts.method),
+                    target: std::mem::take(&mut parts.uri),
                     version: parts.version,
-                    headers: parts.headers,
+                    headers: std::mem::take(&mut parts.headers),
                     connection: self.connection,
                     body: Box::new(BlockingRequestBody::new(
                         body,
@@ -299,7 +311,7 @@ impl Service {
             parts.version = version;
             parts.headers = headers;
             let body = limit_body(IncomingBody::empty(), None);
-            self.call_backend(parts, body, handoff::RequestId::generate(), None)
+            self.call_backend(&mut parts, body, handoff::RequestId::generate(), None)
                 .await
         };
         if document.status.is_success() {

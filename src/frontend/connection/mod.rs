@@ -255,7 +255,14 @@ async fn serve_request(
     // Until the response head: the body flows to whoever reads it.
     let replied = {
         let dispatched = std::pin::pin!(service.dispatch(&mut parts, body));
-        while_feeding(dispatched, &mut feeder, &mut reader, buffer, Some(&mut writer)).await
+        while_feeding(
+            dispatched,
+            &mut feeder,
+            &mut reader,
+            buffer,
+            Some(&mut writer),
+        )
+        .await
     };
     let Some(reply) = replied else {
         return false;

@@ -77,6 +77,8 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
             &config.server.error_documents,
             config.server.error_override,
         ),
+        compress_responses: config.server.compress_responses,
+        head_to_get: config.server.maps_head_to_get(),
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
         reload_watch: config

@@ -80,6 +80,30 @@ pub struct ServerConfig {
     pub error_documents: Vec<(u16, String)>,
     /// `--error-override`.
     pub error_override: bool,
+    /// `--compress-responses`.
+    pub compress_responses: bool,
+    /// `--map-head-to-get`.
+    pub map_head_to_get: HeadToGet,
+}
+
+/// `--map-head-to-get`: when the application gets GET for a HEAD request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadToGet {
+    Off,
+    On,
+    /// When an output stage needs the whole response: `--compress-responses`.
+    Auto,
+}
+
+impl ServerConfig {
+    /// Whether a HEAD request reaches the application as GET.
+    pub fn maps_head_to_get(&self) -> bool {
+        match self.map_head_to_get {
+            HeadToGet::On => true,
+            HeadToGet::Off => false,
+            HeadToGet::Auto => self.compress_responses,
+        }
+    }
 }
 
 /// The site around the application: `--document-root`, `--directory-index`,
@@ -136,6 +160,9 @@ pub struct ApplicationConfig {
     /// `--python-home`'s site-packages directory.
     pub python_home_site: Option<PathBuf>,
     pub python_paths: Vec<PathBuf>,
+    /// `--setenv` pairs, then the `--passenv` variables that are set (latin-1, one
+    /// character per byte of the value): added to every request's environ.
+    pub request_environ: Vec<(String, String)>,
 }
 
 /// Where the application runs.
@@ -248,6 +275,8 @@ pub enum ConfigError {
         url_path: String,
         reason: &'static str,
     },
+    #[error("--{option} '{name}': an environ key must be a non-empty name without '='")]
+    BadEnvironName { option: &'static str, name: String },
     #[error("--url-alias {url_path} '{path}': {reason}")]
     BadUrlAlias {
         url_path: String,
@@ -325,6 +354,10 @@ impl Config {
             error_override,
             directory_listing,
             mime_types,
+            setenv,
+            passenv,
+            map_head_to_get,
+            compress_responses,
             // Sendfile is always on where it can be.
             enable_sendfile: _,
             allow_override,
@@ -453,6 +486,7 @@ impl Config {
             &absolute,
         );
         let error_documents = error_documents_of(&mut problems, &error_documents);
+        let request_environ = request_environ(&mut problems, &setenv, &passenv);
         if !allow_override.is_empty() {
             problems.push(ConfigError::AllowOverride);
         }
@@ -629,6 +663,12 @@ impl Config {
                 site,
                 error_documents,
                 error_override,
+                compress_responses,
+                map_head_to_get: match map_head_to_get.to_ascii_lowercase().as_str() {
+                    "on" => HeadToGet::On,
+                    "off" => HeadToGet::Off,
+                    _ => HeadToGet::Auto,
+                },
                 process_name,
                 pid_file: pid_file
                     .map_or_else(|| server_root.join("httpd.pid"), |path| absolute(&path)),
@@ -666,6 +706,7 @@ impl Config {
                 working_directory,
                 python_home_site,
                 python_paths,
+                request_environ,
             },
             processes: ProcessConfig {
                 mode: if debug_mode {
@@ -999,6 +1040,51 @@ fn error_documents_of(problems: &mut Vec<ConfigError>, values: &[String]) -> Vec
 
 /// The site around the application, as mod_wsgi-express reads its options: the mount
 /// point gains a leading slash (and here loses a trailing one, as `SCRIPT_NAME` has none).
+/// `--setenv` and `--passenv` as the environ keys they add, in the order given: Apache's
+/// `SetEnv` and `PassEnv`, whose variables mod_wsgi copies into each request's environ.
+/// A `--passenv` variable missing from the server's environment is left out, as Apache
+/// leaves it out.
+fn request_environ(
+    problems: &mut Vec<ConfigError>,
+    setenv: &[String],
+    passenv: &[String],
+) -> Vec<(String, String)> {
+    let well_formed = |name: &str| !name.is_empty() && !name.contains(['=', '\0']);
+    let mut environ = Vec::new();
+    for pair in setenv.chunks(2) {
+        if let [name, value] = pair {
+            if well_formed(name) {
+                environ.push((name.clone(), latin1(value.as_bytes())));
+            } else {
+                problems.push(ConfigError::BadEnvironName {
+                    option: "setenv",
+                    name: name.clone(),
+                });
+            }
+        }
+    }
+    for name in passenv {
+        if !well_formed(name) {
+            problems.push(ConfigError::BadEnvironName {
+                option: "passenv",
+                name: name.clone(),
+            });
+            continue;
+        }
+        if let Some(value) = std::env::var_os(name) {
+            use std::os::unix::ffi::OsStrExt;
+            environ.push((name.clone(), latin1(value.as_bytes())));
+        }
+    }
+    environ
+}
+
+/// A value as the environ holds it: one character per byte (PEP 3333, as mod_wsgi
+/// decodes every value), so UTF-8 text arrives as its bytes.
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&byte| char::from(byte)).collect()
+}
+
 fn site(
     problems: &mut Vec<ConfigError>,
     document_root: Option<PathBuf>,

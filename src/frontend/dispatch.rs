@@ -11,6 +11,7 @@ use std::sync::Arc;
 use http_body::Body;
 
 use super::body::{DeclaredLength, LoggedBody};
+use super::compression;
 use super::connection::{IncomingBody, Reply};
 use super::error_documents;
 use super::request_body::{BlockingRequestBody, RequestBody, limit_body};
@@ -92,9 +93,18 @@ impl Service {
         // Kept only when an error may be answered with a document asked for with them.
         let original = (!self.config.error_documents.is_empty())
             .then(|| (parts.headers.clone(), parts.version));
+        let accepted = if self.config.compress_responses {
+            compression::negotiate(parts.headers.get(http::header::ACCEPT_ENCODING))
+        } else {
+            None
+        };
         let mut response = self.respond(parts, body, request_id, &mut access).await;
         if let Some((headers, version)) = original {
             response = self.replace_error(response, &headers, version).await;
+        }
+        if self.config.compress_responses {
+            let head = asked.method == http::Method::HEAD;
+            response = compression::compress(response, accepted, head).await;
         }
         self.trace(|| {
             format!(
@@ -174,6 +184,11 @@ impl Service {
             .await
         {
             return response;
+        }
+        if parts.method == http::Method::HEAD && self.config.head_to_get {
+            // `--map-head-to-get`: the application answers as for GET, so that the
+            // headers are the GET's (the writer sends no body for HEAD).
+            parts.method = http::Method::GET;
         }
         self.trace(|| format!("request {request_id} queued for an application thread"));
         self.call_backend(parts, body, request_id, access_check)
@@ -327,6 +342,7 @@ impl Service {
             body = handoff::ResponseBody::Full(Vec::new());
             None
         } else if asked.method == http::Method::HEAD {
+            self.head_content_length(&mut headers, &body);
             None
         } else {
             declared_length(&headers).map(|length| DeclaredLength {
@@ -359,6 +375,29 @@ impl Service {
             reason,
             headers,
             body,
+        }
+    }
+}
+
+impl Service {
+    /// A HEAD answer's Content-Length is the GET's. The application that got GET
+    /// (`--map-head-to-get`) produced the GET's body: an empty one is declared 0. One that
+    /// got HEAD often returns no body at all, so an empty body (or a declared 0) says
+    /// nothing of the GET's length and no Content-Length is sent, as Apache does.
+    fn head_content_length(&self, headers: &mut http::HeaderMap, body: &handoff::ResponseBody) {
+        let handoff::ResponseBody::Full(chunks) = body else {
+            return;
+        };
+        if chunks.iter().any(|chunk| !chunk.is_empty()) {
+            return;
+        }
+        let declared = declared_length(headers);
+        if self.config.head_to_get {
+            if declared.is_none() {
+                headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(0));
+            }
+        } else if declared == Some(0) || declared.is_none() {
+            headers.remove(http::header::CONTENT_LENGTH);
         }
     }
 }

@@ -106,6 +106,7 @@ fn process_facts(config: &Config) -> ProcessFacts {
                 .unwrap_or_default(),
         },
         script_name: config.server.site.mount_point.clone(),
+        request_environ: config.application.request_environ.clone(),
         default_server_name: config.server.server_name.clone(),
         server_software: format!("ferrule/{}", env!("CARGO_PKG_VERSION")),
         document_root: config

@@ -271,6 +271,8 @@ pub(super) fn start_frontend(
             &config.server.error_documents,
             config.server.error_override,
         ),
+        compress_responses: config.server.compress_responses,
+        head_to_get: config.server.maps_head_to_get(),
         // Daemon mode: the pool watches the entry file (see `DaemonPool::forward`).
         reload_watch: None,
         draining: std::sync::atomic::AtomicBool::new(false),

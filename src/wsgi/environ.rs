@@ -33,6 +33,9 @@ pub struct ProcessFacts {
     pub default_server_name: String,
     pub server_software: String,
     pub document_root: String,
+    /// `--setenv` and `--passenv`: keys every request's environ starts with (the
+    /// server's own keys and the request's are set after them, and win, as in mod_wsgi).
+    pub request_environ: Vec<(String, String)>,
 }
 
 /// Builds the per-process template dict. `errors` is `wsgi.errors`, `file_wrapper` the
@@ -44,6 +47,9 @@ pub(crate) fn template<'py>(
     file_wrapper: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let environ = PyDict::new(py);
+    for (name, value) in &facts.request_environ {
+        environ.set_item(name, value)?;
+    }
     environ.set_item("wsgi.version", (1, 0))?;
     environ.set_item("wsgi.multithread", facts.n_threads > 1)?;
     environ.set_item("wsgi.multiprocess", facts.n_processes > 1)?;

@@ -71,9 +71,10 @@ pub struct ServerConfig {
     pub reactor_threads: usize,
     /// The name the server answers to when a request has no Host header.
     pub server_name: String,
-    /// `--url-alias` pairs (URL path, absolute file or directory), and for a static site
-    /// ("/", its directory).
+    /// `--url-alias` pairs (URL path, absolute file or directory).
     pub url_aliases: Vec<(String, PathBuf)>,
+    /// `--application-type static`: the directory served as the whole site.
+    pub static_site: Option<PathBuf>,
     /// `--document-root`, `--directory-index` and `--mount-point`.
     pub site: SiteConfig,
     /// `--error-document` pairs: an error status (400 to 599) and a URL path.
@@ -446,7 +447,7 @@ impl Config {
             callable_object,
             &absolute,
         );
-        let mut url_aliases: Vec<(String, PathBuf)> = url_aliases
+        let url_aliases: Vec<(String, PathBuf)> = url_aliases
             .chunks(2)
             .filter_map(|pair| match pair {
                 [url_path, path] => Some((url_path.clone(), absolute(Path::new(path)))),
@@ -467,9 +468,6 @@ impl Config {
                     reason: "the file or directory does not exist",
                 });
             }
-        }
-        if let ApplicationTarget::Static(directory) = &target {
-            url_aliases.push(("/".to_owned(), directory.clone()));
         }
         let access = access::resolve(
             &mut problems,
@@ -506,7 +504,13 @@ impl Config {
                 }),
             }
         }
-        if access.is_enabled() && (!url_aliases.is_empty() || site.document_root.is_some()) {
+        let static_site = match &target {
+            ApplicationTarget::Static(directory) => Some(directory.clone()),
+            _ => None,
+        };
+        if access.is_enabled()
+            && (!url_aliases.is_empty() || site.document_root.is_some() || static_site.is_some())
+        {
             problems.push(ConfigError::StaticFilesWithAccessScripts {
                 option: if matches!(target, ApplicationTarget::Static(_)) {
                     "--application-type static"
@@ -660,6 +664,7 @@ impl Config {
             under_control_script,
             server: ServerConfig {
                 url_aliases,
+                static_site,
                 site,
                 error_documents,
                 error_override,

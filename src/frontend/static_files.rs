@@ -28,7 +28,16 @@ pub struct UrlAlias {
     /// Without a trailing slash, except for the root alias "/".
     pub url_path: String,
     pub path: PathBuf,
+    /// The file served for a directory: Apache's default `index.html`, or for a static
+    /// site `--directory-index`.
+    pub index: String,
+    /// A directory without its index is listed (a static site's `--directory-listing`)
+    /// rather than refused.
+    pub listing: bool,
 }
+
+/// The file Apache's `mod_dir` serves for a directory when nothing else is configured.
+const DEFAULT_INDEX: &str = "index.html";
 
 /// The site around the application: `--document-root`, `--directory-index`,
 /// `--mount-point`.
@@ -99,6 +108,8 @@ impl StaticFiles {
                 .map(|(url_path, path)| UrlAlias {
                     url_path: url_path.clone(),
                     path: path.clone(),
+                    index: DEFAULT_INDEX.to_owned(),
+                    listing: false,
                 })
                 .collect(),
         )
@@ -129,6 +140,27 @@ impl StaticFiles {
         self
     }
 
+    /// `--application-type static`: the whole site is `directory`, as mod_wsgi-express
+    /// makes it the document root: a directory serves `--directory-index` (Apache's
+    /// `index.html` without it), or with `--directory-listing` is listed. Call after
+    /// [`Self::with_site`].
+    #[must_use]
+    pub fn with_static_site(mut self, directory: Option<PathBuf>) -> Self {
+        if let Some(path) = directory {
+            self.aliases.push(UrlAlias {
+                url_path: "/".to_owned(),
+                path,
+                index: self
+                    .site
+                    .directory_index
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_INDEX.to_owned()),
+                listing: self.site.directory_listing,
+            });
+        }
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.aliases.is_empty() && self.site == Site::default()
     }
@@ -147,14 +179,14 @@ impl StaticFiles {
     ) -> Option<handoff::Response> {
         let raw_path = target.path();
         if let Some(resolved) = self.resolve(method, raw_path) {
-            let path = match resolved {
-                Resolved::File(path) => path,
+            let lookup = match resolved {
+                Resolved::File(lookup) => lookup,
                 Resolved::Answer(response) => return Some(response),
             };
             let conditions = Conditions::of(headers);
             let types = self.content_types.clone();
             let looked_up =
-                tokio::task::spawn_blocking(move || alias_response(&path, &conditions, &types))
+                tokio::task::spawn_blocking(move || alias_response(&lookup, &conditions, &types))
                     .await;
             return Some(looked_up.unwrap_or_else(|_| lookup_failed()));
         }
@@ -204,18 +236,32 @@ impl StaticFiles {
             return Some(Resolved::Answer(refusal));
         }
         let relative = rest.trim_start_matches('/');
-        Some(Resolved::File(if relative.is_empty() {
-            alias.path.clone()
-        } else {
-            alias.path.join(relative)
+        Some(Resolved::File(AliasLookup {
+            path: if relative.is_empty() {
+                alias.path.clone()
+            } else {
+                alias.path.join(relative)
+            },
+            index: alias.index.clone(),
+            listing: alias.listing.then(|| decoded.as_bytes().to_vec()),
         }))
     }
+}
+
+/// What an alias's look-up needs on the blocking pool.
+struct AliasLookup {
+    /// The file or directory the request names.
+    path: PathBuf,
+    /// The file served for a directory.
+    index: String,
+    /// With listing on, the decoded URL path (the page's links are made from it).
+    listing: Option<Vec<u8>>,
 }
 
 /// Where an alias leads a request, before the disk is asked.
 enum Resolved {
     /// The file (or directory) to look up.
-    File(PathBuf),
+    File(AliasLookup),
     /// An answer that needs no file.
     Answer(handoff::Response),
 }
@@ -371,16 +417,28 @@ impl Conditions {
     }
 }
 
-/// An alias's file or directory (whose `index.html` is served): blocking calls, made on
-/// the blocking pool.
-fn alias_response(path: &Path, conditions: &Conditions, types: &ContentTypes) -> handoff::Response {
+/// An alias's file or directory (whose index is served, or which is listed): blocking
+/// calls, made on the blocking pool.
+fn alias_response(
+    lookup: &AliasLookup,
+    conditions: &Conditions,
+    types: &ContentTypes,
+) -> handoff::Response {
+    let path = &lookup.path;
     let Ok(metadata) = fs_err::metadata(path) else {
         return not_found();
     };
     if metadata.is_dir() {
-        let index = path.join("index.html");
+        let index = path.join(&lookup.index);
         if index.is_file() {
             return file_response(&index, conditions, types);
+        }
+        if let Some(url_path) = &lookup.listing {
+            let mut url_path = url_path.clone();
+            if !url_path.ends_with(b"/") {
+                url_path.push(b'/');
+            }
+            return super::directory_listing::page(path, &url_path);
         }
         return forbidden_directory();
     }
@@ -622,6 +680,8 @@ mod tests {
         let files = StaticFiles::new(vec![UrlAlias {
             url_path: "/static/".to_owned(),
             path: dir.path().to_owned(),
+            index: DEFAULT_INDEX.to_owned(),
+            listing: false,
         }]);
         (dir, files)
     }

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 
 BIG = b"".join(b"<p>line %d of a page worth compressing</p>\n" % n for n in range(500))
 FIRST = b"first part of the stream, sent before the application waits\n" * 40
-SECOND = b"second part, sent once the test lets the application go on\n" * 40
+SECOND = b"second part, sent once the test lets the application go on\n" * 200
 
 
 def application(environ, start_response):

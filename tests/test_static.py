@@ -343,3 +343,92 @@ def test_allow_override_is_refused_with_a_reason(tmp_path):
         "--allow-override is not supported: .htaccess files are an Apache feature with no "
         "equivalent here"
     ) in result.stderr
+
+
+HANDLER = """
+import json
+
+
+def handle_request(environ, start_response):
+    keys = ("SCRIPT_FILENAME", "SCRIPT_NAME", "PATH_INFO", "REQUEST_METHOD",
+            "mod_wsgi.request_handler", "mod_wsgi.handler_script")
+    report = {key: environ.get(key) for key in keys}
+    with open(environ["SCRIPT_FILENAME"]) as file:
+        report["content"] = file.read()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(report).encode()]
+
+
+def application(environ, start_response):
+    raise RuntimeError("handle_request comes first")
+"""
+
+TEMPLATE_HANDLER = """
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"template " + environ["SCRIPT_NAME"].encode()]
+"""
+
+
+def test_add_handler_serves_files_of_an_extension_through_a_script(
+    ferrule_server, mode_options, tmp_path
+):
+    """--add-handler .py handler.wsgi: a .py file of the document root is answered by the
+    handler script's handle_request (else application), with the file in SCRIPT_FILENAME
+    and its URL path in SCRIPT_NAME, as mod_wsgi's WSGIHandlerScript; other files stay
+    static, and what does not exist is the application's."""
+    root = make_site(tmp_path)
+    (root / "page.py").write_text("page source")
+    (root / "UPPER.PY").write_text("upper source")
+    (root / "app").mkdir()
+    (root / "app" / "index.py").write_text("index source")
+    (root / "card.tmpl").write_text("card")
+    handler = tmp_path / "handler.wsgi"
+    handler.write_text(HANDLER)
+    template_handler = tmp_path / "template.wsgi"
+    template_handler.write_text(TEMPLATE_HANDLER)
+    server = ferrule_server(
+        "environ.wsgi", *mode_options, "--document-root", str(root),
+        "--directory-index", "index.py",
+        "--add-handler", ".py", str(handler), "--add-handler", "tmpl", str(template_handler),
+    )  # fmt: skip
+    report = server.get("/page.py").json()
+    assert report == {
+        "SCRIPT_FILENAME": str((root / "page.py").resolve()),
+        "SCRIPT_NAME": "/page.py",
+        "PATH_INFO": "",
+        "REQUEST_METHOD": "GET",
+        "mod_wsgi.request_handler": "wsgi-resource",
+        "mod_wsgi.handler_script": str(handler),
+        "content": "page source",
+    }
+    assert server.post("/page.py", data=b"x").json()["REQUEST_METHOD"] == "POST"
+    assert server.get("/UPPER.PY").json()["content"] == "upper source"
+    index = server.get("/app/").json()
+    assert index["SCRIPT_NAME"] == "/app/index.py"
+    assert index["content"] == "index source"
+    assert server.get("/card.tmpl").text == "template /card.tmpl"
+    # Other files are still the front end's; a missing .py is the application's.
+    assert server.get("/css/site.css").text == CSS
+    missing = server.get("/missing.py").json()["environ"]
+    assert missing["PATH_INFO"] == "/missing.py"
+    assert missing["mod_wsgi.request_handler"] == "wsgi-script"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--add-handler", ".py", "HANDLER"], "give --document-root"),
+        (["--document-root", "ROOT", "--add-handler", ".py", "MISSING"], "not an existing file"),
+        (["--document-root", "ROOT", "--add-handler", ".", "HANDLER"], "a name such as .py"),
+    ],
+)
+def test_add_handler_is_checked_at_start_up(tmp_path, arguments, message):
+    root = make_site(tmp_path)
+    handler = tmp_path / "handler.wsgi"
+    handler.write_text(HANDLER)
+    names = {"HANDLER": str(handler), "ROOT": str(root), "MISSING": str(tmp_path / "no.wsgi")}
+    arguments = [names.get(argument, argument) for argument in arguments]
+    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), *arguments)
+    assert result.returncode == 2
+    assert "--add-handler" in result.stderr and message in result.stderr

@@ -238,6 +238,14 @@ pub(super) struct StartServerArgs {
           help_heading = "URLs and files")]
     pub(super) allow_override: Vec<String>,
 
+    /// Serve the files of the document root whose names end with EXTENSION (such as
+    /// .py) through the WSGI script SCRIPT-PATH: its `handle_request` callable (else its
+    /// `application`) answers, with the file in `SCRIPT_FILENAME`. May be given more than
+    /// once.
+    #[arg(long = "add-handler", num_args = 2, action = clap::ArgAction::Append,
+          value_names = ["EXTENSION", "SCRIPT-PATH"], help_heading = "URLs and files")]
+    pub(super) add_handler: Vec<String>,
+
     /// Add KEY with VALUE to every request's WSGI environ (not to `os.environ`, as in
     /// mod_wsgi). May be given more than once.
     #[arg(long = "setenv", num_args = 2, action = clap::ArgAction::Append,

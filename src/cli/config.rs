@@ -120,6 +120,8 @@ pub struct SiteConfig {
     pub directory_listing: bool,
     /// `--mime-types`, read: (extension in lower case, content type).
     pub mime_types: Vec<(String, String)>,
+    /// `--add-handler`: (extension in lower case with its dot, absolute script path).
+    pub handlers: Vec<(String, PathBuf)>,
 }
 
 /// What is served, by `--application-type`.
@@ -278,6 +280,14 @@ pub enum ConfigError {
     },
     #[error("--{option} '{name}': an environ key must be a non-empty name without '='")]
     BadEnvironName { option: &'static str, name: String },
+    #[error("--add-handler {extension} '{path}': {reason}")]
+    BadHandler {
+        extension: String,
+        path: PathBuf,
+        reason: &'static str,
+    },
+    #[error("--add-handler: {reason}")]
+    HandlerWithoutSite { reason: &'static str },
     #[error("--url-alias {url_path} '{path}': {reason}")]
     BadUrlAlias {
         url_path: String,
@@ -357,6 +367,7 @@ impl Config {
             mime_types,
             setenv,
             passenv,
+            add_handler,
             map_head_to_get,
             compress_responses,
             // Sendfile is always on where it can be.
@@ -495,6 +506,18 @@ impl Config {
             &mount_point,
         );
         site.directory_listing = directory_listing;
+        site.handlers = handlers_of(&mut problems, &add_handler, &absolute);
+        if !site.handlers.is_empty() {
+            if site.document_root.is_none() {
+                problems.push(ConfigError::HandlerWithoutSite {
+                    reason: "it serves files of the document root; give --document-root",
+                });
+            } else if matches!(target, ApplicationTarget::Static(_)) {
+                problems.push(ConfigError::HandlerWithoutSite {
+                    reason: "a static site runs no Python to call the handler script in",
+                });
+            }
+        }
         if let Some(path) = mime_types.map(|path| absolute(&path)) {
             match fs_err::read_to_string(&path) {
                 Ok(text) => site.mime_types = parse_mime_types(&text),
@@ -1090,6 +1113,46 @@ fn latin1(bytes: &[u8]) -> String {
     bytes.iter().map(|&byte| char::from(byte)).collect()
 }
 
+/// `--add-handler` pairs: the extension lower-cased with its leading dot (Apache's
+/// `AddHandler` takes it with or without, and matches it in any case), the script
+/// absolute; a script that is not a file is refused.
+fn handlers_of(
+    problems: &mut Vec<ConfigError>,
+    pairs: &[String],
+    absolute: &dyn Fn(&Path) -> PathBuf,
+) -> Vec<(String, PathBuf)> {
+    let mut handlers: Vec<(String, PathBuf)> = Vec::new();
+    for pair in pairs.chunks(2) {
+        let [extension, script] = pair else { continue };
+        let path = absolute(Path::new(script));
+        let bare = extension.trim_start_matches('.');
+        let reason = if bare.is_empty() || bare.contains(['/', '.', '\0']) {
+            Some("the extension must be a name such as .py")
+        } else if !path.is_file() {
+            Some("the handler script is not an existing file")
+        } else if handlers.len() >= usize::from(u16::MAX) {
+            Some("too many handlers")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            problems.push(ConfigError::BadHandler {
+                extension: extension.clone(),
+                path,
+                reason,
+            });
+            continue;
+        }
+        let extension = format!(".{}", bare.to_lowercase());
+        // A later one for the same extension replaces it, as a later AddHandler does.
+        match handlers.iter_mut().find(|(known, _)| *known == extension) {
+            Some(known) => known.1 = path,
+            None => handlers.push((extension, path)),
+        }
+    }
+    handlers
+}
+
 fn site(
     problems: &mut Vec<ConfigError>,
     document_root: Option<PathBuf>,
@@ -1114,6 +1177,7 @@ fn site(
     SiteConfig {
         directory_listing: false,
         mime_types: Vec::new(),
+        handlers: Vec::new(),
         document_root,
         directory_index,
         mount_point: format!("/{}", mount_point.trim_matches('/'))

@@ -120,7 +120,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("httpd-executable",           Value,    APACHE,        "FILE-PATH",             "Apache executable to run (unused: ferrule needs no Apache)."),
     option("modules-directory",          Value,    APACHE,        "DIRECTORY-PATH",        "Directory of Apache modules (unused: ferrule needs no Apache)."),
     option("socket-prefix",              Value,    PROCESSES,     "DIRECTORY-PATH",        "Directory and name prefix of the UNIX sockets to daemon processes."),
-    option("add-handler",                Tuple(2), URLS,          "EXTENSION SCRIPT-PATH", "Serve files with an extension through a WSGI script."),
     option("with-php5",                  Flag,     URLS,          "",                      "Also serve PHP files through php-fpm."),
     option("with-cgi",                   Flag,     URLS,          "",                      "Also run CGI scripts from the document root."),
     option("service-script",             Tuple(2), PROCESSES,     "SERVICE SCRIPT-PATH",   "Run a Python script as a managed background service."),

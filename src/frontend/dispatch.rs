@@ -17,6 +17,7 @@ use super::error_documents;
 use super::request_body::{BlockingRequestBody, RequestBody, limit_body};
 use super::request_checks::{self, Verdict};
 use super::sendfile::FileSlot;
+use super::static_files::Served;
 use super::{Backend, FrontendConfig};
 use crate::handoff::{self, ConnectionInfo};
 use crate::logs::access_log::AccessRecord;
@@ -177,21 +178,23 @@ impl Service {
                 return response;
             }
         }
-        if let Some(response) = self
+        let handler = match self
             .config
             .static_files
             .serve(&parts.method, &parts.uri, &parts.headers)
             .await
         {
-            return response;
-        }
+            Some(Served::Response(response)) => return response,
+            Some(Served::Handler(handler)) => Some(handler),
+            None => None,
+        };
         if parts.method == http::Method::HEAD && self.config.head_to_get {
             // `--map-head-to-get`: the application answers as for GET, so that the
             // headers are the GET's (the writer sends no body for HEAD).
             parts.method = http::Method::GET;
         }
         self.trace(|| format!("request {request_id} queued for an application thread"));
-        self.call_backend(parts, body, request_id, access_check)
+        self.call_backend(parts, body, request_id, access_check, handler)
             .await
     }
 
@@ -202,6 +205,7 @@ impl Service {
         body: RequestBody,
         request_id: handoff::RequestId,
         access_check: Option<handoff::AccessCheck>,
+        handler: Option<handoff::HandlerTarget>,
     ) -> handoff::Response {
         match &self.backend {
             Backend::Embedded(executor) => {
@@ -232,6 +236,7 @@ impl Service {
                     received_at: std::time::SystemTime::now(),
                     request_id,
                     access: access_check,
+                    handler,
                 };
                 executor.submit(request).await.unwrap_or_else(|_| {
                     handoff::error_response(
@@ -248,8 +253,15 @@ impl Service {
                     Some(admission) => admission.acquire().await.ok(),
                     None => None,
                 };
-                pool.forward(parts, body, self.connection, request_id, access_check)
-                    .await
+                pool.forward(
+                    parts,
+                    body,
+                    self.connection,
+                    request_id,
+                    access_check,
+                    handler,
+                )
+                .await
             }
             Backend::StaticOnly => handoff::error_response(
                 http::StatusCode::NOT_FOUND,
@@ -280,17 +292,23 @@ impl Service {
             .static_files
             .serve(&http::Method::GET, &uri, &headers)
             .await;
-        let document = if let Some(document) = served {
-            document
-        } else {
-            let (mut parts, ()) = http::Request::new(()).into_parts();
-            parts.method = http::Method::GET;
-            parts.uri = uri;
-            parts.version = version;
-            parts.headers = headers;
-            let body = limit_body(IncomingBody::empty(), None);
-            self.call_backend(parts, body, handoff::RequestId::generate(), None)
-                .await
+        let document = match served {
+            Some(Served::Response(document)) => document,
+            served => {
+                // The application's page, or an `--add-handler` script's.
+                let handler = match served {
+                    Some(Served::Handler(handler)) => Some(handler),
+                    _ => None,
+                };
+                let (mut parts, ()) = http::Request::new(()).into_parts();
+                parts.method = http::Method::GET;
+                parts.uri = uri;
+                parts.version = version;
+                parts.headers = headers;
+                let body = limit_body(IncomingBody::empty(), None);
+                self.call_backend(parts, body, handoff::RequestId::generate(), None, handler)
+                    .await
+            }
         };
         if document.status.is_success() {
             error_documents::merge(response, document)

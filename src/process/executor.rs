@@ -52,6 +52,13 @@ pub fn start_executor(py: Python<'_>, config: &Config) -> Result<Executor, ExitS
         launch_directory,
         python_home_site: application.python_home_site.clone(),
         python_paths: application.python_paths.clone(),
+        handler_scripts: config
+            .server
+            .site
+            .handlers
+            .iter()
+            .map(|(_, script)| script.clone())
+            .collect(),
     };
     let streams = if debug {
         StandardStreams::Terminal

@@ -265,6 +265,13 @@ pub(super) fn start_frontend(
                 mount_point: config.server.site.mount_point.clone(),
                 directory_listing: config.server.site.directory_listing,
                 mime_types: config.server.site.mime_types.clone(),
+                handlers: config
+                    .server
+                    .site
+                    .handlers
+                    .iter()
+                    .map(|(extension, _)| extension.clone())
+                    .collect(),
             })
             .with_static_site(config.server.static_site.clone()),
         error_documents: frontend::ErrorDocuments::new(

@@ -178,6 +178,34 @@ pub(crate) fn build<'py>(
     Ok(environ)
 }
 
+/// The keys of a request an `--add-handler` script answers: the file is the script of
+/// the request (`SCRIPT_FILENAME`, `SCRIPT_NAME` its URL path, no `PATH_INFO`), and
+/// `mod_wsgi.request_handler` and `mod_wsgi.handler_script` say which handler, as under
+/// mod_wsgi's `WSGIHandlerScript`.
+pub(crate) fn apply_handler(
+    py: Python<'_>,
+    environ: &Bound<'_, PyDict>,
+    target: &crate::handoff::HandlerTarget,
+    handler_script: &std::path::Path,
+) -> PyResult<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let script_name = latin1(py, &target.script_name);
+    environ.set_item("SCRIPT_NAME", &script_name)?;
+    environ.set_item("mod_wsgi.script_name", &script_name)?;
+    environ.set_item("PATH_INFO", "")?;
+    environ.set_item("mod_wsgi.path_info", "")?;
+    environ.set_item(
+        "SCRIPT_FILENAME",
+        latin1(py, target.file.as_os_str().as_bytes()),
+    )?;
+    environ.set_item("mod_wsgi.request_handler", "wsgi-resource")?;
+    environ.set_item(
+        "mod_wsgi.handler_script",
+        latin1(py, handler_script.as_os_str().as_bytes()),
+    )?;
+    Ok(())
+}
+
 fn seconds_since_epoch(instant: std::time::SystemTime) -> f64 {
     instant
         .duration_since(std::time::UNIX_EPOCH)

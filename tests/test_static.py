@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
 
 import pytest
@@ -432,3 +433,54 @@ def test_add_handler_is_checked_at_start_up(tmp_path, arguments, message):
     result = run_ferrule("start-server", str(APPS / "environ.wsgi"), *arguments)
     assert result.returncode == 2
     assert "--add-handler" in result.stderr and message in result.stderr
+
+
+SITE_APP = """
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/fail":
+        raise RuntimeError("the application failed")
+    start_response("200 OK", [("Content-Type", "text/html")])
+    return [b"<p>from the application</p>" * 100]
+"""
+
+
+def test_the_documented_site(ferrule_server, mode_options, tmp_path):
+    """The example at the top of docs/static.md, as it is written there."""
+    site = tmp_path / "site"
+    (site / "css").mkdir(parents=True)
+    (site / "errors").mkdir()
+    home = b"<h1>home</h1>" + b"<p>welcome</p>" * 200
+    stylesheet = b"body { color: red }\n" * 100
+    (site / "index.html").write_bytes(home)
+    (site / "css" / "site.css").write_bytes(stylesheet)
+    (site / "errors" / "404.html").write_text("<h1>we lost it</h1>")
+    (site / "errors" / "500.html").write_text("<h1>our fault</h1>")
+    app = tmp_path / "app.wsgi"
+    app.write_text(SITE_APP)
+    server = ferrule_server(
+        app, *mode_options, "--document-root", str(site),
+        "--directory-index", "index.html", "--mount-point", "/app",
+        "--error-document", "404", "/errors/404.html",
+        "--error-document", "500", "/errors/500.html",
+        "--compress-responses",
+    )  # fmt: skip
+    gzip_only = {"Accept-Encoding": "gzip"}
+    for path, content in [("/", home), ("/css/site.css", stylesheet)]:
+        response = server.get(path, headers=gzip_only, stream=True)
+        assert response.status_code == 200
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert response.headers["Vary"] == "Accept-Encoding"
+        assert gzip.decompress(response.raw.read(decode_content=False)) == content
+        etag = response.headers["ETag"]
+        assert etag.startswith('W/"')
+        again = server.get(path, headers={**gzip_only, "If-None-Match": etag})
+        assert again.status_code == 304
+    from_app = server.get("/app/page", headers=gzip_only)
+    assert from_app.headers["Content-Encoding"] == "gzip"
+    assert from_app.text == "<p>from the application</p>" * 100
+    lost = server.get("/nowhere")
+    assert (lost.status_code, lost.text) == (404, "<h1>we lost it</h1>")
+    failed = server.get("/app/fail")
+    assert (failed.status_code, failed.text) == (500, "<h1>our fault</h1>")
+    head = requests.head(server.url + "/app/page", headers=gzip_only, timeout=30)
+    assert head.headers["Content-Length"] == from_app.headers["Content-Length"]

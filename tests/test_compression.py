@@ -227,3 +227,18 @@ def test_map_head_to_get_refuses_other_values():
     result = run_ferrule("start-server", str(APP), "--map-head-to-get", "sometimes")
     assert result.returncode == 2
     assert "--map-head-to-get" in result.stderr
+
+
+def test_an_http_1_0_client_gets_a_compressed_stream_until_the_close(server, tmp_path):
+    """No chunked coding in HTTP/1.0: the compressed stream ends with the connection."""
+    gate = tmp_path / "open"
+    gate.touch()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(f"GET /stream?gate={gate} HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"content-encoding: gzip" in head.lower()
+    assert b"content-length" not in head.lower()
+    assert gzip.decompress(body) == FIRST + SECOND

@@ -3,8 +3,9 @@
 //! awaited, and the response given back to the connection with its body to write.
 //!
 //! Order: the request checks (`request_checks.rs`), access control (`auth::check`),
-//! static files, then the backend; then, for an error, `--error-document`
-//! (`error_documents.rs`).
+//! static files (or the `--add-handler` script a file names), `--map-head-to-get`, then
+//! the backend; then, for an error, `--error-document` (`error_documents.rs`); then
+//! `--compress-responses` (`compression.rs`).
 
 use std::sync::Arc;
 

@@ -175,8 +175,8 @@ def test_help_lists_every_mod_wsgi_express_option():
     [
         ["--https-only"],
         ["--server-metrics"],
-        ["--add-handler", ".php", "/srv/php.wsgi"],
-        ["--setenv", "NAME", "value"],
+        ["--with-cgi"],
+        ["--lang", "C.UTF-8"],
         ["--enable-debugger"],
     ],
 )

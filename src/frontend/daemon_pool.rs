@@ -456,6 +456,7 @@ impl DaemonPool {
         connection: ConnectionInfo,
         request_id: handoff::RequestId,
         access: Option<handoff::AccessCheck>,
+        handler: Option<handoff::HandlerTarget>,
     ) -> handoff::Response {
         let changed = match &self.reload_watch {
             Some(watch) => watch.changed().await,
@@ -478,6 +479,7 @@ impl DaemonPool {
             request_id,
             has_body,
             access,
+            handler,
         };
         let mut encoded = BytesMut::with_capacity(512);
         Frame::RequestHead(Box::new(head)).encode(&mut encoded);

@@ -50,6 +50,20 @@ pub struct Request {
     /// Set when a host access or authentication script is configured: the scripts run
     /// before the application, which sees the request only if they let it through.
     pub access: Option<AccessCheck>,
+    /// Set when the request names a file of the document root that an `--add-handler`
+    /// script serves: that script's callable answers instead of the application.
+    pub handler: Option<HandlerTarget>,
+}
+
+/// A file of the document root served by an `--add-handler` script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerTarget {
+    /// Which `--add-handler` (in the order given).
+    pub index: u16,
+    /// The file, absolute with links resolved (`SCRIPT_FILENAME`).
+    pub file: std::path::PathBuf,
+    /// The decoded URL path that named it (`SCRIPT_NAME`).
+    pub script_name: Vec<u8>,
 }
 
 /// Facts about the connection a request arrived on.

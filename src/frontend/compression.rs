@@ -251,17 +251,17 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
 
 /// The encoder of one response, fed piece by piece.
 pub(super) enum Encoder {
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Gzip(Box<flate2::write::GzEncoder<Vec<u8>>>),
     Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
 }
 
 impl Encoder {
     pub(super) fn new(coding: Coding) -> Self {
         match coding {
-            Coding::Gzip => Self::Gzip(flate2::write::GzEncoder::new(
+            Coding::Gzip => Self::Gzip(Box::new(flate2::write::GzEncoder::new(
                 Vec::new(),
                 flate2::Compression::new(GZIP_LEVEL),
-            )),
+            ))),
             Coding::Brotli => Self::Brotli(Box::new(brotli::CompressorWriter::new(
                 Vec::new(),
                 4096,

@@ -63,15 +63,7 @@ pub fn load_application(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, App
     })?;
     match &spec.source {
         AppSource::Script(script) => {
-            let source = fs_err::read(script).map_err(|source| AppLoadError::ScriptUnreadable {
-                path: script.clone(),
-                source,
-            })?;
-            let module = execute_script(py, script, &private_module_name(script), &source)
-                .map_err(|error| AppLoadError::ScriptFailed {
-                    path: script.clone(),
-                    traceback: format_exception(py, &error),
-                })?;
+            let module = run_script(py, script)?;
             find_callable(module.as_any(), &spec.callable_object).ok_or_else(|| {
                 AppLoadError::NoCallable {
                     place: format!("the WSGI script file '{}'", script.display()),
@@ -106,15 +98,7 @@ pub(crate) fn load_handlers(
     spec.handler_scripts
         .iter()
         .map(|script| {
-            let source = fs_err::read(script).map_err(|source| AppLoadError::ScriptUnreadable {
-                path: script.clone(),
-                source,
-            })?;
-            let module = execute_script(py, script, &private_module_name(script), &source)
-                .map_err(|error| AppLoadError::ScriptFailed {
-                    path: script.clone(),
-                    traceback: format_exception(py, &error),
-                })?;
+            let module = run_script(py, script)?;
             find_callable(module.as_any(), "handle_request")
                 .or_else(|| find_callable(module.as_any(), "application"))
                 .ok_or_else(|| AppLoadError::NoCallable {
@@ -123,6 +107,23 @@ pub(crate) fn load_handlers(
                 })
         })
         .collect()
+}
+
+/// Reads `script` and runs it as a private module (the application's script, a handler's).
+fn run_script<'py>(
+    py: Python<'py>,
+    script: &std::path::Path,
+) -> Result<Bound<'py, PyModule>, AppLoadError> {
+    let source = fs_err::read(script).map_err(|source| AppLoadError::ScriptUnreadable {
+        path: script.to_path_buf(),
+        source,
+    })?;
+    execute_script(py, script, &private_module_name(script), &source).map_err(|error| {
+        AppLoadError::ScriptFailed {
+            path: script.to_path_buf(),
+            traceback: format_exception(py, &error),
+        }
+    })
 }
 
 /// Loads the application again after its entry file changed: the script run afresh, the

@@ -579,6 +579,9 @@ pub(super) struct StartServerArgs {
     #[arg(long, default_value_t = DEFAULT_AUTH_NONCE_LIFETIME, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Access control")]
     pub(super) auth_nonce_lifetime: u64,
+
+    #[command(flatten)]
+    pub(super) apache_only: super::apache_only::ApacheOnlyArgs,
 }
 
 fn parse_thread_count(text: &str) -> Result<usize, String> {

@@ -11,6 +11,7 @@ use crate::client_timeouts::{ClientTimeouts, ReadTimeout};
 
 use super::PythonRuntime;
 use super::access::{self, AccessArgs, AccessConfig};
+use super::apache_only::{self, ApacheOnly};
 use super::args::StartServerArgs;
 use super::environment::ProcessRole;
 use crate::logs::Level;
@@ -42,6 +43,10 @@ pub struct Config {
     pub python: PythonRuntime,
     /// Who may make requests: the host access and authentication scripts.
     pub access: AccessConfig,
+    /// What is left of the options that configure Apache (`--shell-executable`).
+    pub apache_only: ApacheOnly,
+    /// One line per option accepted and ignored, said at start-up.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -322,6 +327,14 @@ pub enum ConfigError {
     ErrorLogFormat {
         error: crate::logs::error_format::ErrorFormatError,
     },
+    #[error("--{option} cannot be used: {reason}\nhint: {instead}")]
+    ApacheOnly {
+        option: &'static str,
+        reason: &'static str,
+        instead: &'static str,
+    },
+    #[error("--{option} '{path}' is not an executable file")]
+    NotAnExecutable { option: &'static str, path: PathBuf },
     #[error("cannot determine the current directory: {source}")]
     NoCurrentDirectory { source: std::io::Error },
 }
@@ -419,6 +432,7 @@ impl Config {
             auth_group_script,
             auth_group,
             auth_nonce_lifetime,
+            apache_only,
         } = args;
         let action = if setup_only && action == Action::Serve {
             Action::Setup
@@ -571,6 +585,7 @@ impl Config {
             },
             |path| absolute(&path),
         );
+        let (apache_only, warnings) = apache_only::resolve(&mut problems, apache_only, &absolute);
         // Only the supervisor answers to the control script's signals, and checks the
         // server root: the processes it starts (with --user, no longer its owner) trust it.
         let under_control_script = match role {
@@ -732,6 +747,8 @@ impl Config {
             logs,
             python: python.clone(),
             access,
+            apache_only,
+            warnings,
         })
     }
 

@@ -5,6 +5,7 @@
 //! `config` does the checks that need the file system and derives the rest.
 
 mod access;
+mod apache_only;
 mod args;
 mod config;
 mod environment;
@@ -16,6 +17,7 @@ mod unsupported;
 use clap::{CommandFactory, FromArgMatches};
 
 pub use access::{AccessConfig, AuthScheme, UserAuthentication};
+pub use apache_only::ApacheOnly;
 pub use config::{
     Action, ApplicationConfig, ApplicationTarget, Config, ConfigError, LogConfig, OperatingMode,
     OperationsConfig, PipedLog, ProcessConfig, RotateLogsPipe, SERVER_STATUS_PATH, ServerConfig,

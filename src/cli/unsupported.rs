@@ -56,8 +56,8 @@ const VIRTUAL_HOSTS: &str = "Virtual hosts";
 const URLS: &str = "URLs and files";
 const PROXYING: &str = "Proxying";
 const PYTHON: &str = "Python";
-const DEBUGGING: &str = "Debugging and monitoring";
 const APACHE: &str = "Apache compatibility";
+const DEBUGGING: &str = "Debugging and monitoring";
 
 /// Every mod_wsgi-express `start-server` option (mod_wsgi 6.1) not built yet, in
 /// mod_wsgi-express's order. Names and shapes are theirs; the descriptions are ours.
@@ -109,19 +109,13 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("switch-interval",            Value,    PYTHON,        "SECONDS",               "Python's thread switch interval (sys.setswitchinterval) in seconds."),
     option("free-threading",             Flag,     PYTHON,        "",                      "Run on a free-threaded Python build without the GIL."),
     option("telemetry-options",          Repeated, DEBUGGING,     "ARGS",                  "Extra options of the telemetry service."),
-    option("include-file",               Repeated, APACHE,        "FILE-PATH",             "Apache configuration file to include."),
-    option("rewrite-rules",              Value,    APACHE,        "FILE-PATH",             "File of Apache rewrite rules applied to requests."),
     option("envvars-script",             Value,    APACHE,        "FILE-PATH",             "Shell script run to set environment variables before the server starts."),
     option("lang",                       Value,    PYTHON,        "NAME",                  "Language setting (LANG) of the server processes."),
     option("locale",                     Value,    PYTHON,        "NAME",                  "Locale (LC_ALL) of the server processes."),
     option("setenv",                     Tuple(2), URLS,          "KEY VALUE",             "Add a name and value to every request's WSGI environ."),
     option("passenv",                    Repeated, URLS,          "KEY",                   "Copy a process environment variable into every request's WSGI environ."),
-    option("server-mpm",                 Repeated, APACHE,        "NAME",                  "Apache processing model to prefer: event, worker or prefork."),
     option("python-eggs",                Value,    PYTHON,        "DIRECTORY-PATH",        "Directory where zipped Python eggs are unpacked."),
     option("python-warnings",            Repeated, PYTHON,        "SPEC",                  "A warnings filter (as with python -W) for the application."),
-    option("shell-executable",           Value,    APACHE,        "FILE-PATH",             "Shell used by the generated control script."),
-    option("httpd-executable",           Value,    APACHE,        "FILE-PATH",             "Apache executable to run (unused: ferrule needs no Apache)."),
-    option("modules-directory",          Value,    APACHE,        "DIRECTORY-PATH",        "Directory of Apache modules (unused: ferrule needs no Apache)."),
     option("socket-prefix",              Value,    PROCESSES,     "DIRECTORY-PATH",        "Directory and name prefix of the UNIX sockets to daemon processes."),
     option("add-handler",                Tuple(2), URLS,          "EXTENSION SCRIPT-PATH", "Serve files with an extension through a WSGI script."),
     option("with-php5",                  Flag,     URLS,          "",                      "Also serve PHP files through php-fpm."),
@@ -130,8 +124,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("service-user",               Tuple(2), PROCESSES,     "SERVICE USERNAME",      "User a managed service runs as."),
     option("service-group",              Tuple(2), PROCESSES,     "SERVICE GROUP",         "Group a managed service runs as."),
     option("service-log-file",           Tuple(2), PROCESSES,     "SERVICE FILE-NAME",     "Log file of a managed service."),
-    option("orphan-interpreter",         Flag,     PYTHON,        "",                      "Skip destroying the Python interpreter at shutdown."),
-    option("enable-docs",                Flag,     DEBUGGING,     "",                      "Serve the mod_wsgi documentation."),
     option("enable-debugger",            Flag,     DEBUGGING,     "",                      "Start pdb when the application raises (with --debug-mode)."),
     option("debugger-startup",           Flag,     DEBUGGING,     "",                      "Start pdb when the application is loaded (with --debug-mode)."),
     option("enable-coverage",            Flag,     DEBUGGING,     "",                      "Measure code coverage of the application."),

@@ -24,6 +24,7 @@ pub fn setup(config: &Config, argv: &[String]) -> ExitStatus {
     if let Err(status) = create_server_root(config) {
         return status;
     }
+    report_warnings(config, false);
     if config.server.systemd_unit {
         if let Err(error) = systemd_unit::write(config) {
             crate::logs::write_terminal(&format!(
@@ -63,6 +64,7 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         }
     }
     process::open_error_log(config);
+    report_warnings(config, true);
     if config.server.systemd_unit {
         if let Err(error) = systemd_unit::write(config) {
             error_log::log(
@@ -178,6 +180,20 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     status
 }
 
+/// Says, on the terminal and (with `to_error_log`) in the error log, which options are
+/// accepted and ignored, and why.
+fn report_warnings(config: &Config, to_error_log: bool) {
+    for warning in &config.warnings {
+        // With --log-to-terminal the error log line is already on the terminal.
+        if !(to_error_log && config.logs.log_to_terminal) {
+            crate::logs::write_terminal(&format!("ferrule: warning: {warning}\n"));
+        }
+        if to_error_log {
+            error_log::log(Level::Warn, "ferrule", warning);
+        }
+    }
+}
+
 /// Creates the server root and the log directory, if they do not exist, open to others
 /// for reading only (whatever the umask): `cli::config` refuses a server root that others
 /// can write.
@@ -214,6 +230,7 @@ fn create_server_root(config: &Config) -> Result<(), ExitStatus> {
 pub fn prepare_foreground(config: &Config) -> Result<socket2::Socket, ExitStatus> {
     create_server_root(config)?;
     process::open_error_log(config);
+    report_warnings(config, true);
     let listener = listen::bind(config).map_err(|message| {
         crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
         ExitStatus::Failure

@@ -582,6 +582,9 @@ pub(super) struct StartServerArgs {
 
     #[command(flatten)]
     pub(super) apache_only: super::apache_only::ApacheOnlyArgs,
+
+    #[command(flatten)]
+    pub(super) python_settings: super::python_settings::PythonSettingsArgs,
 }
 
 fn parse_thread_count(text: &str) -> Result<usize, String> {

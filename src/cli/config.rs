@@ -14,6 +14,7 @@ use super::access::{self, AccessArgs, AccessConfig};
 use super::apache_only::{self, ApacheOnly};
 use super::args::StartServerArgs;
 use super::environment::ProcessRole;
+use super::python_settings::{self, PythonSettings};
 use crate::logs::Level;
 use crate::logs::access_format::AccessFormat;
 use crate::logs::error_format::ErrorFormat;
@@ -43,6 +44,8 @@ pub struct Config {
     pub python: PythonRuntime,
     /// Who may make requests: the host access and authentication scripts.
     pub access: AccessConfig,
+    /// How Python is set up in the processes that run the application.
+    pub python_settings: PythonSettings,
     /// What is left of the options that configure Apache (`--shell-executable`).
     pub apache_only: ApacheOnly,
     /// One line per option accepted and ignored, said at start-up.
@@ -335,6 +338,26 @@ pub enum ConfigError {
     },
     #[error("--{option} '{path}' is not an executable file")]
     NotAnExecutable { option: &'static str, path: PathBuf },
+    #[error(
+        "--application-group '{group}' is not supported: ferrule runs the application in the main interpreter of each process (%{{GLOBAL}}), one interpreter per process\nhint: leave the option out, or give %{{GLOBAL}}"
+    )]
+    NamedApplicationGroup { group: String },
+    #[error(
+        "--free-threading needs a free-threaded Python build, and Python {version} here has a GIL (sysconfig's Py_GIL_DISABLED is not set)\nhint: run ferrule with a free-threaded build such as python3.13t, or leave out the option"
+    )]
+    FreeThreadingNeedsBuild { version: String },
+    #[error(
+        "--envvars-script '{path}' {reason}, and root would run it\nhint: make it root's and writable by root alone, or choose another file"
+    )]
+    UnsafeEnvvarsScript { path: PathBuf, reason: String },
+    #[error("--{option} must not be empty")]
+    EmptyValue { option: &'static str },
+    #[error(
+        "--python-warnings '{spec}': {reason}\nhint: give a filter as python -W takes it, such as error::DeprecationWarning"
+    )]
+    BadWarningsSpec { spec: String, reason: &'static str },
+    #[error("--locale '{name}' is not a locale this machine has\nhint: `locale -a` lists them")]
+    UnknownLocale { name: String },
     #[error("cannot determine the current directory: {source}")]
     NoCurrentDirectory { source: std::io::Error },
 }
@@ -433,6 +456,7 @@ impl Config {
             auth_group,
             auth_nonce_lifetime,
             apache_only,
+            python_settings,
         } = args;
         let action = if setup_only && action == Action::Serve {
             Action::Setup
@@ -586,6 +610,13 @@ impl Config {
             |path| absolute(&path),
         );
         let (apache_only, warnings) = apache_only::resolve(&mut problems, apache_only, &absolute);
+        let python_settings = python_settings::resolve(
+            &mut problems,
+            python_settings,
+            python,
+            &server_root,
+            &absolute,
+        );
         // Only the supervisor answers to the control script's signals, and checks the
         // server root: the processes it starts (with --user, no longer its owner) trust it.
         let under_control_script = match role {
@@ -747,6 +778,7 @@ impl Config {
             logs,
             python: python.clone(),
             access,
+            python_settings,
             apache_only,
             warnings,
         })

@@ -12,6 +12,7 @@ mod environment;
 mod identity;
 #[cfg(test)]
 mod options_doc;
+mod python_settings;
 mod unsupported;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -27,6 +28,7 @@ pub use environment::{
     ProcessRole,
 };
 pub use identity::RunAs;
+pub use python_settings::PythonSettings;
 
 /// Exit codes, distinct per kind of failure so scripts can tell them apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +54,8 @@ pub struct PythonRuntime {
     pub executable: std::path::PathBuf,
     /// `sys.version` without the build details, for the banner.
     pub version: String,
+    /// A free-threaded build (`sysconfig`'s `Py_GIL_DISABLED`).
+    pub gil_disabled: bool,
 }
 
 impl PythonRuntime {

@@ -47,7 +47,6 @@ const fn option(
 use Shape::{Flag, Repeated, Tuple, Value};
 
 // The `--help` headings; `args.rs` uses the same names for the options it builds.
-const APPLICATION: &str = "Application";
 const SERVER: &str = "Server";
 const PROCESSES: &str = "Processes";
 const TIMEOUTS: &str = "Timeouts";
@@ -55,16 +54,12 @@ const TLS: &str = "TLS";
 const VIRTUAL_HOSTS: &str = "Virtual hosts";
 const URLS: &str = "URLs and files";
 const PROXYING: &str = "Proxying";
-const PYTHON: &str = "Python";
-const APACHE: &str = "Apache compatibility";
 const DEBUGGING: &str = "Debugging and monitoring";
 
 /// Every mod_wsgi-express `start-server` option (mod_wsgi 6.1) not built yet, in
 /// mod_wsgi-express's order. Names and shapes are theirs; the descriptions are ours.
 #[rustfmt::skip]
 const UNSUPPORTED: &[Unsupported] = &[
-    option("application-group",          Value,    APPLICATION,   "NAME",                  "Name of the Python interpreter the application runs in."),
-    option("process-group",              Value,    PROCESSES,     "NAME",                  "Name of the daemon process group that runs the application."),
     option("http2",                      Flag,     SERVER,        "",                      "Also speak HTTP/2."),
     option("https-port",                 Value,    TLS,           "NUMBER",                "Port to listen on for HTTPS."),
     option("ssl-port",                   Value,    TLS,           "NUMBER",                "Port to listen on for HTTPS (older name of --https-port)."),
@@ -106,16 +101,9 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("telemetry-ui-port",          Value,    DEBUGGING,     "NUMBER",                "Port of the telemetry dashboard."),
     option("telemetry-interval",         Value,    DEBUGGING,     "SECONDS",               "Seconds between telemetry reports."),
     option("slow-requests",              Value,    DEBUGGING,     "SECONDS",               "Report requests slower than this many seconds."),
-    option("switch-interval",            Value,    PYTHON,        "SECONDS",               "Python's thread switch interval (sys.setswitchinterval) in seconds."),
-    option("free-threading",             Flag,     PYTHON,        "",                      "Run on a free-threaded Python build without the GIL."),
     option("telemetry-options",          Repeated, DEBUGGING,     "ARGS",                  "Extra options of the telemetry service."),
-    option("envvars-script",             Value,    APACHE,        "FILE-PATH",             "Shell script run to set environment variables before the server starts."),
-    option("lang",                       Value,    PYTHON,        "NAME",                  "Language setting (LANG) of the server processes."),
-    option("locale",                     Value,    PYTHON,        "NAME",                  "Locale (LC_ALL) of the server processes."),
     option("setenv",                     Tuple(2), URLS,          "KEY VALUE",             "Add a name and value to every request's WSGI environ."),
     option("passenv",                    Repeated, URLS,          "KEY",                   "Copy a process environment variable into every request's WSGI environ."),
-    option("python-eggs",                Value,    PYTHON,        "DIRECTORY-PATH",        "Directory where zipped Python eggs are unpacked."),
-    option("python-warnings",            Repeated, PYTHON,        "SPEC",                  "A warnings filter (as with python -W) for the application."),
     option("socket-prefix",              Value,    PROCESSES,     "DIRECTORY-PATH",        "Directory and name prefix of the UNIX sockets to daemon processes."),
     option("add-handler",                Tuple(2), URLS,          "EXTENSION SCRIPT-PATH", "Serve files with an extension through a WSGI script."),
     option("with-php5",                  Flag,     URLS,          "",                      "Also serve PHP files through php-fpm."),

@@ -65,6 +65,14 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     }
     process::open_error_log(config);
     report_warnings(config, true);
+    // As root, before --user: mod_wsgi-express's apachectl sources it as root too.
+    let environment = match super::child_environment::ChildEnvironment::for_config(config) {
+        Ok(environment) => environment,
+        Err(message) => {
+            crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+            return ExitStatus::UsageError;
+        }
+    };
     if config.server.systemd_unit {
         if let Err(error) = systemd_unit::write(config) {
             error_log::log(
@@ -172,7 +180,14 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     } else {
         config.processes.n_processes
     };
-    let status = runtime.block_on(super::serve(config, argv, listener, daemon_socket, slots));
+    let status = runtime.block_on(super::serve(
+        config,
+        argv,
+        &environment,
+        listener,
+        daemon_socket,
+        slots,
+    ));
     runtime.shutdown_timeout(Duration::from_millis(100));
     if let Some(path) = socket_path {
         let _ = std::fs::remove_file(path);

@@ -206,6 +206,11 @@ def test_unsupported_options_are_all_reported_together():
         (["--httpd-executable", "/usr/sbin/httpd"], "ferrule runs no Apache executable"),
         (["--modules-directory", "/usr/lib/apache2/modules"], "ferrule loads no Apache modules"),
         (["--orphan-interpreter"], "each process ends as a Python program does"),
+        (["--initial-workers", "0.5"], "the front end serves each connection on a task"),
+        (["--minimum-spare-workers", "0.1"], "the front end serves each connection on a task"),
+        (["--maximum-spare-workers", "1"], "the front end serves each connection on a task"),
+        (["--connect-timeout", "5"], "the front end keeps its daemon connections open"),
+        (["--header-buffer-size", "65536"], "a response head crosses the daemon socket"),
     ],
 )
 def test_apache_options_safe_to_ignore_are_accepted_with_a_warning(
@@ -242,3 +247,9 @@ def test_apache_configuration_options_are_refused_with_the_reason(arguments, mes
     assert result.returncode == 2
     assert message in result.stderr
     assert "hint: " in result.stderr
+
+
+def test_worker_shares_must_be_from_0_to_1():
+    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), "--initial-workers", "1.5")
+    assert result.returncode == 2
+    assert "'1.5' is not a number from 0 to 1" in result.stderr

@@ -1,4 +1,5 @@
-//! mod_wsgi-express's options that configure Apache itself. There is no Apache here, so
+//! mod_wsgi-express's options that configure Apache itself (and Apache's side of
+//! mod_wsgi's daemon sockets). There is no Apache here, so
 //! each is either accepted with a warning, when leaving it out changes nothing a client
 //! or the application sees, or refused with the reason and what to do instead, when
 //! dropping it would silently lose something the user asked for (access rules, rewrites).
@@ -59,6 +60,37 @@ pub(super) struct ApacheOnlyArgs {
     /// ends as Python programs do, and one that does not end in time is killed.
     #[arg(long, help_heading = "Python")]
     pub(super) orphan_interpreter: bool,
+
+    /// Ignored here, with a warning: it sizes Apache's pool of workers (0 to 1 of
+    /// --max-clients); Ferrule's front end has no workers to start or keep spare.
+    #[arg(long, value_name = "NUMBER", value_parser = parse_share, help_heading = "Processes")]
+    pub(super) initial_workers: Option<f64>,
+
+    /// Ignored here, with a warning: as --initial-workers.
+    #[arg(long, value_name = "NUMBER", value_parser = parse_share, help_heading = "Processes")]
+    pub(super) minimum_spare_workers: Option<f64>,
+
+    /// Ignored here, with a warning: as --initial-workers.
+    #[arg(long, value_name = "NUMBER", value_parser = parse_share, help_heading = "Processes")]
+    pub(super) maximum_spare_workers: Option<f64>,
+
+    /// Ignored here, with a warning: the front end keeps its connections to the daemon
+    /// processes open, and a request waits for a free daemon thread up to --queue-timeout.
+    #[arg(long, value_name = "SECONDS", help_heading = "Timeouts")]
+    pub(super) connect_timeout: Option<u64>,
+
+    /// Ignored here, with a warning: a response head crosses the daemon socket as one
+    /// frame, read whole whatever its size.
+    #[arg(long, value_name = "NUMBER", help_heading = "Server")]
+    pub(super) header_buffer_size: Option<u64>,
+}
+
+/// mod_wsgi-express's check of the worker shares: a number from 0 to 1.
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("'{text}' is not a number from 0 to 1")),
+    }
 }
 
 /// What the Apache-only options leave for the rest of the server.
@@ -84,6 +116,11 @@ pub(super) fn resolve(
         httpd_executable,
         modules_directory,
         orphan_interpreter,
+        initial_workers,
+        minimum_spare_workers,
+        maximum_spare_workers,
+        connect_timeout,
+        header_buffer_size,
     } = args;
     if !include_files.is_empty() {
         problems.push(ConfigError::ApacheOnly {
@@ -129,6 +166,27 @@ pub(super) fn resolve(
         orphan_interpreter,
         "orphan-interpreter",
         "each process ends as a Python program does, and is killed if it does not end in time",
+    );
+    for (value, option) in [
+        (initial_workers, "initial-workers"),
+        (minimum_spare_workers, "minimum-spare-workers"),
+        (maximum_spare_workers, "maximum-spare-workers"),
+    ] {
+        ignore(
+            value.is_some(),
+            option,
+            "the front end serves each connection on a task of its own: it has no Apache workers to start or keep spare",
+        );
+    }
+    ignore(
+        connect_timeout.is_some(),
+        "connect-timeout",
+        "the front end keeps its daemon connections open; a request waits for a daemon thread up to --queue-timeout",
+    );
+    ignore(
+        header_buffer_size.is_some(),
+        "header-buffer-size",
+        "a response head crosses the daemon socket as one frame, read whole",
     );
     let shell_executable = match shell_executable {
         Some(path) => {

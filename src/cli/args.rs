@@ -300,6 +300,17 @@ pub(super) struct StartServerArgs {
     #[arg(long, default_value_t = DEFAULT_GRACEFUL_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
     pub(super) graceful_timeout: u64,
 
+    /// Seconds a daemon process replaced after a restart signal (SIGHUP, SIGUSR1,
+    /// `apachectl restart` or `graceful`) has to finish its requests before it is killed;
+    /// 0 (the default) means --graceful-timeout's.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "SECONDS",
+        help_heading = "Timeouts"
+    )]
+    pub(super) eviction_timeout: u64,
+
     /// Replace each daemon process gracefully after it has run this many seconds; 0 never
     /// does.
     #[arg(

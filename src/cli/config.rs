@@ -194,6 +194,9 @@ pub struct ProcessConfig {
     pub inactivity_timeout: Option<Duration>,
     /// How long a retiring daemon may take to finish its requests.
     pub graceful_timeout: Duration,
+    /// The same, for a daemon replaced after a restart signal (`--eviction-timeout`);
+    /// `None`: the graceful timeout.
+    pub eviction_timeout: Option<Duration>,
     /// Lifetime after which a daemon is replaced; `None`: never.
     pub restart_interval: Option<Duration>,
     /// CPU seconds after which a daemon asks to be replaced; 0: no limit.
@@ -408,6 +411,7 @@ impl Config {
             startup_timeout,
             inactivity_timeout,
             graceful_timeout,
+            eviction_timeout,
             restart_interval,
             cpu_time_limit,
             memory_limit,
@@ -769,6 +773,8 @@ impl Config {
                 inactivity_timeout: (inactivity_timeout > 0)
                     .then(|| Duration::from_secs(inactivity_timeout)),
                 graceful_timeout: Duration::from_secs(graceful_timeout),
+                eviction_timeout: (eviction_timeout > 0)
+                    .then(|| Duration::from_secs(eviction_timeout)),
                 restart_interval: (restart_interval > 0)
                     .then(|| Duration::from_secs(restart_interval)),
                 cpu_time_limit,

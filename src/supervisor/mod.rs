@@ -122,6 +122,7 @@ async fn serve(
         slots,
         startup_timeout: processes.startup_timeout,
         graceful_timeout: processes.graceful_timeout,
+        eviction_timeout: processes.eviction_timeout,
         restart_interval: processes.restart_interval,
         request_timeout: processes.request_timeout,
         inactivity_timeout: processes.inactivity_timeout,

@@ -57,6 +57,10 @@ fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
             .next()
             .unwrap_or("")
             .to_owned(),
+        gil_disabled: py
+            .import("sysconfig")?
+            .call_method1("get_config_var", ("Py_GIL_DISABLED",))?
+            .is_truthy()?,
     };
     let role = match cli::read_environment() {
         Ok(role) => role,

@@ -193,3 +193,63 @@ def test_unsupported_options_are_all_reported_together():
     assert result.returncode == 2
     assert "--https-only" in result.stderr
     assert "--server-metrics" in result.stderr
+
+
+# --- Options that configure Apache itself ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        (["--enable-docs"], "ferrule has no mod_wsgi manual to serve"),
+        (["--server-mpm", "event"], "there is no Apache processing model to choose"),
+        (["--httpd-executable", "/usr/sbin/httpd"], "ferrule runs no Apache executable"),
+        (["--modules-directory", "/usr/lib/apache2/modules"], "ferrule loads no Apache modules"),
+        (["--orphan-interpreter"], "each process ends as a Python program does"),
+        (["--initial-workers", "0.5"], "the front end serves each connection on a task"),
+        (["--minimum-spare-workers", "0.1"], "the front end serves each connection on a task"),
+        (["--maximum-spare-workers", "1"], "the front end serves each connection on a task"),
+        (["--connect-timeout", "5"], "the front end keeps its daemon connections open"),
+        (["--header-buffer-size", "65536"], "a response head crosses the daemon socket"),
+    ],
+)
+def test_apache_options_safe_to_ignore_are_accepted_with_a_warning(
+    ferrule_server, mode_options, arguments, reason
+):
+    server = ferrule_server("environ.wsgi", *mode_options, *arguments)
+    assert server.get("/").status_code == 200
+    line = f"{arguments[0]} is ignored: {reason}"
+    assert f"ferrule: warning: {line}" in server.stderr()
+    assert line in server.wait_for_log(line)
+
+
+def test_an_ignored_option_is_said_once_with_log_to_terminal(ferrule_server):
+    server = ferrule_server("environ.wsgi", "--enable-docs", "--log-to-terminal")
+    assert server.get("/").status_code == 200
+    assert server.stderr().count("--enable-docs is ignored") == 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["--include-file", "/etc/apache2/extra.conf"],
+            "--include-file cannot be used: it includes an Apache configuration file",
+        ),
+        (
+            ["--rewrite-rules", "/srv/rewrite.conf"],
+            "--rewrite-rules cannot be used: it names Apache mod_rewrite rules",
+        ),
+    ],
+)
+def test_apache_configuration_options_are_refused_with_the_reason(arguments, message):
+    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), *arguments)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "hint: " in result.stderr
+
+
+def test_worker_shares_must_be_from_0_to_1():
+    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), "--initial-workers", "1.5")
+    assert result.returncode == 2
+    assert "'1.5' is not a number from 0 to 1" in result.stderr

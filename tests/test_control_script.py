@@ -227,3 +227,45 @@ def _get_pid(url: str) -> int | None:
         return requests.get(url, timeout=5).json()["pid"]
     except requests.RequestException:
         return None
+
+
+def test_shell_executable_runs_the_control_script(tmp_path):
+    # Debian's /bin/sh is dash: the script is plain POSIX shell, and runs under it.
+    port = free_port()
+    root = tmp_path / "root"
+    result = run_ferrule(
+        "setup-server", str(APPS / "daemon.wsgi"), "--host", "127.0.0.1", "--port", str(port),
+        "--server-root", str(root), "--shell-executable", "/bin/sh",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    script = root / "apachectl"
+    assert script.read_text().splitlines()[0] == "#!/bin/sh"
+    try:
+        started = apachectl(root, "start")
+        assert started.returncode == 0, started.stderr
+        assert requests.get(f"http://127.0.0.1:{port}/pid", timeout=30).status_code == 200
+        assert apachectl(root, "configtest").stdout == "Syntax OK\n"
+        stopped = apachectl(root, "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert not (root / "httpd.pid").exists()
+    finally:
+        if (root / "httpd.pid").exists():
+            os.kill(int((root / "httpd.pid").read_text()), signal.SIGKILL)
+
+
+def test_the_control_script_uses_bash_by_default(server_setup):
+    root, _, _ = server_setup
+    first_line = (root / "apachectl").read_text().splitlines()[0]
+    assert first_line == ("#!/bin/bash" if Path("/bin/bash").exists() else "#!/bin/sh")
+
+
+def test_a_shell_executable_that_is_not_a_program_is_refused(tmp_path):
+    result = run_ferrule(
+        "setup-server", str(APPS / "daemon.wsgi"), "--server-root", str(tmp_path / "root"),
+        "--shell-executable", str(tmp_path / "no-shell"),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"--shell-executable '{tmp_path / 'no-shell'}' is not an executable file" in (
+        result.stderr
+    )

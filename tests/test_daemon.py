@@ -304,3 +304,32 @@ def test_banner_shows_the_daemon_settings(ferrule_server):
     assert "Request Timeout    : 30 (seconds)" in banner
     assert "Startup Timeout    : 20 (seconds)" in banner
     assert "Queue Backlog      : 64 (connections)" in banner
+
+
+def test_eviction_timeout_bounds_a_daemon_replaced_by_a_restart_signal(ferrule_server, tmp_path):
+    server = ferrule_server(APP, "--graceful-timeout", "30", "--eviction-timeout", "1")
+    old = pid_of(server.get("/pid"))
+    started = tmp_path / "started"
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(server.get, f"/sleep?seconds=30&started={started}")
+        wait_until(started.exists)
+        server.signal(signal.SIGUSR1)
+        # Killed after --eviction-timeout, not --graceful-timeout: the client learns it.
+        assert slow.result().status_code == 502
+    log = server.wait_for_log("--eviction-timeout (1 s); killing it")
+    assert f"(pid {old})" in log
+
+
+def test_eviction_timeout_leaves_recycling_to_the_graceful_timeout(ferrule_server, tmp_path):
+    server = ferrule_server(
+        APP, "--graceful-timeout", "1", "--eviction-timeout", "30", "--maximum-requests", "2"
+    )
+    started = tmp_path / "started"
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(server.get, f"/sleep?seconds=30&started={started}")
+        wait_until(started.exists)
+        # The second request makes the daemon due for recycling; its slow one is cut
+        # after --graceful-timeout.
+        assert server.get("/pid").status_code == 200
+        assert slow.result().status_code == 502
+    assert "--graceful-timeout (1 s); killing it" in server.wait_for_log("killing it")

@@ -334,6 +334,17 @@ pub(super) struct StartServerArgs {
     #[arg(long, default_value_t = DEFAULT_GRACEFUL_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
     pub(super) graceful_timeout: u64,
 
+    /// Seconds a daemon process replaced after a restart signal (SIGHUP, SIGUSR1,
+    /// `apachectl restart` or `graceful`) has to finish its requests before it is killed;
+    /// 0 (the default) means --graceful-timeout's.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "SECONDS",
+        help_heading = "Timeouts"
+    )]
+    pub(super) eviction_timeout: u64,
+
     /// Replace each daemon process gracefully after it has run this many seconds; 0 never
     /// does.
     #[arg(
@@ -613,6 +624,12 @@ pub(super) struct StartServerArgs {
     #[arg(long, default_value_t = DEFAULT_AUTH_NONCE_LIFETIME, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Access control")]
     pub(super) auth_nonce_lifetime: u64,
+
+    #[command(flatten)]
+    pub(super) apache_only: super::apache_only::ApacheOnlyArgs,
+
+    #[command(flatten)]
+    pub(super) python_settings: super::python_settings::PythonSettingsArgs,
 }
 
 fn parse_thread_count(text: &str) -> Result<usize, String> {

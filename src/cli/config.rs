@@ -11,8 +11,10 @@ use crate::client_timeouts::{ClientTimeouts, ReadTimeout};
 
 use super::PythonRuntime;
 use super::access::{self, AccessArgs, AccessConfig};
+use super::apache_only::{self, ApacheOnly};
 use super::args::StartServerArgs;
 use super::environment::ProcessRole;
+use super::python_settings::{self, PythonSettings};
 use crate::logs::Level;
 use crate::logs::access_format::AccessFormat;
 use crate::logs::error_format::ErrorFormat;
@@ -42,6 +44,12 @@ pub struct Config {
     pub python: PythonRuntime,
     /// Who may make requests: the host access and authentication scripts.
     pub access: AccessConfig,
+    /// How Python is set up in the processes that run the application.
+    pub python_settings: PythonSettings,
+    /// What is left of the options that configure Apache (`--shell-executable`).
+    pub apache_only: ApacheOnly,
+    /// One line per option accepted and ignored, said at start-up.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -216,6 +224,9 @@ pub struct ProcessConfig {
     pub inactivity_timeout: Option<Duration>,
     /// How long a retiring daemon may take to finish its requests.
     pub graceful_timeout: Duration,
+    /// The same, for a daemon replaced after a restart signal (`--eviction-timeout`);
+    /// `None`: the graceful timeout.
+    pub eviction_timeout: Option<Duration>,
     /// Lifetime after which a daemon is replaced; `None`: never.
     pub restart_interval: Option<Duration>,
     /// CPU seconds after which a daemon asks to be replaced; 0: no limit.
@@ -362,6 +373,34 @@ pub enum ConfigError {
     ErrorLogFormat {
         error: crate::logs::error_format::ErrorFormatError,
     },
+    #[error("--{option} cannot be used: {reason}\nhint: {instead}")]
+    ApacheOnly {
+        option: &'static str,
+        reason: &'static str,
+        instead: &'static str,
+    },
+    #[error("--{option} '{path}' is not an executable file")]
+    NotAnExecutable { option: &'static str, path: PathBuf },
+    #[error(
+        "--application-group '{group}' is not supported: ferrule runs the application in the main interpreter of each process (%{{GLOBAL}}), one interpreter per process\nhint: leave the option out, or give %{{GLOBAL}}"
+    )]
+    NamedApplicationGroup { group: String },
+    #[error(
+        "--free-threading needs a free-threaded Python build, and Python {version} here has a GIL (sysconfig's Py_GIL_DISABLED is not set)\nhint: run ferrule with a free-threaded build such as python3.13t, or leave out the option"
+    )]
+    FreeThreadingNeedsBuild { version: String },
+    #[error(
+        "--envvars-script '{path}' {reason}, and root would run it\nhint: make it root's and writable by root alone, or choose another file"
+    )]
+    UnsafeEnvvarsScript { path: PathBuf, reason: String },
+    #[error("--{option} must not be empty")]
+    EmptyValue { option: &'static str },
+    #[error(
+        "--python-warnings '{spec}': {reason}\nhint: give a filter as python -W takes it, such as error::DeprecationWarning"
+    )]
+    BadWarningsSpec { spec: String, reason: &'static str },
+    #[error("--locale '{name}' is not a locale this machine has\nhint: `locale -a` lists them")]
+    UnknownLocale { name: String },
     #[error("cannot determine the current directory: {source}")]
     NoCurrentDirectory { source: std::io::Error },
 }
@@ -417,6 +456,7 @@ impl Config {
             startup_timeout,
             inactivity_timeout,
             graceful_timeout,
+            eviction_timeout,
             restart_interval,
             cpu_time_limit,
             memory_limit,
@@ -464,6 +504,8 @@ impl Config {
             auth_group_script,
             auth_group,
             auth_nonce_lifetime,
+            apache_only,
+            python_settings,
         } = args;
         let action = if setup_only && action == Action::Serve {
             Action::Setup
@@ -632,6 +674,14 @@ impl Config {
             },
             |path| absolute(&path),
         );
+        let (apache_only, warnings) = apache_only::resolve(&mut problems, apache_only, &absolute);
+        let python_settings = python_settings::resolve(
+            &mut problems,
+            python_settings,
+            python,
+            &server_root,
+            &absolute,
+        );
         // Only the supervisor answers to the control script's signals, and checks the
         // server root: the processes it starts (with --user, no longer its owner) trust it.
         let under_control_script = match role {
@@ -792,6 +842,8 @@ impl Config {
                 inactivity_timeout: (inactivity_timeout > 0)
                     .then(|| Duration::from_secs(inactivity_timeout)),
                 graceful_timeout: Duration::from_secs(graceful_timeout),
+                eviction_timeout: (eviction_timeout > 0)
+                    .then(|| Duration::from_secs(eviction_timeout)),
                 restart_interval: (restart_interval > 0)
                     .then(|| Duration::from_secs(restart_interval)),
                 cpu_time_limit,
@@ -801,6 +853,9 @@ impl Config {
             logs,
             python: python.clone(),
             access,
+            python_settings,
+            apache_only,
+            warnings,
         })
     }
 

@@ -5,17 +5,20 @@
 //! `config` does the checks that need the file system and derives the rest.
 
 mod access;
+mod apache_only;
 mod args;
 mod config;
 mod environment;
 mod identity;
 #[cfg(test)]
 mod options_doc;
+mod python_settings;
 mod unsupported;
 
 use clap::{CommandFactory, FromArgMatches};
 
 pub use access::{AccessConfig, AuthScheme, UserAuthentication};
+pub use apache_only::ApacheOnly;
 pub use config::{
     Action, ApplicationConfig, ApplicationTarget, Config, ConfigError, LogConfig, OperatingMode,
     OperationsConfig, PipedLog, ProcessConfig, RotateLogsPipe, SERVER_STATUS_PATH, ServerConfig,
@@ -25,6 +28,7 @@ pub use environment::{
     ProcessRole,
 };
 pub use identity::RunAs;
+pub use python_settings::PythonSettings;
 
 /// Exit codes, distinct per kind of failure so scripts can tell them apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +54,8 @@ pub struct PythonRuntime {
     pub executable: std::path::PathBuf,
     /// `sys.version` without the build details, for the banner.
     pub version: String,
+    /// A free-threaded build (`sysconfig`'s `Py_GIL_DISABLED`).
+    pub gil_disabled: bool,
 }
 
 impl PythonRuntime {

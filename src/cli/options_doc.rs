@@ -23,7 +23,10 @@ pub(super) fn render() -> String {
         "# `ferrule start-server` options\n\n\
          Generated from the command line definition (`src/cli/`); do not edit by hand.\n\
          Option names, value shapes and defaults are mod_wsgi-express's. Options marked\n\
-         *not supported yet* are recognised and refused at start-up until they are built.\n\n\
+         *not supported yet* are recognised and refused at start-up until they are built.\n\
+         Options that only configure Apache say so: *Ignored here* ones are accepted with a\n\
+         warning at start-up (on the terminal and in the error log), *Refused* ones stop\n\
+         start-up (exit status 2); each gives its reason.\n\n\
          Usage: `ferrule start-server [OPTIONS] [SCRIPT]`\n",
     );
     for heading in headings {

@@ -47,7 +47,6 @@ const fn option(
 use Shape::{Flag, Repeated, Tuple, Value};
 
 // The `--help` headings; `args.rs` uses the same names for the options it builds.
-const APPLICATION: &str = "Application";
 const SERVER: &str = "Server";
 const PROCESSES: &str = "Processes";
 const TIMEOUTS: &str = "Timeouts";
@@ -55,16 +54,12 @@ const TLS: &str = "TLS";
 const VIRTUAL_HOSTS: &str = "Virtual hosts";
 const URLS: &str = "URLs and files";
 const PROXYING: &str = "Proxying";
-const PYTHON: &str = "Python";
 const DEBUGGING: &str = "Debugging and monitoring";
-const APACHE: &str = "Apache compatibility";
 
 /// Every mod_wsgi-express `start-server` option (mod_wsgi 6.1) not built yet, in
 /// mod_wsgi-express's order. Names and shapes are theirs; the descriptions are ours.
 #[rustfmt::skip]
 const UNSUPPORTED: &[Unsupported] = &[
-    option("application-group",          Value,    APPLICATION,   "NAME",                  "Name of the Python interpreter the application runs in."),
-    option("process-group",              Value,    PROCESSES,     "NAME",                  "Name of the daemon process group that runs the application."),
     option("http2",                      Flag,     SERVER,        "",                      "Also speak HTTP/2."),
     option("https-port",                 Value,    TLS,           "NUMBER",                "Port to listen on for HTTPS."),
     option("ssl-port",                   Value,    TLS,           "NUMBER",                "Port to listen on for HTTPS (older name of --https-port)."),
@@ -80,18 +75,12 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("server-name",                Value,    VIRTUAL_HOSTS, "HOSTNAME",              "Host name of the site; requests for other names are refused."),
     option("server-alias",               Repeated, VIRTUAL_HOSTS, "HOSTNAME",              "Another host name (wildcards allowed) the site also answers to."),
     option("allow-localhost",            Flag,     VIRTUAL_HOSTS, "",                      "Also answer requests addressed to localhost when --server-name is set."),
-    option("initial-workers",            Value,    PROCESSES,     "NUMBER",                "Share of the front end's capacity started at once (0 to 1)."),
-    option("minimum-spare-workers",      Value,    PROCESSES,     "NUMBER",                "Share of the front end's capacity kept idle at least (0 to 1)."),
-    option("maximum-spare-workers",      Value,    PROCESSES,     "NUMBER",                "Share of the front end's capacity kept idle at most (0 to 1)."),
-    option("eviction-timeout",           Value,    TIMEOUTS,      "SECONDS",               "Seconds a graceful restart waits when triggered by a signal."),
     option("deadlock-timeout",           Value,    TIMEOUTS,      "SECONDS",               "Restart a daemon process whose Python interpreter is stuck this long."),
     option("ignore-activity",            Repeated, TIMEOUTS,      "URL-PATH",              "URL path whose requests do not count as activity for --inactivity-timeout."),
     option("interrupt-timeout",          Value,    TIMEOUTS,      "SECONDS",               "Seconds given to requests in progress when a timeout restarts a process."),
-    option("connect-timeout",            Value,    TIMEOUTS,      "SECONDS",               "Seconds the front end tries to reach a daemon process."),
     option("proxy-timeout",              Value,    TIMEOUTS,      "SECONDS",               "Seconds to wait for a proxied back end."),
     option("send-buffer-size",           Value,    SERVER,        "NUMBER",                "Size of the kernel send buffer of connections to daemon processes."),
     option("receive-buffer-size",        Value,    SERVER,        "NUMBER",                "Size of the kernel receive buffer of connections to daemon processes."),
-    option("header-buffer-size",         Value,    SERVER,        "NUMBER",                "Largest response head a daemon process may send, in bytes."),
     option("response-flush-delay",       Value,    TIMEOUTS,      "MILLISECONDS",          "Milliseconds before buffered response data is flushed to the client."),
     option("proxy-mount-point",          Tuple(2), PROXYING,      "URL-PATH URL",          "Forward requests below a URL path to another server."),
     option("proxy-url-alias",            Tuple(2), PROXYING,      "URL-PATH URL",          "Older name of --proxy-mount-point."),
@@ -104,20 +93,7 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("telemetry-ui-port",          Value,    DEBUGGING,     "NUMBER",                "Port of the telemetry dashboard."),
     option("telemetry-interval",         Value,    DEBUGGING,     "SECONDS",               "Seconds between telemetry reports."),
     option("slow-requests",              Value,    DEBUGGING,     "SECONDS",               "Report requests slower than this many seconds."),
-    option("switch-interval",            Value,    PYTHON,        "SECONDS",               "Python's thread switch interval (sys.setswitchinterval) in seconds."),
-    option("free-threading",             Flag,     PYTHON,        "",                      "Run on a free-threaded Python build without the GIL."),
     option("telemetry-options",          Repeated, DEBUGGING,     "ARGS",                  "Extra options of the telemetry service."),
-    option("include-file",               Repeated, APACHE,        "FILE-PATH",             "Apache configuration file to include."),
-    option("rewrite-rules",              Value,    APACHE,        "FILE-PATH",             "File of Apache rewrite rules applied to requests."),
-    option("envvars-script",             Value,    APACHE,        "FILE-PATH",             "Shell script run to set environment variables before the server starts."),
-    option("lang",                       Value,    PYTHON,        "NAME",                  "Language setting (LANG) of the server processes."),
-    option("locale",                     Value,    PYTHON,        "NAME",                  "Locale (LC_ALL) of the server processes."),
-    option("server-mpm",                 Repeated, APACHE,        "NAME",                  "Apache processing model to prefer: event, worker or prefork."),
-    option("python-eggs",                Value,    PYTHON,        "DIRECTORY-PATH",        "Directory where zipped Python eggs are unpacked."),
-    option("python-warnings",            Repeated, PYTHON,        "SPEC",                  "A warnings filter (as with python -W) for the application."),
-    option("shell-executable",           Value,    APACHE,        "FILE-PATH",             "Shell used by the generated control script."),
-    option("httpd-executable",           Value,    APACHE,        "FILE-PATH",             "Apache executable to run (unused: ferrule needs no Apache)."),
-    option("modules-directory",          Value,    APACHE,        "DIRECTORY-PATH",        "Directory of Apache modules (unused: ferrule needs no Apache)."),
     option("socket-prefix",              Value,    PROCESSES,     "DIRECTORY-PATH",        "Directory and name prefix of the UNIX sockets to daemon processes."),
     option("with-php5",                  Flag,     URLS,          "",                      "Also serve PHP files through php-fpm."),
     option("with-cgi",                   Flag,     URLS,          "",                      "Also run CGI scripts from the document root."),
@@ -125,8 +101,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("service-user",               Tuple(2), PROCESSES,     "SERVICE USERNAME",      "User a managed service runs as."),
     option("service-group",              Tuple(2), PROCESSES,     "SERVICE GROUP",         "Group a managed service runs as."),
     option("service-log-file",           Tuple(2), PROCESSES,     "SERVICE FILE-NAME",     "Log file of a managed service."),
-    option("orphan-interpreter",         Flag,     PYTHON,        "",                      "Skip destroying the Python interpreter at shutdown."),
-    option("enable-docs",                Flag,     DEBUGGING,     "",                      "Serve the mod_wsgi documentation."),
     option("enable-debugger",            Flag,     DEBUGGING,     "",                      "Start pdb when the application raises (with --debug-mode)."),
     option("debugger-startup",           Flag,     DEBUGGING,     "",                      "Start pdb when the application is loaded (with --debug-mode)."),
     option("enable-coverage",            Flag,     DEBUGGING,     "",                      "Measure code coverage of the application."),

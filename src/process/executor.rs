@@ -8,8 +8,8 @@ use crate::logs::{Level, error_log};
 use crate::wsgi::{AccessScripts, AppSource, AppSpec, Executor, ProcessFacts, StandardStreams};
 
 /// What every process that runs the application does first, in either mode: leave
-/// Ctrl-C to the supervisor, open the error log, move to the home directory, load the
-/// application and start its threads.
+/// Ctrl-C to the supervisor, open the error log, set Python's switch interval, move to
+/// the home directory, load the application and start its threads.
 pub fn start_executor(py: Python<'_>, config: &Config) -> Result<Executor, ExitStatus> {
     let debug = config.processes.mode == OperatingMode::Debug;
     if !debug {
@@ -19,6 +19,19 @@ pub fn start_executor(py: Python<'_>, config: &Config) -> Result<Executor, ExitS
             libc::signal(libc::SIGINT, libc::SIG_IGN);
         }
         super::open_error_log(config);
+    }
+    if let Some(seconds) = config.python_settings.switch_interval {
+        let set = py
+            .import("sys")
+            .and_then(|sys| sys.call_method1("setswitchinterval", (seconds,)));
+        if let Err(error) = set {
+            error_log::log(
+                Level::Error,
+                "ferrule",
+                &format!("--switch-interval {seconds}: {error}"),
+            );
+            return Err(ExitStatus::AppLoadFailed);
+        }
     }
     let application = &config.application;
     let launch_directory = std::env::current_dir().ok();
@@ -93,11 +106,19 @@ fn process_facts(config: &Config) -> ProcessFacts {
     // mod_wsgi-express names its daemon process group after the host and port.
     let process_group = match config.processes.mode {
         OperatingMode::Embedded | OperatingMode::Debug => String::new(),
-        OperatingMode::Daemon => format!(
-            "{}:{}",
-            config.server.host.as_deref().unwrap_or("localhost"),
-            config.server.port
-        ),
+        OperatingMode::Daemon => {
+            config
+                .python_settings
+                .process_group
+                .clone()
+                .unwrap_or_else(|| {
+                    format!(
+                        "{}:{}",
+                        config.server.host.as_deref().unwrap_or("localhost"),
+                        config.server.port
+                    )
+                })
+        }
     };
     ProcessFacts {
         n_processes: config.processes.n_processes,

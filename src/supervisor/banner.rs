@@ -39,6 +39,9 @@ pub(super) fn banner(config: &Config, control_script: Option<&std::path::Path>) 
     }
     let processes = config.processes.n_processes;
     let threads = config.processes.n_threads;
+    if let Some(path) = &config.python_settings.envvars_script {
+        lines.push(("Environ Variables", path.display().to_string()));
+    }
     if let Some(path) = control_script {
         lines.push(("Control Script", path.display().to_string()));
     }
@@ -91,6 +94,10 @@ pub(super) fn banner(config: &Config, control_script: Option<&std::path::Path>) 
         config.python.executable.display().to_string(),
     ));
     lines.push(("Python Version", config.python.version.clone()));
+    // Debug mode runs the application in this process, whose locale is the shell's.
+    if config.processes.mode != OperatingMode::Debug {
+        lines.push(("Locale Setting", config.python_settings.locale.clone()));
+    }
     let mut text = String::new();
     for (label, value) in lines {
         text.push_str(&format!("{label:<19}: {value}\n"));

@@ -68,6 +68,9 @@ pub(super) struct Settings {
     pub(super) slots: usize,
     pub(super) startup_timeout: Duration,
     pub(super) graceful_timeout: Duration,
+    /// How long a process replaced after a restart signal may take to finish its requests
+    /// (`--eviction-timeout`); `None`: `graceful_timeout`.
+    pub(super) eviction_timeout: Option<Duration>,
     pub(super) restart_interval: Option<Duration>,
     pub(super) request_timeout: Option<Duration>,
     pub(super) inactivity_timeout: Option<Duration>,
@@ -104,6 +107,11 @@ pub(super) struct Child {
     pub(super) loaded: bool,
     /// The process it takes over from once it is loaded (daemon mode).
     pub(super) replaces: Option<u32>,
+    /// It was started by a restart signal: the process it replaces gets
+    /// `--eviction-timeout` to finish, not `--graceful-timeout`.
+    pub(super) evicts: bool,
+    /// Retiring: the time it has to finish its requests, and the option that gave it.
+    pub(super) grace: (Duration, &'static str),
     /// It asked (or a limit asked) to be replaced: its turn and why.
     pub(super) recycle: Option<(u64, String)>,
 }
@@ -195,6 +203,8 @@ impl Children {
                 state: State::Current,
                 loaded: false,
                 replaces: None,
+                evicts: false,
+                grace: (Duration::ZERO, ""),
                 recycle: None,
             },
         );
@@ -353,19 +363,36 @@ impl Children {
         let Some(old) = child.replaces.take() else {
             return;
         };
-        self.retire(old, spawner);
+        let evicts = std::mem::take(&mut child.evicts);
+        match self.settings.eviction_timeout {
+            Some(timeout) if evicts => {
+                self.retire_within(old, (timeout, "--eviction-timeout"), spawner);
+            }
+            _ => self.retire(old, spawner),
+        }
         self.recycle_next(spawner);
     }
 
     /// Stops giving `pid` requests; it leaves once its requests are done.
     fn retire(&mut self, pid: u32, spawner: &mut impl Spawner) {
+        let grace = (self.settings.graceful_timeout, "--graceful-timeout");
+        self.retire_within(pid, grace, spawner);
+    }
+
+    /// `retire`, with `grace` to finish (`--graceful-timeout` or `--eviction-timeout`).
+    fn retire_within(
+        &mut self,
+        pid: u32,
+        grace: (Duration, &'static str),
+        spawner: &mut impl Spawner,
+    ) {
         self.set_state(pid, State::Retiring);
+        if let Some(child) = self.table.get_mut(&pid) {
+            child.grace = grace;
+        }
         if self.settings.daemon {
             spawner.retire(pid);
-            spawner.schedule(
-                self.settings.graceful_timeout,
-                Event::RetireDeadline { pid },
-            );
+            spawner.schedule(grace.0, Event::RetireDeadline { pid });
         }
     }
 
@@ -398,9 +425,10 @@ impl Children {
             Level::Warn,
             "ferrule",
             &format!(
-                "daemon process {} (pid {pid}) did not finish its requests within --graceful-timeout ({} s); killing it",
+                "daemon process {} (pid {pid}) did not finish its requests within {} ({} s); killing it",
                 child.slot,
-                self.settings.graceful_timeout.as_secs()
+                child.grace.1,
+                child.grace.0.as_secs()
             ),
         );
         spawner.signal(pid, libc::SIGKILL);
@@ -487,6 +515,9 @@ impl Children {
             self.replace(slot, spawner);
             if self.stopping {
                 return;
+            }
+            if let Some(child) = self.current(slot).and_then(|pid| self.table.get_mut(&pid)) {
+                child.evicts = child.replaces.is_some();
             }
         }
     }
@@ -605,6 +636,7 @@ mod tests {
             slots,
             startup_timeout: Duration::from_secs(60),
             graceful_timeout: Duration::from_secs(15),
+            eviction_timeout: Some(Duration::from_secs(3)),
             restart_interval: None,
             request_timeout: None,
             inactivity_timeout: None,
@@ -695,6 +727,47 @@ mod tests {
         assert!(children.stopping());
         assert_eq!(children.exit_status(), ExitStatus::Failure);
         assert!(children.is_empty());
+    }
+
+    fn retire_deadlines(calls: &[Call]) -> Vec<(Duration, u32)> {
+        calls
+            .iter()
+            .filter_map(|call| match call {
+                Call::Schedule {
+                    delay,
+                    event: Event::RetireDeadline { pid },
+                } => Some((*delay, *pid)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restart_signal_gives_the_old_processes_the_eviction_timeout() {
+        let (mut children, mut world) = two_ready_daemons();
+        children.restart(&mut world);
+        world.take();
+        children.on_ready(102, &mut world);
+        assert_eq!(
+            retire_deadlines(&world.take()),
+            [(Duration::from_secs(3), 100)]
+        );
+        assert_eq!(
+            children.get(100).map(|child| child.grace),
+            Some((Duration::from_secs(3), "--eviction-timeout"))
+        );
+    }
+
+    #[test]
+    fn a_recycled_process_gets_the_graceful_timeout() {
+        let (mut children, mut world) = two_ready_daemons();
+        children.replace(0, &mut world);
+        world.take();
+        children.on_ready(102, &mut world);
+        assert_eq!(
+            retire_deadlines(&world.take()),
+            [(Duration::from_secs(15), 100)]
+        );
     }
 
     #[test]

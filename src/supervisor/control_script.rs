@@ -79,7 +79,7 @@ fn script(
         .chain(arguments.iter().skip(1).cloned())
         .collect();
     format!(
-        r#"#!/usr/bin/env bash
+        r#"#!{shell}
 # Control script of the ferrule server whose root is this directory; written by
 # `ferrule setup-server` (and `start-server`). Commands, as Apache's apachectl has them:
 #   start [-DFOREGROUND]  start in the background (or in the foreground)
@@ -89,14 +89,13 @@ fn script(
 #   graceful-stop         stop gracefully
 #   configtest            check the options and files without starting
 
+# Plain POSIX shell, so that any --shell-executable runs it.
 # Python runs isolated (-I): `-m` would otherwise put the current directory (the one
 # the server was set up from, often the application's, maybe writable by --user) first
 # on sys.path, for root. The server's processes still get the environment, PYTHONPATH too.
 PYTHON={python}
 SERVER_ROOT={server_root}
 PID_FILE={pid_file}
-ARGUMENTS=({arguments})
-CHECK_ARGUMENTS=({check_arguments})
 
 if [ -f {envvars} ]; then
     . {envvars}
@@ -105,7 +104,6 @@ cd {launch_directory} || exit 1
 export {control_env}=1
 
 running_pid() {{
-    local pid
     [ -f "$PID_FILE" ] || return 1
     pid=$(cat "$PID_FILE" 2>/dev/null) || return 1
     kill -0 "$pid" 2>/dev/null || return 1
@@ -117,9 +115,11 @@ start_in_background() {{
         echo "ferrule is already running (pid $pid)"
         return 0
     fi
-    nohup "$PYTHON" -I -m ferrule "${{ARGUMENTS[@]}}" </dev/null >>"$SERVER_ROOT/console_log" 2>&1 &
-    local child=$!
-    for _ in $(seq 300); do
+    nohup "$PYTHON" -I -m ferrule {arguments} </dev/null >>"$SERVER_ROOT/console_log" 2>&1 &
+    child=$!
+    tries=0
+    while [ "$tries" -lt 300 ]; do
+        tries=$((tries + 1))
         if running_pid >/dev/null; then
             return 0
         fi
@@ -135,13 +135,14 @@ start_in_background() {{
 }}
 
 signal_and_wait() {{
-    local pid
     if ! pid=$(running_pid); then
         echo "ferrule is not running"
         return 0
     fi
     kill -"$1" "$pid"
-    for _ in $(seq 600); do
+    tries=0
+    while [ "$tries" -lt 600 ]; do
+        tries=$((tries + 1))
         kill -0 "$pid" 2>/dev/null || return 0
         sleep 0.1
     done
@@ -152,7 +153,7 @@ signal_and_wait() {{
 case "$1" in
 start)
     if [ "$2" = "-DFOREGROUND" ]; then
-        exec "$PYTHON" -I -m ferrule "${{ARGUMENTS[@]}}"
+        exec "$PYTHON" -I -m ferrule {arguments}
     fi
     start_in_background
     ;;
@@ -170,7 +171,7 @@ restart|graceful)
     fi
     ;;
 configtest)
-    exec "$PYTHON" -I -m ferrule "${{CHECK_ARGUMENTS[@]}}"
+    exec "$PYTHON" -I -m ferrule {check_arguments}
     ;;
 *)
     echo "usage: $0 start|stop|restart|graceful|graceful-stop|configtest" >&2
@@ -178,6 +179,7 @@ configtest)
     ;;
 esac
 "#,
+        shell = config.apache_only.shell_executable.display(),
         python = quote(&config.python.executable.to_string_lossy()),
         server_root = quote(&config.server.server_root.to_string_lossy()),
         pid_file = quote(&config.server.pid_file.to_string_lossy()),

@@ -15,6 +15,7 @@
 //! - [`recycle`]: when a daemon process is replaced although nothing failed.
 
 mod banner;
+mod child_environment;
 mod children;
 mod control_script;
 mod listen;
@@ -76,6 +77,7 @@ enum Event {
 async fn serve(
     config: &Config,
     argv: &[String],
+    environment: &child_environment::ChildEnvironment,
     listener: socket2::Socket,
     daemon_socket: Option<(std::os::unix::net::UnixListener, PathBuf)>,
     slots: usize,
@@ -92,6 +94,7 @@ async fn serve(
     let mut world = Processes {
         config,
         argv,
+        environment,
         listener_fd: listener.as_raw_fd(),
         event_tx: event_tx.clone(),
         daemon: None,
@@ -119,6 +122,7 @@ async fn serve(
         slots,
         startup_timeout: processes.startup_timeout,
         graceful_timeout: processes.graceful_timeout,
+        eviction_timeout: processes.eviction_timeout,
         restart_interval: processes.restart_interval,
         request_timeout: processes.request_timeout,
         inactivity_timeout: processes.inactivity_timeout,

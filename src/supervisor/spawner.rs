@@ -10,6 +10,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::time::DelayQueue;
 
+use super::child_environment::ChildEnvironment;
 use super::children::Spawner;
 use super::signals::send_signal;
 use super::{Event, listen};
@@ -34,6 +35,8 @@ pub(super) struct DaemonSide {
 pub(super) struct Processes<'a> {
     pub(super) config: &'a Config,
     pub(super) argv: &'a [String],
+    /// Variables set and removed in each child, beyond the supervisor's environment.
+    pub(super) environment: &'a ChildEnvironment,
     pub(super) listener_fd: RawFd,
     pub(super) event_tx: mpsc::UnboundedSender<Event>,
     pub(super) daemon: Option<DaemonSide>,
@@ -45,12 +48,17 @@ pub(super) struct Processes<'a> {
 impl Spawner for Processes<'_> {
     fn spawn(&mut self, slot: usize) -> Result<u32, ExitStatus> {
         let mut command = Command::new(&self.config.python.executable);
+        // `--python-warnings`, given to Python exactly as `python -W` takes them.
+        for spec in &self.config.python_settings.warnings {
+            command.arg("-W").arg(spec);
+        }
         command
             .arg("-m")
             .arg("ferrule")
             .args(self.argv)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(false);
+        self.environment.apply(&mut command);
         for name in CONTRACT_VARIABLES {
             command.env_remove(name);
         }

@@ -24,6 +24,7 @@ pub fn setup(config: &Config, argv: &[String]) -> ExitStatus {
     if let Err(status) = create_server_root(config) {
         return status;
     }
+    report_warnings(config, false);
     if config.server.systemd_unit {
         if let Err(error) = systemd_unit::write(config) {
             crate::logs::write_terminal(&format!(
@@ -63,6 +64,15 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         }
     }
     process::open_error_log(config);
+    report_warnings(config, true);
+    // As root, before --user: mod_wsgi-express's apachectl sources it as root too.
+    let environment = match super::child_environment::ChildEnvironment::for_config(config) {
+        Ok(environment) => environment,
+        Err(message) => {
+            crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+            return ExitStatus::UsageError;
+        }
+    };
     if config.server.systemd_unit {
         if let Err(error) = systemd_unit::write(config) {
             error_log::log(
@@ -170,12 +180,33 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     } else {
         config.processes.n_processes
     };
-    let status = runtime.block_on(super::serve(config, argv, listener, daemon_socket, slots));
+    let status = runtime.block_on(super::serve(
+        config,
+        argv,
+        &environment,
+        listener,
+        daemon_socket,
+        slots,
+    ));
     runtime.shutdown_timeout(Duration::from_millis(100));
     if let Some(path) = socket_path {
         let _ = std::fs::remove_file(path);
     }
     status
+}
+
+/// Says, on the terminal and (with `to_error_log`) in the error log, which options are
+/// accepted and ignored, and why.
+fn report_warnings(config: &Config, to_error_log: bool) {
+    for warning in &config.warnings {
+        // With --log-to-terminal the error log line is already on the terminal.
+        if !(to_error_log && config.logs.log_to_terminal) {
+            crate::logs::write_terminal(&format!("ferrule: warning: {warning}\n"));
+        }
+        if to_error_log {
+            error_log::log(Level::Warn, "ferrule", warning);
+        }
+    }
 }
 
 /// Creates the server root and the log directory, if they do not exist, open to others
@@ -214,6 +245,7 @@ fn create_server_root(config: &Config) -> Result<(), ExitStatus> {
 pub fn prepare_foreground(config: &Config) -> Result<socket2::Socket, ExitStatus> {
     create_server_root(config)?;
     process::open_error_log(config);
+    report_warnings(config, true);
     let listener = listen::bind(config).map_err(|message| {
         crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
         ExitStatus::Failure

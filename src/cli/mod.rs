@@ -8,6 +8,7 @@ mod access;
 mod args;
 mod config;
 mod environment;
+mod front_door_options;
 mod identity;
 #[cfg(test)]
 mod options_doc;
@@ -22,8 +23,9 @@ pub use config::{
 };
 pub use environment::{
     CONTRACT_VARIABLES, CONTROL_SCRIPT_ENV, DAEMON_SOCKET_ENV, LISTENER_FD_ENV, PROCESS_INDEX_ENV,
-    ProcessRole,
+    ProcessRole, TLS_LISTENER_FD_ENV,
 };
+pub use front_door_options::HttpsConfig;
 pub use identity::RunAs;
 
 /// Exit codes, distinct per kind of failure so scripts can tell them apart.

@@ -51,8 +51,6 @@ const APPLICATION: &str = "Application";
 const SERVER: &str = "Server";
 const PROCESSES: &str = "Processes";
 const TIMEOUTS: &str = "Timeouts";
-const TLS: &str = "TLS";
-const VIRTUAL_HOSTS: &str = "Virtual hosts";
 const URLS: &str = "URLs and files";
 const PROXYING: &str = "Proxying";
 const PYTHON: &str = "Python";
@@ -66,20 +64,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("application-group",          Value,    APPLICATION,   "NAME",                  "Name of the Python interpreter the application runs in."),
     option("process-group",              Value,    PROCESSES,     "NAME",                  "Name of the daemon process group that runs the application."),
     option("http2",                      Flag,     SERVER,        "",                      "Also speak HTTP/2."),
-    option("https-port",                 Value,    TLS,           "NUMBER",                "Port to listen on for HTTPS."),
-    option("ssl-port",                   Value,    TLS,           "NUMBER",                "Port to listen on for HTTPS (older name of --https-port)."),
-    option("ssl-certificate-file",       Value,    TLS,           "FILE-PATH",             "PEM file holding the server's certificate."),
-    option("ssl-certificate-key-file",   Value,    TLS,           "FILE-PATH",             "PEM file holding the private key of the certificate."),
-    option("ssl-certificate",            Value,    TLS,           "FILE-PATH",             "Path without extension of a .crt and .key pair for HTTPS."),
-    option("ssl-ca-certificate-file",    Value,    TLS,           "FILE-PATH",             "Certificate authorities that client certificates are checked against."),
-    option("ssl-verify-client",          Repeated, TLS,           "URL-PATH",              "URL path below which clients must present a valid certificate."),
-    option("ssl-certificate-chain-file", Value,    TLS,           "FILE-PATH",             "Intermediate certificates sent along with the server's own."),
-    option("ssl-environment",            Flag,     TLS,           "",                      "Put details of the TLS connection into the WSGI environ."),
-    option("https-only",                 Flag,     TLS,           "",                      "Redirect every plain HTTP request to HTTPS."),
-    option("hsts-policy",                Value,    TLS,           "PARAMS",                "Value of the Strict-Transport-Security header sent over HTTPS."),
-    option("server-name",                Value,    VIRTUAL_HOSTS, "HOSTNAME",              "Host name of the site; requests for other names are refused."),
-    option("server-alias",               Repeated, VIRTUAL_HOSTS, "HOSTNAME",              "Another host name (wildcards allowed) the site also answers to."),
-    option("allow-localhost",            Flag,     VIRTUAL_HOSTS, "",                      "Also answer requests addressed to localhost when --server-name is set."),
     option("initial-workers",            Value,    PROCESSES,     "NUMBER",                "Share of the front end's capacity started at once (0 to 1)."),
     option("minimum-spare-workers",      Value,    PROCESSES,     "NUMBER",                "Share of the front end's capacity kept idle at least (0 to 1)."),
     option("maximum-spare-workers",      Value,    PROCESSES,     "NUMBER",                "Share of the front end's capacity kept idle at most (0 to 1)."),
@@ -97,8 +81,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("proxy-mount-point",          Tuple(2), PROXYING,      "URL-PATH URL",          "Forward requests below a URL path to another server."),
     option("proxy-url-alias",            Tuple(2), PROXYING,      "URL-PATH URL",          "Older name of --proxy-mount-point."),
     option("proxy-virtual-host",         Tuple(2), PROXYING,      "HOSTNAME URL",          "Forward requests for a host name to another server."),
-    option("trust-proxy-header",         Repeated, PROXYING,      "HEADER-NAME",           "Header set by a trusted proxy whose value replaces the matching request detail."),
-    option("trust-proxy",                Repeated, PROXYING,      "IP-ADDRESS/SUBNET",     "Address or subnet of a proxy whose headers are trusted."),
     option("compress-responses",         Flag,     SERVER,        "",                      "Compress text responses (HTML, CSS, JavaScript, XML, plain text) for clients that accept it."),
     option("server-metrics",             Flag,     DEBUGGING,     "",                      "Collect server metrics for the application to read."),
     option("telemetry-service",          Value,    DEBUGGING,     "TARGET",                "Where telemetry is sent."),

@@ -82,6 +82,8 @@ pub struct RequestHead {
     pub has_body: bool,
     /// What the access-control scripts must decide before the application runs.
     pub access: Option<crate::handoff::AccessCheck>,
+    /// Environ variables set by the front end (`handoff::Request::variables`).
+    pub variables: Vec<(String, String)>,
 }
 
 /// A response head as the application produced it.
@@ -450,6 +452,11 @@ fn encode_request_head(head: &RequestHead, out: &mut BytesMut) {
     put_bytes(out, head.local_addr.to_string().as_bytes());
     encode_headers(&head.headers, out);
     encode_access(head.access.as_ref(), out);
+    out.put_u32_le(u32::try_from(head.variables.len()).unwrap_or(u32::MAX));
+    for (name, value) in &head.variables {
+        put_bytes(out, name.as_bytes());
+        put_bytes(out, value.as_bytes());
+    }
 }
 
 /// `0` (none), or `1`, the challenge, then `0` (no credentials), `1` user password
@@ -532,6 +539,12 @@ fn decode_request_head(payload: &mut Bytes) -> Result<RequestHead, ProtocolError
         .map_err(|_| ProtocolError::Malformed("bad local address"))?;
     let headers = decode_headers(payload)?;
     let access = decode_access(payload)?;
+    need(payload, 4)?;
+    let count = payload.get_u32_le() as usize;
+    let mut variables = Vec::with_capacity(count.min(64));
+    for _ in 0..count {
+        variables.push((get_str(payload)?, get_str(payload)?));
+    }
     Ok(RequestHead {
         method,
         target,
@@ -544,6 +557,7 @@ fn decode_request_head(payload: &mut Bytes) -> Result<RequestHead, ProtocolError
         request_id,
         has_body,
         access,
+        variables,
     })
 }
 
@@ -639,14 +653,20 @@ mod tests {
                 }),
                 challenge: "Basic realm=\"localhost:8000\"".to_owned(),
             }),
+            variables: vec![
+                ("SSL_PROTOCOL".to_owned(), "TLSv1.3".to_owned()),
+                ("HTTPS".to_owned(), String::new()),
+            ],
         };
         let access = head.access.clone();
+        let variables = head.variables.clone();
         let Frame::RequestHead(decoded) =
             runtime().block_on(round_trip(&Frame::RequestHead(Box::new(head))))
         else {
             panic!("wrong frame kind");
         };
         assert_eq!(decoded.method, http::Method::POST);
+        assert_eq!(decoded.variables, variables);
         assert_eq!(decoded.target, "/a%20b?x=1");
         assert_eq!(decoded.version, http::Version::HTTP_10);
         let values: Vec<&[u8]> = decoded

@@ -308,6 +308,7 @@ async fn serve_connection(
             request_id,
             has_body: _,
             access,
+            variables,
         } = *head;
         let request = wsgi::Request {
             method,
@@ -323,6 +324,7 @@ async fn serve_connection(
             received_at,
             request_id,
             access,
+            variables,
         };
         let reply = worker.executor.submit(request);
         let served = worker.served.fetch_add(1, Ordering::Relaxed) + 1;

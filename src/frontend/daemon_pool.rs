@@ -372,6 +372,7 @@ impl DaemonPool {
         connection: ConnectionInfo,
         request_id: handoff::RequestId,
         access: Option<handoff::AccessCheck>,
+        variables: Vec<(String, String)>,
     ) -> handoff::Response {
         let changed = match &self.reload_watch {
             Some(watch) => watch.changed().await,
@@ -394,6 +395,7 @@ impl DaemonPool {
             request_id,
             has_body,
             access,
+            variables,
         };
         let mut encoded = BytesMut::with_capacity(512);
         Frame::RequestHead(Box::new(head)).encode(&mut encoded);

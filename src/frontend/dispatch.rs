@@ -2,8 +2,9 @@
 //! [`Request`](crate::handoff::Request) (or answered by the front end), the response head
 //! awaited, and the response given back to the connection with its body to write.
 //!
-//! Order: the request checks (`request_checks.rs`), access control (`auth::check`),
-//! static files, then the backend; then, for an error, `--error-document`
+//! Order: the request checks (`request_checks.rs`), the front door (virtual hosts,
+//! `--https-only`, client certificates, trusted proxies: `crate::front_door`), access
+//! control (`auth::check`), static files, then the backend; then, for an error, `--error-document`
 //! (`error_documents.rs`).
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub(super) struct Service {
     /// Where file responses are handed to the socket for sendfile; `None` when the
     /// connection cannot use it.
     file_slot: Option<FileSlot>,
+    /// What the TLS handshake said; `None` on plain HTTP.
+    tls: Option<Arc<crate::tls::ConnectionTls>>,
 }
 
 impl Service {
@@ -36,12 +39,14 @@ impl Service {
         backend: Backend,
         connection: ConnectionInfo,
         file_slot: Option<FileSlot>,
+        tls: Option<Arc<crate::tls::ConnectionTls>>,
     ) -> Self {
         Self {
             config,
             backend,
             connection,
             file_slot,
+            tls,
         }
     }
 }
@@ -123,6 +128,20 @@ impl Service {
                 parts.headers.insert(http::header::HOST, host);
             }
         }
+        if let Some(response) = self.front_door(&parts) {
+            return response;
+        }
+        let mut variables = self
+            .tls
+            .as_ref()
+            .map(|tls| tls.variables.clone())
+            .unwrap_or_default();
+        variables.extend(
+            self.config
+                .front_door
+                .proxies
+                .apply(self.connection.remote_addr.ip(), &mut parts.headers),
+        );
         let access_check = match crate::auth::check(
             self.config.access.as_ref(),
             &parts.method,
@@ -176,8 +195,59 @@ impl Service {
             return response;
         }
         self.trace(|| format!("request {request_id} queued for an application thread"));
-        self.call_backend(parts, body, request_id, access_check)
+        self.call_backend(parts, body, request_id, access_check, variables)
             .await
+    }
+
+    /// The front door's answer, when it has one: 403 for a host this site does not
+    /// serve or a path that needs a client certificate the connection did not give, a
+    /// redirect for `--https-only` or a `www.` site's parent domain.
+    fn front_door(&self, parts: &http::request::Parts) -> Option<handoff::Response> {
+        let door = &self.config.front_door;
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        let arrival = crate::front_door::Arrival {
+            host: parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|host| host.to_str().ok()),
+            target,
+            https: self.connection.https,
+            peer: self.connection.remote_addr.ip(),
+            local_port: self.connection.local_addr.port(),
+        };
+        match door.route(&arrival) {
+            crate::front_door::Answer::Serve => {}
+            crate::front_door::Answer::Forbidden(reason) => {
+                return Some(handoff::error_response(http::StatusCode::FORBIDDEN, reason));
+            }
+            crate::front_door::Answer::Redirect { status, location } => {
+                let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::FOUND);
+                let Ok(location) = http::HeaderValue::from_bytes(location.as_bytes()) else {
+                    return Some(handoff::error_response(
+                        http::StatusCode::BAD_REQUEST,
+                        "The request target cannot be redirected.",
+                    ));
+                };
+                let mut response = handoff::error_response(status, "The document has moved.");
+                response.headers.insert(http::header::LOCATION, location);
+                return Some(response);
+            }
+        }
+        if !door.verify_client.is_empty() {
+            let path = handoff::request_path::decode(parts.uri.path().as_bytes());
+            let path = String::from_utf8_lossy(&path);
+            let verified = self.tls.as_ref().is_some_and(|tls| tls.client_verified);
+            if door.needs_client_certificate(&path) && !verified {
+                return Some(handoff::error_response(
+                    http::StatusCode::FORBIDDEN,
+                    "This URL needs a client certificate from an authority this server trusts, sent over HTTPS.",
+                ));
+            }
+        }
+        None
     }
 
     /// Hands the request to the application.
@@ -187,6 +257,7 @@ impl Service {
         body: RequestBody,
         request_id: handoff::RequestId,
         access_check: Option<handoff::AccessCheck>,
+        variables: Vec<(String, String)>,
     ) -> handoff::Response {
         match &self.backend {
             Backend::Embedded(executor) => {
@@ -217,6 +288,7 @@ impl Service {
                     received_at: std::time::SystemTime::now(),
                     request_id,
                     access: access_check,
+                    variables,
                 };
                 executor.submit(request).await.unwrap_or_else(|_| {
                     handoff::error_response(
@@ -233,8 +305,15 @@ impl Service {
                     Some(admission) => admission.acquire().await.ok(),
                     None => None,
                 };
-                pool.forward(parts, body, self.connection, request_id, access_check)
-                    .await
+                pool.forward(
+                    parts,
+                    body,
+                    self.connection,
+                    request_id,
+                    access_check,
+                    variables,
+                )
+                .await
             }
             Backend::StaticOnly => handoff::error_response(
                 http::StatusCode::NOT_FOUND,
@@ -274,7 +353,12 @@ impl Service {
             parts.version = version;
             parts.headers = headers;
             let body = limit_body(IncomingBody::empty(), None);
-            self.call_backend(parts, body, handoff::RequestId::generate(), None)
+            let variables = self
+                .tls
+                .as_ref()
+                .map(|tls| tls.variables.clone())
+                .unwrap_or_default();
+            self.call_backend(parts, body, handoff::RequestId::generate(), None, variables)
                 .await
         };
         if document.status.is_success() {
@@ -342,6 +426,13 @@ impl Service {
             }
             (Arc::clone(&self.config), record)
         });
+        if self.connection.https {
+            if let Some(policy) = &self.config.front_door.hsts_policy {
+                headers
+                    .entry(http::header::STRICT_TRANSPORT_SECURITY)
+                    .or_insert_with(|| policy.clone());
+            }
+        }
         let body = LoggedBody::new(body, access, self.file_slot.clone(), declared);
         if body.closes_connection()
             || self

@@ -1,5 +1,6 @@
 //! The front end: accepts connections on listeners it is given and speaks HTTP/1 over
-//! them (`connection/`, on the parser of `http1/`).
+//! them (`connection/`, on the parser of `http1/`), in the clear or over TLS (each TLS
+//! handshake runs in its connection's own task, within `--header-timeout`).
 //!
 //! It never runs Python: each request is handed to a [`Backend`] (in embedded mode the
 //! WSGI executor of this process, in daemon mode a daemon thread) and the response it
@@ -68,6 +69,60 @@ pub struct FrontendConfig {
     pub draining: AtomicBool,
     /// The access-control scripts' HTTP side; `None` when no script is configured.
     pub access: Option<crate::auth::Gate>,
+    /// Virtual hosts, `--https-only`, `--hsts-policy`, client certificates, trusted
+    /// proxies.
+    pub front_door: crate::front_door::FrontDoor,
+}
+
+/// A listening socket, and the TLS it speaks if it is the HTTPS one.
+pub struct Listener {
+    pub socket: tokio::net::TcpListener,
+    pub tls: Option<Arc<TlsListener>>,
+}
+
+impl Listener {
+    /// Registers `socket` (a listening TCP socket) with this thread's reactor.
+    pub fn from_std(
+        socket: std::net::TcpListener,
+        tls: Option<Arc<TlsListener>>,
+    ) -> std::io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        Ok(Self {
+            socket: tokio::net::TcpListener::from_std(socket)?,
+            tls,
+        })
+    }
+}
+
+/// What the HTTPS listener's connections share: the rustls configuration, and the
+/// `SSL_SERVER_*` variables of `--ssl-environment`.
+pub struct TlsListener {
+    acceptor: tokio_rustls::TlsAcceptor,
+    /// `--ssl-environment`.
+    environment: bool,
+    server_variables: Vec<(String, String)>,
+}
+
+impl TlsListener {
+    /// Reads the certificate files (checked at start-up already) into a listener.
+    pub fn load(
+        files: &crate::tls::TlsFiles,
+        environment: bool,
+    ) -> Result<Self, crate::tls::TlsError> {
+        Ok(Self::new(&crate::tls::load(files)?, environment))
+    }
+
+    fn new(tls: &crate::tls::ServerTls, environment: bool) -> Self {
+        Self {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config)),
+            environment,
+            server_variables: if environment {
+                crate::tls::server_variables(&tls.certificate)
+            } else {
+                Vec::new()
+            },
+        }
+    }
 }
 
 /// How long, once a stop began, connections get to make one last request (answered with
@@ -89,7 +144,7 @@ pub enum Backend {
 /// Serves `listener` until `shutdown` triggers, then lets open connections finish for up
 /// to `config.shutdown_timeout`.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: Listener,
     config: Arc<FrontendConfig>,
     backend: Backend,
     shutdown: Shutdown,
@@ -111,7 +166,7 @@ pub async fn serve(
             }
         }
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = listener.socket.accept() => accepted,
             () = shutdown.wait() => break,
         };
         let (stream, remote_addr) = match accepted {
@@ -134,21 +189,47 @@ pub async fn serve(
         let info = crate::handoff::ConnectionInfo {
             remote_addr,
             local_addr,
-            https: false,
+            https: listener.tls.is_some(),
         };
-        let file_slot = sendfile::FileSlot::default();
-        let service = dispatch::Service::new(
-            Arc::clone(&config),
-            backend.clone(),
-            info,
-            Some(file_slot.clone()),
-        );
         let counted = ConnectionCount::new(&open_connections);
         let settings = Arc::clone(&settings);
-        tokio::spawn(async move {
-            let _counted = counted;
-            connection::serve_connection(stream, service, file_slot, settings).await;
-        });
+        let config = Arc::clone(&config);
+        let backend = backend.clone();
+        let accepted_at = std::time::Instant::now();
+        match &listener.tls {
+            None => {
+                let file_slot = sendfile::FileSlot::default();
+                let service =
+                    dispatch::Service::new(config, backend, info, Some(file_slot.clone()), None);
+                tokio::spawn(async move {
+                    let _counted = counted;
+                    connection::serve_connection(stream, service, file_slot, settings, accepted_at)
+                        .await;
+                });
+            }
+            Some(tls) => {
+                let tls = Arc::clone(tls);
+                tokio::spawn(async move {
+                    let _counted = counted;
+                    let Some((stream, facts)) = handshake(&tls, stream, &settings, info).await
+                    else {
+                        return;
+                    };
+                    // TLS transforms the bytes: no sendfile, so no file slot for the body.
+                    let service =
+                        dispatch::Service::new(config, backend, info, None, Some(Arc::new(facts)));
+                    let stream = connection::TlsConnection::new(stream);
+                    connection::serve_connection(
+                        stream,
+                        service,
+                        sendfile::FileSlot::default(),
+                        settings,
+                        accepted_at,
+                    )
+                    .await;
+                });
+            }
+        }
     }
     drop(listener);
     // Busy keep-alive clients get their next answer with `Connection: close` and leave on
@@ -171,6 +252,50 @@ pub async fn serve(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The TLS handshake of a new connection, within the first `--header-timeout` allowance
+/// (a client that opens a connection and says nothing is closed as on plain HTTP) and
+/// until a stop closes idle connections. `None`: no TLS connection came of it (logged at
+/// info level).
+async fn handshake(
+    tls: &TlsListener,
+    stream: tokio::net::TcpStream,
+    settings: &connection::ConnectionSettings,
+    info: crate::handoff::ConnectionInfo,
+) -> Option<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    crate::tls::ConnectionTls,
+)> {
+    let accepting = tls.acceptor.accept(stream);
+    let mut closing = settings.closing.clone();
+    let limit = settings.timeouts.header.map(|rule| rule.allowed(0));
+    let outcome = tokio::select! {
+        outcome = timeouts::within(&settings.timer, limit, accepting) => outcome,
+        _ = closing.wait_for(|closing| *closing) => return None,
+    };
+    let failure = match outcome {
+        Ok(Ok(stream)) => {
+            let facts = crate::tls::ConnectionTls::new(
+                stream.get_ref().1,
+                tls.environment,
+                &tls.server_variables,
+            );
+            return Some((stream, facts));
+        }
+        Ok(Err(error)) => format!("TLS handshake failed: {error}"),
+        Err(timeouts::TimedOut) => {
+            "TLS handshake not finished within --header-timeout; closed the connection".to_owned()
+        }
+    };
+    if error_log::enabled(Level::Info) {
+        error_log::log(
+            Level::Info,
+            "ferrule",
+            &format!("{}: {failure}", info.remote_addr),
+        );
+    }
+    None
 }
 
 /// Counts a connection as open until its task ends.

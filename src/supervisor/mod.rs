@@ -76,6 +76,7 @@ async fn serve(
     config: &Config,
     argv: &[String],
     listener: socket2::Socket,
+    https_listener: Option<socket2::Socket>,
     daemon_socket: Option<(std::os::unix::net::UnixListener, PathBuf)>,
     slots: usize,
 ) -> ExitStatus {
@@ -92,15 +93,17 @@ async fn serve(
         config,
         argv,
         listener_fd: listener.as_raw_fd(),
+        tls_listener_fd: https_listener.as_ref().map(AsRawFd::as_raw_fd),
         event_tx: event_tx.clone(),
         daemon: None,
         timers: tokio_util::time::DelayQueue::new(),
     };
     // Keeps the listener open in embedded mode, where only the children serve it (it
     // stays close-on-exec here: `spawn` clears that in each child alone).
-    let mut _embedded_listener = None;
+    let mut _embedded_listeners = None;
     if let Some((unix_listener, socket_path)) = daemon_socket {
-        match startup::start_frontend(config, listener, unix_listener, socket_path, &event_tx) {
+        let listeners = (listener, https_listener);
+        match startup::start_frontend(config, listeners, unix_listener, socket_path, &event_tx) {
             Ok(daemon) => world.daemon = Some(daemon),
             Err(error) => {
                 crate::logs::write_terminal(&format!(
@@ -110,7 +113,7 @@ async fn serve(
             }
         }
     } else {
-        _embedded_listener = Some(listener);
+        _embedded_listeners = Some((listener, https_listener));
     }
     let processes = &config.processes;
     let mut children = Children::new(Settings {

@@ -45,6 +45,7 @@ fn call_application(
         received_at,
         request_id,
         access,
+        variables,
     } = request;
     let input = Bound::new(py, Input::new(body))?;
     let _release_body = ReleaseBodyOnDrop(input.clone());
@@ -59,6 +60,7 @@ fn call_application(
         received_at,
         thread_index,
         request_id,
+        variables: &variables,
     };
     let environ = environ::build(
         py,

@@ -327,3 +327,17 @@ def test_issue_19_tls_connections_close_cleanly_on_stop(ferrule_server, pki):
             received += chunk
         assert b"200 OK" in received
     assert server.stop() == 0
+
+
+def test_issue_19_every_reactor_serves_https(ferrule_server, pki):
+    port = free_port()
+    server = ferrule_server("environ.wsgi", *tls_options(pki, port, "--reactor-threads", "2"))
+    for _ in range(8):
+        assert https(port, "/", pki).json()["environ"]["wsgi.url_scheme"] == "https"
+        assert server.get("/").status_code == 200
+
+
+def test_issue_19_debug_mode_serves_https(ferrule_server, pki):
+    port = free_port()
+    ferrule_server("environ.wsgi", "--debug-mode", *tls_options(pki, port))
+    assert https(port, "/", pki).json()["environ"]["HTTPS"] == "1"

@@ -279,6 +279,28 @@ mod tests {
     }
 
     #[test]
+    fn https_only_leaves_this_machine_on_http_with_allow_localhost() {
+        let door = FrontDoor {
+            virtual_host: Some(VirtualHost::new("www.example.com", &[], true)),
+            https_only: true,
+            https_port: Some(8443),
+            ..FrontDoor::default()
+        };
+        assert_eq!(
+            door.route(&arrival(Some("localhost"), false, "127.0.0.1")),
+            Answer::Serve
+        );
+        // The parent domain goes straight to the www. name over HTTPS.
+        assert_eq!(
+            door.route(&arrival(Some("example.com"), false, "10.0.0.1")),
+            Answer::Redirect {
+                status: 302,
+                location: "https://www.example.com:8443/a/b?c=1".into()
+            }
+        );
+    }
+
+    #[test]
     fn verify_client_paths_match_on_segments() {
         let door = FrontDoor {
             verify_client: vec!["/admin".into()],

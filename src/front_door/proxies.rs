@@ -188,18 +188,30 @@ impl ProxyTrust {
         let mut set = |key: &str, value: &str| variables.push((key.to_owned(), value.to_owned()));
         match purpose {
             Purpose::ClientAddress => {
-                if let Some(address) = self.client_address(name, value) {
+                if name == "x-forwarded-for" {
+                    let (address, rest) = self.forwarded_for(value);
+                    if let Some(address) = address {
+                        set("REMOTE_ADDR", &address.to_string());
+                    }
+                    if let Some(rest) = rest {
+                        set("HTTP_X_FORWARDED_FOR", &rest);
+                    }
+                } else if let Ok(address) = value.parse::<IpAddr>() {
                     set("REMOTE_ADDR", &address.to_string());
                 }
             }
             Purpose::Scheme => {
+                // A scheme header that was believed decides alone, as in mod_wsgi: only
+                // its saying https makes the request https, whatever the connection.
                 let https = if matches!(
                     name,
                     "x-forwarded-proto" | "x-forwarded-scheme" | "x-scheme"
                 ) {
                     value.eq_ignore_ascii_case("https")
                 } else {
-                    value.eq_ignore_ascii_case("on") || value == "1"
+                    ["on", "true", "1"]
+                        .iter()
+                        .any(|yes| value.eq_ignore_ascii_case(yes))
                 };
                 let scheme = if https { "https" } else { "http" };
                 set("wsgi.url_scheme", scheme);
@@ -209,32 +221,44 @@ impl ProxyTrust {
             Purpose::Host if !value.is_empty() => set("HTTP_HOST", value),
             Purpose::Port if value.parse::<u16>().is_ok() => set("SERVER_PORT", value),
             Purpose::ServerName if !value.is_empty() => set("SERVER_NAME", value),
-            Purpose::ScriptName => set("SCRIPT_NAME", value.trim_end_matches('/')),
+            Purpose::ScriptName => {
+                let mount_point = value.trim_end_matches('/');
+                set("SCRIPT_NAME", mount_point);
+                set("mod_wsgi.mount_point", mount_point);
+            }
             _ => {}
         }
     }
 
-    /// The client's address: for X-Forwarded-For, with trusted proxies named, the last
-    /// address that is not one of them (each proxy appends the peer it saw); with none
-    /// named, the first.
-    fn client_address(&self, name: &str, value: &str) -> Option<IpAddr> {
-        let parse = |text: &str| text.trim().parse::<IpAddr>().ok();
-        if name != "x-forwarded-for" {
-            return parse(value);
-        }
-        let hops: Vec<&str> = value.split(',').map(str::trim).collect();
+    /// X-Forwarded-For as mod_wsgi reads it: each proxy appends the peer it saw. With
+    /// no `--trust-proxy`, the client is the first address (the header is left as it
+    /// is). With trusted proxies, the trailing run of trusted addresses is skipped and
+    /// the client is the address just before it (the first, when all are trusted; the
+    /// last, when the last is not trusted), and the header is cut to start at it.
+    /// Returns the client (only if it is an address) and the header's new value.
+    fn forwarded_for(&self, value: &str) -> (Option<IpAddr>, Option<String>) {
+        let hops: Vec<&str> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|hop| !hop.is_empty())
+            .collect();
+        let Some(last) = hops.len().checked_sub(1) else {
+            return (None, None);
+        };
         if self.proxies.is_empty() {
-            return hops.first().and_then(|hop| parse(hop));
+            return (hops[0].parse().ok(), None);
         }
-        let mut chosen = None;
-        for hop in hops.iter().rev() {
-            let address = parse(hop)?;
-            chosen = Some(address);
-            if !self.proxies.iter().any(|proxy| proxy.contains(address)) {
-                break;
+        let mut first_trusted = None;
+        for (index, hop) in hops.iter().enumerate().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(address) if self.proxies.iter().any(|proxy| proxy.contains(address)) => {
+                    first_trusted = Some(index);
+                }
+                _ => break,
             }
         }
-        chosen
+        let client = first_trusted.map_or(last, |index| index.saturating_sub(1));
+        (hops[client].parse().ok(), Some(hops[client..].join(", ")))
     }
 }
 
@@ -296,6 +320,10 @@ mod tests {
         ]);
         let variables = trust.apply("10.0.0.2".parse().unwrap(), &mut map);
         assert!(variables.contains(&("REMOTE_ADDR".into(), "203.0.113.9".into())));
+        assert!(variables.contains(&(
+            "HTTP_X_FORWARDED_FOR".into(),
+            "203.0.113.9, 10.0.0.7".into()
+        )));
         assert!(variables.contains(&("wsgi.url_scheme".into(), "https".into())));
         assert!(variables.contains(&("HTTP_HOST".into(), "public.example".into())));
         assert!(map.contains_key("x-forwarded-for") && !map.contains_key("x-real-ip"));
@@ -319,6 +347,53 @@ mod tests {
         assert!(!map.contains_key("x-forwarded-for") && !map.contains_key("x-real-ip"));
         // No header of that purpose was named: not ours to drop.
         assert!(map.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn forwarded_for_skips_the_trailing_trusted_hops() {
+        let trust = ProxyTrust::new(
+            &["X-Forwarded-For".into()],
+            vec![Subnet::parse("10.0.0.0/8").unwrap()],
+        )
+        .unwrap();
+        let client = |value: &str| trust.forwarded_for(value);
+        let address = |text: &str| Some(text.parse().unwrap());
+        assert_eq!(
+            client("1.1.1.1, 2.2.2.2, 10.0.0.1, 10.0.0.2"),
+            (
+                address("2.2.2.2"),
+                Some("2.2.2.2, 10.0.0.1, 10.0.0.2".into())
+            )
+        );
+        assert_eq!(
+            client("1.1.1.1, 2.2.2.2"),
+            (address("2.2.2.2"), Some("2.2.2.2".into()))
+        );
+        assert_eq!(
+            client("10.0.0.5, 10.0.0.1"),
+            (address("10.0.0.5"), Some("10.0.0.5, 10.0.0.1".into()))
+        );
+        assert_eq!(client(" , "), (None, None));
+        assert_eq!(client("junk"), (None, Some("junk".into())));
+    }
+
+    #[test]
+    fn scheme_headers_decide_alone() {
+        let trust = ProxyTrust::new(&["X-Forwarded-SSL".into()], Vec::new()).unwrap();
+        for (value, scheme) in [
+            ("on", "https"),
+            ("TRUE", "https"),
+            ("1", "https"),
+            ("off", "http"),
+            ("maybe", "http"),
+        ] {
+            let mut map = headers(&[("x-forwarded-ssl", value)]);
+            let variables = trust.apply("192.0.2.1".parse().unwrap(), &mut map);
+            assert!(
+                variables.contains(&("wsgi.url_scheme".into(), scheme.into())),
+                "{value}"
+            );
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ import pytest
 import requests
 import trustme
 
-from conftest import free_port, start_server
+from conftest import free_port, start_server, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -341,3 +341,31 @@ def test_issue_19_debug_mode_serves_https(ferrule_server, pki):
     port = free_port()
     ferrule_server("environ.wsgi", "--debug-mode", *tls_options(pki, port))
     assert https(port, "/", pki).json()["environ"]["HTTPS"] == "1"
+
+
+def test_issue_19_expect_100_continue_over_tls(ferrule_server, mode_options, pki, tmp_path):
+    port = free_port()
+    ferrule_server("environ.wsgi", *mode_options, *tls_options(pki, port))
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"x" * 300_000)
+    result = subprocess.run(
+        ["curl", "--silent", "--show-error", "--cacert", str(pki / "ca.pem")]
+        + ["-H", "Expect: 100-continue", "--data-binary", f"@{body}", "--verbose"]
+        + [f"https://localhost:{port}/upload"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert b"HTTP/1.1 100 Continue" in result.stderr
+    assert b'"CONTENT_LENGTH": "300000"' in result.stdout
+
+
+def test_issue_19_every_embedded_process_serves_https(ferrule_server, pki):
+    port = free_port()
+    server = ferrule_server(
+        "environ.wsgi", "--embedded-mode", "--processes", "2", *tls_options(pki, port)
+    )
+    wait_until(lambda: len(server.child_pids()) == 2)
+    pids = {https(port, "/", pki).json()["pid"] for _ in range(20)}
+    assert pids <= set(server.child_pids())

@@ -101,8 +101,13 @@ fn certificate_variables(prefix: &str, certificate: &CertificateDer<'_>) -> Vec<
         format!("{prefix}_M_VERSION"),
         (parsed.version().0 + 1).to_string(),
     ));
-    let serial: String = parsed
-        .raw_serial()
+    // As OpenSSL prints the number: whole bytes, without the DER sign byte.
+    let raw = parsed.raw_serial();
+    let significant = raw
+        .iter()
+        .position(|byte| *byte != 0)
+        .map_or(&raw[raw.len().saturating_sub(1)..], |start| &raw[start..]);
+    let serial: String = significant
         .iter()
         .map(|byte| format!("{byte:02X}"))
         .collect();

@@ -7,6 +7,7 @@ trustme; the clients are requests, curl and openssl s_client."""
 from __future__ import annotations
 
 import base64
+import signal
 import socket
 import ssl
 import subprocess
@@ -369,3 +370,46 @@ def test_issue_19_every_embedded_process_serves_https(ferrule_server, pki):
     wait_until(lambda: len(server.child_pids()) == 2)
     pids = {https(port, "/", pki).json()["pid"] for _ in range(20)}
     assert pids <= set(server.child_pids())
+
+
+def test_issue_19_a_graceful_restart_reads_a_renewed_certificate(
+    ferrule_server, mode_options, tmp_path
+):
+    old_ca, new_ca = trustme.CA(), trustme.CA()
+    stub = tmp_path / "site"
+
+    def install(ca):
+        issued = ca.issue_cert("localhost")
+        issued.private_key_pem.write_to_path(str(tmp_path / "site.key"))
+        issued.cert_chain_pems[0].write_to_path(str(tmp_path / "site.crt"))
+
+    old_ca.cert_pem.write_to_path(str(tmp_path / "old.pem"))
+    new_ca.cert_pem.write_to_path(str(tmp_path / "new.pem"))
+    install(old_ca)
+    port = free_port()
+    server = ferrule_server(
+        "environ.wsgi", *mode_options, "--https-port", str(port), "--ssl-certificate", str(stub)
+    )
+    url = f"https://localhost:{port}/"
+    assert requests.get(url, verify=str(tmp_path / "old.pem"), timeout=30).status_code == 200
+    install(new_ca)
+    server.signal(signal.SIGUSR1)
+
+    def renewed():
+        try:
+            return requests.get(url, verify=str(tmp_path / "new.pem"), timeout=30).ok
+        except requests.exceptions.SSLError:
+            return False
+
+    wait_until(renewed, 30)
+    # Files that no longer load leave the certificate in place.
+    (tmp_path / "site.key").write_text("gone\n")
+    # The replaced process is gone (embedded mode), so that the same pids can be compared.
+    wait_until(lambda: len(server.child_pids()) == 1, 30)
+    pids = server.child_pids()
+    server.signal(signal.SIGUSR1)
+    server.wait_for_log("HTTPS goes on with the certificate it had")
+    assert requests.get(url, verify=str(tmp_path / "new.pem"), timeout=30).ok
+    if mode_options:
+        # Embedded mode: the restart was refused; the same processes serve.
+        assert server.child_pids() == pids

@@ -94,12 +94,18 @@ impl Listener {
     }
 }
 
-/// What the HTTPS listener's connections share: the rustls configuration, and the
-/// `SSL_SERVER_*` variables of `--ssl-environment`.
+/// What the HTTPS listener's connections share: the files it is made from, and what
+/// was read from them (swapped whole by [`TlsListener::reload`]).
 pub struct TlsListener {
-    acceptor: tokio_rustls::TlsAcceptor,
+    files: crate::tls::TlsFiles,
     /// `--ssl-environment`.
     environment: bool,
+    current: std::sync::RwLock<Arc<TlsState>>,
+}
+
+/// The rustls configuration, and the `SSL_SERVER_*` variables of `--ssl-environment`.
+struct TlsState {
+    acceptor: tokio_rustls::TlsAcceptor,
     server_variables: Vec<(String, String)>,
 }
 
@@ -109,19 +115,66 @@ impl TlsListener {
         files: &crate::tls::TlsFiles,
         environment: bool,
     ) -> Result<Self, crate::tls::TlsError> {
-        Ok(Self::new(&crate::tls::load(files)?, environment))
+        let state = TlsState::read(files, environment)?;
+        Ok(Self {
+            files: files.clone(),
+            environment,
+            current: std::sync::RwLock::new(Arc::new(state)),
+        })
     }
 
-    fn new(tls: &crate::tls::ServerTls, environment: bool) -> Self {
-        Self {
+    /// Reads the files again, for the handshakes that follow (a graceful restart picks
+    /// up a renewed certificate this way; connections already open keep theirs). The
+    /// files are read on the blocking pool, never on the reactor; files that do not
+    /// load leave the current certificate in place, and the error is logged.
+    pub async fn reload(self: Arc<Self>) {
+        let listener = Arc::clone(&self);
+        let read = tokio::task::spawn_blocking(move || {
+            TlsState::read(&listener.files, listener.environment)
+        })
+        .await;
+        match read {
+            Ok(Ok(state)) => {
+                *self
+                    .current
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(state);
+                error_log::log(
+                    Level::Info,
+                    "ferrule",
+                    "read the TLS certificate files again for new connections",
+                );
+            }
+            Ok(Err(error)) => error_log::log(
+                Level::Error,
+                "ferrule",
+                &format!("{error}; HTTPS goes on with the certificate it had"),
+            ),
+            Err(_) => {}
+        }
+    }
+
+    fn state(&self) -> Arc<TlsState> {
+        Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+impl TlsState {
+    fn read(files: &crate::tls::TlsFiles, environment: bool) -> Result<Self, crate::tls::TlsError> {
+        let tls = crate::tls::load(files)?;
+        Ok(Self {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config)),
-            environment,
             server_variables: if environment {
                 crate::tls::server_variables(&tls.certificate)
             } else {
                 Vec::new()
             },
-        }
+        })
     }
 }
 
@@ -267,7 +320,8 @@ async fn handshake(
     tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     crate::tls::ConnectionTls,
 )> {
-    let accepting = tls.acceptor.accept(stream);
+    let state = tls.state();
+    let accepting = state.acceptor.accept(stream);
     let mut closing = settings.closing.clone();
     let limit = settings.timeouts.header.map(|rule| rule.allowed(0));
     let outcome = tokio::select! {
@@ -279,7 +333,7 @@ async fn handshake(
             let facts = crate::tls::ConnectionTls::new(
                 stream.get_ref().1,
                 tls.environment,
-                &tls.server_variables,
+                &state.server_variables,
             );
             return Some((stream, facts));
         }

@@ -179,7 +179,25 @@ async fn serve(
                 // As Apache's graceful restart: the log files are opened again by name
                 // (logrotate moved them); the new processes open them afresh.
                 crate::logs::rotate::reopen_all();
-                children.restart(&mut world);
+                // The front end here serves HTTPS (daemon mode): it reads a renewed
+                // certificate as Apache does, keeping the old one if the new files do
+                // not load. Embedded processes read the files as they start: files that
+                // do not load would leave no process serving, so the restart is refused,
+                // as `apachectl graceful` refuses a configuration that fails its test.
+                if let Some(tls) = world.daemon.as_ref().and_then(|daemon| daemon.tls.clone()) {
+                    tokio::spawn(tls.reload());
+                    children.restart(&mut world);
+                } else if let Some(error) = embedded_tls_problem(config) {
+                    crate::logs::error_log::log(
+                        crate::logs::Level::Error,
+                        "ferrule",
+                        &format!(
+                            "{error}; the graceful restart is refused and HTTPS goes on with the certificate it had"
+                        ),
+                    );
+                } else {
+                    children.restart(&mut world);
+                }
             }
             Event::ProcessExited { pid, status } => children.on_exit(pid, status, &mut world),
             Event::Respawn { slot } => children.respawn(slot, &mut world),
@@ -200,4 +218,13 @@ async fn serve(
             }
         }
     }
+}
+
+/// Embedded mode: why the server processes a restart would start could not serve HTTPS
+/// (the certificate files no longer load), if they could not.
+fn embedded_tls_problem(config: &Config) -> Option<String> {
+    let https = config.server.https.as_ref()?;
+    crate::frontend::TlsListener::load(&https.files, false)
+        .err()
+        .map(|error| error.to_string())
 }

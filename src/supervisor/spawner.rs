@@ -29,6 +29,8 @@ pub(super) struct DaemonSide {
     pub(super) frontend_shutdown: Shutdown,
     pub(super) accept_shutdown: Shutdown,
     pub(super) frontend_done: bool,
+    /// The HTTPS listener's certificate, read again on a graceful restart.
+    pub(super) tls: Option<Arc<crate::frontend::TlsListener>>,
 }
 
 /// Starts children as `python -m ferrule` with the supervisor's own arguments.

@@ -342,6 +342,7 @@ pub(super) fn start_frontend(
         frontend_shutdown,
         accept_shutdown,
         frontend_done: false,
+        tls,
     })
 }
 

@@ -413,3 +413,18 @@ def test_issue_19_a_graceful_restart_reads_a_renewed_certificate(
     if mode_options:
         # Embedded mode: the restart was refused; the same processes serve.
         assert server.child_pids() == pids
+
+
+def test_issue_19_static_files_over_tls(ferrule_server, mode_options, pki, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "big.bin").write_bytes(bytes(index % 241 for index in range(1_500_000)))
+    port = free_port()
+    ferrule_server(
+        "environ.wsgi", *mode_options, *tls_options(pki, port), "--url-alias", "/static", str(site)
+    )
+    whole = https(port, "/static/big.bin", pki)
+    assert whole.content == (site / "big.bin").read_bytes()
+    part = https(port, "/static/big.bin", pki, headers={"Range": "bytes=1000-1999"})
+    assert part.status_code == 206
+    assert part.content == (site / "big.bin").read_bytes()[1000:2000]

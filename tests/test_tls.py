@@ -428,3 +428,20 @@ def test_issue_19_static_files_over_tls(ferrule_server, mode_options, pki, tmp_p
     part = https(port, "/static/big.bin", pki, headers={"Range": "bytes=1000-1999"})
     assert part.status_code == 206
     assert part.content == (site / "big.bin").read_bytes()[1000:2000]
+
+
+def test_issue_19_plain_http_to_the_https_port_gets_400(ferrule_server, mode_options, pki):
+    port = free_port()
+    ferrule_server("environ.wsgi", *mode_options, *tls_options(pki, port))
+    answer = requests.get(f"http://127.0.0.1:{port}/", timeout=30)
+    assert answer.status_code == 400
+    assert "speaks HTTPS" in answer.text
+    # Bytes that open a TLS record but are no handshake: the connection is closed.
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.settimeout(10)
+        connection.sendall(b"\x16" + b"\x00" * 64)
+        received = b""
+        while chunk := connection.recv(4096):
+            received += chunk
+        assert b"HTTP/1.1" not in received
+    assert https(port, "/", pki).status_code == 200

@@ -321,9 +321,26 @@ async fn handshake(
     crate::tls::ConnectionTls,
 )> {
     let state = tls.state();
-    let accepting = state.acceptor.accept(stream);
     let mut closing = settings.closing.clone();
     let limit = settings.timeouts.header.map(|rule| rule.allowed(0));
+    let started = std::time::Instant::now();
+    // A TLS client's first byte opens a handshake record; anything else is most likely
+    // plain HTTP sent to the HTTPS port, which gets an answer it can read.
+    let mut first = [0_u8; 1];
+    let peeked = tokio::select! {
+        peeked = timeouts::within(&settings.timer, limit, stream.peek(&mut first)) => peeked,
+        _ = closing.wait_for(|closing| *closing) => return None,
+    };
+    match peeked {
+        Ok(Ok(1)) if first[0] != TLS_HANDSHAKE_RECORD => {
+            answer_plain_http(stream, settings).await;
+            return None;
+        }
+        Ok(Ok(1)) => {}
+        _ => return None,
+    }
+    let accepting = state.acceptor.accept(stream);
+    let limit = limit.map(|limit| limit.saturating_sub(started.elapsed()));
     let outcome = tokio::select! {
         outcome = timeouts::within(&settings.timer, limit, accepting) => outcome,
         _ = closing.wait_for(|closing| *closing) => return None,
@@ -350,6 +367,39 @@ async fn handshake(
         );
     }
     None
+}
+
+/// The content type of a TLS record that carries a handshake message (RFC 8446 5.1).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// 400 in plain HTTP for a client that spoke plain HTTP to the HTTPS port (as Apache and
+/// nginx answer it), then the connection closes.
+async fn answer_plain_http(
+    mut stream: tokio::net::TcpStream,
+    settings: &connection::ConnectionSettings,
+) {
+    use tokio::io::AsyncWriteExt;
+    const PAGE: &str = "<!DOCTYPE html>\n<html><head><title>400 Bad Request</title></head>\n\
+        <body><h1>400 Bad Request</h1>\n<p>This port speaks HTTPS: the request came in plain \
+        HTTP. Use an https:// URL.</p></body></html>\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/html; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{PAGE}",
+        PAGE.len()
+    );
+    let writing = stream.write_all(answer.as_bytes());
+    let _ = timeouts::within(&settings.timer, settings.timeouts.write, writing).await;
+    let _ = stream.shutdown().await;
+    // Read what the client still sends for a moment, so that closing with unread bytes
+    // does not reset the connection before the client read the answer.
+    let draining = async {
+        let mut sink = [0_u8; 4096];
+        while matches!(
+            tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await,
+            Ok(1..)
+        ) {}
+    };
+    let _ = timeouts::within(&settings.timer, Some(Duration::from_secs(1)), draining).await;
 }
 
 /// Counts a connection as open until its task ends.

@@ -514,6 +514,9 @@ impl Config {
             },
             port,
             &absolute,
+            // Only the process the user started checks the certificate files: a daemon
+            // process never serves TLS, and with --user may not read the key at all.
+            matches!(role, ProcessRole::Supervisor { .. }),
         );
         let error_documents = error_documents_of(&mut problems, &error_documents);
         if !allow_override.is_empty() {

@@ -43,6 +43,7 @@ pub(super) fn resolve(
     args: FrontDoorArgs,
     http_port: u16,
     absolute: &dyn Fn(&Path) -> PathBuf,
+    check_files: bool,
 ) -> (FrontDoor, Option<HttpsConfig>) {
     let FrontDoorArgs {
         https_port,
@@ -106,8 +107,10 @@ pub(super) fn resolve(
                 chain: ssl_certificate_chain_file.map(|path| absolute(&path)),
                 client_ca: client_ca.clone(),
             };
-            if let Err(error) = crate::tls::load(&files) {
-                problems.push(ConfigError::Tls { error });
+            if check_files {
+                if let Err(error) = crate::tls::load(&files) {
+                    problems.push(ConfigError::Tls { error });
+                }
             }
             Some(HttpsConfig {
                 port,
@@ -125,7 +128,7 @@ pub(super) fn resolve(
         (None, certificate, key) => {
             if certificate.is_some() || key.is_some() || client_ca.is_some() {
                 problems.push(ConfigError::Needs {
-                    option: "the certificate options",
+                    option: "a certificate (--ssl-certificate, --ssl-certificate-file, --ssl-certificate-key-file or --ssl-ca-certificate-file)",
                     needs: "--https-port: the port HTTPS is served on",
                 });
             }

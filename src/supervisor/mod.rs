@@ -75,8 +75,11 @@ enum Event {
 async fn serve(
     config: &Config,
     argv: &[String],
-    listener: socket2::Socket,
-    https_listener: Option<socket2::Socket>,
+    (listener, https_listener, tls): (
+        socket2::Socket,
+        Option<socket2::Socket>,
+        Option<std::sync::Arc<crate::frontend::TlsListener>>,
+    ),
     daemon_socket: Option<(std::os::unix::net::UnixListener, PathBuf)>,
     slots: usize,
 ) -> ExitStatus {
@@ -102,7 +105,7 @@ async fn serve(
     // stays close-on-exec here: `spawn` clears that in each child alone).
     let mut _embedded_listeners = None;
     if let Some((unix_listener, socket_path)) = daemon_socket {
-        let listeners = (listener, https_listener);
+        let listeners = (listener, https_listener, tls);
         match startup::start_frontend(config, listeners, unix_listener, socket_path, &event_tx) {
             Ok(daemon) => world.daemon = Some(daemon),
             Err(error) => {

@@ -109,6 +109,21 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     } else {
         None
     };
+    // The front end runs here (daemon mode, a static site): its certificate and key are
+    // read before --user takes effect, as Apache reads them as root, so the key may stay
+    // readable by root alone.
+    let tls = match (&socket_directory, &config.server.https) {
+        (Some(_), Some(https)) => {
+            match frontend::TlsListener::load(&https.files, https.ssl_environment) {
+                Ok(tls) => Some(Arc::new(tls)),
+                Err(error) => {
+                    crate::logs::write_terminal(&format!("ferrule: error: {error}\n"));
+                    return ExitStatus::UsageError;
+                }
+            }
+        }
+        _ => None,
+    };
     if let Some(run_as) = &config.processes.run_as {
         if let Err(message) = privileges::become_user(config, run_as, socket_directory.as_deref()) {
             crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
@@ -157,8 +172,7 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     let status = runtime.block_on(super::serve(
         config,
         argv,
-        listener,
-        https_listener,
+        (listener, https_listener, tls),
         daemon_socket,
         slots,
     ));
@@ -227,20 +241,17 @@ pub fn prepare_foreground(
 /// the socket.
 pub(super) fn start_frontend(
     config: &Config,
-    (listener, https_listener): (socket2::Socket, Option<socket2::Socket>),
+    (listener, https_listener, tls): (
+        socket2::Socket,
+        Option<socket2::Socket>,
+        Option<Arc<frontend::TlsListener>>,
+    ),
     unix_listener: std::os::unix::net::UnixListener,
     socket_path: PathBuf,
     event_tx: &mpsc::UnboundedSender<Event>,
 ) -> std::io::Result<DaemonSide> {
     let listener: std::net::TcpListener = listener.into();
     let https_listener: Option<std::net::TcpListener> = https_listener.map(Into::into);
-    let tls = match &config.server.https {
-        Some(https) => Some(Arc::new(
-            frontend::TlsListener::load(&https.files, https.ssl_environment)
-                .map_err(std::io::Error::other)?,
-        )),
-        None => None,
-    };
     // One descriptor per extra reactor: each registers the same socket with its own epoll.
     let extra_listeners = (1..config.server.reactor_threads)
         .map(|_| {

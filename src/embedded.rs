@@ -117,6 +117,16 @@ fn serve(
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
         front_door: config.server.front_door.clone(),
+        operations: frontend::Operations::new(
+            config.server.operations.health_check_path.clone(),
+            config.server.operations.metrics_path.clone(),
+            config
+                .server
+                .operations
+                .server_status
+                .then(|| crate::cli::SERVER_STATUS_PATH.to_owned()),
+            config.processes.n_threads,
+        ),
         reload_watch: config
             .application
             .reload_entry
@@ -129,6 +139,9 @@ fn serve(
             }),
     });
     drop(runtime_context);
+    if frontend_config.operations.shows_requests() {
+        executor.activity().record_requests();
+    }
     let code_changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let served = runtime.block_on(async {
         let listener = frontend::Listener::from_std(listener, None)?;

@@ -4,6 +4,7 @@ restart, graceful, graceful-stop and configtest, as mod_wsgi-express's script ha
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -163,3 +164,66 @@ def test_second_server_with_the_same_pid_file_is_refused(ferrule_server):
     )
     # The first one's pid file is left alone.
     assert int((first.server_root / "httpd.pid").read_text()) == first.process.pid
+
+
+def unit_value(unit: str, key: str) -> str:
+    return next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith(key + "="))
+
+
+def test_issue_23_systemd_unit_starts_reloads_and_drains(tmp_path):
+    """`setup-server --systemd` writes SERVER_ROOT/ferrule.service. Without a systemd to
+    run it here, the test runs what the unit says: its ExecStart, its reload signal, and
+    its stop signal sent to the main process alone (KillMode=mixed)."""
+    port = free_port()
+    root = tmp_path / "root"
+    result = run_ferrule(
+        "setup-server", str(APPS / "daemon.wsgi"), "--host", "127.0.0.1", "--port", str(port),
+        "--server-root", str(root), "--systemd", "--shutdown-timeout", "7",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    unit = (root / "ferrule.service").read_text()
+    assert unit_value(unit, "Type") == "simple"
+    assert unit_value(unit, "ExecStart") == f"{root / 'apachectl'} start -DFOREGROUND"
+    assert unit_value(unit, "ExecReload") == "/bin/kill -USR1 $MAINPID"
+    assert unit_value(unit, "KillSignal") == "SIGTERM"
+    assert unit_value(unit, "KillMode") == "mixed"
+    assert unit_value(unit, "TimeoutStopSec") == "17"
+    assert "WantedBy=multi-user.target" in unit
+    analyze = shutil.which("systemd-analyze")
+    if analyze:
+        verified = subprocess.run(
+            [analyze, "verify", "--man=no", str(root / "ferrule.service")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert verified.returncode == 0, verified.stderr
+        assert "ferrule.service" not in verified.stderr, verified.stderr
+    server = subprocess.Popen(
+        unit_value(unit, "ExecStart").split(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/pid"
+        first = wait_until(lambda: _get_pid(url), timeout=30)
+        # The exec'd server is the main process: the pid file names it.
+        assert int((root / "httpd.pid").read_text()) == server.pid
+        server.send_signal(signal.SIGUSR1)
+        wait_until(lambda: (_get_pid(url) or first) != first, timeout=30)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(20) == 0
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def _get_pid(url: str) -> int | None:
+    try:
+        return requests.get(url, timeout=5).json()["pid"]
+    except requests.RequestException:
+        return None

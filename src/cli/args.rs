@@ -529,10 +529,41 @@ pub(super) struct StartServerArgs {
     #[arg(long, help_heading = "Logging")]
     pub(super) access_log: bool,
 
+    /// URL path the front end answers itself, without Python, for load balancers and
+    /// orchestrators: 200 while the application is loaded and the server is not stopping
+    /// (also when every application thread is busy), 503 otherwise (docs/operations.md).
+    #[arg(
+        long,
+        value_name = "URL-PATH",
+        help_heading = "Debugging and monitoring"
+    )]
+    pub(super) health_check_path: Option<String>,
+
+    /// URL path where the front end serves the server's counters in Prometheus's text
+    /// format, without Python: requests, latency, bytes, threads, queue, processes
+    /// (docs/operations.md).
+    #[arg(
+        long,
+        value_name = "URL-PATH",
+        help_heading = "Debugging and monitoring"
+    )]
+    pub(super) metrics_path: Option<String>,
+
+    /// Serve Apache's status page at /server-status (HTML; `?auto` for machines), to
+    /// clients on this machine only: workers busy and idle, each thread's request.
+    #[arg(long, help_heading = "Debugging and monitoring")]
+    pub(super) server_status: bool,
+
     /// Name the server process shows in `ps`, `top` and `pgrep` (at most 15 bytes are
     /// kept), for process managers that look for a given name.
     #[arg(long, value_name = "NAME", help_heading = "Server")]
     pub(super) process_name: Option<String>,
+
+    /// Also write a systemd unit, `SERVER_ROOT/ferrule.service`, beside the control script:
+    /// it runs the server in the foreground, stops it with SIGTERM (draining) and reloads it
+    /// with SIGUSR1 (docs/operations.md).
+    #[arg(long, help_heading = "Server")]
+    pub(super) systemd: bool,
 
     /// Only write the server root and its control script, as `setup-server` does.
     #[arg(long, help_heading = "Server")]

@@ -85,6 +85,22 @@ pub struct ServerConfig {
     /// Virtual hosts, `--https-only`, `--hsts-policy`, client certificates, trusted
     /// proxies.
     pub front_door: crate::front_door::FrontDoor,
+    /// `--health-check-path`, `--metrics-path` and `--server-status`.
+    pub operations: OperationsConfig,
+    /// `--systemd`: write a systemd unit beside the control script.
+    pub systemd_unit: bool,
+}
+
+/// The URL paths the front end answers for the people and machines that run the server
+/// (`frontend/operations.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OperationsConfig {
+    /// `--health-check-path`: a URL path without query, starting with `/`.
+    pub health_check_path: Option<String>,
+    /// `--metrics-path`: the same shape.
+    pub metrics_path: Option<String>,
+    /// `--server-status`: `/server-status`, to loopback clients.
+    pub server_status: bool,
 }
 
 /// The site around the application: `--document-root`, `--directory-index`,
@@ -253,6 +269,12 @@ pub enum ConfigError {
         url_path: String,
         reason: &'static str,
     },
+    #[error("--{option} '{url_path}': {reason}")]
+    BadOperationsPath {
+        option: &'static str,
+        url_path: String,
+        reason: &'static str,
+    },
     #[error("--url-alias {url_path} '{path}': {reason}")]
     BadUrlAlias {
         url_path: String,
@@ -409,6 +431,10 @@ impl Config {
             response_buffer_size,
             max_clients,
             reactor_threads,
+            health_check_path,
+            metrics_path,
+            server_status,
+            systemd,
             chunked_request: _,
             log_to_terminal,
             log_level,
@@ -519,6 +545,14 @@ impl Config {
             matches!(role, ProcessRole::Supervisor { .. }),
         );
         let error_documents = error_documents_of(&mut problems, &error_documents);
+        let operations = operations_of(
+            &mut problems,
+            OperationsConfig {
+                health_check_path,
+                metrics_path,
+                server_status,
+            },
+        );
         if !allow_override.is_empty() {
             problems.push(ConfigError::AllowOverride);
         }
@@ -704,6 +738,8 @@ impl Config {
                 site,
                 error_documents,
                 error_override,
+                operations,
+                systemd_unit: systemd,
                 process_name,
                 pid_file: pid_file
                     .map_or_else(|| server_root.join("httpd.pid"), |path| absolute(&path)),
@@ -1026,6 +1062,48 @@ fn read_timeout(timeout: u64, max_timeout: u64, min_rate: u64) -> Option<ReadTim
 }
 
 /// `--reactor-threads`: as given, or one per two CPUs (at least one) for 0.
+/// Checks the operations paths: each an absolute URL path with no query or fragment, and
+/// no two the same (`/server-status` included when it is on).
+fn operations_of(
+    problems: &mut Vec<ConfigError>,
+    operations: OperationsConfig,
+) -> OperationsConfig {
+    let mut seen: Vec<&str> = Vec::new();
+    if operations.server_status {
+        seen.push(SERVER_STATUS_PATH);
+    }
+    for (option, path) in [
+        ("health-check-path", &operations.health_check_path),
+        ("metrics-path", &operations.metrics_path),
+    ] {
+        let Some(path) = path else { continue };
+        let reason = if !path.starts_with('/') {
+            Some("the URL path must start with /")
+        } else if path.contains(['?', '#']) || path.bytes().any(|byte| byte <= b' ' || byte == 0x7f)
+        {
+            Some("the URL path must not hold a query, a fragment, spaces or control characters")
+        } else if seen.contains(&path.as_str()) {
+            Some(
+                "another operations path (--health-check-path, --metrics-path, --server-status) is the same",
+            )
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => problems.push(ConfigError::BadOperationsPath {
+                option,
+                url_path: path.clone(),
+                reason,
+            }),
+            None => seen.push(path),
+        }
+    }
+    operations
+}
+
+/// Where `--server-status` serves Apache's status page (mod_wsgi-express's `<Location>`).
+pub const SERVER_STATUS_PATH: &str = "/server-status";
+
 fn reactor_threads_for(given: u64) -> usize {
     if given > 0 {
         return usize::try_from(given).unwrap_or(usize::MAX);

@@ -19,7 +19,7 @@ use clap::{CommandFactory, FromArgMatches};
 pub use access::{AccessConfig, AuthScheme, UserAuthentication};
 pub use config::{
     Action, ApplicationConfig, ApplicationTarget, Config, ConfigError, LogConfig, OperatingMode,
-    PipedLog, ProcessConfig, RotateLogsPipe, ServerConfig,
+    OperationsConfig, PipedLog, ProcessConfig, RotateLogsPipe, SERVER_STATUS_PATH, ServerConfig,
 };
 pub use environment::{
     CONTRACT_VARIABLES, CONTROL_SCRIPT_ENV, DAEMON_SOCKET_ENV, LISTENER_FD_ENV, PROCESS_INDEX_ENV,

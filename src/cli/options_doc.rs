@@ -35,8 +35,10 @@ pub(super) fn render() -> String {
             if arg.get_help_heading().unwrap_or("General") != heading {
                 continue;
             }
+            // A flag (`--embedded-mode`) takes no value, whatever name clap gives it.
             let values = arg
                 .get_value_names()
+                .filter(|_| arg.get_action().takes_values())
                 .map(|names| {
                     names
                         .iter()

@@ -91,7 +91,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("switch-interval",            Value,    PYTHON,        "SECONDS",               "Python's thread switch interval (sys.setswitchinterval) in seconds."),
     option("free-threading",             Flag,     PYTHON,        "",                      "Run on a free-threaded Python build without the GIL."),
     option("telemetry-options",          Repeated, DEBUGGING,     "ARGS",                  "Extra options of the telemetry service."),
-    option("server-status",              Flag,     DEBUGGING,     "",                      "Serve a server status page at /server-status."),
     option("include-file",               Repeated, APACHE,        "FILE-PATH",             "Apache configuration file to include."),
     option("rewrite-rules",              Value,    APACHE,        "FILE-PATH",             "File of Apache rewrite rules applied to requests."),
     option("envvars-script",             Value,    APACHE,        "FILE-PATH",             "Shell script run to set environment variables before the server starts."),

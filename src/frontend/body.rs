@@ -38,6 +38,9 @@ pub(super) struct LoggedBody {
     declared: Option<DeclaredLength>,
     /// The complete body ran past its declared length and was cut there.
     cut: bool,
+    /// What the request metrics count once the response is done; `None` for pages that
+    /// are not counted (the operations pages).
+    measure: Option<super::metrics::RequestMeasure>,
 }
 
 /// A declared Content-Length and the request it answers (for the log line).
@@ -73,6 +76,7 @@ impl LoggedBody {
         access: Option<(Arc<FrontendConfig>, AccessRecord)>,
         file_slot: Option<FileSlot>,
         declared: Option<DeclaredLength>,
+        measure: Option<super::metrics::RequestMeasure>,
     ) -> Self {
         let chunks = match body {
             ResponseBody::Full(chunks) => {
@@ -102,6 +106,7 @@ impl LoggedBody {
             access,
             declared,
             cut: false,
+            measure,
         };
         body.cut_full_body_to_declared();
         body
@@ -298,6 +303,9 @@ impl Body for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
+        if let Some(measure) = self.measure.take() {
+            super::metrics::global().request_done(measure);
+        }
         if let Some((config, mut record)) = self.access.take() {
             if let Some(access_log) = &config.access_log {
                 record.body_bytes = self.bytes_sent;

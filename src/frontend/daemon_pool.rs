@@ -58,6 +58,7 @@ struct DaemonConnection {
 /// A request currently handed to a daemon.
 struct InFlight {
     pid: u32,
+    slot: u32,
     description: String,
     started: Instant,
     /// Fired to give up on the request (`--request-timeout`); taken when fired.
@@ -79,8 +80,8 @@ struct PoolState {
     waiters: VecDeque<oneshot::Sender<DaemonConnection>>,
     /// Daemon processes that get no new requests and are told to leave.
     retiring: HashSet<u32>,
-    /// Pids seen so far, to report each one's readiness once.
-    known: HashSet<u32>,
+    /// Pids seen so far (to report each one's readiness once), with their slots.
+    known: HashMap<u32, u32>,
     /// Pids that asked to be replaced.
     recycling: HashSet<u32>,
     /// When each daemon last got a request; absent until its first.
@@ -91,6 +92,30 @@ struct PoolState {
     /// supervisor collects them for its report.
     lost: HashMap<u32, Vec<String>>,
     closed: bool,
+}
+
+/// The pool as the status page and the metrics show it.
+#[derive(Debug, Default)]
+pub struct PoolStatus {
+    /// Some daemon process is ready for requests.
+    pub ready: bool,
+    /// Requests waiting for a free daemon thread.
+    pub queued: usize,
+    /// The daemon processes the pool knows, by slot.
+    pub processes: Vec<DaemonStatus>,
+}
+
+/// One daemon process seen from the pool.
+#[derive(Debug)]
+pub struct DaemonStatus {
+    pub pid: u32,
+    pub slot: u32,
+    /// Taking no new requests (being replaced).
+    pub retiring: bool,
+    /// Threads waiting for a request.
+    pub idle: usize,
+    /// The requests its busy threads run (`METHOD target`) and for how long, longest first.
+    pub busy: Vec<(String, Duration)>,
 }
 
 /// Why no daemon thread took a request.
@@ -152,7 +177,7 @@ impl DaemonPool {
                         drop(writer);
                     }
                     Ok(Ok(Frame::Hello(hello))) => {
-                        let first = pool.lock().known.insert(hello.pid);
+                        let first = pool.lock().known.insert(hello.pid, hello.slot).is_none();
                         if first {
                             let _ = pool.events.send(PoolEvent::Ready { pid: hello.pid });
                         }
@@ -223,7 +248,7 @@ impl DaemonPool {
     /// The code changed: no daemon running the old code gets another request; the
     /// supervisor starts new ones, and requests wait for them.
     fn reload_all(&self, reason: String) {
-        let pids: Vec<u32> = self.lock().known.iter().copied().collect();
+        let pids: Vec<u32> = self.lock().known.keys().copied().collect();
         for pid in pids {
             self.retire(pid);
         }
@@ -281,6 +306,64 @@ impl DaemonPool {
         requests
     }
 
+    /// Whether some daemon process has loaded the application and takes requests: one
+    /// that connected, is not being retired, and the pool is not closed.
+    pub fn ready(&self) -> bool {
+        let state = self.lock();
+        !state.closed && state.known.keys().any(|pid| !state.retiring.contains(pid))
+    }
+
+    /// What the daemon threads are doing now, for the metrics and the status page.
+    pub fn status(&self) -> PoolStatus {
+        let state = self.lock();
+        let mut processes: Vec<DaemonStatus> = state
+            .known
+            .iter()
+            .map(|(&pid, &slot)| DaemonStatus {
+                pid,
+                slot,
+                retiring: state.retiring.contains(&pid),
+                idle: state
+                    .idle
+                    .iter()
+                    .filter(|connection| connection.pid == pid)
+                    .count(),
+                busy: Vec::new(),
+            })
+            .collect();
+        processes.sort_by_key(|process| (process.slot, process.pid));
+        for request in state.in_flight.values() {
+            let running = (request.description.clone(), request.started.elapsed());
+            match processes
+                .iter_mut()
+                .find(|process| process.pid == request.pid)
+            {
+                Some(process) => process.busy.push(running),
+                None => processes.push(DaemonStatus {
+                    pid: request.pid,
+                    slot: request.slot,
+                    retiring: true,
+                    idle: 0,
+                    busy: vec![running],
+                }),
+            }
+        }
+        for process in &mut processes {
+            process
+                .busy
+                .sort_by_key(|(_, running_for)| std::cmp::Reverse(*running_for));
+        }
+        PoolStatus {
+            ready: !state.closed && state.known.keys().any(|pid| !state.retiring.contains(pid)),
+            queued: state
+                .waiters
+                .iter()
+                .filter(|waiter| !waiter.is_closed())
+                .count(),
+            processes,
+        }
+    }
+
     /// An idle connection, waiting up to `--queue-timeout` for one.
     async fn checkout(&self) -> Result<DaemonConnection, Unavailable> {
         let waiter = {
@@ -322,7 +405,7 @@ impl DaemonPool {
         state.idle.push(connection);
     }
 
-    fn begin(&self, pid: u32, description: String, expire: oneshot::Sender<()>) -> u64 {
+    fn begin(&self, pid: u32, slot: u32, description: String, expire: oneshot::Sender<()>) -> u64 {
         let mut state = self.lock();
         let id = state.next_request_id;
         state.next_request_id += 1;
@@ -332,6 +415,7 @@ impl DaemonPool {
             id,
             InFlight {
                 pid,
+                slot,
                 description,
                 started: now,
                 expire: Some(expire),
@@ -367,7 +451,7 @@ impl DaemonPool {
     /// Hands one request to a daemon thread and returns its response.
     pub(crate) async fn forward(
         self: &Arc<Self>,
-        parts: http::request::Parts,
+        parts: &mut http::request::Parts,
         body: RequestBody,
         connection: ConnectionInfo,
         request_id: handoff::RequestId,
@@ -384,10 +468,10 @@ impl DaemonPool {
         let has_body = !body.is_end_stream();
         let description = format!("{} {}", parts.method, parts.uri);
         let head = RequestHead {
-            method: parts.method,
-            target: parts.uri,
+            method: std::mem::take(&mut parts.method),
+            target: std::mem::take(&mut parts.uri),
             version: parts.version,
-            headers: parts.headers,
+            headers: std::mem::take(&mut parts.headers),
             remote_addr: connection.remote_addr,
             local_addr: connection.local_addr,
             https: connection.https,
@@ -446,7 +530,8 @@ impl DaemonPool {
             );
         }
         let (expire_tx, expire_rx) = oneshot::channel();
-        let request_id = self.begin(daemon.pid, description.clone(), expire_tx);
+        super::metrics::global().queue_waited(waited_since.elapsed());
+        let request_id = self.begin(daemon.pid, daemon.slot, description.clone(), expire_tx);
         let (response_done_tx, response_done_rx) = oneshot::channel();
         let DaemonConnection {
             reader,

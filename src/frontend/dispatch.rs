@@ -73,10 +73,38 @@ impl Service {
             method: http::Method::GET,
             target: http::Uri::default(),
         };
-        self.to_reply(response, None, asked)
+        // Counted as a request of no known method.
+        let counted = http::Method::from_bytes(b"-")
+            .ok()
+            .map(|method| (method, std::time::Instant::now()));
+        self.to_reply(response, None, asked, counted)
     }
 
-    pub(super) async fn dispatch(&self, parts: http::request::Parts, body: IncomingBody) -> Reply {
+    pub(super) async fn dispatch(
+        &self,
+        parts: &mut http::request::Parts,
+        body: IncomingBody,
+    ) -> Reply {
+        let started = std::time::Instant::now();
+        if let Some(page) = self
+            .config
+            .operations
+            .page(parts.uri.path(), parts.uri.query())
+        {
+            // Neither counted nor logged: see `operations.rs`.
+            let response = super::operations::answer(
+                page,
+                &parts.method,
+                self.connection.remote_addr.ip(),
+                &self.config,
+                &self.backend,
+            );
+            let asked = Asked {
+                method: std::mem::take(&mut parts.method),
+                target: std::mem::take(&mut parts.uri),
+            };
+            return self.to_reply(response, None, asked, None);
+        }
         // Made here, where the request arrived, so that every log line about it can name it.
         let request_id = handoff::RequestId::generate();
         self.trace(|| {
@@ -89,17 +117,19 @@ impl Service {
             method: parts.method.clone(),
             target: parts.uri.clone(),
         };
+        let counted = Some((parts.method.clone(), started));
         let mut access = self
             .config
             .access_log
             .as_ref()
-            .map(|log| log.begin(self.connection.remote_addr.ip(), &parts, &request_id));
+            .map(|log| log.begin(self.connection.remote_addr.ip(), parts, &request_id));
         // Kept only when an error may be answered with a document asked for with them.
         let original = (!self.config.error_documents.is_empty())
             .then(|| (parts.headers.clone(), parts.version));
         let mut response = self.respond(parts, body, request_id, &mut access).await;
         if let Some((headers, version)) = original {
-            response = self.replace_error(response, &headers, version).await;
+            // Boxed: only sites with error documents pay for this path's future.
+            response = Box::pin(self.replace_error(response, &headers, version)).await;
         }
         self.trace(|| {
             format!(
@@ -107,13 +137,13 @@ impl Service {
                 response.status.as_u16()
             )
         });
-        self.to_reply(response, access, asked)
+        self.to_reply(response, access, asked, counted)
     }
 
     /// The answer to one request, from the front end or the backend.
     async fn respond(
         &self,
-        mut parts: http::request::Parts,
+        parts: &mut http::request::Parts,
         body: IncomingBody,
         request_id: handoff::RequestId,
         access: &mut Option<AccessRecord>,
@@ -128,7 +158,7 @@ impl Service {
                 parts.headers.insert(http::header::HOST, host);
             }
         }
-        if let Some(response) = self.front_door(&parts) {
+        if let Some(response) = self.front_door(parts) {
             return response;
         }
         let mut variables = self
@@ -186,13 +216,16 @@ impl Service {
                 return response;
             }
         }
-        if let Some(response) = self
-            .config
-            .static_files
-            .serve(&parts.method, &parts.uri, &parts.headers)
-            .await
-        {
-            return response;
+        // Boxed: only sites with static files pay for the size of this future.
+        if !self.config.static_files.is_empty() {
+            let served = Box::pin(self.config.static_files.serve(
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+            ));
+            if let Some(response) = served.await {
+                return response;
+            }
         }
         self.trace(|| format!("request {request_id} queued for an application thread"));
         self.call_backend(parts, body, request_id, access_check, variables)
@@ -250,10 +283,14 @@ impl Service {
         None
     }
 
-    /// Hands the request to the application.
+    /// Hands the request to the application; what it needs of `parts` is taken out.
+    ///
+    /// The request comes by reference down this chain of futures: each async function
+    /// keeps its arguments for its whole life, so a request passed by value would be
+    /// stored once per level in the per-request future, and copied with it.
     async fn call_backend(
         &self,
-        parts: http::request::Parts,
+        parts: &mut http::request::Parts,
         body: RequestBody,
         request_id: handoff::RequestId,
         access_check: Option<handoff::AccessCheck>,
@@ -276,10 +313,10 @@ impl Service {
                     executor.reload_before_next_request();
                 }
                 let request = handoff::Request {
-                    method: parts.method,
-                    target: parts.uri,
+                    method: std::mem::take(&mut parts.method),
+                    target: std::mem::take(&mut parts.uri),
                     version: parts.version,
-                    headers: parts.headers,
+                    headers: std::mem::take(&mut parts.headers),
                     connection: self.connection,
                     body: Box::new(BlockingRequestBody::new(
                         body,
@@ -358,8 +395,14 @@ impl Service {
                 .as_ref()
                 .map(|tls| tls.variables.clone())
                 .unwrap_or_default();
-            self.call_backend(parts, body, handoff::RequestId::generate(), None, variables)
-                .await
+            self.call_backend(
+                &mut parts,
+                body,
+                handoff::RequestId::generate(),
+                None,
+                variables,
+            )
+            .await
         };
         if document.status.is_success() {
             error_documents::merge(response, document)
@@ -393,6 +436,7 @@ impl Service {
         response: handoff::Response,
         access: Option<AccessRecord>,
         asked: Asked,
+        counted: Option<(http::Method, std::time::Instant)>,
     ) -> Reply {
         let handoff::Response {
             status,
@@ -433,7 +477,9 @@ impl Service {
                     .or_insert_with(|| policy.clone());
             }
         }
-        let body = LoggedBody::new(body, access, self.file_slot.clone(), declared);
+        let measure = counted
+            .map(|(method, started)| super::metrics::RequestMeasure::new(&method, status, started));
+        let body = LoggedBody::new(body, access, self.file_slot.clone(), declared, measure);
         if body.closes_connection()
             || self
                 .config

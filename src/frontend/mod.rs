@@ -15,6 +15,8 @@ mod directory_listing;
 mod dispatch;
 mod error_documents;
 pub mod http1;
+pub mod metrics;
+mod operations;
 mod reload_watch;
 mod request_body;
 mod request_checks;
@@ -24,6 +26,7 @@ mod timeouts;
 
 pub use daemon_pool::{DaemonPool, PoolEvent};
 pub use error_documents::ErrorDocuments;
+pub use operations::Operations;
 pub use reload_watch::ReloadWatch;
 pub use static_files::{Site, StaticFiles, UrlAlias};
 
@@ -69,6 +72,8 @@ pub struct FrontendConfig {
     pub draining: AtomicBool,
     /// The access-control scripts' HTTP side; `None` when no script is configured.
     pub access: Option<crate::auth::Gate>,
+    /// `--health-check-path`, `--metrics-path`, `--server-status`: answered here.
+    pub operations: Operations,
     /// Virtual hosts, `--https-only`, `--hsts-policy`, client certificates, trusted
     /// proxies.
     pub front_door: crate::front_door::FrontDoor,
@@ -408,6 +413,7 @@ struct ConnectionCount(Arc<AtomicUsize>);
 impl ConnectionCount {
     fn new(open: &Arc<AtomicUsize>) -> Self {
         open.fetch_add(1, Ordering::Relaxed);
+        metrics::global().connection_opened();
         Self(Arc::clone(open))
     }
 }
@@ -415,6 +421,7 @@ impl ConnectionCount {
 impl Drop for ConnectionCount {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        metrics::global().connection_closed();
     }
 }
 

@@ -8,6 +8,7 @@
 //!   (shared by the environ and the front end's static files).
 
 mod access;
+pub mod activity;
 pub mod reply;
 mod request_id;
 pub mod request_path;
@@ -28,6 +29,9 @@ pub trait InProcessExecutor: Send + Sync {
 
     /// Makes the next request load the application again first (its entry file changed).
     fn reload_before_next_request(&self);
+
+    /// What the application threads are doing (for metrics and the status page).
+    fn activity(&self) -> &activity::ThreadActivity;
 }
 
 /// One HTTP request as the executor needs it.

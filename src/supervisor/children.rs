@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use super::Event;
 use super::signals::describe_exit;
 use crate::cli::ExitStatus;
+use crate::frontend::metrics::{self, RecycleCause};
 use crate::logs::{Level, error_log};
 
 /// Time between a process dying and its replacement starting, so that a process that
@@ -306,6 +307,7 @@ impl Children {
         } else {
             format!(" while handling {}", lost_requests.join(", "))
         };
+        metrics::global().process_crashed();
         error_log::log(
             Level::Error,
             "ferrule",
@@ -453,6 +455,7 @@ impl Children {
                 return;
             }
             if let Some(old) = old {
+                metrics::global().process_recycled(RecycleCause::CodeChanged);
                 self.retire(old, spawner);
             }
         }
@@ -477,6 +480,9 @@ impl Children {
                 .is_some_and(|child| child.replaces.is_some());
             if starting {
                 continue;
+            }
+            if self.settings.daemon && self.current(slot).is_some() {
+                metrics::global().process_recycled(RecycleCause::Signal);
             }
             self.replace(slot, spawner);
             if self.stopping {

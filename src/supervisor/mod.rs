@@ -25,6 +25,7 @@ mod recycle;
 mod signals;
 mod spawner;
 mod startup;
+mod systemd_unit;
 
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -103,7 +104,7 @@ async fn serve(
     };
     // Keeps the listener open in embedded mode, where only the children serve it (it
     // stays close-on-exec here: `spawn` clears that in each child alone).
-    let mut _embedded_listeners = None;
+    let mut embedded_listeners = None;
     if let Some((unix_listener, socket_path)) = daemon_socket {
         let listeners = (listener, https_listener, tls);
         match startup::start_frontend(config, listeners, unix_listener, socket_path, &event_tx) {
@@ -116,7 +117,7 @@ async fn serve(
             }
         }
     } else {
-        _embedded_listeners = Some((listener, https_listener));
+        embedded_listeners = Some((listener, https_listener));
     }
     let processes = &config.processes;
     let mut children = Children::new(Settings {
@@ -171,6 +172,9 @@ async fn serve(
         };
         match event {
             Event::Stop => {
+                // Embedded mode: once the processes let go of theirs, the port refuses new
+                // connections instead of queueing them for nobody.
+                drop(embedded_listeners.take());
                 if !children.stopping() {
                     children.stop(&mut world);
                     kill_timer.as_mut().reset(

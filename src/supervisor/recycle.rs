@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::children::{Children, Spawner, State};
+use crate::frontend::metrics::{self, RecycleCause};
 use crate::logs::{Level, error_log};
 
 impl Children {
@@ -61,6 +62,7 @@ impl Children {
                 continue;
             }
             let slot = child.slot;
+            metrics::global().process_recycled(RecycleCause::from_reason(&reason));
             error_log::log(
                 Level::Info,
                 "ferrule",
@@ -107,6 +109,7 @@ impl Children {
                 );
                 let current = self.current(slot) == Some(pid);
                 if current && replaced.insert(pid) {
+                    metrics::global().process_recycled(RecycleCause::RequestTimeout);
                     self.replace(slot, spawner);
                 }
             }

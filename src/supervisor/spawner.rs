@@ -99,6 +99,9 @@ impl Spawner for Processes<'_> {
         let Some(pid) = child.id() else {
             return Err(ExitStatus::InternalError);
         };
+        if self.daemon.is_some() {
+            crate::frontend::metrics::global().process_started();
+        }
         let event_tx = self.event_tx.clone();
         tokio::spawn(async move {
             if let Ok(status) = child.wait().await {

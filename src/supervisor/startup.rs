@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::signals::set_signals_blocked;
 use super::spawner::DaemonSide;
-use super::{Event, banner, control_script, listen, pid_file, privileges};
+use super::{Event, banner, control_script, listen, pid_file, privileges, systemd_unit};
 use crate::cli::{ApplicationTarget, Config, ExitStatus, OperatingMode};
 use crate::frontend::{self, Backend, DaemonPool, FrontendConfig, PoolEvent};
 use crate::logs::error_log;
@@ -23,6 +23,14 @@ use crate::shutdown::Shutdown;
 pub fn setup(config: &Config, argv: &[String]) -> ExitStatus {
     if let Err(status) = create_server_root(config) {
         return status;
+    }
+    if config.server.systemd_unit {
+        if let Err(error) = systemd_unit::write(config) {
+            crate::logs::write_terminal(&format!(
+                "ferrule: error: cannot write the systemd unit: {error}\n"
+            ));
+            return ExitStatus::Failure;
+        }
     }
     match control_script::write(config, argv) {
         Ok(path) => {
@@ -55,6 +63,15 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         }
     }
     process::open_error_log(config);
+    if config.server.systemd_unit {
+        if let Err(error) = systemd_unit::write(config) {
+            error_log::log(
+                Level::Warn,
+                "ferrule",
+                &format!("cannot write the systemd unit: {error}"),
+            );
+        }
+    }
     if let Err(error) = control_script::write(config, argv) {
         error_log::log(
             Level::Warn,
@@ -316,6 +333,16 @@ pub(super) fn start_frontend(
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
         front_door: config.server.front_door.clone(),
+        operations: frontend::Operations::new(
+            config.server.operations.health_check_path.clone(),
+            config.server.operations.metrics_path.clone(),
+            config
+                .server
+                .operations
+                .server_status
+                .then(|| crate::cli::SERVER_STATUS_PATH.to_owned()),
+            config.processes.n_threads,
+        ),
     });
     let frontend_shutdown = Shutdown::new();
     let backend = if matches!(config.application.target, ApplicationTarget::Static(_)) {

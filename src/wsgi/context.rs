@@ -17,6 +17,8 @@ use crate::logs::{Level, error_log};
 pub(crate) struct Job {
     pub(crate) request: Request,
     pub(crate) reply_tx: ReplySender,
+    /// When the request was queued for a thread (its wait is counted from here).
+    pub(crate) queued_at: std::time::Instant,
 }
 
 /// What every application thread of the process shares.

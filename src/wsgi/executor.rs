@@ -18,6 +18,7 @@ use super::file_wrapper::FileWrapper;
 use super::log_stream::LogStream;
 use super::queue::JobQueue;
 use super::{Request, run};
+use crate::handoff::activity::ThreadActivity;
 use crate::handoff::reply::{self, Mailbox, ReplyReceiver};
 use crate::logs::Level;
 
@@ -39,6 +40,8 @@ pub struct Executor {
     entry_file: Option<std::path::PathBuf>,
     /// Where application threads leave responses for the reactor that submitted them.
     mailbox: Arc<Mailbox>,
+    /// What the threads are doing, for the front end's metrics and status page.
+    activity: Arc<ThreadActivity>,
 }
 
 impl Executor {
@@ -74,13 +77,15 @@ impl Executor {
             super::access::Scripts::new(access),
         ));
         let queue = Arc::new(JobQueue::new());
+        let activity = Arc::new(ThreadActivity::new(n_threads));
         let threads = (0..n_threads)
             .map(|index| {
                 let context = Arc::clone(&context);
                 let queue = Arc::clone(&queue);
+                let activity = Arc::clone(&activity);
                 std::thread::Builder::new()
                     .name(format!("ferrule-wsgi-{index}"))
-                    .spawn(move || application_thread(&context, &queue, index))
+                    .spawn(move || application_thread(&context, &queue, &activity, index))
                     .map_err(|error| AppLoadError::Interpreter {
                         traceback: format!("cannot start an application thread: {error}"),
                     })
@@ -92,6 +97,7 @@ impl Executor {
             threads,
             context,
             entry_file,
+            activity,
         })
     }
 
@@ -99,6 +105,11 @@ impl Executor {
     /// .ini, or the module's source file.
     pub fn entry_file(&self) -> Option<&std::path::Path> {
         self.entry_file.as_deref()
+    }
+
+    /// What the application threads are doing (the front end's metrics and status page).
+    pub fn activity(&self) -> &ThreadActivity {
+        &self.activity
     }
 
     /// Makes the next request load the application again first (embedded mode's answer
@@ -112,7 +123,12 @@ impl Executor {
     pub fn submit(&self, request: Request) -> ReplyReceiver {
         let (reply_tx, reply_rx) = reply::channel(&self.mailbox);
         // The queue only closes in `stop`, which consumes the executor.
-        let _ = self.queue.push(Job { request, reply_tx });
+        self.activity.queued();
+        let _ = self.queue.push(Job {
+            request,
+            reply_tx,
+            queued_at: Instant::now(),
+        });
         reply_rx
     }
 
@@ -134,7 +150,12 @@ impl Executor {
     }
 }
 
-fn application_thread(context: &ThreadContext, queue: &JobQueue<Job>, thread_index: usize) {
+fn application_thread(
+    context: &ThreadContext,
+    queue: &JobQueue<Job>,
+    activity: &ThreadActivity,
+    thread_index: usize,
+) {
     Python::attach(|py| {
         loop {
             // Release the GIL between requests, even with more waiting: a thread that took
@@ -143,6 +164,12 @@ fn application_thread(context: &ThreadContext, queue: &JobQueue<Job>, thread_ind
             let Some(job) = py.detach(|| queue.pop_blocking()) else {
                 break;
             };
+            let _busy = activity.begin(
+                thread_index,
+                job.queued_at,
+                &job.request.method,
+                &job.request.target,
+            );
             run::handle(py, context, job, thread_index);
         }
     });
@@ -169,5 +196,9 @@ impl crate::handoff::InProcessExecutor for Executor {
 
     fn reload_before_next_request(&self) {
         Executor::reload_before_next_request(self);
+    }
+
+    fn activity(&self) -> &ThreadActivity {
+        &self.activity
     }
 }

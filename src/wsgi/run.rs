@@ -15,7 +15,9 @@ use super::start_response::{Delivery, StartResponse, body_bytes};
 use crate::logs::{Level, error_log};
 
 pub(crate) fn handle(py: Python<'_>, context: &ThreadContext, job: Job, thread_index: usize) {
-    let Job { request, reply_tx } = job;
+    let Job {
+        request, reply_tx, ..
+    } = job;
     let remote = request.connection.remote_addr.to_string();
     let responder = match Bound::new(py, StartResponse::new(reply_tx)) {
         Ok(responder) => responder,

@@ -318,7 +318,11 @@ impl BodyFeeder {
         buffer: &mut BytesMut,
     ) -> Result<usize, IncomingError> {
         let Some(rule) = self.timeout else {
-            return reader.read_buf(buffer).await.map_err(IncomingError::Io);
+            let read = reader.read_buf(buffer).await.map_err(IncomingError::Io);
+            if let Ok(count) = read {
+                crate::frontend::metrics::global().received(count);
+            }
+            return read;
         };
         let left = rule.allowed(self.received).saturating_sub(self.waited);
         let began = Instant::now();
@@ -326,6 +330,7 @@ impl BodyFeeder {
         self.waited += began.elapsed();
         match read {
             Ok(Ok(count)) => {
+                crate::frontend::metrics::global().received(count);
                 self.received += count as u64;
                 Ok(count)
             }

@@ -201,6 +201,7 @@ async fn read_head<S: Transport>(
             read = read => match read {
                 Ok(0) | Err(_) => return HeadRead::Closed,
                 Ok(count) => {
+                    super::metrics::global().received(count);
                     received += count as u64;
                     started.get_or_insert_with(Instant::now);
                 }
@@ -243,7 +244,7 @@ async fn serve_request<S: Transport>(
             http::StatusCode::BAD_REQUEST,
             "The request target is not a valid URI.",
         );
-        refuse(stream, service, slot, settings, response).await;
+        Box::pin(refuse(stream, service, slot, settings, response)).await;
         return false;
     };
     let asked = Asked {
@@ -265,48 +266,31 @@ async fn serve_request<S: Transport>(
     parts.headers = head.headers;
 
     let (mut reader, mut writer) = stream.split();
+    // Each phase is one await here, so that the compiler can lay the dispatch and the
+    // response writer over the same bytes of this future: boxed once per request, its
+    // size is copied once per request.
     // Until the response head: the body flows to whoever reads it.
-    let reply = {
-        let dispatched = service.dispatch(parts, body);
-        tokio::pin!(dispatched);
-        loop {
-            let fed = match feeder.as_mut() {
-                Some(feeder) if !feeder.is_finished() => feeder,
-                _ => break dispatched.await,
-            };
-            tokio::select! {
-                reply = &mut dispatched => break reply,
-                step = fed.step(&mut reader, buffer) => {
-                    if let Fed::WantsContinue = step {
-                        if send_continue(&mut writer).await.is_err() {
-                            return false;
-                        }
-                        fed.continue_sent();
-                    }
-                }
-            }
-        }
+    let replied = {
+        let dispatched = std::pin::pin!(service.dispatch(&mut parts, body));
+        while_feeding(
+            dispatched,
+            &mut feeder,
+            &mut reader,
+            buffer,
+            Some(&mut writer),
+        )
+        .await
+    };
+    let Some(reply) = replied else {
+        return false;
     };
     // The response, while the body still flows (an application may read and write at once).
     let written = {
-        let writing = write_reply(&mut writer, slot, settings, asked, reply);
-        tokio::pin!(writing);
-        loop {
-            let fed = match feeder.as_mut() {
-                Some(feeder) if !feeder.is_finished() => feeder,
-                _ => break writing.await,
-            };
-            tokio::select! {
-                written = &mut writing => break written,
-                step = fed.step(&mut reader, buffer) => {
-                    // The response head is out, so no `100 Continue` can go before it;
-                    // the client may still send the body (RFC 9110 10.1.1).
-                    if let Fed::WantsContinue = step {
-                        fed.continue_sent();
-                    }
-                }
-            }
-        }
+        let writing = std::pin::pin!(write_reply(&mut writer, slot, settings, asked, reply));
+        while_feeding::<_, _, S::Writer<'_>>(writing, &mut feeder, &mut reader, buffer, None).await
+    };
+    let Some(written) = written else {
+        return false;
     };
     let keep_alive = matches!(written, Ok(Written::KeepAlive));
     if !keep_alive {
@@ -326,6 +310,38 @@ async fn serve_request<S: Transport>(
                 }
             };
             tokio::time::timeout(DISCARD_TIMEOUT, discard).await.is_ok() && feeder.is_complete()
+        }
+    }
+}
+
+/// Runs `work` to its end while the request body keeps flowing from the socket to
+/// whoever reads it. A client waiting for `100 Continue` gets it on `continue_to` once
+/// the body is asked for; with no writer (the response head is already out) none can be
+/// sent, but the client may still send the body (RFC 9110 10.1.1). `None`: the interim
+/// response could not be written, the client is gone.
+async fn while_feeding<T, R: tokio::io::AsyncRead + Unpin, W: ResponseWriter>(
+    mut work: std::pin::Pin<&mut impl Future<Output = T>>,
+    feeder: &mut Option<incoming::BodyFeeder>,
+    reader: &mut R,
+    buffer: &mut BytesMut,
+    mut continue_to: Option<&mut W>,
+) -> Option<T> {
+    loop {
+        let fed = match feeder.as_mut() {
+            Some(feeder) if !feeder.is_finished() => feeder,
+            _ => return Some(work.await),
+        };
+        // The step is taken out of `select!` before anything else is awaited: its output
+        // (as large as `T`) would otherwise be kept across that await.
+        let step = tokio::select! {
+            done = &mut work => return Some(done),
+            step = fed.step(reader, buffer) => step,
+        };
+        if let Fed::WantsContinue = step {
+            if let Some(writer) = continue_to.as_deref_mut() {
+                send_continue(writer).await.ok()?;
+            }
+            fed.continue_sent();
         }
     }
 }

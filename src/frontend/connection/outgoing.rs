@@ -393,6 +393,7 @@ impl Outgoing {
         match written {
             Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
             Ok(written) => {
+                crate::frontend::metrics::global().sent(written);
                 self.advance(written);
                 Ok(true)
             }

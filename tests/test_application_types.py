@@ -182,3 +182,25 @@ def test_missing_pastedeploy_is_one_clear_line(tmp_path):
     assert result.returncode == 3, result.stderr
     assert "--application-type paste needs PasteDeploy, which is not installed" in result.stderr
     assert "hint: pip install PasteDeploy" in result.stderr
+
+
+def test_static_site_honours_directory_index_and_listing(ferrule_server, tmp_path):
+    """mod_wsgi-express makes a static site its document root: --directory-index names the
+    file a directory serves (Apache's index.html without it), --directory-listing lists a
+    directory without one."""
+    site = make_site(tmp_path)
+    (site / "home.htm").write_text("<h1>the other index</h1>")
+    (site / "docs").mkdir()
+    (site / "docs" / "a b.txt").write_text("a file")
+    server = ferrule_server(site, "--application-type", "static", "--directory-index", "home.htm")
+    assert server.get("/").text == "<h1>the other index</h1>"
+    assert server.get("/docs/").status_code == 403
+    listed = ferrule_server(
+        site, "--application-type", "static", "--directory-index", "home.htm",
+        "--directory-listing",
+    )  # fmt: skip
+    assert listed.get("/").text == "<h1>the other index</h1>"
+    listing = listed.get("/docs/")
+    assert listing.status_code == 200
+    assert 'href="a%20b.txt"' in listing.text
+    assert "a b.txt" in listing.text

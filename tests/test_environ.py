@@ -18,6 +18,8 @@ import time
 import pytest
 import requests
 
+from conftest import APPS, run_ferrule
+
 
 @pytest.fixture
 def server(ferrule_server, mode_options):
@@ -393,3 +395,55 @@ def test_an_encoded_slash_is_refused_with_404(server):
     assert response.status_code == 404
     assert "encoded slash" in response.text
     assert server.get("/a%2fb").status_code == 404
+
+
+OS_ENVIRON_APP = """
+import json
+import os
+
+
+def application(environ, start_response):
+    names = ("FERRULE_TEST_SET", "FERRULE_TEST_PASSED", "FERRULE_TEST_UNSET", "PATH_INFO")
+    report = {
+        "environ": {name: environ.get(name) for name in names},
+        "os_environ": {name: os.environ.get(name) for name in names},
+    }
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(report).encode()]
+"""
+
+
+def test_setenv_and_passenv_reach_the_environ_not_os_environ(
+    ferrule_server, mode_options, tmp_path
+):
+    """--setenv adds a key to every request's environ (Apache's SetEnv: never
+    os.environ); --passenv copies the server's variable, and one the server lacks is left
+    out; the request's own keys win over both, as in mod_wsgi."""
+    app = tmp_path / "os_environ.wsgi"
+    app.write_text(OS_ENVIRON_APP)
+    server = ferrule_server(
+        app,
+        *mode_options,
+        "--setenv", "FERRULE_TEST_SET", "set value é",
+        "--setenv", "PATH_INFO", "/not/the/path",
+        "--passenv", "FERRULE_TEST_PASSED",
+        "--passenv", "FERRULE_TEST_UNSET",
+        env={"FERRULE_TEST_PASSED": "from the server"},
+    )  # fmt: skip
+    for _ in range(2):
+        report = server.get("/real/path").json()
+        assert report["environ"] == {
+            # PEP 3333 and mod_wsgi: one character per byte of the UTF-8 value.
+            "FERRULE_TEST_SET": "set value é".encode().decode("latin-1"),
+            "FERRULE_TEST_PASSED": "from the server",
+            "FERRULE_TEST_UNSET": None,
+            "PATH_INFO": "/real/path",
+        }
+        assert report["os_environ"]["FERRULE_TEST_SET"] is None
+        assert report["os_environ"]["FERRULE_TEST_PASSED"] == "from the server"
+
+
+def test_setenv_refuses_an_empty_name():
+    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), "--setenv", "", "x")
+    assert result.returncode == 2
+    assert "--setenv ''" in result.stderr

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
 
 import pytest
@@ -343,3 +344,143 @@ def test_allow_override_is_refused_with_a_reason(tmp_path):
         "--allow-override is not supported: .htaccess files are an Apache feature with no "
         "equivalent here"
     ) in result.stderr
+
+
+HANDLER = """
+import json
+
+
+def handle_request(environ, start_response):
+    keys = ("SCRIPT_FILENAME", "SCRIPT_NAME", "PATH_INFO", "REQUEST_METHOD",
+            "mod_wsgi.request_handler", "mod_wsgi.handler_script")
+    report = {key: environ.get(key) for key in keys}
+    with open(environ["SCRIPT_FILENAME"]) as file:
+        report["content"] = file.read()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(report).encode()]
+
+
+def application(environ, start_response):
+    raise RuntimeError("handle_request comes first")
+"""
+
+TEMPLATE_HANDLER = """
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"template " + environ["SCRIPT_NAME"].encode()]
+"""
+
+
+def test_add_handler_serves_files_of_an_extension_through_a_script(
+    ferrule_server, mode_options, tmp_path
+):
+    """--add-handler .py handler.wsgi: a .py file of the document root is answered by the
+    handler script's handle_request (else application), with the file in SCRIPT_FILENAME
+    and its URL path in SCRIPT_NAME, as mod_wsgi's WSGIHandlerScript; other files stay
+    static, and what does not exist is the application's."""
+    root = make_site(tmp_path)
+    (root / "page.py").write_text("page source")
+    (root / "UPPER.PY").write_text("upper source")
+    (root / "app").mkdir()
+    (root / "app" / "index.py").write_text("index source")
+    (root / "card.tmpl").write_text("card")
+    handler = tmp_path / "handler.wsgi"
+    handler.write_text(HANDLER)
+    template_handler = tmp_path / "template.wsgi"
+    template_handler.write_text(TEMPLATE_HANDLER)
+    server = ferrule_server(
+        "environ.wsgi", *mode_options, "--document-root", str(root),
+        "--directory-index", "index.py",
+        "--add-handler", ".py", str(handler), "--add-handler", "tmpl", str(template_handler),
+    )  # fmt: skip
+    report = server.get("/page.py").json()
+    assert report == {
+        "SCRIPT_FILENAME": str((root / "page.py").resolve()),
+        "SCRIPT_NAME": "/page.py",
+        "PATH_INFO": "",
+        "REQUEST_METHOD": "GET",
+        "mod_wsgi.request_handler": "wsgi-resource",
+        "mod_wsgi.handler_script": str(handler),
+        "content": "page source",
+    }
+    assert server.post("/page.py", data=b"x").json()["REQUEST_METHOD"] == "POST"
+    assert server.get("/UPPER.PY").json()["content"] == "upper source"
+    index = server.get("/app/").json()
+    assert index["SCRIPT_NAME"] == "/app/index.py"
+    assert index["content"] == "index source"
+    assert server.get("/card.tmpl").text == "template /card.tmpl"
+    # Other files are still the front end's; a missing .py is the application's.
+    assert server.get("/css/site.css").text == CSS
+    missing = server.get("/missing.py").json()["environ"]
+    assert missing["PATH_INFO"] == "/missing.py"
+    assert missing["mod_wsgi.request_handler"] == "wsgi-script"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--add-handler", ".py", "HANDLER"], "give --document-root"),
+        (["--document-root", "ROOT", "--add-handler", ".py", "MISSING"], "not an existing file"),
+        (["--document-root", "ROOT", "--add-handler", ".", "HANDLER"], "a name such as .py"),
+    ],
+)
+def test_add_handler_is_checked_at_start_up(tmp_path, arguments, message):
+    root = make_site(tmp_path)
+    handler = tmp_path / "handler.wsgi"
+    handler.write_text(HANDLER)
+    names = {"HANDLER": str(handler), "ROOT": str(root), "MISSING": str(tmp_path / "no.wsgi")}
+    arguments = [names.get(argument, argument) for argument in arguments]
+    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), *arguments)
+    assert result.returncode == 2
+    assert "--add-handler" in result.stderr and message in result.stderr
+
+
+SITE_APP = """
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/fail":
+        raise RuntimeError("the application failed")
+    start_response("200 OK", [("Content-Type", "text/html")])
+    return [b"<p>from the application</p>" * 100]
+"""
+
+
+def test_the_documented_site(ferrule_server, mode_options, tmp_path):
+    """The example at the top of docs/static.md, as it is written there."""
+    site = tmp_path / "site"
+    (site / "css").mkdir(parents=True)
+    (site / "errors").mkdir()
+    home = b"<h1>home</h1>" + b"<p>welcome</p>" * 200
+    stylesheet = b"body { color: red }\n" * 100
+    (site / "index.html").write_bytes(home)
+    (site / "css" / "site.css").write_bytes(stylesheet)
+    (site / "errors" / "404.html").write_text("<h1>we lost it</h1>")
+    (site / "errors" / "500.html").write_text("<h1>our fault</h1>")
+    app = tmp_path / "app.wsgi"
+    app.write_text(SITE_APP)
+    server = ferrule_server(
+        app, *mode_options, "--document-root", str(site),
+        "--directory-index", "index.html", "--mount-point", "/app",
+        "--error-document", "404", "/errors/404.html",
+        "--error-document", "500", "/errors/500.html",
+        "--compress-responses",
+    )  # fmt: skip
+    gzip_only = {"Accept-Encoding": "gzip"}
+    for path, content in [("/", home), ("/css/site.css", stylesheet)]:
+        response = server.get(path, headers=gzip_only, stream=True)
+        assert response.status_code == 200
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert response.headers["Vary"] == "Accept-Encoding"
+        assert gzip.decompress(response.raw.read(decode_content=False)) == content
+        etag = response.headers["ETag"]
+        assert etag.startswith('W/"')
+        again = server.get(path, headers={**gzip_only, "If-None-Match": etag})
+        assert again.status_code == 304
+    from_app = server.get("/app/page", headers=gzip_only)
+    assert from_app.headers["Content-Encoding"] == "gzip"
+    assert from_app.text == "<p>from the application</p>" * 100
+    lost = server.get("/nowhere")
+    assert (lost.status_code, lost.text) == (404, "<h1>we lost it</h1>")
+    failed = server.get("/app/fail")
+    assert (failed.status_code, failed.text) == (500, "<h1>our fault</h1>")
+    head = requests.head(server.url + "/app/page", headers=gzip_only, timeout=30)
+    assert head.headers["Content-Length"] == from_app.headers["Content-Length"]

@@ -290,6 +290,20 @@ pub(super) struct StartServerArgs {
     #[arg(long, value_name = "FILE-PATH", help_heading = "URLs and files")]
     pub(super) mime_types: Option<PathBuf>,
 
+    /// Whether the application gets GET for a HEAD request: On always, Off never, Auto
+    /// when an output stage needs the whole response (--compress-responses). The client
+    /// gets the headers of the GET and no body either way.
+    #[arg(long, default_value = "Auto", value_name = "OFF|ON|AUTO", ignore_case = true,
+          value_parser = clap::builder::PossibleValuesParser::new(["Off", "On", "Auto"]),
+          help_heading = "Server")]
+    pub(super) map_head_to_get: String,
+
+    /// Compress text responses (HTML, CSS, JavaScript, XML, JSON, plain text) of 1 KiB or
+    /// more with gzip, or brotli when the client prefers it, for clients that accept it;
+    /// streamed responses are compressed as they stream.
+    #[arg(long, help_heading = "Server")]
+    pub(super) compress_responses: bool,
+
     /// Accepted for compatibility: files (static files, `wsgi.file_wrapper`) are always
     /// sent with the kernel's sendfile where the connection allows it.
     #[arg(long, help_heading = "Server")]
@@ -299,6 +313,26 @@ pub(super) struct StartServerArgs {
     #[arg(long, action = clap::ArgAction::Append, value_name = "DIRECTIVE-TYPE",
           help_heading = "URLs and files")]
     pub(super) allow_override: Vec<String>,
+
+    /// Serve the files of the document root whose names end with EXTENSION (such as
+    /// .py) through the WSGI script SCRIPT-PATH: its `handle_request` callable (else its
+    /// `application`) answers, with the file in `SCRIPT_FILENAME`. May be given more than
+    /// once.
+    #[arg(long = "add-handler", num_args = 2, action = clap::ArgAction::Append,
+          value_names = ["EXTENSION", "SCRIPT-PATH"], help_heading = "URLs and files")]
+    pub(super) add_handler: Vec<String>,
+
+    /// Add KEY with VALUE to every request's WSGI environ (not to `os.environ`, as in
+    /// mod_wsgi). May be given more than once.
+    #[arg(long = "setenv", num_args = 2, action = clap::ArgAction::Append,
+          value_names = ["KEY", "VALUE"], help_heading = "URLs and files")]
+    pub(super) setenv: Vec<String>,
+
+    /// Copy the server's environment variable KEY into every request's WSGI environ;
+    /// left out when the server was started without it. May be given more than once.
+    #[arg(long = "passenv", action = clap::ArgAction::Append, value_name = "KEY",
+          help_heading = "URLs and files")]
+    pub(super) passenv: Vec<String>,
 
     /// Name of the WSGI callable defined by the script.
     #[arg(long, default_value = DEFAULT_CALLABLE_OBJECT, value_name = "NAME", help_heading = "Application")]

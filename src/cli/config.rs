@@ -71,9 +71,10 @@ pub struct ServerConfig {
     pub reactor_threads: usize,
     /// The name the server answers to when a request has no Host header.
     pub server_name: String,
-    /// `--url-alias` pairs (URL path, absolute file or directory), and for a static site
-    /// ("/", its directory).
+    /// `--url-alias` pairs (URL path, absolute file or directory).
     pub url_aliases: Vec<(String, PathBuf)>,
+    /// `--application-type static`: the directory served as the whole site.
+    pub static_site: Option<PathBuf>,
     /// `--document-root`, `--directory-index` and `--mount-point`.
     pub site: SiteConfig,
     /// `--error-document` pairs: an error status (400 to 599) and a URL path.
@@ -89,6 +90,30 @@ pub struct ServerConfig {
     pub operations: OperationsConfig,
     /// `--systemd`: write a systemd unit beside the control script.
     pub systemd_unit: bool,
+    /// `--compress-responses`.
+    pub compress_responses: bool,
+    /// `--map-head-to-get`.
+    pub map_head_to_get: HeadToGet,
+}
+
+/// `--map-head-to-get`: when the application gets GET for a HEAD request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadToGet {
+    Off,
+    On,
+    /// When an output stage needs the whole response: `--compress-responses`.
+    Auto,
+}
+
+impl ServerConfig {
+    /// Whether a HEAD request reaches the application as GET.
+    pub fn maps_head_to_get(&self) -> bool {
+        match self.map_head_to_get {
+            HeadToGet::On => true,
+            HeadToGet::Off => false,
+            HeadToGet::Auto => self.compress_responses,
+        }
+    }
 }
 
 /// The URL paths the front end answers for the people and machines that run the server
@@ -116,6 +141,8 @@ pub struct SiteConfig {
     pub directory_listing: bool,
     /// `--mime-types`, read: (extension in lower case, content type).
     pub mime_types: Vec<(String, String)>,
+    /// `--add-handler`: (extension in lower case with its dot, absolute script path).
+    pub handlers: Vec<(String, PathBuf)>,
 }
 
 /// What is served, by `--application-type`.
@@ -157,6 +184,9 @@ pub struct ApplicationConfig {
     /// `--python-home`'s site-packages directory.
     pub python_home_site: Option<PathBuf>,
     pub python_paths: Vec<PathBuf>,
+    /// `--setenv` pairs, then the `--passenv` variables that are set (latin-1, one
+    /// character per byte of the value): added to every request's environ.
+    pub request_environ: Vec<(String, String)>,
 }
 
 /// Where the application runs.
@@ -275,6 +305,16 @@ pub enum ConfigError {
         url_path: String,
         reason: &'static str,
     },
+    #[error("--{option} '{name}': an environ key must be a non-empty name without '='")]
+    BadEnvironName { option: &'static str, name: String },
+    #[error("--add-handler {extension} '{path}': {reason}")]
+    BadHandler {
+        extension: String,
+        path: PathBuf,
+        reason: &'static str,
+    },
+    #[error("--add-handler: {reason}")]
+    HandlerWithoutSite { reason: &'static str },
     #[error("--url-alias {url_path} '{path}': {reason}")]
     BadUrlAlias {
         url_path: String,
@@ -371,6 +411,11 @@ impl Config {
             error_override,
             directory_listing,
             mime_types,
+            setenv,
+            passenv,
+            add_handler,
+            map_head_to_get,
+            compress_responses,
             // Sendfile is always on where it can be.
             enable_sendfile: _,
             allow_override,
@@ -479,7 +524,7 @@ impl Config {
             callable_object,
             &absolute,
         );
-        let mut url_aliases: Vec<(String, PathBuf)> = url_aliases
+        let url_aliases: Vec<(String, PathBuf)> = url_aliases
             .chunks(2)
             .filter_map(|pair| match pair {
                 [url_path, path] => Some((url_path.clone(), absolute(Path::new(path)))),
@@ -500,9 +545,6 @@ impl Config {
                     reason: "the file or directory does not exist",
                 });
             }
-        }
-        if let ApplicationTarget::Static(directory) = &target {
-            url_aliases.push(("/".to_owned(), directory.clone()));
         }
         let access = access::resolve(
             &mut problems,
@@ -553,6 +595,7 @@ impl Config {
                 server_status,
             },
         );
+        let request_environ = request_environ(&mut problems, &setenv, &passenv);
         if !allow_override.is_empty() {
             problems.push(ConfigError::AllowOverride);
         }
@@ -563,6 +606,18 @@ impl Config {
             &mount_point,
         );
         site.directory_listing = directory_listing;
+        site.handlers = handlers_of(&mut problems, &add_handler, &absolute);
+        if !site.handlers.is_empty() {
+            if site.document_root.is_none() {
+                problems.push(ConfigError::HandlerWithoutSite {
+                    reason: "it serves files of the document root; give --document-root",
+                });
+            } else if matches!(target, ApplicationTarget::Static(_)) {
+                problems.push(ConfigError::HandlerWithoutSite {
+                    reason: "a static site runs no Python to call the handler script in",
+                });
+            }
+        }
         if let Some(path) = mime_types.map(|path| absolute(&path)) {
             match fs_err::read_to_string(&path) {
                 Ok(text) => site.mime_types = parse_mime_types(&text),
@@ -572,7 +627,13 @@ impl Config {
                 }),
             }
         }
-        if access.is_enabled() && (!url_aliases.is_empty() || site.document_root.is_some()) {
+        let static_site = match &target {
+            ApplicationTarget::Static(directory) => Some(directory.clone()),
+            _ => None,
+        };
+        if access.is_enabled()
+            && (!url_aliases.is_empty() || site.document_root.is_some() || static_site.is_some())
+        {
             problems.push(ConfigError::StaticFilesWithAccessScripts {
                 option: if matches!(target, ApplicationTarget::Static(_)) {
                     "--application-type static"
@@ -735,11 +796,18 @@ impl Config {
                 https,
                 front_door,
                 url_aliases,
+                static_site,
                 site,
                 error_documents,
                 error_override,
                 operations,
                 systemd_unit: systemd,
+                compress_responses,
+                map_head_to_get: match map_head_to_get.to_ascii_lowercase().as_str() {
+                    "on" => HeadToGet::On,
+                    "off" => HeadToGet::Off,
+                    _ => HeadToGet::Auto,
+                },
                 process_name,
                 pid_file: pid_file
                     .map_or_else(|| server_root.join("httpd.pid"), |path| absolute(&path)),
@@ -777,6 +845,7 @@ impl Config {
                 working_directory,
                 python_home_site,
                 python_paths,
+                request_environ,
             },
             processes: ProcessConfig {
                 mode: if debug_mode {
@@ -1172,6 +1241,91 @@ fn error_documents_of(problems: &mut Vec<ConfigError>, values: &[String]) -> Vec
 
 /// The site around the application, as mod_wsgi-express reads its options: the mount
 /// point gains a leading slash (and here loses a trailing one, as `SCRIPT_NAME` has none).
+/// `--setenv` and `--passenv` as the environ keys they add, in the order given: Apache's
+/// `SetEnv` and `PassEnv`, whose variables mod_wsgi copies into each request's environ.
+/// A `--passenv` variable missing from the server's environment is left out, as Apache
+/// leaves it out.
+fn request_environ(
+    problems: &mut Vec<ConfigError>,
+    setenv: &[String],
+    passenv: &[String],
+) -> Vec<(String, String)> {
+    let well_formed = |name: &str| !name.is_empty() && !name.contains(['=', '\0']);
+    let mut environ = Vec::new();
+    for pair in setenv.chunks(2) {
+        if let [name, value] = pair {
+            if well_formed(name) {
+                environ.push((name.clone(), latin1(value.as_bytes())));
+            } else {
+                problems.push(ConfigError::BadEnvironName {
+                    option: "setenv",
+                    name: name.clone(),
+                });
+            }
+        }
+    }
+    for name in passenv {
+        if !well_formed(name) {
+            problems.push(ConfigError::BadEnvironName {
+                option: "passenv",
+                name: name.clone(),
+            });
+            continue;
+        }
+        if let Some(value) = std::env::var_os(name) {
+            use std::os::unix::ffi::OsStrExt;
+            environ.push((name.clone(), latin1(value.as_bytes())));
+        }
+    }
+    environ
+}
+
+/// A value as the environ holds it: one character per byte (PEP 3333, as mod_wsgi
+/// decodes every value), so UTF-8 text arrives as its bytes.
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&byte| char::from(byte)).collect()
+}
+
+/// `--add-handler` pairs: the extension lower-cased with its leading dot (Apache's
+/// `AddHandler` takes it with or without, and matches it in any case), the script
+/// absolute; a script that is not a file is refused.
+fn handlers_of(
+    problems: &mut Vec<ConfigError>,
+    pairs: &[String],
+    absolute: &dyn Fn(&Path) -> PathBuf,
+) -> Vec<(String, PathBuf)> {
+    let mut handlers: Vec<(String, PathBuf)> = Vec::new();
+    for pair in pairs.chunks(2) {
+        let [extension, script] = pair else { continue };
+        let path = absolute(Path::new(script));
+        let bare = extension.trim_start_matches('.');
+        let reason = if bare.is_empty() || bare.contains(['/', '.', '\0']) {
+            Some("the extension must be a name such as .py")
+        } else if !path.is_file() {
+            Some("the handler script is not an existing file")
+        } else if handlers.len() >= usize::from(u16::MAX) {
+            Some("too many handlers")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            problems.push(ConfigError::BadHandler {
+                extension: extension.clone(),
+                path,
+                reason,
+            });
+            continue;
+        }
+        let extension = format!(".{}", bare.to_lowercase());
+        // A later one for the same extension replaces it, as a later AddHandler does.
+        match handlers.iter_mut().find(|(known, _)| *known == extension) {
+            Some(known) => known.1 = path,
+            None => handlers.push((extension, path)),
+        }
+    }
+    handlers
+}
+
 fn site(
     problems: &mut Vec<ConfigError>,
     document_root: Option<PathBuf>,
@@ -1196,6 +1350,7 @@ fn site(
     SiteConfig {
         directory_listing: false,
         mime_types: Vec::new(),
+        handlers: Vec::new(),
         document_root,
         directory_index,
         mount_point: format!("/{}", mount_point.trim_matches('/'))

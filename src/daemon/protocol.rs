@@ -84,6 +84,8 @@ pub struct RequestHead {
     pub access: Option<crate::handoff::AccessCheck>,
     /// Environ variables set by the front end (`handoff::Request::variables`).
     pub variables: Vec<(String, String)>,
+    /// The `--add-handler` script that answers instead of the application.
+    pub handler: Option<crate::handoff::HandlerTarget>,
 }
 
 /// A response head as the application produced it.
@@ -457,6 +459,39 @@ fn encode_request_head(head: &RequestHead, out: &mut BytesMut) {
         put_bytes(out, name.as_bytes());
         put_bytes(out, value.as_bytes());
     }
+    encode_handler(head.handler.as_ref(), out);
+}
+
+/// `0` (none), or `1`, the handler's index, the file, the URL path.
+fn encode_handler(handler: Option<&crate::handoff::HandlerTarget>, out: &mut BytesMut) {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(handler) = handler else {
+        out.put_u8(0);
+        return;
+    };
+    out.put_u8(1);
+    out.put_u16_le(handler.index);
+    put_bytes(out, handler.file.as_os_str().as_bytes());
+    put_bytes(out, &handler.script_name);
+}
+
+fn decode_handler(
+    payload: &mut Bytes,
+) -> Result<Option<crate::handoff::HandlerTarget>, ProtocolError> {
+    use std::os::unix::ffi::OsStrExt;
+    need(payload, 1)?;
+    if payload.get_u8() == 0 {
+        return Ok(None);
+    }
+    need(payload, 2)?;
+    let index = payload.get_u16_le();
+    let file = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&get_bytes(payload)?));
+    let script_name = get_bytes(payload)?.to_vec();
+    Ok(Some(crate::handoff::HandlerTarget {
+        index,
+        file,
+        script_name,
+    }))
 }
 
 /// `0` (none), or `1`, the challenge, then `0` (no credentials), `1` user password
@@ -545,6 +580,7 @@ fn decode_request_head(payload: &mut Bytes) -> Result<RequestHead, ProtocolError
     for _ in 0..count {
         variables.push((get_str(payload)?, get_str(payload)?));
     }
+    let handler = decode_handler(payload)?;
     Ok(RequestHead {
         method,
         target,
@@ -558,6 +594,7 @@ fn decode_request_head(payload: &mut Bytes) -> Result<RequestHead, ProtocolError
         has_body,
         access,
         variables,
+        handler,
     })
 }
 
@@ -657,9 +694,15 @@ mod tests {
                 ("SSL_PROTOCOL".to_owned(), "TLSv1.3".to_owned()),
                 ("HTTPS".to_owned(), String::new()),
             ],
+            handler: Some(crate::handoff::HandlerTarget {
+                index: 2,
+                file: "/srv/site/caf\u{e9}.py".into(),
+                script_name: b"/caf\xe9.py".to_vec(),
+            }),
         };
         let access = head.access.clone();
         let variables = head.variables.clone();
+        let handler = head.handler.clone();
         let Frame::RequestHead(decoded) =
             runtime().block_on(round_trip(&Frame::RequestHead(Box::new(head))))
         else {
@@ -680,6 +723,7 @@ mod tests {
         assert!(decoded.https && decoded.has_body);
         assert_eq!(decoded.request_id.to_bits(), 0x0123_4567_89ab_cdef);
         assert_eq!(decoded.access, access);
+        assert_eq!(decoded.handler, handler);
         assert_eq!(
             decoded.received_at,
             SystemTime::UNIX_EPOCH + Duration::from_micros(1_234_567)

@@ -309,6 +309,7 @@ async fn serve_connection(
             has_body: _,
             access,
             variables,
+            handler,
         } = *head;
         let request = wsgi::Request {
             method,
@@ -325,6 +326,7 @@ async fn serve_connection(
             request_id,
             access,
             variables,
+            handler,
         };
         let reply = worker.executor.submit(request);
         let served = worker.served.fetch_add(1, Ordering::Relaxed) + 1;

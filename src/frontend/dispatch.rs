@@ -4,19 +4,22 @@
 //!
 //! Order: the request checks (`request_checks.rs`), the front door (virtual hosts,
 //! `--https-only`, client certificates, trusted proxies: `crate::front_door`), access
-//! control (`auth::check`), static files, then the backend; then, for an error, `--error-document`
-//! (`error_documents.rs`).
+//! control (`auth::check`), static files (or the `--add-handler` script a file names),
+//! `--map-head-to-get`, then the backend; then, for an error, `--error-document`
+//! (`error_documents.rs`); then `--compress-responses` (`compression.rs`).
 
 use std::sync::Arc;
 
 use http_body::Body;
 
 use super::body::{DeclaredLength, LoggedBody};
+use super::compression;
 use super::connection::{IncomingBody, Reply};
 use super::error_documents;
 use super::request_body::{BlockingRequestBody, RequestBody, limit_body};
 use super::request_checks::{self, Verdict};
 use super::sendfile::FileSlot;
+use super::static_files::Served;
 use super::{Backend, FrontendConfig};
 use crate::handoff::{self, ConnectionInfo};
 use crate::logs::access_log::AccessRecord;
@@ -126,10 +129,20 @@ impl Service {
         // Kept only when an error may be answered with a document asked for with them.
         let original = (!self.config.error_documents.is_empty())
             .then(|| (parts.headers.clone(), parts.version));
+        let accepted = if self.config.compress_responses {
+            compression::negotiate(parts.headers.get(http::header::ACCEPT_ENCODING))
+        } else {
+            None
+        };
         let mut response = self.respond(parts, body, request_id, &mut access).await;
         if let Some((headers, version)) = original {
             // Boxed: only sites with error documents pay for this path's future.
             response = Box::pin(self.replace_error(response, &headers, version)).await;
+        }
+        if self.config.compress_responses {
+            let head = asked.method == http::Method::HEAD;
+            // Boxed: only servers that compress pay for the size of this future.
+            response = Box::pin(compression::compress(response, accepted, head)).await;
         }
         self.trace(|| {
             format!(
@@ -217,18 +230,27 @@ impl Service {
             }
         }
         // Boxed: only sites with static files pay for the size of this future.
-        if !self.config.static_files.is_empty() {
+        let handler = if self.config.static_files.is_empty() {
+            None
+        } else {
             let served = Box::pin(self.config.static_files.serve(
                 &parts.method,
                 &parts.uri,
                 &parts.headers,
             ));
-            if let Some(response) = served.await {
-                return response;
+            match served.await {
+                Some(Served::Response(response)) => return response,
+                Some(Served::Handler(handler)) => Some(handler),
+                None => None,
             }
+        };
+        if parts.method == http::Method::HEAD && self.config.head_to_get {
+            // `--map-head-to-get`: the application answers as for GET, so that the
+            // headers are the GET's (the writer sends no body for HEAD).
+            parts.method = http::Method::GET;
         }
         self.trace(|| format!("request {request_id} queued for an application thread"));
-        self.call_backend(parts, body, request_id, access_check, variables)
+        self.call_backend(parts, body, request_id, access_check, variables, handler)
             .await
     }
 
@@ -295,6 +317,7 @@ impl Service {
         request_id: handoff::RequestId,
         access_check: Option<handoff::AccessCheck>,
         variables: Vec<(String, String)>,
+        handler: Option<handoff::HandlerTarget>,
     ) -> handoff::Response {
         match &self.backend {
             Backend::Embedded(executor) => {
@@ -326,6 +349,7 @@ impl Service {
                     request_id,
                     access: access_check,
                     variables,
+                    handler,
                 };
                 executor.submit(request).await.unwrap_or_else(|_| {
                     handoff::error_response(
@@ -347,8 +371,11 @@ impl Service {
                     body,
                     self.connection,
                     request_id,
-                    access_check,
-                    variables,
+                    super::daemon_pool::Decided {
+                        access: access_check,
+                        variables,
+                        handler,
+                    },
                 )
                 .await
             }
@@ -381,28 +408,35 @@ impl Service {
             .static_files
             .serve(&http::Method::GET, &uri, &headers)
             .await;
-        let document = if let Some(document) = served {
-            document
-        } else {
-            let (mut parts, ()) = http::Request::new(()).into_parts();
-            parts.method = http::Method::GET;
-            parts.uri = uri;
-            parts.version = version;
-            parts.headers = headers;
-            let body = limit_body(IncomingBody::empty(), None);
-            let variables = self
-                .tls
-                .as_ref()
-                .map(|tls| tls.variables.clone())
-                .unwrap_or_default();
-            self.call_backend(
-                &mut parts,
-                body,
-                handoff::RequestId::generate(),
-                None,
-                variables,
-            )
-            .await
+        let document = match served {
+            Some(Served::Response(document)) => document,
+            served => {
+                // The application's page, or an `--add-handler` script's.
+                let handler = match served {
+                    Some(Served::Handler(handler)) => Some(handler),
+                    _ => None,
+                };
+                let (mut parts, ()) = http::Request::new(()).into_parts();
+                parts.method = http::Method::GET;
+                parts.uri = uri;
+                parts.version = version;
+                parts.headers = headers;
+                let body = limit_body(IncomingBody::empty(), None);
+                let variables = self
+                    .tls
+                    .as_ref()
+                    .map(|tls| tls.variables.clone())
+                    .unwrap_or_default();
+                self.call_backend(
+                    &mut parts,
+                    body,
+                    handoff::RequestId::generate(),
+                    None,
+                    variables,
+                    handler,
+                )
+                .await
+            }
         };
         if document.status.is_success() {
             error_documents::merge(response, document)
@@ -455,6 +489,7 @@ impl Service {
             body = handoff::ResponseBody::Full(Vec::new());
             None
         } else if asked.method == http::Method::HEAD {
+            self.head_content_length(&mut headers, &body);
             None
         } else {
             declared_length(&headers).map(|length| DeclaredLength {
@@ -496,6 +531,29 @@ impl Service {
             reason,
             headers,
             body,
+        }
+    }
+}
+
+impl Service {
+    /// A HEAD answer's Content-Length is the GET's. The application that got GET
+    /// (`--map-head-to-get`) produced the GET's body: an empty one is declared 0. One that
+    /// got HEAD often returns no body at all, so an empty body (or a declared 0) says
+    /// nothing of the GET's length and no Content-Length is sent, as Apache does.
+    fn head_content_length(&self, headers: &mut http::HeaderMap, body: &handoff::ResponseBody) {
+        let handoff::ResponseBody::Full(chunks) = body else {
+            return;
+        };
+        if chunks.iter().any(|chunk| !chunk.is_empty()) {
+            return;
+        }
+        let declared = declared_length(headers);
+        if self.config.head_to_get {
+            if declared.is_none() {
+                headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(0));
+            }
+        } else if declared == Some(0) || declared.is_none() {
+            headers.remove(http::header::CONTENT_LENGTH);
         }
     }
 }

@@ -9,6 +9,7 @@
 
 mod body;
 mod coarse_timer;
+mod compression;
 mod connection;
 mod daemon_pool;
 mod directory_listing;
@@ -64,6 +65,10 @@ pub struct FrontendConfig {
     pub static_files: StaticFiles,
     /// `--error-document` and `--error-override`: error answers replaced by a URL's content.
     pub error_documents: ErrorDocuments,
+    /// `--compress-responses`: text responses are encoded for clients that accept it.
+    pub compress_responses: bool,
+    /// `--map-head-to-get` resolved: a HEAD request reaches the application as GET.
+    pub head_to_get: bool,
     /// Embedded mode with reloading on: the application's entry file, looked at before
     /// each request is handed to the executor.
     pub reload_watch: Option<Arc<ReloadWatch>>,

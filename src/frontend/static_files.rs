@@ -28,7 +28,16 @@ pub struct UrlAlias {
     /// Without a trailing slash, except for the root alias "/".
     pub url_path: String,
     pub path: PathBuf,
+    /// The file served for a directory: Apache's default `index.html`, or for a static
+    /// site `--directory-index`.
+    pub index: String,
+    /// A directory without its index is listed (a static site's `--directory-listing`)
+    /// rather than refused.
+    pub listing: bool,
 }
+
+/// The file Apache's `mod_dir` serves for a directory when nothing else is configured.
+const DEFAULT_INDEX: &str = "index.html";
 
 /// The site around the application: `--document-root`, `--directory-index`,
 /// `--mount-point`.
@@ -48,6 +57,17 @@ pub struct Site {
     /// `--mime-types`: (extension in lower case, content type), ahead of the built-in
     /// types; for every static file, aliases too, as Apache's `TypesConfig` is.
     pub mime_types: Vec<(String, String)>,
+    /// `--add-handler` extensions, lower case with their dot, in the order given (the
+    /// index of one is the executor's index of its script).
+    pub handlers: Vec<String>,
+}
+
+/// What the front end makes of a request for a static file.
+pub enum Served {
+    /// Its answer.
+    Response(handoff::Response),
+    /// A file of the document root that an `--add-handler` script answers for.
+    Handler(handoff::HandlerTarget),
 }
 
 /// The content types of `--mime-types`, shared with the blocking pool's look-ups.
@@ -99,6 +119,8 @@ impl StaticFiles {
                 .map(|(url_path, path)| UrlAlias {
                     url_path: url_path.clone(),
                     path: path.clone(),
+                    index: DEFAULT_INDEX.to_owned(),
+                    listing: false,
                 })
                 .collect(),
         )
@@ -129,6 +151,27 @@ impl StaticFiles {
         self
     }
 
+    /// `--application-type static`: the whole site is `directory`, as mod_wsgi-express
+    /// makes it the document root: a directory serves `--directory-index` (Apache's
+    /// `index.html` without it), or with `--directory-listing` is listed. Call after
+    /// [`Self::with_site`].
+    #[must_use]
+    pub fn with_static_site(mut self, directory: Option<PathBuf>) -> Self {
+        if let Some(path) = directory {
+            self.aliases.push(UrlAlias {
+                url_path: "/".to_owned(),
+                path,
+                index: self
+                    .site
+                    .directory_index
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_INDEX.to_owned()),
+                listing: self.site.directory_listing,
+            });
+        }
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.aliases.is_empty() && self.site == Site::default()
     }
@@ -144,19 +187,21 @@ impl StaticFiles {
         method: &http::Method,
         target: &http::Uri,
         headers: &http::HeaderMap,
-    ) -> Option<handoff::Response> {
+    ) -> Option<Served> {
         let raw_path = target.path();
         if let Some(resolved) = self.resolve(method, raw_path) {
-            let path = match resolved {
-                Resolved::File(path) => path,
-                Resolved::Answer(response) => return Some(response),
+            let lookup = match resolved {
+                Resolved::File(lookup) => lookup,
+                Resolved::Answer(response) => return Some(Served::Response(response)),
             };
             let conditions = Conditions::of(headers);
             let types = self.content_types.clone();
             let looked_up =
-                tokio::task::spawn_blocking(move || alias_response(&path, &conditions, &types))
+                tokio::task::spawn_blocking(move || alias_response(&lookup, &conditions, &types))
                     .await;
-            return Some(looked_up.unwrap_or_else(|_| lookup_failed()));
+            return Some(Served::Response(
+                looked_up.unwrap_or_else(|_| lookup_failed()),
+            ));
         }
         if self.site.document_root.is_none() && self.site.mount_point.is_empty() {
             // Nothing to look up: no path is decoded for it on the common path.
@@ -165,7 +210,7 @@ impl StaticFiles {
         let decoded = handoff::request_path::decode(raw_path.as_bytes());
         let mounted = self.site.mounts(&decoded);
         let Some(document_root) = self.site.document_root.clone() else {
-            return (!mounted).then(not_found);
+            return (!mounted).then(|| Served::Response(not_found()));
         };
         let lookup = SiteLookup {
             document_root,
@@ -177,10 +222,11 @@ impl StaticFiles {
             mounted,
             method: method.clone(),
             conditions: Conditions::of(headers),
+            handlers: self.site.handlers.clone(),
         };
         tokio::task::spawn_blocking(move || lookup.run())
             .await
-            .unwrap_or_else(|_| Some(lookup_failed()))
+            .unwrap_or_else(|_| Some(Served::Response(lookup_failed())))
     }
 
     /// Maps the request to a file of an alias without touching the disk.
@@ -204,18 +250,32 @@ impl StaticFiles {
             return Some(Resolved::Answer(refusal));
         }
         let relative = rest.trim_start_matches('/');
-        Some(Resolved::File(if relative.is_empty() {
-            alias.path.clone()
-        } else {
-            alias.path.join(relative)
+        Some(Resolved::File(AliasLookup {
+            path: if relative.is_empty() {
+                alias.path.clone()
+            } else {
+                alias.path.join(relative)
+            },
+            index: alias.index.clone(),
+            listing: alias.listing.then(|| decoded.as_bytes().to_vec()),
         }))
     }
+}
+
+/// What an alias's look-up needs on the blocking pool.
+struct AliasLookup {
+    /// The file or directory the request names.
+    path: PathBuf,
+    /// The file served for a directory.
+    index: String,
+    /// With listing on, the decoded URL path (the page's links are made from it).
+    listing: Option<Vec<u8>>,
 }
 
 /// Where an alias leads a request, before the disk is asked.
 enum Resolved {
     /// The file (or directory) to look up.
-    File(PathBuf),
+    File(AliasLookup),
     /// An answer that needs no file.
     Answer(handoff::Response),
 }
@@ -263,11 +323,61 @@ struct SiteLookup {
     mounted: bool,
     method: http::Method,
     conditions: Conditions,
+    /// `--add-handler` extensions.
+    handlers: Vec<String>,
 }
 
 impl SiteLookup {
     /// `None`: the application's request.
-    fn run(self) -> Option<handoff::Response> {
+    fn run(self) -> Option<Served> {
+        if let Some(handler) = self.handler_target() {
+            return Some(Served::Handler(handler));
+        }
+        self.answer().map(Served::Response)
+    }
+
+    /// The `--add-handler` script that answers for the file the request names, or for
+    /// the directory's `--directory-index` file (as Apache runs the handler of an index).
+    fn handler_target(&self) -> Option<handoff::HandlerTarget> {
+        if self.handlers.is_empty() || self.decoded.contains(&0) {
+            return None;
+        }
+        let relative = OsStr::from_bytes(self.decoded.strip_prefix(b"/").unwrap_or(&self.decoded));
+        let real = fs_err::canonicalize(self.document_root.join(relative)).ok()?;
+        if !real.starts_with(&self.document_root) {
+            return None;
+        }
+        let metadata = fs_err::metadata(&real).ok()?;
+        let (file, script_name) = if metadata.is_file() {
+            (real, self.decoded.clone())
+        } else if metadata.is_dir() && self.decoded.ends_with(b"/") {
+            let index = self.directory_index.as_ref()?;
+            let file = real.join(index);
+            if !fs_err::metadata(&file).is_ok_and(|metadata| metadata.is_file()) {
+                return None;
+            }
+            let mut script_name = self.decoded.clone();
+            script_name.extend_from_slice(index.as_bytes());
+            (file, script_name)
+        } else {
+            return None;
+        };
+        let extension = file
+            .extension()
+            .map(|extension| format!(".{}", extension.to_string_lossy().to_lowercase()))?;
+        let index = self
+            .handlers
+            .iter()
+            .position(|handled| *handled == extension)?;
+        Some(handoff::HandlerTarget {
+            index: u16::try_from(index).ok()?,
+            file,
+            script_name,
+        })
+    }
+
+    /// The front end's own answer; `None`: the application's request.
+    fn answer(self) -> Option<handoff::Response> {
         let otherwise = |lookup: &Self| (!lookup.mounted).then(not_found);
         // The request checks refuse an encoded NUL; a path cannot hold one anyway.
         if self.decoded.contains(&0) {
@@ -371,16 +481,28 @@ impl Conditions {
     }
 }
 
-/// An alias's file or directory (whose `index.html` is served): blocking calls, made on
-/// the blocking pool.
-fn alias_response(path: &Path, conditions: &Conditions, types: &ContentTypes) -> handoff::Response {
+/// An alias's file or directory (whose index is served, or which is listed): blocking
+/// calls, made on the blocking pool.
+fn alias_response(
+    lookup: &AliasLookup,
+    conditions: &Conditions,
+    types: &ContentTypes,
+) -> handoff::Response {
+    let path = &lookup.path;
     let Ok(metadata) = fs_err::metadata(path) else {
         return not_found();
     };
     if metadata.is_dir() {
-        let index = path.join("index.html");
+        let index = path.join(&lookup.index);
         if index.is_file() {
             return file_response(&index, conditions, types);
+        }
+        if let Some(url_path) = &lookup.listing {
+            let mut url_path = url_path.clone();
+            if !url_path.ends_with(b"/") {
+                url_path.push(b'/');
+            }
+            return super::directory_listing::page(path, &url_path);
         }
         return forbidden_directory();
     }
@@ -613,6 +735,10 @@ mod tests {
             .build()
             .expect("runtime")
             .block_on(files.serve(method, &target, headers))
+            .and_then(|served| match served {
+                Served::Response(response) => Some(response),
+                Served::Handler(_) => None,
+            })
     }
 
     fn site() -> (tempdir::Dir, StaticFiles) {
@@ -622,6 +748,8 @@ mod tests {
         let files = StaticFiles::new(vec![UrlAlias {
             url_path: "/static/".to_owned(),
             path: dir.path().to_owned(),
+            index: DEFAULT_INDEX.to_owned(),
+            listing: false,
         }]);
         (dir, files)
     }

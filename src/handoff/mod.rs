@@ -54,6 +54,20 @@ pub struct Request {
     /// `SSL_*` (`--ssl-environment`) and what trusted proxies said (`REMOTE_ADDR`,
     /// `wsgi.url_scheme`, ...). An empty value removes the variable.
     pub variables: Vec<(String, String)>,
+    /// Set when the request names a file of the document root that an `--add-handler`
+    /// script serves: that script's callable answers instead of the application.
+    pub handler: Option<HandlerTarget>,
+}
+
+/// A file of the document root served by an `--add-handler` script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerTarget {
+    /// Which `--add-handler` (in the order given).
+    pub index: u16,
+    /// The file, absolute with links resolved (`SCRIPT_FILENAME`).
+    pub file: std::path::PathBuf,
+    /// The decoded URL path that named it (`SCRIPT_NAME`).
+    pub script_name: Vec<u8>,
 }
 
 /// Facts about the connection a request arrived on.

@@ -52,6 +52,13 @@ pub fn start_executor(py: Python<'_>, config: &Config) -> Result<Executor, ExitS
         launch_directory,
         python_home_site: application.python_home_site.clone(),
         python_paths: application.python_paths.clone(),
+        handler_scripts: config
+            .server
+            .site
+            .handlers
+            .iter()
+            .map(|(_, script)| script.clone())
+            .collect(),
     };
     let streams = if debug {
         StandardStreams::Terminal
@@ -106,6 +113,7 @@ fn process_facts(config: &Config) -> ProcessFacts {
                 .unwrap_or_default(),
         },
         script_name: config.server.site.mount_point.clone(),
+        request_environ: config.application.request_environ.clone(),
         default_server_name: config.server.server_name.clone(),
         server_software: format!("ferrule/{}", env!("CARGO_PKG_VERSION")),
         document_root: config

@@ -315,19 +315,28 @@ pub(super) fn start_frontend(
             config.server.max_clients,
         ))),
         shutdown_timeout: config.processes.shutdown_timeout,
-        static_files: frontend::StaticFiles::from_aliases(&config.server.url_aliases).with_site(
-            frontend::Site {
+        static_files: frontend::StaticFiles::from_aliases(&config.server.url_aliases)
+            .with_site(frontend::Site {
                 document_root: config.server.site.document_root.clone(),
                 directory_index: config.server.site.directory_index.clone(),
                 mount_point: config.server.site.mount_point.clone(),
                 directory_listing: config.server.site.directory_listing,
                 mime_types: config.server.site.mime_types.clone(),
-            },
-        ),
+                handlers: config
+                    .server
+                    .site
+                    .handlers
+                    .iter()
+                    .map(|(extension, _)| extension.clone())
+                    .collect(),
+            })
+            .with_static_site(config.server.static_site.clone()),
         error_documents: frontend::ErrorDocuments::new(
             &config.server.error_documents,
             config.server.error_override,
         ),
+        compress_responses: config.server.compress_responses,
+        head_to_get: config.server.maps_head_to_get(),
         // Daemon mode: the pool watches the entry file (see `DaemonPool::forward`).
         reload_watch: None,
         draining: std::sync::atomic::AtomicBool::new(false),

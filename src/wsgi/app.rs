@@ -52,6 +52,8 @@ pub struct AppSpec {
     pub python_home_site: Option<PathBuf>,
     /// Directories added to `sys.path` before the script runs (`--python-path`).
     pub python_paths: Vec<PathBuf>,
+    /// `--add-handler` scripts, in the order of their extensions.
+    pub handler_scripts: Vec<PathBuf>,
 }
 
 /// Loads the application named by `spec.source` and returns its WSGI callable.
@@ -92,6 +94,35 @@ pub fn load_application(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, App
         }
         AppSource::Paste(ini) => load_paste(py, ini),
     }
+}
+
+/// Loads the `--add-handler` scripts, each as a private module like the application's
+/// script, and takes its `handle_request` callable, else its `application` (what
+/// mod_wsgi-express's resource handler calls).
+pub(crate) fn load_handlers(
+    py: Python<'_>,
+    spec: &AppSpec,
+) -> Result<Vec<Py<PyAny>>, AppLoadError> {
+    spec.handler_scripts
+        .iter()
+        .map(|script| {
+            let source = fs_err::read(script).map_err(|source| AppLoadError::ScriptUnreadable {
+                path: script.clone(),
+                source,
+            })?;
+            let module = execute_script(py, script, &private_module_name(script), &source)
+                .map_err(|error| AppLoadError::ScriptFailed {
+                    path: script.clone(),
+                    traceback: format_exception(py, &error),
+                })?;
+            find_callable(module.as_any(), "handle_request")
+                .or_else(|| find_callable(module.as_any(), "application"))
+                .ok_or_else(|| AppLoadError::NoCallable {
+                    place: format!("the handler script '{}'", script.display()),
+                    callable: "handle_request".to_owned(),
+                })
+        })
+        .collect()
 }
 
 /// Loads the application again after its entry file changed: the script run afresh, the

@@ -33,11 +33,14 @@ pub(crate) struct ThreadContext {
     reload_pending: AtomicBool,
     /// The access-control scripts, run before the application.
     pub(crate) access: super::access::Scripts,
+    /// The `--add-handler` scripts' callables, by `HandlerTarget::index`.
+    pub(crate) handlers: Vec<Py<PyAny>>,
 }
 
 impl ThreadContext {
     pub(crate) fn new(
         app: Py<PyAny>,
+        handlers: Vec<Py<PyAny>>,
         environ_template: Py<PyDict>,
         facts: ProcessFacts,
         spec: AppSpec,
@@ -45,12 +48,24 @@ impl ThreadContext {
     ) -> Self {
         Self {
             access,
+            handlers,
             app: std::sync::Mutex::new(app),
             environ_template,
             facts,
             spec,
             reload_pending: AtomicBool::new(false),
         }
+    }
+
+    /// The `--add-handler` script number `index` and its callable.
+    pub(crate) fn handler(
+        &self,
+        py: Python<'_>,
+        index: u16,
+    ) -> Option<(&std::path::Path, Py<PyAny>)> {
+        let index = usize::from(index);
+        let callable = self.handlers.get(index)?.clone_ref(py);
+        Some((self.spec.handler_scripts.get(index)?.as_path(), callable))
     }
 
     /// Makes the next request load the application again first.

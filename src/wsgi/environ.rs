@@ -33,6 +33,9 @@ pub struct ProcessFacts {
     pub default_server_name: String,
     pub server_software: String,
     pub document_root: String,
+    /// `--setenv` and `--passenv`: keys every request's environ starts with (the
+    /// server's own keys and the request's are set after them, and win, as in mod_wsgi).
+    pub request_environ: Vec<(String, String)>,
 }
 
 /// Builds the per-process template dict. `errors` is `wsgi.errors`, `file_wrapper` the
@@ -44,6 +47,9 @@ pub(crate) fn template<'py>(
     file_wrapper: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let environ = PyDict::new(py);
+    for (name, value) in &facts.request_environ {
+        environ.set_item(name, value)?;
+    }
     environ.set_item("wsgi.version", (1, 0))?;
     environ.set_item("wsgi.multithread", facts.n_threads > 1)?;
     environ.set_item("wsgi.multiprocess", facts.n_processes > 1)?;
@@ -203,6 +209,34 @@ fn address_text(ip: std::net::IpAddr) -> String {
         }
         ip @ std::net::IpAddr::V6(_) => ip.to_string(),
     }
+}
+
+/// The keys of a request an `--add-handler` script answers: the file is the script of
+/// the request (`SCRIPT_FILENAME`, `SCRIPT_NAME` its URL path, no `PATH_INFO`), and
+/// `mod_wsgi.request_handler` and `mod_wsgi.handler_script` say which handler, as under
+/// mod_wsgi's `WSGIHandlerScript`.
+pub(crate) fn apply_handler(
+    py: Python<'_>,
+    environ: &Bound<'_, PyDict>,
+    target: &crate::handoff::HandlerTarget,
+    handler_script: &std::path::Path,
+) -> PyResult<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let script_name = latin1(py, &target.script_name);
+    environ.set_item("SCRIPT_NAME", &script_name)?;
+    environ.set_item("mod_wsgi.script_name", &script_name)?;
+    environ.set_item("PATH_INFO", "")?;
+    environ.set_item("mod_wsgi.path_info", "")?;
+    environ.set_item(
+        "SCRIPT_FILENAME",
+        latin1(py, target.file.as_os_str().as_bytes()),
+    )?;
+    environ.set_item("mod_wsgi.request_handler", "wsgi-resource")?;
+    environ.set_item(
+        "mod_wsgi.handler_script",
+        latin1(py, handler_script.as_os_str().as_bytes()),
+    )?;
+    Ok(())
 }
 
 fn seconds_since_epoch(instant: std::time::SystemTime) -> f64 {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
-use super::app::{AppSpec, entry_file, format_exception, load_application};
+use super::app::{AppSpec, entry_file, format_exception, load_application, load_handlers};
 use super::context::{Job, ThreadContext};
 use super::environ::{self, ProcessFacts};
 use super::error::AppLoadError;
@@ -60,6 +60,7 @@ impl Executor {
             redirect_standard_streams(py).map_err(interpreter_error)?;
         }
         let app = load_application(py, spec)?;
+        let handlers = load_handlers(py, spec)?;
         let errors = Bound::new(py, LogStream::new("wsgi.errors", Level::Error))
             .map_err(interpreter_error)?;
         let file_wrapper = py.get_type::<FileWrapper>();
@@ -71,6 +72,7 @@ impl Executor {
         let entry_file = entry_file(py, spec);
         let context = Arc::new(ThreadContext::new(
             app,
+            handlers,
             environ_template,
             facts,
             spec.clone(),

@@ -48,6 +48,7 @@ fn call_application(
         request_id,
         access,
         variables,
+        handler,
     } = request;
     let input = Bound::new(py, Input::new(body))?;
     let _release_body = ReleaseBodyOnDrop(input.clone());
@@ -84,10 +85,20 @@ fn call_application(
             }
         }
     }
-    let result = context
-        .application(py)
-        .bind(py)
-        .call1((environ, responder))?;
+    let callable = match &handler {
+        Some(target) => {
+            let Some((script, callable)) = context.handler(py, target.index) else {
+                return Err(pyo3::exceptions::PyLookupError::new_err(format!(
+                    "no --add-handler script number {}",
+                    target.index
+                )));
+            };
+            environ::apply_handler(py, &environ, target, script)?;
+            callable
+        }
+        None => context.application(py),
+    };
+    let result = callable.bind(py).call1((environ, responder))?;
     let sent = send_result(py, &result, responder.get());
     let closed = call_close(py, &result);
     sent.and(closed)

@@ -144,6 +144,9 @@ fn choose_framing(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok());
     let exact = body.size_hint().exact();
+    // An empty answer to HEAD says nothing of the GET's length (the dispatcher declares
+    // a 0 it knows to be the GET's).
+    let exact = exact.filter(|&length| !(asked.head && length == 0));
     if declared.is_none() && !bodyless {
         if let Some(exact) = exact {
             headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(exact));

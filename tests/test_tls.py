@@ -445,3 +445,38 @@ def test_issue_19_plain_http_to_the_https_port_gets_400(ferrule_server, mode_opt
             received += chunk
         assert b"HTTP/1.1" not in received
     assert https(port, "/", pki).status_code == 200
+
+
+TLS_HANDLER = """
+def handle_request(environ, start_response):
+    keys = ("HTTPS", "wsgi.url_scheme", "SSL_PROTOCOL", "GREETING", "SCRIPT_NAME")
+    lines = [f"{key}={environ.get(key)}" for key in keys] + ["padding " * 40] * 10
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return ["\\n".join(lines).encode()]
+"""
+
+
+def test_issue_20_features_over_tls(ferrule_server, mode_options, pki, tmp_path):
+    """--add-handler, --setenv and --compress-responses over HTTPS: the handler script
+    sees the TLS variables and the --setenv key, and its answer is compressed."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "page.py").write_text("page source")
+    handler = tmp_path / "handler.wsgi"
+    handler.write_text(TLS_HANDLER)
+    port = free_port()
+    ferrule_server(
+        "environ.wsgi", *mode_options, *tls_options(pki, port, "--ssl-environment"),
+        "--document-root", str(root), "--add-handler", ".py", str(handler),
+        "--setenv", "GREETING", "hello", "--compress-responses",
+    )  # fmt: skip
+    response = https(port, "/page.py", pki, headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200
+    assert response.headers["Content-Encoding"] == "gzip"
+    lines = response.text.splitlines()
+    assert lines[:2] == ["HTTPS=1", "wsgi.url_scheme=https"]
+    assert lines[2] in ("SSL_PROTOCOL=TLSv1.2", "SSL_PROTOCOL=TLSv1.3")
+    assert lines[3:5] == ["GREETING=hello", "SCRIPT_NAME=/page.py"]
+    application = https(port, "/other", pki).json()["environ"]
+    assert application["GREETING"] == "hello"
+    assert application["HTTPS"] == "1"

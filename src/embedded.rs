@@ -1,10 +1,10 @@
 //! One embedded-mode server process: loads the application, then serves the listening
-//! socket it inherited from the supervisor with the front end and the WSGI executor in
-//! the same process.
+//! sockets it inherited from the supervisor (HTTP, and HTTPS with `--https-port`) with
+//! the front end and the WSGI executor in the same process.
 //!
 //! The supervisor starts these processes as `python -m ferrule start-server ARGS` with
-//! `FERRULE_LISTENER_FD` set (read by `cli::read_environment`); parsing the same
-//! arguments gives the same [`Config`].
+//! `FERRULE_LISTENER_FD` (and `FERRULE_TLS_LISTENER_FD`) set (read by
+//! `cli::read_environment`); parsing the same arguments gives the same [`Config`].
 
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::sync::Arc;
@@ -19,12 +19,22 @@ use crate::shutdown::Shutdown;
 use crate::wsgi::Executor;
 
 /// Runs this process as an embedded-mode server process until SIGTERM.
-pub fn run(py: Python<'_>, config: &Config, listener_fd: RawFd) -> ExitStatus {
+pub fn run(
+    py: Python<'_>,
+    config: &Config,
+    listener_fd: RawFd,
+    tls_listener_fd: Option<RawFd>,
+) -> ExitStatus {
     // The supervisor cleared close-on-exec for us alone; set it again before the
     // application loads, so that its subprocesses never hold the port open.
     set_close_on_exec(listener_fd);
+    if let Some(fd) = tls_listener_fd {
+        set_close_on_exec(fd);
+    }
     match process::start_executor(py, config) {
-        Ok(executor) => py.detach(|| serve(config, listener_fd, Arc::new(executor))),
+        Ok(executor) => {
+            py.detach(|| serve(config, listener_fd, tls_listener_fd, Arc::new(executor)))
+        }
         Err(status) => status,
     }
 }
@@ -32,7 +42,11 @@ pub fn run(py: Python<'_>, config: &Config, listener_fd: RawFd) -> ExitStatus {
 /// `--debug-mode`: this process runs the application itself on `listener` (bound by
 /// `supervisor::prepare_foreground`), on one thread, keeping the terminal for pdb. Ctrl-C
 /// or SIGTERM stops it.
-pub fn run_in_foreground(py: Python<'_>, config: &Config, listener: socket2::Socket) -> ExitStatus {
+pub fn run_in_foreground(
+    py: Python<'_>,
+    config: &Config,
+    (listener, https_listener): (socket2::Socket, Option<socket2::Socket>),
+) -> ExitStatus {
     let Ok(executor) = process::start_executor(py, config) else {
         crate::logs::write_terminal(
             "ferrule: error: the WSGI application failed to load; see above\n",
@@ -40,13 +54,36 @@ pub fn run_in_foreground(py: Python<'_>, config: &Config, listener: socket2::Soc
         return ExitStatus::AppLoadFailed;
     };
     let listener_fd = listener.into_raw_fd();
-    py.detach(|| serve(config, listener_fd, Arc::new(executor)))
+    let tls_listener_fd = https_listener.map(IntoRawFd::into_raw_fd);
+    py.detach(|| serve(config, listener_fd, tls_listener_fd, Arc::new(executor)))
 }
 
-fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitStatus {
-    // SAFETY: the supervisor passed us this descriptor of a listening TCP socket, and
-    // nothing else in this process uses it.
+fn serve(
+    config: &Config,
+    listener_fd: RawFd,
+    tls_listener_fd: Option<RawFd>,
+    executor: Arc<Executor>,
+) -> ExitStatus {
+    // SAFETY: the supervisor passed us these descriptors of listening TCP sockets, and
+    // nothing else in this process uses them.
     let listener = unsafe { std::net::TcpListener::from_raw_fd(listener_fd) };
+    // SAFETY: as above.
+    let https_listener =
+        tls_listener_fd.map(|fd| unsafe { std::net::TcpListener::from_raw_fd(fd) });
+    let tls = match &config.server.https {
+        Some(https) => match frontend::TlsListener::load(&https.files, https.ssl_environment) {
+            Ok(tls) => Some(Arc::new(tls)),
+            Err(error) => {
+                error_log::log(
+                    Level::Crit,
+                    "ferrule",
+                    &format!("cannot serve HTTPS: {error}"),
+                );
+                return ExitStatus::Failure;
+            }
+        },
+        None => None,
+    };
     // One HTTP thread per process: the application threads do the heavy work, and a
     // single reactor batches its wake-ups (measured: 10-20 % more hello req/s on one core
     // than two work-stealing threads). More cores are used with more --processes.
@@ -88,6 +125,7 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
         head_to_get: config.server.maps_head_to_get(),
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
+        front_door: config.server.front_door.clone(),
         operations: frontend::Operations::new(
             config.server.operations.health_check_path.clone(),
             config.server.operations.metrics_path.clone(),
@@ -115,8 +153,11 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
     }
     let code_changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let served = runtime.block_on(async {
-        let _ = listener.set_nonblocking(true);
-        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let listener = frontend::Listener::from_std(listener, None)?;
+        let https_listener = match (https_listener, tls) {
+            (Some(socket), Some(tls)) => Some(frontend::Listener::from_std(socket, Some(tls))?),
+            _ => None,
+        };
         let shutdown = Shutdown::new();
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -151,13 +192,22 @@ fn serve(config: &Config, listener_fd: RawFd, executor: Arc<Executor>) -> ExitSt
             }
             stopper.trigger();
         });
-        frontend::serve(
-            listener,
-            frontend_config,
-            frontend::Backend::Embedded(Arc::clone(&executor) as _),
-            shutdown,
-        )
-        .await;
+        let backend = frontend::Backend::Embedded(Arc::clone(&executor) as _);
+        let serving_https = async {
+            if let Some(https) = https_listener {
+                let config = Arc::clone(&frontend_config);
+                frontend::serve(https, config, backend.clone(), shutdown.clone()).await;
+            }
+        };
+        tokio::join!(
+            frontend::serve(
+                listener,
+                Arc::clone(&frontend_config),
+                backend.clone(),
+                shutdown.clone()
+            ),
+            serving_https
+        );
         Ok::<(), std::io::Error>(())
     });
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

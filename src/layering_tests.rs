@@ -52,6 +52,13 @@ const ALLOWED: &[(&str, &str)] = &[
     ("supervisor", "logs"),
     ("supervisor", "process"),
     ("supervisor", "shutdown"),
+    // TLS (`tls`: certificates, handshake facts) and the front door's rules
+    // (`front_door`: virtual hosts, --https-only, trusted proxies): leaves that `cli`
+    // validates with and the front end applies.
+    ("cli", "tls"),
+    ("cli", "front_door"),
+    ("frontend", "tls"),
+    ("frontend", "front_door"),
 ];
 
 /// The files that may use PyO3: the Python side of the crate.

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod client_timeouts;
 pub mod daemon;
 pub mod embedded;
+pub mod front_door;
 pub mod frontend;
 pub mod handoff;
 pub mod logs;
@@ -35,6 +36,7 @@ pub mod process;
 pub mod shutdown;
 pub mod supervisor;
 mod sync;
+pub mod tls;
 pub mod wsgi;
 
 #[cfg(test)]
@@ -80,14 +82,15 @@ fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         supervisor::setup(&config, &argv)
     } else if config.processes.mode == cli::OperatingMode::Debug {
         match supervisor::prepare_foreground(&config) {
-            Ok(listener) => embedded::run_in_foreground(py, &config, listener),
+            Ok(listeners) => embedded::run_in_foreground(py, &config, listeners),
             Err(status) => status,
         }
     } else {
         match role {
-            cli::ProcessRole::EmbeddedServer { listener_fd } => {
-                embedded::run(py, &config, listener_fd)
-            }
+            cli::ProcessRole::EmbeddedServer {
+                listener_fd,
+                tls_listener_fd,
+            } => embedded::run(py, &config, listener_fd, tls_listener_fd),
             cli::ProcessRole::Daemon { socket, slot } => {
                 daemon::worker::run(py, &config, socket, slot)
             }

@@ -173,7 +173,7 @@ def test_help_lists_every_mod_wsgi_express_option():
 @pytest.mark.parametrize(
     "arguments",
     [
-        ["--https-only"],
+        ["--http2"],
         ["--server-metrics"],
         ["--with-cgi"],
         ["--lang", "C.UTF-8"],
@@ -187,11 +187,9 @@ def test_options_not_built_yet_are_refused_by_name(arguments):
 
 
 def test_unsupported_options_are_all_reported_together():
-    result = run_ferrule(
-        "start-server", str(APPS / "environ.wsgi"), "--https-only", "--server-metrics"
-    )
+    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), "--http2", "--server-metrics")
     assert result.returncode == 2
-    assert "--https-only" in result.stderr
+    assert "--http2" in result.stderr
     assert "--server-metrics" in result.stderr
 
 

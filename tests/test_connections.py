@@ -85,10 +85,9 @@ def thread_ticks(pid: int, name: str) -> int | None:
 
 def test_issue_17_a_second_front_end_reactor_serves_connections(ferrule_server):
     server = ferrule_server("environ.wsgi", "--reactor-threads", "2", "--threads", "4")
-    # The port accepts (the supervisor bound it) before the extra reactor thread starts.
+    # The port accepts (the kernel queues) before the front end has started its threads.
     wait_until(lambda: thread_ticks(server.process.pid, "ferrule-http-1") is not None)
     before = thread_ticks(server.process.pid, "ferrule-http-1")
-    assert before is not None, "no second reactor thread"
     errors = []
 
     def client(index: int) -> None:

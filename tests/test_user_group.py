@@ -191,3 +191,42 @@ def test_issue_15_the_control_script_never_imports_from_the_launch_directory(tmp
     )
     assert "Syntax OK" in check.stdout, check.stderr
     assert not planted.exists()
+
+
+def test_issue_19_daemon_mode_reads_a_root_only_key_before_giving_up_root(
+    ferrule_server, other_user, tmp_path
+):
+    import requests
+    import trustme
+
+    from conftest import free_port
+
+    ca = trustme.CA()
+    issued = ca.issue_cert("localhost")
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o700)
+    issued.private_key_pem.write_to_path(str(keys / "site.key"))
+    issued.cert_chain_pems[0].write_to_path(str(keys / "site.crt"))
+    os.chmod(keys / "site.key", 0o600)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    unreadable = subprocess.run(
+        ["runuser", "-u", USER, "--", "test", "-r", str(keys / "site.key")], check=False
+    )
+    assert unreadable.returncode != 0
+    port = free_port()
+    server = ferrule_server(
+        "daemon.wsgi",
+        "--user",
+        USER,
+        "--group",
+        USER,
+        "--https-port",
+        str(port),
+        "--ssl-certificate",
+        str(keys / "site"),
+    )
+    assert uid_of(server.process.pid) == other_user.pw_uid
+    answer = requests.get(
+        f"https://localhost:{port}/pid", verify=str(tmp_path / "ca.pem"), timeout=30
+    )
+    assert answer.status_code == 200

@@ -129,6 +129,82 @@ pub(super) struct StartServerArgs {
     #[arg(long, value_name = "IP-ADDRESS", help_heading = "Server")]
     pub(super) host: Option<String>,
 
+    /// Port to listen on for HTTPS, beside --port; needs a certificate and its key
+    /// (--ssl-certificate, or --ssl-certificate-file and --ssl-certificate-key-file).
+    #[arg(long, value_name = "NUMBER", help_heading = "TLS")]
+    pub(super) https_port: Option<u16>,
+
+    /// The older name of --https-port (mod_wsgi 4.3.0).
+    #[arg(long, value_name = "NUMBER", help_heading = "TLS")]
+    pub(super) ssl_port: Option<u16>,
+
+    /// PEM file holding the server's certificate (and any intermediates after it).
+    #[arg(long, value_name = "FILE-PATH", help_heading = "TLS")]
+    pub(super) ssl_certificate_file: Option<PathBuf>,
+
+    /// PEM file holding the certificate's private key (PKCS#8, PKCS#1 or SEC1, not
+    /// encrypted).
+    #[arg(long, value_name = "FILE-PATH", help_heading = "TLS")]
+    pub(super) ssl_certificate_key_file: Option<PathBuf>,
+
+    /// Path without extension of a certificate and key pair: STUB.crt and STUB.key.
+    #[arg(long, value_name = "FILE-PATH", help_heading = "TLS")]
+    pub(super) ssl_certificate: Option<PathBuf>,
+
+    /// PEM file of the certificate authorities client certificates must come from;
+    /// alone, it asks every HTTPS request for a client certificate (see
+    /// --ssl-verify-client).
+    #[arg(long, value_name = "FILE-PATH", help_heading = "TLS")]
+    pub(super) ssl_ca_certificate_file: Option<PathBuf>,
+
+    /// URL path below which requests need a client certificate from
+    /// --ssl-ca-certificate-file (403 without one). May be given more than once.
+    #[arg(long = "ssl-verify-client", action = clap::ArgAction::Append, value_name = "URL-PATH", help_heading = "TLS")]
+    pub(super) ssl_verify_client: Vec<String>,
+
+    /// PEM file of intermediate certificates sent after the server's own.
+    #[arg(long, value_name = "FILE-PATH", help_heading = "TLS")]
+    pub(super) ssl_certificate_chain_file: Option<PathBuf>,
+
+    /// Put the TLS connection's details (`SSL_PROTOCOL`, `SSL_CIPHER`, `SSL_CLIENT_S_DN`,
+    /// ..., as Apache's `mod_ssl` names them) into the environ of HTTPS requests.
+    #[arg(long, help_heading = "TLS")]
+    pub(super) ssl_environment: bool,
+
+    /// Redirect plain HTTP requests to the same URL over HTTPS (302).
+    #[arg(long, help_heading = "TLS")]
+    pub(super) https_only: bool,
+
+    /// Value of the Strict-Transport-Security header added to HTTPS responses
+    /// (for example max-age=31536000).
+    #[arg(long, value_name = "PARAMS", help_heading = "TLS")]
+    pub(super) hsts_policy: Option<String>,
+
+    /// Host name of the site: requests for other names get 403. A name starting with
+    /// www. also answers its parent domain with a redirect to the www. name.
+    #[arg(long, value_name = "HOSTNAME", help_heading = "Virtual hosts")]
+    pub(super) server_name: Option<String>,
+
+    /// Another host name the site answers to (wildcards * and ? allowed, as in
+    /// *.example.com). May be given more than once.
+    #[arg(long = "server-alias", action = clap::ArgAction::Append, value_name = "HOSTNAME", help_heading = "Virtual hosts")]
+    pub(super) server_aliases: Vec<String>,
+
+    /// With --server-name, still serve requests that come from this machine (a loopback
+    /// address), whatever host name they ask for.
+    #[arg(long, help_heading = "Virtual hosts")]
+    pub(super) allow_localhost: bool,
+
+    /// Header from a trusted proxy that gives the client's details (X-Forwarded-For,
+    /// X-Forwarded-Proto, X-Forwarded-Host, X-Real-IP, ...). May be given more than once.
+    #[arg(long = "trust-proxy-header", action = clap::ArgAction::Append, value_name = "HEADER-NAME", help_heading = "Proxying")]
+    pub(super) trust_proxy_headers: Vec<String>,
+
+    /// Address or subnet of a proxy whose --trust-proxy-header headers are believed;
+    /// with none given, every peer is. May be given more than once.
+    #[arg(long = "trust-proxy", action = clap::ArgAction::Append, value_name = "IP-ADDRESS/SUBNET", help_heading = "Proxying")]
+    pub(super) trust_proxies: Vec<String>,
+
     /// Number of server processes; more than one makes wsgi.multiprocess true.
     #[arg(long, value_name = "NUMBER", value_parser = clap::value_parser!(u32).range(1..=1024), help_heading = "Processes")]
     pub(super) processes: Option<u32>,

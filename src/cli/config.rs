@@ -89,6 +89,11 @@ pub struct ServerConfig {
     pub error_documents: Vec<(u16, String)>,
     /// `--error-override`.
     pub error_override: bool,
+    /// `--https-port` and its certificate; `None` when HTTPS is not served.
+    pub https: Option<super::HttpsConfig>,
+    /// Virtual hosts, `--https-only`, `--hsts-policy`, client certificates, trusted
+    /// proxies.
+    pub front_door: crate::front_door::FrontDoor,
     /// `--health-check-path`, `--metrics-path` and `--server-status`.
     pub operations: OperationsConfig,
     /// `--systemd`: write a systemd unit beside the control script.
@@ -401,6 +406,25 @@ pub enum ConfigError {
     BadWarningsSpec { spec: String, reason: &'static str },
     #[error("--locale '{name}' is not a locale this machine has\nhint: `locale -a` lists them")]
     UnknownLocale { name: String },
+    #[error("{error}")]
+    Tls { error: crate::tls::TlsError },
+    #[error("{option} needs {needs}")]
+    Needs {
+        option: &'static str,
+        needs: &'static str,
+    },
+    #[error("{first} and {second} disagree: {reason}")]
+    Conflict {
+        first: &'static str,
+        second: &'static str,
+        reason: &'static str,
+    },
+    #[error("{option} '{value}': {reason}")]
+    BadValue {
+        option: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("cannot determine the current directory: {source}")]
     NoCurrentDirectory { source: std::io::Error },
 }
@@ -438,6 +462,22 @@ impl Config {
             reload_on_changes,
             port,
             host,
+            https_port,
+            ssl_port,
+            ssl_certificate_file,
+            ssl_certificate_key_file,
+            ssl_certificate,
+            ssl_ca_certificate_file,
+            ssl_verify_client,
+            ssl_certificate_chain_file,
+            ssl_environment,
+            https_only,
+            hsts_policy,
+            server_name,
+            server_aliases,
+            allow_localhost,
+            trust_proxy_headers,
+            trust_proxies,
             processes,
             threads,
             embedded_mode,
@@ -561,6 +601,32 @@ impl Config {
             host.as_deref(),
             port,
             &absolute,
+        );
+        let (front_door, https) = super::front_door_options::resolve(
+            &mut problems,
+            super::front_door_options::FrontDoorArgs {
+                https_port,
+                ssl_port,
+                ssl_certificate_file,
+                ssl_certificate_key_file,
+                ssl_certificate,
+                ssl_ca_certificate_file,
+                ssl_verify_client,
+                ssl_certificate_chain_file,
+                ssl_environment,
+                https_only,
+                hsts_policy,
+                server_name,
+                server_aliases,
+                allow_localhost,
+                trust_proxy_headers,
+                trust_proxies,
+            },
+            port,
+            &absolute,
+            // Only the process the user started checks the certificate files: a daemon
+            // process never serves TLS, and with --user may not read the key at all.
+            matches!(role, ProcessRole::Supervisor { .. }),
         );
         let error_documents = error_documents_of(&mut problems, &error_documents);
         let operations = operations_of(
@@ -766,10 +832,19 @@ impl Config {
             startup_log: startup_log.then(|| log_directory.join(&startup_log_name)),
             log_directory,
         };
+        // A request without Host is named after --server-name, else --host.
+        let default_server_name = front_door
+            .virtual_host
+            .as_ref()
+            .map(|virtual_host| virtual_host.server_name.clone())
+            .or_else(|| host.clone())
+            .unwrap_or_else(|| "localhost".to_owned());
         Ok(Self {
             action,
             under_control_script,
             server: ServerConfig {
+                https,
+                front_door,
                 url_aliases,
                 static_site,
                 site,
@@ -786,7 +861,7 @@ impl Config {
                 process_name,
                 pid_file: pid_file
                     .map_or_else(|| server_root.join("httpd.pid"), |path| absolute(&path)),
-                server_name: host.clone().unwrap_or_else(|| "localhost".to_owned()),
+                server_name: default_server_name,
                 host,
                 port,
                 server_root,
@@ -859,14 +934,34 @@ impl Config {
         })
     }
 
-    /// The URL the banner shows: `http://localhost:8000/`.
+    /// The URL the banner shows: `http://localhost:8000/` (named after `--server-name`
+    /// when given, as mod_wsgi-express does).
     pub fn server_url(&self) -> String {
-        let host = self.server.host.as_deref().unwrap_or("localhost");
-        if self.server.port == 80 {
-            format!("http://{host}/")
-        } else {
-            format!("http://{host}:{}/", self.server.port)
-        }
+        url("http", self.banner_host(), self.server.port, 80)
+    }
+
+    /// The HTTPS URL the banner shows, when HTTPS is served.
+    pub fn https_url(&self) -> Option<String> {
+        let https = self.server.https.as_ref()?;
+        Some(url("https", self.banner_host(), https.port, 443))
+    }
+
+    fn banner_host(&self) -> &str {
+        self.server
+            .front_door
+            .virtual_host
+            .as_ref()
+            .map(|virtual_host| virtual_host.server_name.as_str())
+            .or(self.server.host.as_deref())
+            .unwrap_or("localhost")
+    }
+}
+
+fn url(scheme: &str, host: &str, port: u16, default_port: u16) -> String {
+    if port == default_port {
+        format!("{scheme}://{host}/")
+    } else {
+        format!("{scheme}://{host}:{port}/")
     }
 }
 

@@ -14,6 +14,9 @@ use std::path::PathBuf;
 
 /// Names the inherited listening socket's descriptor in a server process's environment.
 pub const LISTENER_FD_ENV: &str = "FERRULE_LISTENER_FD";
+/// Names the inherited HTTPS listening socket's descriptor (`--https-port`), beside
+/// [`LISTENER_FD_ENV`].
+pub const TLS_LISTENER_FD_ENV: &str = "FERRULE_TLS_LISTENER_FD";
 /// Names the front end's daemon socket in a daemon process's environment.
 pub const DAEMON_SOCKET_ENV: &str = "FERRULE_DAEMON_SOCKET";
 /// The process's slot in its group, for daemon and embedded server processes alike.
@@ -22,8 +25,9 @@ pub const PROCESS_INDEX_ENV: &str = "FERRULE_PROCESS_INDEX";
 pub const CONTROL_SCRIPT_ENV: &str = "FERRULE_CONTROL_SCRIPT";
 
 /// Every variable of the contract: what the caller removes once they are read.
-pub const CONTRACT_VARIABLES: [&str; 4] = [
+pub const CONTRACT_VARIABLES: [&str; 5] = [
     LISTENER_FD_ENV,
+    TLS_LISTENER_FD_ENV,
     DAEMON_SOCKET_ENV,
     PROCESS_INDEX_ENV,
     CONTROL_SCRIPT_ENV,
@@ -34,8 +38,11 @@ pub const CONTRACT_VARIABLES: [&str; 4] = [
 pub enum ProcessRole {
     /// The process the user (or the control script) started.
     Supervisor { under_control_script: bool },
-    /// An embedded-mode server process, serving the listener it inherited.
-    EmbeddedServer { listener_fd: RawFd },
+    /// An embedded-mode server process, serving the listeners it inherited.
+    EmbeddedServer {
+        listener_fd: RawFd,
+        tls_listener_fd: Option<RawFd>,
+    },
     /// A daemon process of slot `slot`, connecting to the front end at `socket`.
     Daemon { socket: PathBuf, slot: u32 },
 }
@@ -63,6 +70,10 @@ pub(super) enum EnvironmentError {
         "{DAEMON_SOCKET_ENV} is set without {PROCESS_INDEX_ENV}\nhint: ferrule sets them only for the processes it starts; unset them"
     )]
     NoProcessIndex,
+    #[error(
+        "{TLS_LISTENER_FD_ENV} is set without {LISTENER_FD_ENV}\nhint: ferrule sets them only for the processes it starts; unset it"
+    )]
+    StrayTls,
 }
 
 /// Reads the contract from `variable` (the process environment, or a test's map), and
@@ -73,22 +84,26 @@ pub(super) fn read_role(
     let text =
         |name: &'static str| variable(name).map(|value| value.to_string_lossy().into_owned());
     let mut problems = Vec::new();
-    let listener_fd = text(LISTENER_FD_ENV).and_then(|value| {
-        let checked = value
-            .parse::<RawFd>()
-            .map_err(|_| "not a descriptor number")
-            .and_then(|fd| if fd > 2 { Ok(fd) } else { Err("not above 2") })
-            .and_then(|fd| is_socket(fd).then_some(fd).ok_or("not an open socket"));
-        checked
-            .map_err(|reason| {
-                problems.push(EnvironmentError::BadValue {
-                    name: LISTENER_FD_ENV,
-                    value,
-                    reason,
-                });
-            })
-            .ok()
-    });
+    let mut descriptor = |name: &'static str| {
+        text(name).and_then(|value| {
+            let checked = value
+                .parse::<RawFd>()
+                .map_err(|_| "not a descriptor number")
+                .and_then(|fd| if fd > 2 { Ok(fd) } else { Err("not above 2") })
+                .and_then(|fd| is_socket(fd).then_some(fd).ok_or("not an open socket"));
+            checked
+                .map_err(|reason| {
+                    problems.push(EnvironmentError::BadValue {
+                        name,
+                        value,
+                        reason,
+                    });
+                })
+                .ok()
+        })
+    };
+    let listener_fd = descriptor(LISTENER_FD_ENV);
+    let tls_listener_fd = descriptor(TLS_LISTENER_FD_ENV);
     let daemon_socket = text(DAEMON_SOCKET_ENV).and_then(|value| {
         let path = PathBuf::from(&value);
         if path.is_absolute() {
@@ -135,6 +150,8 @@ pub(super) fn read_role(
         problems.push(EnvironmentError::Stray {
             name: PROCESS_INDEX_ENV,
         });
+    } else if !has_listener && variable(TLS_LISTENER_FD_ENV).is_some() {
+        problems.push(EnvironmentError::StrayTls);
     } else if has_socket && process_index.is_none() {
         problems.push(EnvironmentError::NoProcessIndex);
     }
@@ -142,7 +159,10 @@ pub(super) fn read_role(
         return Err(problems);
     }
     Ok(match (listener_fd, daemon_socket, slot) {
-        (Some(listener_fd), _, _) => ProcessRole::EmbeddedServer { listener_fd },
+        (Some(listener_fd), _, _) => ProcessRole::EmbeddedServer {
+            listener_fd,
+            tls_listener_fd,
+        },
         (None, Some(socket), Some(slot)) => ProcessRole::Daemon { socket, slot },
         _ => ProcessRole::Supervisor {
             under_control_script,

@@ -9,6 +9,7 @@ mod apache_only;
 mod args;
 mod config;
 mod environment;
+mod front_door_options;
 mod identity;
 #[cfg(test)]
 mod options_doc;
@@ -25,8 +26,9 @@ pub use config::{
 };
 pub use environment::{
     CONTRACT_VARIABLES, CONTROL_SCRIPT_ENV, DAEMON_SOCKET_ENV, LISTENER_FD_ENV, PROCESS_INDEX_ENV,
-    ProcessRole,
+    ProcessRole, TLS_LISTENER_FD_ENV,
 };
+pub use front_door_options::HttpsConfig;
 pub use identity::RunAs;
 pub use python_settings::PythonSettings;
 

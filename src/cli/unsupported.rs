@@ -50,8 +50,6 @@ use Shape::{Flag, Repeated, Tuple, Value};
 const SERVER: &str = "Server";
 const PROCESSES: &str = "Processes";
 const TIMEOUTS: &str = "Timeouts";
-const TLS: &str = "TLS";
-const VIRTUAL_HOSTS: &str = "Virtual hosts";
 const URLS: &str = "URLs and files";
 const PROXYING: &str = "Proxying";
 const DEBUGGING: &str = "Debugging and monitoring";
@@ -61,20 +59,6 @@ const DEBUGGING: &str = "Debugging and monitoring";
 #[rustfmt::skip]
 const UNSUPPORTED: &[Unsupported] = &[
     option("http2",                      Flag,     SERVER,        "",                      "Also speak HTTP/2."),
-    option("https-port",                 Value,    TLS,           "NUMBER",                "Port to listen on for HTTPS."),
-    option("ssl-port",                   Value,    TLS,           "NUMBER",                "Port to listen on for HTTPS (older name of --https-port)."),
-    option("ssl-certificate-file",       Value,    TLS,           "FILE-PATH",             "PEM file holding the server's certificate."),
-    option("ssl-certificate-key-file",   Value,    TLS,           "FILE-PATH",             "PEM file holding the private key of the certificate."),
-    option("ssl-certificate",            Value,    TLS,           "FILE-PATH",             "Path without extension of a .crt and .key pair for HTTPS."),
-    option("ssl-ca-certificate-file",    Value,    TLS,           "FILE-PATH",             "Certificate authorities that client certificates are checked against."),
-    option("ssl-verify-client",          Repeated, TLS,           "URL-PATH",              "URL path below which clients must present a valid certificate."),
-    option("ssl-certificate-chain-file", Value,    TLS,           "FILE-PATH",             "Intermediate certificates sent along with the server's own."),
-    option("ssl-environment",            Flag,     TLS,           "",                      "Put details of the TLS connection into the WSGI environ."),
-    option("https-only",                 Flag,     TLS,           "",                      "Redirect every plain HTTP request to HTTPS."),
-    option("hsts-policy",                Value,    TLS,           "PARAMS",                "Value of the Strict-Transport-Security header sent over HTTPS."),
-    option("server-name",                Value,    VIRTUAL_HOSTS, "HOSTNAME",              "Host name of the site; requests for other names are refused."),
-    option("server-alias",               Repeated, VIRTUAL_HOSTS, "HOSTNAME",              "Another host name (wildcards allowed) the site also answers to."),
-    option("allow-localhost",            Flag,     VIRTUAL_HOSTS, "",                      "Also answer requests addressed to localhost when --server-name is set."),
     option("deadlock-timeout",           Value,    TIMEOUTS,      "SECONDS",               "Restart a daemon process whose Python interpreter is stuck this long."),
     option("ignore-activity",            Repeated, TIMEOUTS,      "URL-PATH",              "URL path whose requests do not count as activity for --inactivity-timeout."),
     option("interrupt-timeout",          Value,    TIMEOUTS,      "SECONDS",               "Seconds given to requests in progress when a timeout restarts a process."),
@@ -85,8 +69,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("proxy-mount-point",          Tuple(2), PROXYING,      "URL-PATH URL",          "Forward requests below a URL path to another server."),
     option("proxy-url-alias",            Tuple(2), PROXYING,      "URL-PATH URL",          "Older name of --proxy-mount-point."),
     option("proxy-virtual-host",         Tuple(2), PROXYING,      "HOSTNAME URL",          "Forward requests for a host name to another server."),
-    option("trust-proxy-header",         Repeated, PROXYING,      "HEADER-NAME",           "Header set by a trusted proxy whose value replaces the matching request detail."),
-    option("trust-proxy",                Repeated, PROXYING,      "IP-ADDRESS/SUBNET",     "Address or subnet of a proxy whose headers are trusted."),
     option("server-metrics",             Flag,     DEBUGGING,     "",                      "Collect server metrics for the application to read."),
     option("telemetry-service",          Value,    DEBUGGING,     "TARGET",                "Where telemetry is sent."),
     option("enable-telemetry",           Flag,     DEBUGGING,     "",                      "Collect telemetry about requests and processes."),

@@ -82,6 +82,8 @@ pub struct RequestHead {
     pub has_body: bool,
     /// What the access-control scripts must decide before the application runs.
     pub access: Option<crate::handoff::AccessCheck>,
+    /// Environ variables set by the front end (`handoff::Request::variables`).
+    pub variables: Vec<(String, String)>,
     /// The `--add-handler` script that answers instead of the application.
     pub handler: Option<crate::handoff::HandlerTarget>,
 }
@@ -452,6 +454,11 @@ fn encode_request_head(head: &RequestHead, out: &mut BytesMut) {
     put_bytes(out, head.local_addr.to_string().as_bytes());
     encode_headers(&head.headers, out);
     encode_access(head.access.as_ref(), out);
+    out.put_u32_le(u32::try_from(head.variables.len()).unwrap_or(u32::MAX));
+    for (name, value) in &head.variables {
+        put_bytes(out, name.as_bytes());
+        put_bytes(out, value.as_bytes());
+    }
     encode_handler(head.handler.as_ref(), out);
 }
 
@@ -567,6 +574,12 @@ fn decode_request_head(payload: &mut Bytes) -> Result<RequestHead, ProtocolError
         .map_err(|_| ProtocolError::Malformed("bad local address"))?;
     let headers = decode_headers(payload)?;
     let access = decode_access(payload)?;
+    need(payload, 4)?;
+    let count = payload.get_u32_le() as usize;
+    let mut variables = Vec::with_capacity(count.min(64));
+    for _ in 0..count {
+        variables.push((get_str(payload)?, get_str(payload)?));
+    }
     let handler = decode_handler(payload)?;
     Ok(RequestHead {
         method,
@@ -580,6 +593,7 @@ fn decode_request_head(payload: &mut Bytes) -> Result<RequestHead, ProtocolError
         request_id,
         has_body,
         access,
+        variables,
         handler,
     })
 }
@@ -676,6 +690,10 @@ mod tests {
                 }),
                 challenge: "Basic realm=\"localhost:8000\"".to_owned(),
             }),
+            variables: vec![
+                ("SSL_PROTOCOL".to_owned(), "TLSv1.3".to_owned()),
+                ("HTTPS".to_owned(), String::new()),
+            ],
             handler: Some(crate::handoff::HandlerTarget {
                 index: 2,
                 file: "/srv/site/caf\u{e9}.py".into(),
@@ -683,6 +701,7 @@ mod tests {
             }),
         };
         let access = head.access.clone();
+        let variables = head.variables.clone();
         let handler = head.handler.clone();
         let Frame::RequestHead(decoded) =
             runtime().block_on(round_trip(&Frame::RequestHead(Box::new(head))))
@@ -690,6 +709,7 @@ mod tests {
             panic!("wrong frame kind");
         };
         assert_eq!(decoded.method, http::Method::POST);
+        assert_eq!(decoded.variables, variables);
         assert_eq!(decoded.target, "/a%20b?x=1");
         assert_eq!(decoded.version, http::Version::HTTP_10);
         let values: Vec<&[u8]> = decoded

@@ -308,6 +308,7 @@ async fn serve_connection(
             request_id,
             has_body: _,
             access,
+            variables,
             handler,
         } = *head;
         let request = wsgi::Request {
@@ -324,6 +325,7 @@ async fn serve_connection(
             received_at,
             request_id,
             access,
+            variables,
             handler,
         };
         let reply = worker.executor.submit(request);

@@ -133,6 +133,16 @@ pub struct DaemonPool {
     reload_watch: Option<super::ReloadWatch>,
 }
 
+/// What the front end decided about a request, carried with it to the daemon thread.
+pub(crate) struct Decided {
+    /// What the access-control scripts must decide before the application runs.
+    pub access: Option<handoff::AccessCheck>,
+    /// Environ variables set last (`handoff::Request::variables`).
+    pub variables: Vec<(String, String)>,
+    /// The `--add-handler` script that answers instead of the application.
+    pub handler: Option<handoff::HandlerTarget>,
+}
+
 impl DaemonPool {
     pub fn new(
         queue_timeout: Duration,
@@ -455,9 +465,13 @@ impl DaemonPool {
         body: RequestBody,
         connection: ConnectionInfo,
         request_id: handoff::RequestId,
-        access: Option<handoff::AccessCheck>,
-        handler: Option<handoff::HandlerTarget>,
+        decided: Decided,
     ) -> handoff::Response {
+        let Decided {
+            access,
+            variables,
+            handler,
+        } = decided;
         let changed = match &self.reload_watch {
             Some(watch) => watch.changed().await,
             None => None,
@@ -479,6 +493,7 @@ impl DaemonPool {
             request_id,
             has_body,
             access,
+            variables,
             handler,
         };
         let mut encoded = BytesMut::with_capacity(512);

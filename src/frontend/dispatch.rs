@@ -2,10 +2,11 @@
 //! [`Request`](crate::handoff::Request) (or answered by the front end), the response head
 //! awaited, and the response given back to the connection with its body to write.
 //!
-//! Order: the request checks (`request_checks.rs`), access control (`auth::check`),
-//! static files (or the `--add-handler` script a file names), `--map-head-to-get`, then
-//! the backend; then, for an error, `--error-document` (`error_documents.rs`); then
-//! `--compress-responses` (`compression.rs`).
+//! Order: the request checks (`request_checks.rs`), the front door (virtual hosts,
+//! `--https-only`, client certificates, trusted proxies: `crate::front_door`), access
+//! control (`auth::check`), static files (or the `--add-handler` script a file names),
+//! `--map-head-to-get`, then the backend; then, for an error, `--error-document`
+//! (`error_documents.rs`); then `--compress-responses` (`compression.rs`).
 
 use std::sync::Arc;
 
@@ -31,6 +32,8 @@ pub(super) struct Service {
     /// Where file responses are handed to the socket for sendfile; `None` when the
     /// connection cannot use it.
     file_slot: Option<FileSlot>,
+    /// What the TLS handshake said; `None` on plain HTTP.
+    tls: Option<Arc<crate::tls::ConnectionTls>>,
 }
 
 impl Service {
@@ -39,12 +42,14 @@ impl Service {
         backend: Backend,
         connection: ConnectionInfo,
         file_slot: Option<FileSlot>,
+        tls: Option<Arc<crate::tls::ConnectionTls>>,
     ) -> Self {
         Self {
             config,
             backend,
             connection,
             file_slot,
+            tls,
         }
     }
 }
@@ -166,6 +171,20 @@ impl Service {
                 parts.headers.insert(http::header::HOST, host);
             }
         }
+        if let Some(response) = self.front_door(parts) {
+            return response;
+        }
+        let mut variables = self
+            .tls
+            .as_ref()
+            .map(|tls| tls.variables.clone())
+            .unwrap_or_default();
+        variables.extend(
+            self.config
+                .front_door
+                .proxies
+                .apply(self.connection.remote_addr.ip(), &mut parts.headers),
+        );
         let access_check = match crate::auth::check(
             self.config.access.as_ref(),
             &parts.method,
@@ -231,8 +250,59 @@ impl Service {
             parts.method = http::Method::GET;
         }
         self.trace(|| format!("request {request_id} queued for an application thread"));
-        self.call_backend(parts, body, request_id, access_check, handler)
+        self.call_backend(parts, body, request_id, access_check, variables, handler)
             .await
+    }
+
+    /// The front door's answer, when it has one: 403 for a host this site does not
+    /// serve or a path that needs a client certificate the connection did not give, a
+    /// redirect for `--https-only` or a `www.` site's parent domain.
+    fn front_door(&self, parts: &http::request::Parts) -> Option<handoff::Response> {
+        let door = &self.config.front_door;
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        let arrival = crate::front_door::Arrival {
+            host: parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|host| host.to_str().ok()),
+            target,
+            https: self.connection.https,
+            peer: self.connection.remote_addr.ip(),
+            local_port: self.connection.local_addr.port(),
+        };
+        match door.route(&arrival) {
+            crate::front_door::Answer::Serve => {}
+            crate::front_door::Answer::Forbidden(reason) => {
+                return Some(handoff::error_response(http::StatusCode::FORBIDDEN, reason));
+            }
+            crate::front_door::Answer::Redirect { status, location } => {
+                let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::FOUND);
+                let Ok(location) = http::HeaderValue::from_bytes(location.as_bytes()) else {
+                    return Some(handoff::error_response(
+                        http::StatusCode::BAD_REQUEST,
+                        "The request target cannot be redirected.",
+                    ));
+                };
+                let mut response = handoff::error_response(status, "The document has moved.");
+                response.headers.insert(http::header::LOCATION, location);
+                return Some(response);
+            }
+        }
+        if !door.verify_client.is_empty() {
+            let path = handoff::request_path::decode(parts.uri.path().as_bytes());
+            let path = String::from_utf8_lossy(&path);
+            let verified = self.tls.as_ref().is_some_and(|tls| tls.client_verified);
+            if door.needs_client_certificate(&path) && !verified {
+                return Some(handoff::error_response(
+                    http::StatusCode::FORBIDDEN,
+                    "This URL needs a client certificate from an authority this server trusts, sent over HTTPS.",
+                ));
+            }
+        }
+        None
     }
 
     /// Hands the request to the application; what it needs of `parts` is taken out.
@@ -246,6 +316,7 @@ impl Service {
         body: RequestBody,
         request_id: handoff::RequestId,
         access_check: Option<handoff::AccessCheck>,
+        variables: Vec<(String, String)>,
         handler: Option<handoff::HandlerTarget>,
     ) -> handoff::Response {
         match &self.backend {
@@ -277,6 +348,7 @@ impl Service {
                     received_at: std::time::SystemTime::now(),
                     request_id,
                     access: access_check,
+                    variables,
                     handler,
                 };
                 executor.submit(request).await.unwrap_or_else(|_| {
@@ -299,8 +371,11 @@ impl Service {
                     body,
                     self.connection,
                     request_id,
-                    access_check,
-                    handler,
+                    super::daemon_pool::Decided {
+                        access: access_check,
+                        variables,
+                        handler,
+                    },
                 )
                 .await
             }
@@ -347,11 +422,17 @@ impl Service {
                 parts.version = version;
                 parts.headers = headers;
                 let body = limit_body(IncomingBody::empty(), None);
+                let variables = self
+                    .tls
+                    .as_ref()
+                    .map(|tls| tls.variables.clone())
+                    .unwrap_or_default();
                 self.call_backend(
                     &mut parts,
                     body,
                     handoff::RequestId::generate(),
                     None,
+                    variables,
                     handler,
                 )
                 .await
@@ -424,6 +505,13 @@ impl Service {
             }
             (Arc::clone(&self.config), record)
         });
+        if self.connection.https {
+            if let Some(policy) = &self.config.front_door.hsts_policy {
+                headers
+                    .entry(http::header::STRICT_TRANSPORT_SECURITY)
+                    .or_insert_with(|| policy.clone());
+            }
+        }
         let measure = counted
             .map(|(method, started)| super::metrics::RequestMeasure::new(&method, status, started));
         let body = LoggedBody::new(body, access, self.file_slot.clone(), declared, measure);

@@ -1,5 +1,6 @@
 //! The front end: accepts connections on listeners it is given and speaks HTTP/1 over
-//! them (`connection/`, on the parser of `http1/`).
+//! them (`connection/`, on the parser of `http1/`), in the clear or over TLS (each TLS
+//! handshake runs in its connection's own task, within `--header-timeout`).
 //!
 //! It never runs Python: each request is handed to a [`Backend`] (in embedded mode the
 //! WSGI executor of this process, in daemon mode a daemon thread) and the response it
@@ -78,6 +79,113 @@ pub struct FrontendConfig {
     pub access: Option<crate::auth::Gate>,
     /// `--health-check-path`, `--metrics-path`, `--server-status`: answered here.
     pub operations: Operations,
+    /// Virtual hosts, `--https-only`, `--hsts-policy`, client certificates, trusted
+    /// proxies.
+    pub front_door: crate::front_door::FrontDoor,
+}
+
+/// A listening socket, and the TLS it speaks if it is the HTTPS one.
+pub struct Listener {
+    pub socket: tokio::net::TcpListener,
+    pub tls: Option<Arc<TlsListener>>,
+}
+
+impl Listener {
+    /// Registers `socket` (a listening TCP socket) with this thread's reactor.
+    pub fn from_std(
+        socket: std::net::TcpListener,
+        tls: Option<Arc<TlsListener>>,
+    ) -> std::io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        Ok(Self {
+            socket: tokio::net::TcpListener::from_std(socket)?,
+            tls,
+        })
+    }
+}
+
+/// What the HTTPS listener's connections share: the files it is made from, and what
+/// was read from them (swapped whole by [`TlsListener::reload`]).
+pub struct TlsListener {
+    files: crate::tls::TlsFiles,
+    /// `--ssl-environment`.
+    environment: bool,
+    current: std::sync::RwLock<Arc<TlsState>>,
+}
+
+/// The rustls configuration, and the `SSL_SERVER_*` variables of `--ssl-environment`.
+struct TlsState {
+    acceptor: tokio_rustls::TlsAcceptor,
+    server_variables: Vec<(String, String)>,
+}
+
+impl TlsListener {
+    /// Reads the certificate files (checked at start-up already) into a listener.
+    pub fn load(
+        files: &crate::tls::TlsFiles,
+        environment: bool,
+    ) -> Result<Self, crate::tls::TlsError> {
+        let state = TlsState::read(files, environment)?;
+        Ok(Self {
+            files: files.clone(),
+            environment,
+            current: std::sync::RwLock::new(Arc::new(state)),
+        })
+    }
+
+    /// Reads the files again, for the handshakes that follow (a graceful restart picks
+    /// up a renewed certificate this way; connections already open keep theirs). The
+    /// files are read on the blocking pool, never on the reactor; files that do not
+    /// load leave the current certificate in place, and the error is logged.
+    pub async fn reload(self: Arc<Self>) {
+        let listener = Arc::clone(&self);
+        let read = tokio::task::spawn_blocking(move || {
+            TlsState::read(&listener.files, listener.environment)
+        })
+        .await;
+        match read {
+            Ok(Ok(state)) => {
+                *self
+                    .current
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(state);
+                error_log::log(
+                    Level::Info,
+                    "ferrule",
+                    "read the TLS certificate files again for new connections",
+                );
+            }
+            Ok(Err(error)) => error_log::log(
+                Level::Error,
+                "ferrule",
+                &format!("{error}; HTTPS goes on with the certificate it had"),
+            ),
+            Err(_) => {}
+        }
+    }
+
+    fn state(&self) -> Arc<TlsState> {
+        Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+impl TlsState {
+    fn read(files: &crate::tls::TlsFiles, environment: bool) -> Result<Self, crate::tls::TlsError> {
+        let tls = crate::tls::load(files)?;
+        Ok(Self {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config)),
+            server_variables: if environment {
+                crate::tls::server_variables(&tls.certificate)
+            } else {
+                Vec::new()
+            },
+        })
+    }
 }
 
 /// How long, once a stop began, connections get to make one last request (answered with
@@ -99,7 +207,7 @@ pub enum Backend {
 /// Serves `listener` until `shutdown` triggers, then lets open connections finish for up
 /// to `config.shutdown_timeout`.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: Listener,
     config: Arc<FrontendConfig>,
     backend: Backend,
     shutdown: Shutdown,
@@ -121,7 +229,7 @@ pub async fn serve(
             }
         }
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = listener.socket.accept() => accepted,
             () = shutdown.wait() => break,
         };
         let (stream, remote_addr) = match accepted {
@@ -144,21 +252,47 @@ pub async fn serve(
         let info = crate::handoff::ConnectionInfo {
             remote_addr,
             local_addr,
-            https: false,
+            https: listener.tls.is_some(),
         };
-        let file_slot = sendfile::FileSlot::default();
-        let service = dispatch::Service::new(
-            Arc::clone(&config),
-            backend.clone(),
-            info,
-            Some(file_slot.clone()),
-        );
         let counted = ConnectionCount::new(&open_connections);
         let settings = Arc::clone(&settings);
-        tokio::spawn(async move {
-            let _counted = counted;
-            connection::serve_connection(stream, service, file_slot, settings).await;
-        });
+        let config = Arc::clone(&config);
+        let backend = backend.clone();
+        let accepted_at = std::time::Instant::now();
+        match &listener.tls {
+            None => {
+                let file_slot = sendfile::FileSlot::default();
+                let service =
+                    dispatch::Service::new(config, backend, info, Some(file_slot.clone()), None);
+                tokio::spawn(async move {
+                    let _counted = counted;
+                    connection::serve_connection(stream, service, file_slot, settings, accepted_at)
+                        .await;
+                });
+            }
+            Some(tls) => {
+                let tls = Arc::clone(tls);
+                tokio::spawn(async move {
+                    let _counted = counted;
+                    let Some((stream, facts)) = handshake(&tls, stream, &settings, info).await
+                    else {
+                        return;
+                    };
+                    // TLS transforms the bytes: no sendfile, so no file slot for the body.
+                    let service =
+                        dispatch::Service::new(config, backend, info, None, Some(Arc::new(facts)));
+                    let stream = connection::TlsConnection::new(stream);
+                    connection::serve_connection(
+                        stream,
+                        service,
+                        sendfile::FileSlot::default(),
+                        settings,
+                        accepted_at,
+                    )
+                    .await;
+                });
+            }
+        }
     }
     drop(listener);
     // Busy keep-alive clients get their next answer with `Connection: close` and leave on
@@ -181,6 +315,101 @@ pub async fn serve(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The TLS handshake of a new connection, within the first `--header-timeout` allowance
+/// (a client that opens a connection and says nothing is closed as on plain HTTP) and
+/// until a stop closes idle connections. `None`: no TLS connection came of it (logged at
+/// info level).
+async fn handshake(
+    tls: &TlsListener,
+    stream: tokio::net::TcpStream,
+    settings: &connection::ConnectionSettings,
+    info: crate::handoff::ConnectionInfo,
+) -> Option<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    crate::tls::ConnectionTls,
+)> {
+    let state = tls.state();
+    let mut closing = settings.closing.clone();
+    let limit = settings.timeouts.header.map(|rule| rule.allowed(0));
+    let started = std::time::Instant::now();
+    // A TLS client's first byte opens a handshake record; anything else is most likely
+    // plain HTTP sent to the HTTPS port, which gets an answer it can read.
+    let mut first = [0_u8; 1];
+    let peeked = tokio::select! {
+        peeked = timeouts::within(&settings.timer, limit, stream.peek(&mut first)) => peeked,
+        _ = closing.wait_for(|closing| *closing) => return None,
+    };
+    match peeked {
+        Ok(Ok(1)) if first[0] != TLS_HANDSHAKE_RECORD => {
+            answer_plain_http(stream, settings).await;
+            return None;
+        }
+        Ok(Ok(1)) => {}
+        _ => return None,
+    }
+    let accepting = state.acceptor.accept(stream);
+    let limit = limit.map(|limit| limit.saturating_sub(started.elapsed()));
+    let outcome = tokio::select! {
+        outcome = timeouts::within(&settings.timer, limit, accepting) => outcome,
+        _ = closing.wait_for(|closing| *closing) => return None,
+    };
+    let failure = match outcome {
+        Ok(Ok(stream)) => {
+            let facts = crate::tls::ConnectionTls::new(
+                stream.get_ref().1,
+                tls.environment,
+                &state.server_variables,
+            );
+            return Some((stream, facts));
+        }
+        Ok(Err(error)) => format!("TLS handshake failed: {error}"),
+        Err(timeouts::TimedOut) => {
+            "TLS handshake not finished within --header-timeout; closed the connection".to_owned()
+        }
+    };
+    if error_log::enabled(Level::Info) {
+        error_log::log(
+            Level::Info,
+            "ferrule",
+            &format!("{}: {failure}", info.remote_addr),
+        );
+    }
+    None
+}
+
+/// The content type of a TLS record that carries a handshake message (RFC 8446 5.1).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// 400 in plain HTTP for a client that spoke plain HTTP to the HTTPS port (as Apache and
+/// nginx answer it), then the connection closes.
+async fn answer_plain_http(
+    mut stream: tokio::net::TcpStream,
+    settings: &connection::ConnectionSettings,
+) {
+    use tokio::io::AsyncWriteExt;
+    const PAGE: &str = "<!DOCTYPE html>\n<html><head><title>400 Bad Request</title></head>\n\
+        <body><h1>400 Bad Request</h1>\n<p>This port speaks HTTPS: the request came in plain \
+        HTTP. Use an https:// URL.</p></body></html>\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/html; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{PAGE}",
+        PAGE.len()
+    );
+    let writing = stream.write_all(answer.as_bytes());
+    let _ = timeouts::within(&settings.timer, settings.timeouts.write, writing).await;
+    let _ = stream.shutdown().await;
+    // Read what the client still sends for a moment, so that closing with unread bytes
+    // does not reset the connection before the client read the answer.
+    let draining = async {
+        let mut sink = [0_u8; 4096];
+        while matches!(
+            tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await,
+            Ok(1..)
+        ) {}
+    };
+    let _ = timeouts::within(&settings.timer, Some(Duration::from_secs(1)), draining).await;
 }
 
 /// Counts a connection as open until its task ends.

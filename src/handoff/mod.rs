@@ -50,6 +50,10 @@ pub struct Request {
     /// Set when a host access or authentication script is configured: the scripts run
     /// before the application, which sees the request only if they let it through.
     pub access: Option<AccessCheck>,
+    /// Environ variables the front end sets last, over the ones made from the request:
+    /// `SSL_*` (`--ssl-environment`) and what trusted proxies said (`REMOTE_ADDR`,
+    /// `wsgi.url_scheme`, ...). An empty value removes the variable.
+    pub variables: Vec<(String, String)>,
     /// Set when the request names a file of the document root that an `--add-handler`
     /// script serves: that script's callable answers instead of the application.
     pub handler: Option<HandlerTarget>,

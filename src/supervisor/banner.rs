@@ -5,13 +5,14 @@ use crate::cli::{Config, OperatingMode};
 /// The start-up summary mod_wsgi-express prints, with our values.
 /// `control_script` is shown by `setup-server`, as mod_wsgi-express shows it.
 pub(super) fn banner(config: &Config, control_script: Option<&std::path::Path>) -> String {
-    let mut lines: Vec<(&str, String)> = vec![
-        ("Server URL", config.server_url()),
-        (
-            "Server Root",
-            config.server.server_root.display().to_string(),
-        ),
-    ];
+    let mut lines: Vec<(&str, String)> = vec![("Server URL", config.server_url())];
+    if let Some(https_url) = config.https_url() {
+        lines.push(("Server URL (HTTPS)", https_url));
+    }
+    lines.push((
+        "Server Root",
+        config.server.server_root.display().to_string(),
+    ));
     if config.logs.log_to_terminal {
         lines.push((
             "Error Log File",

@@ -32,8 +32,22 @@ pub(super) fn raise_open_files_limit() -> u64 {
         .unwrap_or(0)
 }
 
+/// The HTTP listener (`--port`).
 pub(super) fn bind(config: &Config) -> Result<Socket, String> {
-    let port = config.server.port;
+    bind_port(config, config.server.port, "--port")
+}
+
+/// The HTTPS listener (`--https-port`), when HTTPS is served.
+pub(super) fn bind_https(config: &Config) -> Result<Option<Socket>, String> {
+    config
+        .server
+        .https
+        .as_ref()
+        .map(|https| bind_port(config, https.port, "--https-port"))
+        .transpose()
+}
+
+fn bind_port(config: &Config, port: u16, option: &str) -> Result<Socket, String> {
     let addresses: Vec<SocketAddr> = match &config.server.host {
         None => vec![
             SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
@@ -53,9 +67,9 @@ pub(super) fn bind(config: &Config) -> Result<Socket, String> {
     }
     let (address, error) = last_error.ok_or_else(|| "no address to listen on".to_owned())?;
     let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
-        "\nhint: another server uses this port; stop it or choose another with --port"
+        format!("\nhint: another server uses this port; stop it or choose another with {option}")
     } else {
-        ""
+        String::new()
     };
     Err(format!("cannot listen on {address}: {error}{hint}"))
 }

@@ -78,7 +78,11 @@ async fn serve(
     config: &Config,
     argv: &[String],
     environment: &child_environment::ChildEnvironment,
-    listener: socket2::Socket,
+    (listener, https_listener, tls): (
+        socket2::Socket,
+        Option<socket2::Socket>,
+        Option<std::sync::Arc<crate::frontend::TlsListener>>,
+    ),
     daemon_socket: Option<(std::os::unix::net::UnixListener, PathBuf)>,
     slots: usize,
 ) -> ExitStatus {
@@ -96,15 +100,17 @@ async fn serve(
         argv,
         environment,
         listener_fd: listener.as_raw_fd(),
+        tls_listener_fd: https_listener.as_ref().map(AsRawFd::as_raw_fd),
         event_tx: event_tx.clone(),
         daemon: None,
         timers: tokio_util::time::DelayQueue::new(),
     };
     // Keeps the listener open in embedded mode, where only the children serve it (it
     // stays close-on-exec here: `spawn` clears that in each child alone).
-    let mut embedded_listener = None;
+    let mut embedded_listeners = None;
     if let Some((unix_listener, socket_path)) = daemon_socket {
-        match startup::start_frontend(config, listener, unix_listener, socket_path, &event_tx) {
+        let listeners = (listener, https_listener, tls);
+        match startup::start_frontend(config, listeners, unix_listener, socket_path, &event_tx) {
             Ok(daemon) => world.daemon = Some(daemon),
             Err(error) => {
                 crate::logs::write_terminal(&format!(
@@ -114,7 +120,7 @@ async fn serve(
             }
         }
     } else {
-        embedded_listener = Some(listener);
+        embedded_listeners = Some((listener, https_listener));
     }
     let processes = &config.processes;
     let mut children = Children::new(Settings {
@@ -172,7 +178,7 @@ async fn serve(
             Event::Stop => {
                 // Embedded mode: once the processes let go of theirs, the port refuses new
                 // connections instead of queueing them for nobody.
-                drop(embedded_listener.take());
+                drop(embedded_listeners.take());
                 if !children.stopping() {
                     children.stop(&mut world);
                     kill_timer.as_mut().reset(
@@ -184,7 +190,25 @@ async fn serve(
                 // As Apache's graceful restart: the log files are opened again by name
                 // (logrotate moved them); the new processes open them afresh.
                 crate::logs::rotate::reopen_all();
-                children.restart(&mut world);
+                // The front end here serves HTTPS (daemon mode): it reads a renewed
+                // certificate as Apache does, keeping the old one if the new files do
+                // not load. Embedded processes read the files as they start: files that
+                // do not load would leave no process serving, so the restart is refused,
+                // as `apachectl graceful` refuses a configuration that fails its test.
+                if let Some(tls) = world.daemon.as_ref().and_then(|daemon| daemon.tls.clone()) {
+                    tokio::spawn(tls.reload());
+                    children.restart(&mut world);
+                } else if let Some(error) = embedded_tls_problem(config) {
+                    crate::logs::error_log::log(
+                        crate::logs::Level::Error,
+                        "ferrule",
+                        &format!(
+                            "{error}; the graceful restart is refused and HTTPS goes on with the certificate it had"
+                        ),
+                    );
+                } else {
+                    children.restart(&mut world);
+                }
             }
             Event::ProcessExited { pid, status } => children.on_exit(pid, status, &mut world),
             Event::Respawn { slot } => children.respawn(slot, &mut world),
@@ -205,4 +229,13 @@ async fn serve(
             }
         }
     }
+}
+
+/// Embedded mode: why the server processes a restart would start could not serve HTTPS
+/// (the certificate files no longer load), if they could not.
+fn embedded_tls_problem(config: &Config) -> Option<String> {
+    let https = config.server.https.as_ref()?;
+    crate::frontend::TlsListener::load(&https.files, false)
+        .err()
+        .map(|error| error.to_string())
 }

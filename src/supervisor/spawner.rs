@@ -16,6 +16,7 @@ use super::signals::send_signal;
 use super::{Event, listen};
 use crate::cli::{
     CONTRACT_VARIABLES, Config, DAEMON_SOCKET_ENV, ExitStatus, LISTENER_FD_ENV, PROCESS_INDEX_ENV,
+    TLS_LISTENER_FD_ENV,
 };
 use crate::frontend::DaemonPool;
 use crate::logs::{Level, error_log};
@@ -29,6 +30,8 @@ pub(super) struct DaemonSide {
     pub(super) frontend_shutdown: Shutdown,
     pub(super) accept_shutdown: Shutdown,
     pub(super) frontend_done: bool,
+    /// The HTTPS listener's certificate, read again on a graceful restart.
+    pub(super) tls: Option<Arc<crate::frontend::TlsListener>>,
 }
 
 /// Starts children as `python -m ferrule` with the supervisor's own arguments.
@@ -38,6 +41,8 @@ pub(super) struct Processes<'a> {
     /// Variables set and removed in each child, beyond the supervisor's environment.
     pub(super) environment: &'a ChildEnvironment,
     pub(super) listener_fd: RawFd,
+    /// The HTTPS listener (`--https-port`), inherited beside the HTTP one.
+    pub(super) tls_listener_fd: Option<RawFd>,
     pub(super) event_tx: mpsc::UnboundedSender<Event>,
     pub(super) daemon: Option<DaemonSide>,
     /// Events due later (respawn delays, deadlines, restart intervals), polled by the
@@ -63,19 +68,22 @@ impl Spawner for Processes<'_> {
             command.env_remove(name);
         }
         command.env(PROCESS_INDEX_ENV, slot.to_string());
-        let inherited_listener = if let Some(daemon) = &self.daemon {
+        let inherited_listeners = if let Some(daemon) = &self.daemon {
             command.env(DAEMON_SOCKET_ENV, &daemon.socket_path);
-            None
+            [None, None]
         } else {
             command.env(LISTENER_FD_ENV, self.listener_fd.to_string());
-            Some(self.listener_fd)
+            if let Some(fd) = self.tls_listener_fd {
+                command.env(TLS_LISTENER_FD_ENV, fd.to_string());
+            }
+            [Some(self.listener_fd), self.tls_listener_fd]
         };
         let supervisor_pid = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
         // SAFETY: the closure runs in the child between fork and exec, where only
         // async-signal-safe calls are allowed: it makes system calls (prctl, getppid,
         // fcntl) and nothing else.
         unsafe {
-            command.pre_exec(move || prepare_child(supervisor_pid, inherited_listener));
+            command.pre_exec(move || prepare_child(supervisor_pid, inherited_listeners));
         }
         let what = if self.daemon.is_some() {
             "daemon"
@@ -157,7 +165,7 @@ impl Spawner for Processes<'_> {
 }
 
 /// In a new child, between fork and exec: ties its life to the supervisor's, and lets it
-/// alone inherit the listener (embedded mode).
+/// alone inherit the listeners (embedded mode).
 ///
 /// The kernel sends SIGKILL to the child when the supervisor dies. SIGKILL rather than
 /// SIGTERM: a supervisor that dies without stopping its children (a graceful stop goes
@@ -171,7 +179,10 @@ impl Spawner for Processes<'_> {
 ///
 /// The supervisor may have died before the prctl took effect: the child was then already
 /// handed to another parent and no signal will come, so it must not start at all.
-fn prepare_child(supervisor_pid: libc::pid_t, listener_fd: Option<RawFd>) -> std::io::Result<()> {
+fn prepare_child(
+    supervisor_pid: libc::pid_t,
+    listener_fds: [Option<RawFd>; 2],
+) -> std::io::Result<()> {
     // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and nothing else.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
         return Err(std::io::Error::last_os_error());
@@ -180,8 +191,8 @@ fn prepare_child(supervisor_pid: libc::pid_t, listener_fd: Option<RawFd>) -> std
     if unsafe { libc::getppid() } != supervisor_pid {
         return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
     }
-    match listener_fd {
-        Some(fd) => listen::clear_close_on_exec(fd),
-        None => Ok(()),
+    for fd in listener_fds.into_iter().flatten() {
+        listen::clear_close_on_exec(fd)?;
     }
+    Ok(())
 }

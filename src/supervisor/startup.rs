@@ -115,13 +115,14 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
             &format!("open files limit: {open_files}"),
         );
     }
-    let listener = match listen::bind(config) {
-        Ok(listener) => listener,
-        Err(message) => {
-            crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
-            return ExitStatus::Failure;
-        }
-    };
+    let (listener, https_listener) =
+        match listen::bind(config).and_then(|http| Ok((http, listen::bind_https(config)?))) {
+            Ok(listeners) => listeners,
+            Err(message) => {
+                crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+                return ExitStatus::Failure;
+            }
+        };
     // A static site has no application: the front end here serves it, with no children.
     let static_site = matches!(config.application.target, ApplicationTarget::Static(_));
     let socket_directory = if config.processes.mode == OperatingMode::Daemon || static_site {
@@ -134,6 +135,21 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         }
     } else {
         None
+    };
+    // The front end runs here (daemon mode, a static site): its certificate and key are
+    // read before --user takes effect, as Apache reads them as root, so the key may stay
+    // readable by root alone.
+    let tls = match (&socket_directory, &config.server.https) {
+        (Some(_), Some(https)) => {
+            match frontend::TlsListener::load(&https.files, https.ssl_environment) {
+                Ok(tls) => Some(Arc::new(tls)),
+                Err(error) => {
+                    crate::logs::write_terminal(&format!("ferrule: error: {error}\n"));
+                    return ExitStatus::UsageError;
+                }
+            }
+        }
+        _ => None,
     };
     if let Some(run_as) = &config.processes.run_as {
         if let Err(message) = privileges::become_user(config, run_as, socket_directory.as_deref()) {
@@ -184,7 +200,7 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         config,
         argv,
         &environment,
-        listener,
+        (listener, https_listener, tls),
         daemon_socket,
         slots,
     ));
@@ -240,16 +256,20 @@ fn create_server_root(config: &Config) -> Result<(), ExitStatus> {
 }
 
 /// `--debug-mode`: what the supervisor does before serving, for a process that then
-/// serves the application itself: the server root, the error log, the listener, the
-/// banner.
-pub fn prepare_foreground(config: &Config) -> Result<socket2::Socket, ExitStatus> {
+/// serves the application itself: the server root, the error log, the listeners (HTTP,
+/// and HTTPS with `--https-port`), the banner.
+pub fn prepare_foreground(
+    config: &Config,
+) -> Result<(socket2::Socket, Option<socket2::Socket>), ExitStatus> {
     create_server_root(config)?;
     process::open_error_log(config);
     report_warnings(config, true);
-    let listener = listen::bind(config).map_err(|message| {
-        crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
-        ExitStatus::Failure
-    })?;
+    let listeners = listen::bind(config)
+        .and_then(|http| Ok((http, listen::bind_https(config)?)))
+        .map_err(|message| {
+            crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+            ExitStatus::Failure
+        })?;
     if let Some(run_as) = &config.processes.run_as {
         privileges::become_user(config, run_as, None).map_err(|message| {
             crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
@@ -257,24 +277,38 @@ pub fn prepare_foreground(config: &Config) -> Result<socket2::Socket, ExitStatus
         })?;
     }
     write_stdout(&banner::banner(config, None));
-    Ok(listener)
+    Ok(listeners)
 }
 
-/// Daemon mode: serves HTTP on `listener` and accepts daemon threads on the socket.
+/// Daemon mode: serves HTTP (and HTTPS) on the listeners and accepts daemon threads on
+/// the socket.
 pub(super) fn start_frontend(
     config: &Config,
-    listener: socket2::Socket,
+    (listener, https_listener, tls): (
+        socket2::Socket,
+        Option<socket2::Socket>,
+        Option<Arc<frontend::TlsListener>>,
+    ),
     unix_listener: std::os::unix::net::UnixListener,
     socket_path: PathBuf,
     event_tx: &mpsc::UnboundedSender<Event>,
 ) -> std::io::Result<DaemonSide> {
     let listener: std::net::TcpListener = listener.into();
-    listener.set_nonblocking(true)?;
+    let https_listener: Option<std::net::TcpListener> = https_listener.map(Into::into);
     // One descriptor per extra reactor: each registers the same socket with its own epoll.
     let extra_listeners = (1..config.server.reactor_threads)
-        .map(|_| listener.try_clone())
+        .map(|_| {
+            let https = https_listener
+                .as_ref()
+                .map(std::net::TcpListener::try_clone)
+                .transpose()?;
+            Ok((listener.try_clone()?, https))
+        })
         .collect::<std::io::Result<Vec<_>>>()?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let listener = frontend::Listener::from_std(listener, None)?;
+    let https_listener = https_listener
+        .map(|socket| frontend::Listener::from_std(socket, tls.clone()))
+        .transpose()?;
     let unix_listener = tokio::net::UnixListener::from_std(unix_listener)?;
     let (pool_tx, mut pool_rx) = mpsc::unbounded_channel();
     let pool = Arc::new(DaemonPool::new(
@@ -333,6 +367,7 @@ pub(super) fn start_frontend(
         reload_watch: None,
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
+        front_door: config.server.front_door.clone(),
         operations: frontend::Operations::new(
             config.server.operations.health_check_path.clone(),
             config.server.operations.metrics_path.clone(),
@@ -353,10 +388,11 @@ pub(super) fn start_frontend(
     let extra_reactors = extra_listeners
         .into_iter()
         .enumerate()
-        .map(|(index, listener)| {
+        .map(|(index, listeners)| {
             start_extra_reactor(
                 index + 1,
-                listener,
+                listeners,
+                tls.clone(),
                 Arc::clone(&frontend_config),
                 backend.clone(),
                 frontend_shutdown.clone(),
@@ -366,7 +402,7 @@ pub(super) fn start_frontend(
     let stopper = frontend_shutdown.clone();
     let done_tx = event_tx.clone();
     tokio::spawn(async move {
-        frontend::serve(listener, frontend_config, backend, stopper).await;
+        serve_listeners(listener, https_listener, frontend_config, backend, stopper).await;
         // The others drain their own connections under the same stop.
         for reactor in extra_reactors {
             let _ = tokio::task::spawn_blocking(move || reactor.join()).await;
@@ -379,6 +415,7 @@ pub(super) fn start_frontend(
         frontend_shutdown,
         accept_shutdown,
         frontend_done: false,
+        tls,
     })
 }
 
@@ -388,7 +425,8 @@ pub(super) fn start_frontend(
 /// wakes this one's tasks when a daemon answers.
 fn start_extra_reactor(
     index: usize,
-    listener: std::net::TcpListener,
+    (listener, https_listener): (std::net::TcpListener, Option<std::net::TcpListener>),
+    tls: Option<Arc<frontend::TlsListener>>,
     config: Arc<FrontendConfig>,
     backend: Backend,
     shutdown: Shutdown,
@@ -400,8 +438,16 @@ fn start_extra_reactor(
                 return;
             };
             runtime.block_on(async move {
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => frontend::serve(listener, config, backend, shutdown).await,
+                let listeners = frontend::Listener::from_std(listener, None).and_then(|http| {
+                    let https = https_listener
+                        .map(|socket| frontend::Listener::from_std(socket, tls))
+                        .transpose()?;
+                    Ok((http, https))
+                });
+                match listeners {
+                    Ok((http, https)) => {
+                        serve_listeners(http, https, config, backend, shutdown).await;
+                    }
                     Err(error) => error_log::log(
                         Level::Error,
                         "ferrule",
@@ -410,6 +456,31 @@ fn start_extra_reactor(
                 }
             });
         })
+}
+
+/// Serves the HTTP listener and, when there is one, the HTTPS listener, until the stop.
+async fn serve_listeners(
+    http: frontend::Listener,
+    https: Option<frontend::Listener>,
+    config: Arc<FrontendConfig>,
+    backend: Backend,
+    shutdown: Shutdown,
+) {
+    let serving_https = async {
+        if let Some(https) = https {
+            frontend::serve(
+                https,
+                Arc::clone(&config),
+                backend.clone(),
+                shutdown.clone(),
+            )
+            .await;
+        }
+    };
+    tokio::join!(
+        frontend::serve(http, Arc::clone(&config), backend.clone(), shutdown.clone()),
+        serving_https
+    );
 }
 
 /// Sets the name `ps`, `top` and `pgrep` show for this process (the kernel keeps 15 bytes).

@@ -98,6 +98,8 @@ pub(crate) struct RequestFacts<'a> {
     /// Which application thread of the process runs the request (`mod_wsgi.thread_id`).
     pub thread_index: usize,
     pub request_id: super::RequestId,
+    /// Set last, over everything else; an empty value removes the variable.
+    pub variables: &'a [(String, String)],
 }
 
 pub(crate) fn build<'py>(
@@ -170,10 +172,21 @@ pub(crate) fn build<'py>(
     if connection.https {
         environ.set_item(pyo3::intern!(py, "wsgi.url_scheme"), "https")?;
         environ.set_item(pyo3::intern!(py, "REQUEST_SCHEME"), "https")?;
+        // mod_wsgi's value (mod_ssl's own CGI variable would say "on").
+        environ.set_item(pyo3::intern!(py, "HTTPS"), "1")?;
     } else {
         environ.set_item(pyo3::intern!(py, "wsgi.url_scheme"), "http")?;
     }
     add_headers(py, &environ, request.headers)?;
+    for (name, value) in request.variables {
+        if value.is_empty() {
+            if environ.contains(name.as_str())? {
+                environ.del_item(name.as_str())?;
+            }
+        } else {
+            environ.set_item(name.as_str(), value.as_str())?;
+        }
+    }
     environ.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
     Ok(environ)
 }

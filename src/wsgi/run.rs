@@ -47,6 +47,7 @@ fn call_application(
         received_at,
         request_id,
         access,
+        variables,
         handler,
     } = request;
     let input = Bound::new(py, Input::new(body))?;
@@ -62,6 +63,7 @@ fn call_application(
         received_at,
         thread_index,
         request_id,
+        variables: &variables,
     };
     let environ = environ::build(
         py,

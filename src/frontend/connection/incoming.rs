@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame};
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::ReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{Notify, mpsc};
 
 use super::ConnectionSettings;
@@ -242,7 +241,11 @@ impl BodyFeeder {
     /// One step: waits for what is needed (the reader's demand, bytes from the client) and
     /// hands over or drops one piece of the body. Cancel-safe: state changes only after
     /// the await that completes, so it may be raced against the response in `select!`.
-    pub(super) async fn step(&mut self, reader: &mut ReadHalf<'_>, buffer: &mut BytesMut) -> Fed {
+    pub(super) async fn step<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        buffer: &mut BytesMut,
+    ) -> Fed {
         if self.is_finished() {
             return std::future::pending().await;
         }
@@ -309,9 +312,9 @@ impl BodyFeeder {
     }
 
     /// Reads more of the body from the client, within what is left of `--body-timeout`.
-    async fn read(
+    async fn read<R: AsyncRead + Unpin>(
         &mut self,
-        reader: &mut ReadHalf<'_>,
+        reader: &mut R,
         buffer: &mut BytesMut,
     ) -> Result<usize, IncomingError> {
         let Some(rule) = self.timeout else {

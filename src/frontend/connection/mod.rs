@@ -12,16 +12,17 @@
 mod date;
 mod incoming;
 mod outgoing;
+mod transport;
 
 pub(crate) use incoming::{BodyError, IncomingBody, IncomingError};
 pub(crate) use outgoing::Reply;
+pub(super) use transport::{TlsConnection, Transport};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::coarse_timer::{CoarseSleep, CoarseTimer};
@@ -34,6 +35,7 @@ use crate::handoff;
 use crate::logs::{Level, error_log};
 use incoming::Fed;
 use outgoing::{Asked, Written, has_token, write_reply};
+use transport::ResponseWriter;
 
 /// Room made in the buffer before reading a head: most heads fit in one read.
 const HEAD_READ_SIZE: usize = 4 * 1024;
@@ -51,11 +53,25 @@ pub(super) struct ConnectionSettings {
 }
 
 /// Serves `stream` until the client or an error closes it, or a stop closes it idle.
-pub(super) async fn serve_connection(
-    mut stream: TcpStream,
+/// `accepted` starts the first head's `--header-timeout` clock (a TLS handshake counts
+/// in it).
+pub(super) async fn serve_connection<S: Transport>(
+    mut stream: S,
     service: Service,
     slot: FileSlot,
     settings: Arc<ConnectionSettings>,
+    accepted: Instant,
+) {
+    serve_requests(&mut stream, &service, &slot, &settings, accepted).await;
+    stream.close().await;
+}
+
+async fn serve_requests<S: Transport>(
+    stream: &mut S,
+    service: &Service,
+    slot: &FileSlot,
+    settings: &ConnectionSettings,
+    accepted: Instant,
 ) {
     let mut closing = settings.closing.clone();
     let mut buffer = BytesMut::new();
@@ -63,12 +79,12 @@ pub(super) async fn serve_connection(
     let mut first = true;
     loop {
         let read = read_head(
-            &mut stream,
+            stream,
             &mut buffer,
             &mut parser,
-            &settings,
+            settings,
             &mut closing,
-            first,
+            first.then_some(accepted),
         );
         first = false;
         let head = match read.await {
@@ -79,7 +95,7 @@ pub(super) async fn serve_connection(
                     http::StatusCode::REQUEST_TIMEOUT,
                     "The server timed out waiting for the request head (--header-timeout).",
                 );
-                Box::pin(refuse(&mut stream, &service, &slot, &settings, response)).await;
+                Box::pin(refuse(stream, service, slot, settings, response)).await;
                 return;
             }
             HeadRead::Rejected(rejection) => {
@@ -94,7 +110,7 @@ pub(super) async fn serve_connection(
                     );
                 }
                 let response = handoff::error_response(rejection.status(), &rejection.to_string());
-                Box::pin(refuse(&mut stream, &service, &slot, &settings, response)).await;
+                Box::pin(refuse(stream, service, slot, settings, response)).await;
                 return;
             }
         };
@@ -102,11 +118,11 @@ pub(super) async fn serve_connection(
         // Boxed: the request's futures (dispatch, response) are large, and an idle
         // connection's task should hold only what waiting for a head needs.
         let keep_going = Box::pin(serve_request(
-            &mut stream,
+            stream,
             &mut buffer,
-            &service,
-            &slot,
-            &settings,
+            service,
+            slot,
+            settings,
             head,
         ))
         .await;
@@ -131,16 +147,16 @@ enum HeadRead {
 /// Reads until the buffer holds a whole head. The head's clock (`--header-timeout`) starts
 /// at once on a new connection or for a pipelined request, and at the first byte after an
 /// idle keep-alive wait (which `--keep-alive-timeout` bounds), as Apache counts them.
-async fn read_head(
-    stream: &mut TcpStream,
+async fn read_head<S: Transport>(
+    stream: &mut S,
     buffer: &mut BytesMut,
     parser: &mut HeadParser,
     settings: &ConnectionSettings,
     closing: &mut watch::Receiver<bool>,
-    first: bool,
+    accepted: Option<Instant>,
 ) -> HeadRead {
     let idle_since = Instant::now();
-    let mut started = (first || !buffer.is_empty()).then_some(idle_since);
+    let mut started = accepted.or_else(|| (!buffer.is_empty()).then_some(idle_since));
     let mut received = buffer.len() as u64;
     let mut timeout: Option<(Instant, CoarseSleep)> = None;
     loop {
@@ -171,7 +187,8 @@ async fn read_head(
             // Through `AsyncRead`, not `try_read_buf`: a read shorter than the room given
             // tells tokio the socket is drained, which saves the read that would only
             // have said EAGAIN (one system call per request).
-            stream.read_buf(buffer).await
+            let (mut reader, _) = stream.split();
+            reader.read_buf(buffer).await
         };
         let expired = async {
             match timeout.as_mut() {
@@ -196,8 +213,8 @@ async fn read_head(
 }
 
 /// Answers a request refused before dispatch, then lets the connection close.
-async fn refuse(
-    stream: &mut TcpStream,
+async fn refuse<S: Transport>(
+    stream: &mut S,
     service: &Service,
     slot: &FileSlot,
     settings: &ConnectionSettings,
@@ -214,8 +231,8 @@ async fn refuse(
 }
 
 /// Serves one request whose head was parsed; true when the connection can carry the next.
-async fn serve_request(
-    stream: &mut TcpStream,
+async fn serve_request<S: Transport>(
+    stream: &mut S,
     buffer: &mut BytesMut,
     service: &Service,
     slot: &FileSlot,
@@ -270,7 +287,7 @@ async fn serve_request(
     // The response, while the body still flows (an application may read and write at once).
     let written = {
         let writing = std::pin::pin!(write_reply(&mut writer, slot, settings, asked, reply));
-        while_feeding(writing, &mut feeder, &mut reader, buffer, None).await
+        while_feeding::<_, _, S::Writer<'_>>(writing, &mut feeder, &mut reader, buffer, None).await
     };
     let Some(written) = written else {
         return false;
@@ -302,12 +319,12 @@ async fn serve_request(
 /// the body is asked for; with no writer (the response head is already out) none can be
 /// sent, but the client may still send the body (RFC 9110 10.1.1). `None`: the interim
 /// response could not be written, the client is gone.
-async fn while_feeding<T>(
+async fn while_feeding<T, R: tokio::io::AsyncRead + Unpin, W: ResponseWriter>(
     mut work: std::pin::Pin<&mut impl Future<Output = T>>,
     feeder: &mut Option<incoming::BodyFeeder>,
-    reader: &mut tokio::net::tcp::ReadHalf<'_>,
+    reader: &mut R,
     buffer: &mut BytesMut,
-    mut continue_to: Option<&mut tokio::net::tcp::WriteHalf<'_>>,
+    mut continue_to: Option<&mut W>,
 ) -> Option<T> {
     loop {
         let fed = match feeder.as_mut() {
@@ -330,9 +347,23 @@ async fn while_feeding<T>(
 }
 
 /// `HTTP/1.1 100 Continue`: the client may send the body it announced.
-async fn send_continue(writer: &mut tokio::net::tcp::WriteHalf<'_>) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await
+async fn send_continue<W: ResponseWriter>(writer: &mut W) -> std::io::Result<()> {
+    let mut line: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+    while !line.is_empty() || writer.has_pending() {
+        if !line.is_empty() {
+            match writer.try_write_vectored(&[std::io::IoSlice::new(line)]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    line = &line[written..];
+                    continue;
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
+            }
+        }
+        writer.writable().await?;
+    }
+    Ok(())
 }
 
 /// RFC 9112 9.3: HTTP/1.1 stays open unless the client says `close`; HTTP/1.0 closes

@@ -16,12 +16,11 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use http_body::Body;
-use tokio::net::TcpStream;
-use tokio::net::tcp::WriteHalf;
 
 use super::ConnectionSettings;
+use super::transport::ResponseWriter;
 use crate::frontend::body::{LoggedBody, ResponseAborted};
-use crate::frontend::sendfile::{FileSlot, is_marker, try_send_file};
+use crate::frontend::sendfile::{FileSlot, is_marker};
 use crate::frontend::timeouts::{TimedOut, within};
 
 /// Gathered body bytes written at once; more is written before polling the body again.
@@ -68,8 +67,8 @@ enum Framing {
 }
 
 /// Writes `reply` to `writer`; I/O errors mean the client is gone.
-pub(super) async fn write_reply(
-    writer: &mut WriteHalf<'_>,
+pub(super) async fn write_reply<W: ResponseWriter>(
+    writer: &mut W,
     slot: &FileSlot,
     settings: &ConnectionSettings,
     asked: Asked,
@@ -114,6 +113,16 @@ pub(super) async fn write_reply(
     };
     out.flush(writer).await?;
     drop(body);
+    // TLS: the records of the last bytes still have to reach the socket.
+    while writer.half.has_pending() {
+        within(
+            &settings.timer,
+            settings.timeouts.write,
+            writer.half.writable(),
+        )
+        .await
+        .map_err(timed_out)??;
+    }
     Ok(match (ended, keep_alive) {
         (false, _) => Written::Cut,
         (true, true) => Written::KeepAlive,
@@ -167,8 +176,8 @@ fn choose_framing(
 /// `--response-buffer-size` bytes wait here: a response that fits is soon all in the
 /// front end, and the application thread (or daemon thread) that made it is free again,
 /// so a slow reader holds memory, not a thread.
-async fn write_body(
-    writer: &mut Writer<'_, '_>,
+async fn write_body<W: ResponseWriter>(
+    writer: &mut Writer<'_, W>,
     out: &mut Outgoing,
     body: &mut LoggedBody,
     length: Option<u64>,
@@ -194,6 +203,20 @@ async fn write_body(
             if let Some(whole) = taker.ended {
                 return Ok(whole);
             }
+            if writer.half.has_pending() {
+                // TLS records of what was written wait for the socket: send them while
+                // the body makes its next bytes, so a slow stream is never held back.
+                let timer = &writer.settings.timer;
+                let limit = writer.settings.timeouts.write;
+                tokio::select! {
+                    biased;
+                    sent = within(timer, limit, writer.half.writable()) => sent.map_err(timed_out)??,
+                    frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)) => {
+                        taker.take(frame, out);
+                    }
+                }
+                continue;
+            }
             let frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await;
             taker.take(frame, out);
             continue;
@@ -203,11 +226,10 @@ async fn write_body(
         }
         let timer = &writer.settings.timer;
         let limit = writer.settings.timeouts.write;
-        let stream: &TcpStream = writer.half.as_ref();
         let taking = taker.ended.is_none() && out.bytes < buffer_limit;
         tokio::select! {
             biased;
-            writable = within(timer, limit, stream.writable()) => writable.map_err(timed_out)??,
+            writable = within(timer, limit, writer.half.writable()) => writable.map_err(timed_out)??,
             frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)), if taking => {
                 taker.take(frame, out);
             }
@@ -302,8 +324,8 @@ pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
 }
 
 /// Where a response goes, and what its writes need.
-pub(super) struct Writer<'w, 's> {
-    half: &'w mut WriteHalf<'s>,
+pub(super) struct Writer<'w, W> {
+    half: &'w mut W,
     slot: &'w FileSlot,
     settings: &'w ConnectionSettings,
 }
@@ -333,12 +355,14 @@ impl Outgoing {
     }
 
     /// Writes everything queued; each wait for the client waits at most the write timeout.
-    async fn flush(&mut self, writer: &mut Writer<'_, '_>) -> std::io::Result<()> {
+    async fn flush<W: ResponseWriter>(
+        &mut self,
+        writer: &mut Writer<'_, W>,
+    ) -> std::io::Result<()> {
         while !self.is_empty() {
             if !self.write_now(writer)? {
-                let stream: &TcpStream = writer.half.as_ref();
                 let limit = writer.settings.timeouts.write;
-                within(&writer.settings.timer, limit, stream.writable())
+                within(&writer.settings.timer, limit, writer.half.writable())
                     .await
                     .map_err(timed_out)??;
             }
@@ -348,13 +372,15 @@ impl Outgoing {
 
     /// One write without waiting: a run of bytes with `writev`, or a file marker with
     /// sendfile. False when the socket is full.
-    fn write_now(&mut self, writer: &Writer<'_, '_>) -> std::io::Result<bool> {
+    fn write_now<W: ResponseWriter>(
+        &mut self,
+        writer: &mut Writer<'_, W>,
+    ) -> std::io::Result<bool> {
         let Some(front) = self.segments.front() else {
             return Ok(true);
         };
-        let stream: &TcpStream = writer.half.as_ref();
         let written = if is_marker(front) {
-            try_send_file(stream, writer.slot, front.len())
+            writer.half.try_send_file(writer.slot, front.len())
         } else {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let mut count = 0;
@@ -365,7 +391,7 @@ impl Outgoing {
                 slices[count] = IoSlice::new(segment);
                 count += 1;
             }
-            stream.try_write_vectored(&slices[..count])
+            writer.half.try_write_vectored(&slices[..count])
         };
         match written {
             Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),

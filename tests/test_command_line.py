@@ -176,7 +176,7 @@ def test_help_lists_every_mod_wsgi_express_option():
         ["--http2"],
         ["--server-metrics"],
         ["--with-cgi"],
-        ["--lang", "C.UTF-8"],
+        ["--socket-prefix", "/tmp/ferrule-sockets"],
         ["--enable-debugger"],
     ],
 )

@@ -280,6 +280,15 @@ impl Metrics {
         let family = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
+        // A family of one sample without labels.
+        let single = |out: &mut String,
+                      name: &str,
+                      kind: &str,
+                      help: &str,
+                      value: &dyn std::fmt::Display| {
+            family(out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        };
         family(
             &mut out,
             "ferrule_requests_total",
@@ -346,13 +355,13 @@ impl Metrics {
             "ferrule_threads{{state=\"busy\"}} {}\nferrule_threads{{state=\"idle\"}} {}",
             gauges.busy_threads, gauges.idle_threads
         );
-        family(
+        single(
             &mut out,
             "ferrule_queue_length",
             "gauge",
             "Requests waiting for an application thread.",
+            &gauges.queue_length,
         );
-        let _ = writeln!(out, "ferrule_queue_length {}", gauges.queue_length);
         let (waited, waits) = gauges.queue_wait.unwrap_or_else(|| {
             (
                 Duration::from_micros(self.sum(|shard| &shard.queue_wait_micros)),
@@ -370,42 +379,34 @@ impl Metrics {
             "ferrule_queue_wait_seconds_sum {}\nferrule_queue_wait_seconds_count {waits}",
             waited.as_secs_f64()
         );
-        family(
+        single(
             &mut out,
             "ferrule_connections_open",
             "gauge",
             "Client connections open.",
+            &self.connections_open(),
         );
-        let _ = writeln!(out, "ferrule_connections_open {}", self.connections_open());
         if let Some(processes) = gauges.processes {
-            family(
+            single(
                 &mut out,
                 "ferrule_daemon_processes",
                 "gauge",
                 "Daemon processes that loaded the application and take requests.",
+                &processes,
             );
-            let _ = writeln!(out, "ferrule_daemon_processes {processes}");
-            family(
+            single(
                 &mut out,
                 "ferrule_daemon_starts_total",
                 "counter",
                 "Daemon processes started.",
+                &self.process_starts.load(Ordering::Relaxed),
             );
-            let _ = writeln!(
-                out,
-                "ferrule_daemon_starts_total {}",
-                self.process_starts.load(Ordering::Relaxed)
-            );
-            family(
+            single(
                 &mut out,
                 "ferrule_daemon_crashes_total",
                 "counter",
                 "Daemon processes that ended without being asked to.",
-            );
-            let _ = writeln!(
-                out,
-                "ferrule_daemon_crashes_total {}",
-                self.process_crashes.load(Ordering::Relaxed)
+                &self.process_crashes.load(Ordering::Relaxed),
             );
             family(
                 &mut out,

@@ -259,6 +259,9 @@ impl Service {
     /// redirect for `--https-only` or a `www.` site's parent domain.
     fn front_door(&self, parts: &http::request::Parts) -> Option<handoff::Response> {
         let door = &self.config.front_door;
+        if door.admits_every_request() {
+            return None;
+        }
         let target = parts
             .uri
             .path_and_query()

@@ -217,7 +217,7 @@ impl StaticFiles {
             directory_index: self.site.directory_index.clone(),
             directory_listing: self.site.directory_listing,
             types: self.content_types.clone(),
-            decoded,
+            decoded: decoded.into_owned(),
             query: target.query().map(str::to_owned),
             mounted,
             method: method.clone(),

@@ -18,14 +18,15 @@ pub(crate) fn handle(py: Python<'_>, context: &ThreadContext, job: Job, thread_i
     let Job {
         request, reply_tx, ..
     } = job;
-    let remote = request.connection.remote_addr.to_string();
+    // Written out only for an error report: formatting it cost ~1,600 instructions.
+    let remote = request.connection.remote_addr;
     let responder = match Bound::new(py, StartResponse::new(reply_tx)) {
         Ok(responder) => responder,
-        Err(error) => return report(py, &remote, "creating start_response", &error),
+        Err(error) => return report(py, remote, "creating start_response", &error),
     };
     let outcome = call_application(py, context, request, &responder, thread_index);
     if let Err(error) = outcome {
-        report(py, &remote, "handling the request", &error);
+        report(py, remote, "handling the request", &error);
         responder.get().lock(py).fail(py);
     }
 }
@@ -172,13 +173,14 @@ fn call_close(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {
     Ok(())
 }
 
-fn report(py: Python<'_>, remote: &str, during: &str, error: &PyErr) {
+fn report(py: Python<'_>, remote: std::net::SocketAddr, during: &str, error: &PyErr) {
     let traceback = format_exception(py, error);
+    let remote = remote.to_string();
     py.detach(|| {
         error_log::log_with_context(
             Level::Error,
             "wsgi",
-            Some(remote),
+            Some(&remote),
             &format!("Exception occurred while {during}:\n{traceback}"),
         );
     });

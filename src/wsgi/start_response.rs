@@ -447,11 +447,23 @@ fn parse_header(item: &Bound<'_, PyAny>) -> PyResult<(http::HeaderName, http::He
 }
 
 /// A str encoded as latin-1, as PEP 3333 requires of status and header strings.
-fn latin1_bytes(text: &Bound<'_, PyString>, what: &str) -> PyResult<Vec<u8>> {
+/// A str as the bytes it stands for, one byte per character (latin-1, PEP 3333). ASCII,
+/// nearly every status and header, is borrowed from the str itself.
+fn latin1_bytes<'a>(
+    text: &'a Bound<'_, PyString>,
+    what: &str,
+) -> PyResult<std::borrow::Cow<'a, [u8]>> {
     let text = text.to_cow()?;
+    if text.is_ascii() {
+        return Ok(match text {
+            std::borrow::Cow::Borrowed(text) => std::borrow::Cow::Borrowed(text.as_bytes()),
+            std::borrow::Cow::Owned(text) => std::borrow::Cow::Owned(text.into_bytes()),
+        });
+    }
     text.chars()
         .map(|ch| u8::try_from(u32::from(ch)).ok())
         .collect::<Option<Vec<u8>>>()
+        .map(std::borrow::Cow::Owned)
         .ok_or_else(|| {
             PyValueError::new_err(format!(
                 "response {what} '{text}' has characters outside latin-1; encode other text per RFC 8187"

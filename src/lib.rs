@@ -81,10 +81,7 @@ fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
     } else if config.action == cli::Action::Setup {
         supervisor::setup(&config, &argv)
     } else if config.processes.mode == cli::OperatingMode::Debug {
-        match supervisor::prepare_foreground(&config) {
-            Ok(listeners) => embedded::run_in_foreground(py, &config, listeners),
-            Err(status) => status,
-        }
+        run_debug_mode(py, &config, &role, &argv)
     } else {
         match role {
             cli::ProcessRole::EmbeddedServer {
@@ -98,6 +95,40 @@ fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
         }
     };
     Ok(status as i32)
+}
+
+/// `--debug-mode` (and the developer tools, which turn it on): under gdb first with
+/// `--enable-gdb`; a tool's missing package is a start-up error before the port is bound.
+fn run_debug_mode(
+    py: Python<'_>,
+    config: &cli::Config,
+    role: &cli::ProcessRole,
+    argv: &[String],
+) -> cli::ExitStatus {
+    let under_gdb = matches!(
+        role,
+        cli::ProcessRole::Supervisor {
+            under_gdb: true,
+            ..
+        }
+    );
+    if let Some(gdb) = config.developer_tools.gdb.as_ref().filter(|_| !under_gdb) {
+        return supervisor::run_under_gdb(config, gdb, argv);
+    }
+    if let Some(tools) = process::developer_tools(config) {
+        if let Some((option, package)) = wsgi::missing_package(py, &tools) {
+            logs::write_terminal(&format!(
+                "ferrule: error: --{option} needs the Python package '{package}', which {} cannot import\nhint: {} -m pip install {package}\n",
+                config.python.executable.display(),
+                config.python.executable.display(),
+            ));
+            return cli::ExitStatus::UsageError;
+        }
+    }
+    match supervisor::prepare_foreground(config) {
+        Ok(listeners) => embedded::run_in_foreground(py, config, listeners),
+        Err(status) => status,
+    }
 }
 
 /// Removes the supervisor's `FERRULE_*` variables from `os.environ` (and so from the

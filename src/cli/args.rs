@@ -706,6 +706,9 @@ pub(super) struct StartServerArgs {
 
     #[command(flatten)]
     pub(super) python_settings: super::python_settings::PythonSettingsArgs,
+
+    #[command(flatten)]
+    pub(super) developer_tools: super::developer_tools::DeveloperToolsArgs,
 }
 
 fn parse_thread_count(text: &str) -> Result<usize, String> {

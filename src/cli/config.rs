@@ -13,6 +13,7 @@ use super::PythonRuntime;
 use super::access::{self, AccessArgs, AccessConfig};
 use super::apache_only::{self, ApacheOnly};
 use super::args::StartServerArgs;
+use super::developer_tools::{self, DeveloperTools};
 use super::environment::ProcessRole;
 use super::python_settings::{self, PythonSettings};
 use crate::logs::Level;
@@ -48,6 +49,8 @@ pub struct Config {
     pub python_settings: PythonSettings,
     /// What is left of the options that configure Apache (`--shell-executable`).
     pub apache_only: ApacheOnly,
+    /// The developer tools of debug mode (`--enable-debugger`, ...).
+    pub developer_tools: DeveloperTools,
     /// One line per option accepted and ignored, said at start-up.
     pub warnings: Vec<String>,
 }
@@ -384,6 +387,12 @@ pub enum ConfigError {
         reason: &'static str,
         instead: &'static str,
     },
+    #[error("--{option} '{program}' was not found, or is not executable\nhint: {hint}")]
+    ProgramMissing {
+        option: &'static str,
+        program: PathBuf,
+        hint: &'static str,
+    },
     #[error("--{option} '{path}' is not an executable file")]
     NotAnExecutable { option: &'static str, path: PathBuf },
     #[error(
@@ -546,6 +555,7 @@ impl Config {
             auth_nonce_lifetime,
             apache_only,
             python_settings,
+            developer_tools,
         } = args;
         let action = if setup_only && action == Action::Serve {
             Action::Setup
@@ -740,7 +750,17 @@ impl Config {
             },
             |path| absolute(&path),
         );
-        let (apache_only, warnings) = apache_only::resolve(&mut problems, apache_only, &absolute);
+        let (apache_only, mut warnings) =
+            apache_only::resolve(&mut problems, apache_only, &absolute);
+        let (tools_want_debug_mode, developer_tools) = developer_tools::resolve(
+            &mut problems,
+            &mut warnings,
+            developer_tools,
+            &server_root,
+            &absolute,
+        );
+        // Each developer tool runs in debug mode, and asks for it (as in mod_wsgi-express).
+        let debug_mode = debug_mode || tools_want_debug_mode;
         let python_settings = python_settings::resolve(
             &mut problems,
             python_settings,
@@ -753,6 +773,7 @@ impl Config {
         let under_control_script = match role {
             ProcessRole::Supervisor {
                 under_control_script,
+                ..
             } => {
                 check_server_root(&mut problems, &server_root);
                 *under_control_script
@@ -930,6 +951,7 @@ impl Config {
             access,
             python_settings,
             apache_only,
+            developer_tools,
             warnings,
         })
     }

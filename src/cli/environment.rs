@@ -23,21 +23,29 @@ pub const DAEMON_SOCKET_ENV: &str = "FERRULE_DAEMON_SOCKET";
 pub const PROCESS_INDEX_ENV: &str = "FERRULE_PROCESS_INDEX";
 /// Set to `1` by the control script when it starts the server.
 pub const CONTROL_SCRIPT_ENV: &str = "FERRULE_CONTROL_SCRIPT";
+/// Set to `1` for the debug-mode process that `--enable-gdb` starts under gdb, so that
+/// it serves instead of starting gdb again.
+pub const UNDER_GDB_ENV: &str = "FERRULE_UNDER_GDB";
 
 /// Every variable of the contract: what the caller removes once they are read.
-pub const CONTRACT_VARIABLES: [&str; 5] = [
+pub const CONTRACT_VARIABLES: [&str; 6] = [
     LISTENER_FD_ENV,
     TLS_LISTENER_FD_ENV,
     DAEMON_SOCKET_ENV,
     PROCESS_INDEX_ENV,
     CONTROL_SCRIPT_ENV,
+    UNDER_GDB_ENV,
 ];
 
 /// What this process is, as its environment says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcessRole {
-    /// The process the user (or the control script) started.
-    Supervisor { under_control_script: bool },
+    /// The process the user (or the control script) started; `under_gdb`: started by
+    /// gdb for `--enable-gdb`.
+    Supervisor {
+        under_control_script: bool,
+        under_gdb: bool,
+    },
     /// An embedded-mode server process, serving the listeners it inherited.
     EmbeddedServer {
         listener_fd: RawFd,
@@ -142,6 +150,18 @@ pub(super) fn read_role(
             false
         }
     };
+    let under_gdb = match text(UNDER_GDB_ENV) {
+        None => false,
+        Some(value) if value == "1" => true,
+        Some(value) => {
+            problems.push(EnvironmentError::BadValue {
+                name: UNDER_GDB_ENV,
+                value,
+                reason: "--enable-gdb sets it to 1",
+            });
+            false
+        }
+    };
     let has_listener = variable(LISTENER_FD_ENV).is_some();
     let has_socket = variable(DAEMON_SOCKET_ENV).is_some();
     if has_listener && has_socket {
@@ -166,6 +186,7 @@ pub(super) fn read_role(
         (None, Some(socket), Some(slot)) => ProcessRole::Daemon { socket, slot },
         _ => ProcessRole::Supervisor {
             under_control_script,
+            under_gdb,
         },
     })
 }
@@ -201,13 +222,22 @@ mod tests {
         assert_eq!(
             role_of(&[]),
             Ok(ProcessRole::Supervisor {
-                under_control_script: false
+                under_control_script: false,
+                under_gdb: false,
             })
         );
         assert_eq!(
             role_of(&[(CONTROL_SCRIPT_ENV, "1")]),
             Ok(ProcessRole::Supervisor {
-                under_control_script: true
+                under_control_script: true,
+                under_gdb: false,
+            })
+        );
+        assert_eq!(
+            role_of(&[(UNDER_GDB_ENV, "1")]),
+            Ok(ProcessRole::Supervisor {
+                under_control_script: false,
+                under_gdb: true,
             })
         );
     }

@@ -8,6 +8,7 @@ mod access;
 mod apache_only;
 mod args;
 mod config;
+mod developer_tools;
 mod environment;
 mod front_door_options;
 mod identity;
@@ -24,9 +25,10 @@ pub use config::{
     Action, ApplicationConfig, ApplicationTarget, Config, ConfigError, LogConfig, OperatingMode,
     OperationsConfig, PipedLog, ProcessConfig, RotateLogsPipe, SERVER_STATUS_PATH, ServerConfig,
 };
+pub use developer_tools::DeveloperTools;
 pub use environment::{
     CONTRACT_VARIABLES, CONTROL_SCRIPT_ENV, DAEMON_SOCKET_ENV, LISTENER_FD_ENV, PROCESS_INDEX_ENV,
-    ProcessRole, TLS_LISTENER_FD_ENV,
+    ProcessRole, TLS_LISTENER_FD_ENV, UNDER_GDB_ENV,
 };
 pub use front_door_options::HttpsConfig;
 pub use identity::RunAs;

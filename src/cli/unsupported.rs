@@ -83,16 +83,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("service-user",               Tuple(2), PROCESSES,     "SERVICE USERNAME",      "User a managed service runs as."),
     option("service-group",              Tuple(2), PROCESSES,     "SERVICE GROUP",         "Group a managed service runs as."),
     option("service-log-file",           Tuple(2), PROCESSES,     "SERVICE FILE-NAME",     "Log file of a managed service."),
-    option("enable-debugger",            Flag,     DEBUGGING,     "",                      "Start pdb when the application raises (with --debug-mode)."),
-    option("debugger-startup",           Flag,     DEBUGGING,     "",                      "Start pdb when the application is loaded (with --debug-mode)."),
-    option("enable-coverage",            Flag,     DEBUGGING,     "",                      "Measure code coverage of the application."),
-    option("coverage-directory",         Value,    DEBUGGING,     "DIRECTORY-PATH",        "Where the coverage report is written."),
-    option("enable-profiler",            Flag,     DEBUGGING,     "",                      "Profile each request."),
-    option("profiler-directory",         Value,    DEBUGGING,     "DIRECTORY-PATH",        "Where the profiles are written."),
-    option("enable-recorder",            Flag,     DEBUGGING,     "",                      "Record each request and response."),
-    option("recorder-directory",         Value,    DEBUGGING,     "DIRECTORY-PATH",        "Where recorded requests and responses are written."),
-    option("enable-gdb",                 Flag,     DEBUGGING,     "",                      "Run the server under gdb."),
-    option("gdb-executable",             Value,    DEBUGGING,     "FILE-PATH",             "The gdb program for --enable-gdb."),
 ];
 
 /// Adds every unsupported option to the `start-server` subcommand.

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-pub use startup::{prepare_foreground, run, setup};
+pub use startup::{prepare_foreground, run, run_under_gdb, setup};
 
 use crate::cli::{Config, ExitStatus};
 use children::{Children, Settings};

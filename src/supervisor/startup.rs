@@ -2,7 +2,7 @@
 //! the pid file, the listener, the user to run as, the banner), the front end it runs in
 //! daemon mode, and `setup-server` and `--debug-mode`, which share those steps.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -253,6 +253,39 @@ fn create_server_root(config: &Config) -> Result<(), ExitStatus> {
             ));
             ExitStatus::Failure
         })
+}
+
+/// `--enable-gdb`: runs this very command again under gdb (`gdb -ex run --args python -m
+/// ferrule ARGS`), with the terminal, so that a crash of the debug-mode process stops at
+/// gdb's prompt. Returns only when gdb cannot be started.
+pub fn run_under_gdb(config: &Config, gdb: &Path, argv: &[String]) -> ExitStatus {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(gdb);
+    // No question about downloading debug symbols before the program runs; no pager
+    // between the user and a backtrace.
+    command
+        .args([
+            "-q",
+            "-iex",
+            "set debuginfod enabled off",
+            "-iex",
+            "set pagination off",
+        ])
+        .args(["-ex", "run", "--args"])
+        .arg(&config.python.executable);
+    for spec in &config.python_settings.warnings {
+        command.arg("-W").arg(spec);
+    }
+    command
+        .args(["-m", "ferrule"])
+        .args(argv)
+        .env(crate::cli::UNDER_GDB_ENV, "1");
+    let error = command.exec();
+    crate::logs::write_terminal(&format!(
+        "ferrule: error: cannot start --gdb-executable '{}': {error}\n",
+        gdb.display()
+    ));
+    ExitStatus::Failure
 }
 
 /// `--debug-mode`: what the supervisor does before serving, for a process that then

@@ -54,6 +54,8 @@ pub struct AppSpec {
     pub python_paths: Vec<PathBuf>,
     /// `--add-handler` scripts, in the order of their extensions.
     pub handler_scripts: Vec<PathBuf>,
+    /// The developer tools of debug mode, when any is asked for.
+    pub developer_tools: Option<super::developer_tools::DeveloperTools>,
 }
 
 /// Loads the application named by `spec.source` and returns its WSGI callable.

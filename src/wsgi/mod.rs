@@ -16,6 +16,7 @@
 mod access;
 mod app;
 mod context;
+mod developer_tools;
 mod environ;
 mod error;
 mod executor;
@@ -31,6 +32,7 @@ use pyo3::prelude::*;
 
 pub use access::AccessScripts;
 pub use app::{AppSource, AppSpec, load_application};
+pub use developer_tools::{DeveloperTools, missing_package};
 pub use environ::ProcessFacts;
 pub use error::AppLoadError;
 pub use executor::{Executor, StandardStreams};

@@ -709,6 +709,9 @@ pub(super) struct StartServerArgs {
 
     #[command(flatten)]
     pub(super) developer_tools: super::developer_tools::DeveloperToolsArgs,
+
+    #[command(flatten)]
+    pub(super) daemon_details: super::daemon_details::DaemonDetailsArgs,
 }
 
 fn parse_thread_count(text: &str) -> Result<usize, String> {

@@ -13,6 +13,7 @@ use super::PythonRuntime;
 use super::access::{self, AccessArgs, AccessConfig};
 use super::apache_only::{self, ApacheOnly};
 use super::args::StartServerArgs;
+use super::daemon_details::{self, DaemonDetails};
 use super::developer_tools::{self, DeveloperTools};
 use super::environment::ProcessRole;
 use super::python_settings::{self, PythonSettings};
@@ -242,6 +243,8 @@ pub struct ProcessConfig {
     /// Resident bytes above which a daemon asks to be replaced; 0: no limit.
     pub memory_limit: u64,
     pub daemon_backlog: u32,
+    /// `--deadlock-timeout`, `--ignore-activity`, `--socket-prefix`, the socket buffers.
+    pub daemon_details: DaemonDetails,
 }
 
 #[derive(Clone, Debug)]
@@ -387,6 +390,8 @@ pub enum ConfigError {
         reason: &'static str,
         instead: &'static str,
     },
+    #[error("--{option} '{path}' is not a URL path\nhint: a URL path starts with /")]
+    NotAUrlPath { option: &'static str, path: String },
     #[error("--{option} '{program}' was not found, or is not executable\nhint: {hint}")]
     ProgramMissing {
         option: &'static str,
@@ -556,6 +561,7 @@ impl Config {
             apache_only,
             python_settings,
             developer_tools,
+            daemon_details,
         } = args;
         let action = if setup_only && action == Action::Serve {
             Action::Setup
@@ -759,6 +765,13 @@ impl Config {
             &server_root,
             &absolute,
         );
+        let daemon_details = daemon_details::resolve(
+            &mut problems,
+            &mut warnings,
+            daemon_details,
+            port,
+            &absolute,
+        );
         // Each developer tool runs in debug mode, and asks for it (as in mod_wsgi-express).
         let debug_mode = debug_mode || tools_want_debug_mode;
         let python_settings = python_settings::resolve(
@@ -945,6 +958,7 @@ impl Config {
                 cpu_time_limit,
                 memory_limit,
                 daemon_backlog,
+                daemon_details,
             },
             logs,
             python: python.clone(),

@@ -8,6 +8,7 @@ mod access;
 mod apache_only;
 mod args;
 mod config;
+mod daemon_details;
 mod developer_tools;
 mod environment;
 mod front_door_options;
@@ -25,6 +26,7 @@ pub use config::{
     Action, ApplicationConfig, ApplicationTarget, Config, ConfigError, LogConfig, OperatingMode,
     OperationsConfig, PipedLog, ProcessConfig, RotateLogsPipe, SERVER_STATUS_PATH, ServerConfig,
 };
+pub use daemon_details::DaemonDetails;
 pub use developer_tools::DeveloperTools;
 pub use environment::{
     CONTRACT_VARIABLES, CONTROL_SCRIPT_ENV, DAEMON_SOCKET_ENV, LISTENER_FD_ENV, PROCESS_INDEX_ENV,

@@ -126,7 +126,10 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     // A static site has no application: the front end here serves it, with no children.
     let static_site = matches!(config.application.target, ApplicationTarget::Static(_));
     let socket_directory = if config.processes.mode == OperatingMode::Daemon || static_site {
-        match listen::socket_directory(&config.server.server_root) {
+        match listen::socket_directory(
+            &config.server.server_root,
+            config.processes.daemon_details.socket_directory.as_deref(),
+        ) {
             Ok(directory) => Some(directory),
             Err(message) => {
                 crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
@@ -344,11 +347,14 @@ pub(super) fn start_frontend(
         .transpose()?;
     let unix_listener = tokio::net::UnixListener::from_std(unix_listener)?;
     let (pool_tx, mut pool_rx) = mpsc::unbounded_channel();
-    let pool = Arc::new(DaemonPool::new(
-        config.processes.queue_timeout,
-        config.application.reload_entry,
-        pool_tx,
-    ));
+    let pool = Arc::new(
+        DaemonPool::new(
+            config.processes.queue_timeout,
+            config.application.reload_entry,
+            pool_tx,
+        )
+        .with_ignore_activity(config.processes.daemon_details.ignore_activity.clone()),
+    );
     let forward_tx = event_tx.clone();
     tokio::spawn(async move {
         while let Some(event) = pool_rx.recv().await {

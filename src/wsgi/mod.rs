@@ -16,6 +16,7 @@
 mod access;
 mod app;
 mod context;
+mod deadlock_watch;
 mod developer_tools;
 mod environ;
 mod error;
@@ -32,6 +33,7 @@ use pyo3::prelude::*;
 
 pub use access::AccessScripts;
 pub use app::{AppSource, AppSpec, load_application};
+pub use deadlock_watch::DeadlockWatch;
 pub use developer_tools::{DeveloperTools, missing_package};
 pub use environ::ProcessFacts;
 pub use error::AppLoadError;

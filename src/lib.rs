@@ -5,6 +5,7 @@
 //! - `supervisor`: binds the listener, starts and restarts the server processes, turns
 //!   signals into graceful stop.
 //! - `embedded`: one embedded-mode server process (front end and executor together).
+//! - `service`: one managed-service process (`--service-script`): its script, then SIGTERM.
 //! - `daemon`: daemon mode: the IPC protocol, the front end's pool of daemon threads, and
 //!   the daemon process main.
 //! - `frontend`: accepts connections and speaks HTTP/1 (its own, on httparse); never runs Python.
@@ -33,6 +34,7 @@ pub mod frontend;
 pub mod handoff;
 pub mod logs;
 pub mod process;
+pub mod service;
 pub mod shutdown;
 pub mod supervisor;
 mod sync;
@@ -91,6 +93,7 @@ fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
             cli::ProcessRole::Daemon { socket, slot } => {
                 daemon::worker::run(py, &config, socket, slot)
             }
+            cli::ProcessRole::Service { name } => service::run(py, &config, &name),
             cli::ProcessRole::Supervisor { .. } => py.detach(|| supervisor::run(&config, &argv)),
         }
     };

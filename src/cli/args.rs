@@ -712,6 +712,9 @@ pub(super) struct StartServerArgs {
 
     #[command(flatten)]
     pub(super) daemon_details: super::daemon_details::DaemonDetailsArgs,
+
+    #[command(flatten)]
+    pub(super) services: super::services::ServicesArgs,
 }
 
 fn parse_thread_count(text: &str) -> Result<usize, String> {

@@ -17,6 +17,7 @@ use super::daemon_details::{self, DaemonDetails};
 use super::developer_tools::{self, DeveloperTools};
 use super::environment::ProcessRole;
 use super::python_settings::{self, PythonSettings};
+use super::services::{self, Service};
 use crate::logs::Level;
 use crate::logs::access_format::AccessFormat;
 use crate::logs::error_format::ErrorFormat;
@@ -52,6 +53,8 @@ pub struct Config {
     pub apache_only: ApacheOnly,
     /// The developer tools of debug mode (`--enable-debugger`, ...).
     pub developer_tools: DeveloperTools,
+    /// The managed services (`--service-script`); none run in debug mode.
+    pub services: Vec<Service>,
     /// One line per option accepted and ignored, said at start-up.
     pub warnings: Vec<String>,
 }
@@ -390,6 +393,12 @@ pub enum ConfigError {
         reason: &'static str,
         instead: &'static str,
     },
+    #[error("--{option} {name} {reason}")]
+    Service {
+        option: &'static str,
+        name: String,
+        reason: String,
+    },
     #[error("--{option} '{path}' is not a URL path\nhint: a URL path starts with /")]
     NotAUrlPath { option: &'static str, path: String },
     #[error("--{option} '{program}' was not found, or is not executable\nhint: {hint}")]
@@ -562,6 +571,7 @@ impl Config {
             python_settings,
             developer_tools,
             daemon_details,
+            services,
         } = args;
         let action = if setup_only && action == Action::Serve {
             Action::Setup
@@ -791,7 +801,9 @@ impl Config {
                 check_server_root(&mut problems, &server_root);
                 *under_control_script
             }
-            ProcessRole::EmbeddedServer { .. } | ProcessRole::Daemon { .. } => false,
+            ProcessRole::EmbeddedServer { .. }
+            | ProcessRole::Daemon { .. }
+            | ProcessRole::Service { .. } => false,
         };
         let level = log_level.parse::<Level>().unwrap_or(Level::Warn);
         let n_processes = if debug_mode {
@@ -805,6 +817,22 @@ impl Config {
         let log_to_terminal = (log_to_terminal && log_directory.is_none()) || debug_mode;
         let log_directory =
             log_directory.map_or_else(|| server_root.clone(), |path| absolute(&path));
+        let identity = services::ServerIdentity {
+            user: run_as
+                .as_ref()
+                .map_or_else(super::identity::current_user, |run_as| run_as.user.clone()),
+            group: run_as.as_ref().map_or_else(
+                || super::identity::group_name(current_gid()),
+                |run_as| run_as.group.clone(),
+            ),
+        };
+        let services = services::resolve(
+            &mut problems,
+            services,
+            &identity,
+            &log_directory,
+            &absolute,
+        );
         let error_log_format = error_log_format.and_then(|format| {
             ErrorFormat::parse(&format)
                 .map_err(|error| problems.push(ConfigError::ErrorLogFormat { error }))
@@ -966,6 +994,7 @@ impl Config {
             python_settings,
             apache_only,
             developer_tools,
+            services,
             warnings,
         })
     }

@@ -27,14 +27,18 @@ pub const CONTROL_SCRIPT_ENV: &str = "FERRULE_CONTROL_SCRIPT";
 /// it serves instead of starting gdb again.
 pub const UNDER_GDB_ENV: &str = "FERRULE_UNDER_GDB";
 
+/// Names the managed service (`--service-script`) a process runs.
+pub const SERVICE_ENV: &str = "FERRULE_SERVICE";
+
 /// Every variable of the contract: what the caller removes once they are read.
-pub const CONTRACT_VARIABLES: [&str; 6] = [
+pub const CONTRACT_VARIABLES: [&str; 7] = [
     LISTENER_FD_ENV,
     TLS_LISTENER_FD_ENV,
     DAEMON_SOCKET_ENV,
     PROCESS_INDEX_ENV,
     CONTROL_SCRIPT_ENV,
     UNDER_GDB_ENV,
+    SERVICE_ENV,
 ];
 
 /// What this process is, as its environment says.
@@ -53,6 +57,8 @@ pub enum ProcessRole {
     },
     /// A daemon process of slot `slot`, connecting to the front end at `socket`.
     Daemon { socket: PathBuf, slot: u32 },
+    /// The process of the managed service `name` (`--service-script`).
+    Service { name: String },
 }
 
 /// A contract variable with a value the supervisor would never have set.
@@ -177,6 +183,9 @@ pub(super) fn read_role(
     }
     if !problems.is_empty() {
         return Err(problems);
+    }
+    if let Some(name) = text(SERVICE_ENV) {
+        return Ok(ProcessRole::Service { name });
     }
     Ok(match (listener_fd, daemon_socket, slot) {
         (Some(listener_fd), _, _) => ProcessRole::EmbeddedServer {

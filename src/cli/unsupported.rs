@@ -48,7 +48,6 @@ use Shape::{Flag, Repeated, Tuple, Value};
 
 // The `--help` headings; `args.rs` uses the same names for the options it builds.
 const SERVER: &str = "Server";
-const PROCESSES: &str = "Processes";
 const TIMEOUTS: &str = "Timeouts";
 const URLS: &str = "URLs and files";
 const PROXYING: &str = "Proxying";
@@ -72,10 +71,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("telemetry-options",          Repeated, DEBUGGING,     "ARGS",                  "Extra options of the telemetry service."),
     option("with-php5",                  Flag,     URLS,          "",                      "Also serve PHP files through php-fpm."),
     option("with-cgi",                   Flag,     URLS,          "",                      "Also run CGI scripts from the document root."),
-    option("service-script",             Tuple(2), PROCESSES,     "SERVICE SCRIPT-PATH",   "Run a Python script as a managed background service."),
-    option("service-user",               Tuple(2), PROCESSES,     "SERVICE USERNAME",      "User a managed service runs as."),
-    option("service-group",              Tuple(2), PROCESSES,     "SERVICE GROUP",         "Group a managed service runs as."),
-    option("service-log-file",           Tuple(2), PROCESSES,     "SERVICE FILE-NAME",     "Log file of a managed service."),
 ];
 
 /// Adds every unsupported option to the `start-server` subcommand.

@@ -90,6 +90,22 @@ pub fn load_application(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, App
     }
 }
 
+/// Runs a managed service's script (`--service-script`), as mod_wsgi runs an import
+/// script: a private module like the application's script, after the same `sys.path`
+/// set-up, with `print()` output going to the error log.
+pub fn run_service_script(
+    py: Python<'_>,
+    spec: &AppSpec,
+    script: &std::path::Path,
+) -> Result<(), AppLoadError> {
+    let interpreter_error = |error: PyErr| AppLoadError::Interpreter {
+        traceback: format_exception(py, &error),
+    };
+    super::executor::redirect_standard_streams(py).map_err(interpreter_error)?;
+    set_up_sys_path(py, spec).map_err(interpreter_error)?;
+    run_script(py, script).map(drop)
+}
+
 /// Loads the `--add-handler` scripts, each as a private module like the application's
 /// script, and takes its `handle_request` callable, else its `application` (what
 /// mod_wsgi-express's resource handler calls).

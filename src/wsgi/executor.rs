@@ -194,7 +194,7 @@ fn application_thread(
 }
 
 /// Sends `print()` and `sys.stderr` output of the application to the error log.
-fn redirect_standard_streams(py: Python<'_>) -> PyResult<()> {
+pub(super) fn redirect_standard_streams(py: Python<'_>) -> PyResult<()> {
     let sys = py.import("sys")?;
     sys.setattr(
         "stdout",

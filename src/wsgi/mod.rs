@@ -32,7 +32,7 @@ mod start_response;
 use pyo3::prelude::*;
 
 pub use access::AccessScripts;
-pub use app::{AppSource, AppSpec, load_application};
+pub use app::{AppSource, AppSpec, load_application, run_service_script};
 pub use deadlock_watch::DeadlockWatch;
 pub use developer_tools::{DeveloperTools, missing_package};
 pub use environ::ProcessFacts;

@@ -99,6 +99,18 @@ def test_services_stop_with_the_server(ferrule_server, tmp_path, mode_options):
     assert not alive(second)
 
 
+def test_a_restart_signal_starts_each_service_again(ferrule_server, tmp_path):
+    script = write_service(tmp_path)
+    server = ferrule_server("environ.wsgi", "--service-script", "worker", str(script))
+    (first,) = wait_until(lambda: started_pids(script))
+    server.signal(signal.SIGHUP)
+    (second,) = wait_until(lambda: [pid for pid in started_pids(script) if pid != first])
+    wait_until(lambda: not alive(first))
+    assert alive(second)
+    # An expected exit, not a death to report.
+    assert "starting it again" not in server.error_log()
+
+
 def test_a_failing_service_script_is_logged_and_retried(ferrule_server, tmp_path):
     script = write_service(tmp_path, "raise RuntimeError('the queue is not there')\n")
     server = ferrule_server("environ.wsgi", "--service-script", "worker", str(script))

@@ -25,6 +25,8 @@ struct Entry {
     name: String,
     /// The running process; `None` while waiting to be started again, or stopped.
     pid: Option<u32>,
+    /// Asked to stop by a restart signal: its exit is expected.
+    restarting: bool,
 }
 
 impl Services {
@@ -35,6 +37,7 @@ impl Services {
                 .map(|service| Entry {
                     name: service.name.clone(),
                     pid: None,
+                    restarting: false,
                 })
                 .collect(),
             stopping: false,
@@ -91,6 +94,11 @@ impl Services {
         if self.stopping {
             return true;
         }
+        if std::mem::take(&mut entry.restarting) {
+            // A restart signal stopped it: it starts again at once.
+            self.start_one(index, world);
+            return true;
+        }
         error_log::log(
             Level::Error,
             "ferrule",
@@ -106,8 +114,13 @@ impl Services {
     }
 
     /// SIGHUP/SIGUSR1: each service is stopped and, once it has left, started again.
-    pub(super) fn restart(&self) {
-        self.signal_all(libc::SIGTERM);
+    pub(super) fn restart(&mut self) {
+        for entry in &mut self.entries {
+            if let Some(pid) = entry.pid {
+                entry.restarting = true;
+                send_signal(pid, libc::SIGTERM);
+            }
+        }
     }
 
     /// The server stops: so do the services.

@@ -41,7 +41,8 @@ impl DeadlockWatch {
                         Python::attach(|_| {
                             last_held.store(millis_since(started), Ordering::Release);
                         });
-                        std::thread::sleep(PROBE_INTERVAL);
+                        // Woken early by `drop`, so that a stopping process does not wait.
+                        std::thread::park_timeout(PROBE_INTERVAL);
                     }
                 })?
         };
@@ -72,6 +73,7 @@ impl Drop for DeadlockWatch {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(probe) = self.probe.take() {
+            probe.thread().unpark();
             // The probe holds the GIL only for an instant: call this detached from Python.
             let _ = probe.join();
         }

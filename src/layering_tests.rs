@@ -46,6 +46,12 @@ const ALLOWED: &[(&str, &str)] = &[
     ("embedded", "process"),
     ("embedded", "shutdown"),
     ("embedded", "wsgi"),
+    // A managed service's process (`--service-script`): the error log, the interpreter
+    // set up as for the application, the script run as the application's is.
+    ("service", "cli"),
+    ("service", "logs"),
+    ("service", "process"),
+    ("service", "wsgi"),
     ("supervisor", "cli"),
     ("supervisor", "daemon"),
     ("supervisor", "frontend"),
@@ -66,6 +72,7 @@ fn may_use_pyo3(relative: &str) -> bool {
     relative == "lib.rs"
         || relative.starts_with("wsgi/")
         || relative == "embedded.rs"
+        || relative == "service.rs"
         || relative == "daemon/worker.rs"
         || relative == "process/executor.rs"
 }

@@ -5,6 +5,7 @@
 //! - `supervisor`: binds the listener, starts and restarts the server processes, turns
 //!   signals into graceful stop.
 //! - `embedded`: one embedded-mode server process (front end and executor together).
+//! - `service`: one managed-service process (`--service-script`): its script, then SIGTERM.
 //! - `daemon`: daemon mode: the IPC protocol, the front end's pool of daemon threads, and
 //!   the daemon process main.
 //! - `frontend`: accepts connections and speaks HTTP/1 (its own, on httparse); never runs Python.
@@ -33,6 +34,7 @@ pub mod frontend;
 pub mod handoff;
 pub mod logs;
 pub mod process;
+pub mod service;
 pub mod shutdown;
 pub mod supervisor;
 mod sync;
@@ -81,10 +83,7 @@ fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
     } else if config.action == cli::Action::Setup {
         supervisor::setup(&config, &argv)
     } else if config.processes.mode == cli::OperatingMode::Debug {
-        match supervisor::prepare_foreground(&config) {
-            Ok(listeners) => embedded::run_in_foreground(py, &config, listeners),
-            Err(status) => status,
-        }
+        run_debug_mode(py, &config, &role, &argv)
     } else {
         match role {
             cli::ProcessRole::EmbeddedServer {
@@ -94,10 +93,45 @@ fn main(py: Python<'_>, argv: Vec<String>) -> PyResult<i32> {
             cli::ProcessRole::Daemon { socket, slot } => {
                 daemon::worker::run(py, &config, socket, slot)
             }
+            cli::ProcessRole::Service { name } => service::run(py, &config, &name),
             cli::ProcessRole::Supervisor { .. } => py.detach(|| supervisor::run(&config, &argv)),
         }
     };
     Ok(status as i32)
+}
+
+/// `--debug-mode` (and the developer tools, which turn it on): under gdb first with
+/// `--enable-gdb`; a tool's missing package is a start-up error before the port is bound.
+fn run_debug_mode(
+    py: Python<'_>,
+    config: &cli::Config,
+    role: &cli::ProcessRole,
+    argv: &[String],
+) -> cli::ExitStatus {
+    let under_gdb = matches!(
+        role,
+        cli::ProcessRole::Supervisor {
+            under_gdb: true,
+            ..
+        }
+    );
+    if let Some(gdb) = config.developer_tools.gdb.as_ref().filter(|_| !under_gdb) {
+        return supervisor::run_under_gdb(config, gdb, argv);
+    }
+    if let Some(tools) = process::developer_tools(config) {
+        if let Some((option, package)) = wsgi::missing_package(py, &tools) {
+            logs::write_terminal(&format!(
+                "ferrule: error: --{option} needs the Python package '{package}', which {} cannot import\nhint: {} -m pip install {package}\n",
+                config.python.executable.display(),
+                config.python.executable.display(),
+            ));
+            return cli::ExitStatus::UsageError;
+        }
+    }
+    match supervisor::prepare_foreground(config) {
+        Ok(listeners) => embedded::run_in_foreground(py, config, listeners),
+        Err(status) => status,
+    }
 }
 
 /// Removes the supervisor's `FERRULE_*` variables from `os.environ` (and so from the

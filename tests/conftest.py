@@ -275,3 +275,44 @@ def run_ferrule(
         cwd=cwd,
         stdin=subprocess.DEVNULL,
     )
+
+
+def start_on_terminal(tmp_path: Path, script: Path, *options: str, timeout: float = 30):
+    """Starts `python -m ferrule start-server SCRIPT --debug-mode`-style servers on a real
+    pseudo-terminal (pexpect), for pdb and gdb; returns the child and the server's URL.
+    The caller closes the child (`child.close(force=True)`)."""
+    import pexpect
+
+    port = free_port()
+    child = pexpect.spawn(
+        sys.executable,
+        [
+            "-m",
+            "ferrule",
+            "start-server",
+            str(script),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--server-root",
+            str(tmp_path / f"server-root-{port}"),
+            *options,
+        ],
+        cwd=str(tmp_path),
+        encoding="utf-8",
+        timeout=timeout,
+    )
+    return child, f"http://127.0.0.1:{port}"
+
+
+def get_when_ready(url: str, timeout: float = START_TIMEOUT) -> requests.Response:
+    """GET `url`, retried while the server is not listening yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return requests.get(url, timeout=30)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -176,8 +176,6 @@ def test_help_lists_every_mod_wsgi_express_option():
         ["--http2"],
         ["--server-metrics"],
         ["--with-cgi"],
-        ["--socket-prefix", "/tmp/ferrule-sockets"],
-        ["--enable-debugger"],
     ],
 )
 def test_options_not_built_yet_are_refused_by_name(arguments):

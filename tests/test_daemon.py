@@ -4,8 +4,10 @@ end; what happens when they die, are replaced, or are all busy."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -333,3 +335,92 @@ def test_eviction_timeout_leaves_recycling_to_the_graceful_timeout(ferrule_serve
         assert server.get("/pid").status_code == 200
         assert slow.result().status_code == 502
     assert "--graceful-timeout (1 s); killing it" in server.wait_for_log("killing it")
+
+
+# --- Daemon details (issue 24) -----------------------------------------------------------
+
+
+def test_ignore_activity_requests_leave_a_daemon_idle(ferrule_server):
+    server = ferrule_server(
+        APP, "--inactivity-timeout", "1", "--ignore-activity", "/health", "--log-level", "info"
+    )
+    first = pid_of(server.get("/pid"))
+    # Health checks keep coming, yet the daemon counts as idle and is replaced.
+    wait_until(lambda: pid_of(server.get("/health")) != first, timeout=15, interval=0.2)
+    assert "had no request for --inactivity-timeout (1 s)" in server.error_log()
+
+
+def test_deadlock_timeout_replaces_a_daemon_whose_gil_is_held(ferrule_server):
+    server = ferrule_server(APP, "--deadlock-timeout", "2", "--threads", "2")
+    first = pid_of(server.get("/pid"))
+    started = time.monotonic()
+    stuck = server.get("/hold-gil?seconds=60", timeout=30)
+    assert stuck.status_code == 502
+    assert time.monotonic() - started < 15
+    log = server.wait_for_log("--deadlock-timeout 2 s")
+    assert f"daemon process 0 (pid {first}): no thread could take Python's GIL" in log
+    second = pid_of(server.get("/pid"))
+    assert second != first
+
+
+def test_socket_prefix_puts_the_daemon_socket_in_that_directory(ferrule_server, tmp_path):
+    prefix = tmp_path / "sockets"
+    prefix.mkdir()
+    server = ferrule_server(APP, "--socket-prefix", str(prefix))
+    assert server.get("/pid").status_code == 200
+    folder = prefix / f"ferrule-{server.port}"
+    sockets = list(folder.glob("daemon-*.sock"))
+    assert [path.name for path in sockets] == [f"daemon-{server.process.pid}.sock"]
+    assert sockets[0].is_socket()
+    assert not list((server.server_root / "run").glob("*.sock"))
+    server.stop()
+    assert not list(folder.glob("*.sock"))
+
+
+def test_a_server_root_too_long_for_a_socket_points_to_socket_prefix(tmp_path):
+    root = tmp_path / ("r" * 60) / ("o" * 60)
+    result = run_ferrule("start-server", f"tests/apps/{APP}", "--server-root", str(root))
+    assert result.returncode == 1
+    assert "give --socket-prefix a short directory" in result.stderr
+
+
+def socket_buffers(pid: int) -> list[tuple[int, int]]:
+    """(receive, send) buffer sizes of the UNIX sockets of process `pid`, as `ss` shows them."""
+    output = subprocess.run(
+        ["ss", "-x", "-m", "-p", "-a"], capture_output=True, text=True, check=True
+    ).stdout
+    sizes = []
+    lines = output.splitlines()
+    for index, line in enumerate(lines):
+        if f"pid={pid}," in line:
+            # `ss` puts the memory figures on the socket's line, or the next when narrow.
+            text = line + " " + (lines[index + 1] if index + 1 < len(lines) else "")
+            match = re.search(r"rb(\d+),t\d+,tb(\d+)", text)
+            if match:
+                sizes.append((int(match.group(1)), int(match.group(2))))
+    return sizes
+
+
+def test_send_and_receive_buffer_sizes_apply_to_the_daemon_connections(ferrule_server):
+    server = ferrule_server(
+        APP, "--threads", "2", "--send-buffer-size", "300000", "--receive-buffer-size", "200000"
+    )
+    pid = pid_of(server.get("/pid"))
+    # The kernel doubles what is asked, for its own bookkeeping.
+    sized = wait_until(lambda: [s for s in socket_buffers(pid) if s == (400000, 600000)])
+    assert len(sized) == 2  # one connection per daemon thread
+
+
+@pytest.mark.parametrize(
+    ("option", "warning"),
+    [
+        ("--interrupt-timeout", "--interrupt-timeout is ignored: a request past --request-timeout"),
+        ("--response-flush-delay", "--response-flush-delay is ignored: the front end sends"),
+    ],
+)
+def test_options_with_nothing_to_act_on_are_accepted_with_a_warning(
+    ferrule_server, option, warning
+):
+    server = ferrule_server(APP, option, "5")
+    assert server.get("/pid").status_code == 200
+    assert warning in server.stderr()

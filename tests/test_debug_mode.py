@@ -4,13 +4,12 @@ pseudo-terminal with pexpect."""
 
 from __future__ import annotations
 
-import sys
 import threading
 
 import pexpect
 import requests
 
-from conftest import free_port
+from conftest import get_when_ready, start_on_terminal
 
 APP = """
 import os, threading
@@ -28,38 +27,10 @@ def application(environ, start_response):
 def start_debug_server(tmp_path):
     script = tmp_path / "debug.wsgi"
     script.write_text(APP)
-    port = free_port()
-    child = pexpect.spawn(
-        sys.executable,
-        [
-            "-m",
-            "ferrule",
-            "start-server",
-            str(script),
-            "--debug-mode",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--server-root",
-            str(tmp_path / "root"),
-        ],
-        cwd=str(tmp_path),
-        encoding="utf-8",
-        timeout=30,
-    )
+    child, url = start_on_terminal(tmp_path, script, "--debug-mode")
     child.expect("Operating Mode     : debug")
     child.expect("Request Capacity   : 1 \\(1 process \\* 1 threads\\)")
-    return child, f"http://127.0.0.1:{port}"
-
-
-def get_when_ready(url: str) -> requests.Response:
-    for _ in range(200):
-        try:
-            return requests.get(url, timeout=30)
-        except requests.ConnectionError:
-            threading.Event().wait(0.05)
-    raise AssertionError(f"{url} never answered")
+    return child, url
 
 
 def test_pdb_stops_at_a_prompt_on_the_terminal(tmp_path):

@@ -94,3 +94,24 @@ def test_runferrule_passes_start_server_options_through(ferrule_server, tmp_path
     assert server.get("/hello/").text == "hello from django, nobody"
     assert "Request Capacity   : 6 (2 processes * 3 threads)" in server.stdout()
     assert "Operating Mode     : embedded" in server.stdout()
+
+
+@pytest.mark.parametrize("command", ["runferrule", "runmodwsgi"])
+@pytest.mark.parametrize("how", ["help", "--help"])
+def test_manage_py_help_lists_the_start_server_options(tmp_path, command, how):
+    """Issue 24: `manage.py help runferrule` lists the options the command takes, as
+    `manage.py help runmodwsgi` does under mod_wsgi."""
+    root = make_project(tmp_path, without_base_dir=False)
+    arguments = ["help", command] if how == "help" else [command, "--help"]
+    result = subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Usage: manage.py {command} [start-server options]")
+    for option in ("--processes", "--threads", "--port", "--embedded-mode", "--enable-debugger"):
+        assert f"  {option}" in result.stdout, option

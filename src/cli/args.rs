@@ -706,6 +706,15 @@ pub(super) struct StartServerArgs {
 
     #[command(flatten)]
     pub(super) python_settings: super::python_settings::PythonSettingsArgs,
+
+    #[command(flatten)]
+    pub(super) developer_tools: super::developer_tools::DeveloperToolsArgs,
+
+    #[command(flatten)]
+    pub(super) daemon_details: super::daemon_details::DaemonDetailsArgs,
+
+    #[command(flatten)]
+    pub(super) services: super::services::ServicesArgs,
 }
 
 fn parse_thread_count(text: &str) -> Result<usize, String> {

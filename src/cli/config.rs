@@ -13,8 +13,11 @@ use super::PythonRuntime;
 use super::access::{self, AccessArgs, AccessConfig};
 use super::apache_only::{self, ApacheOnly};
 use super::args::StartServerArgs;
+use super::daemon_details::{self, DaemonDetails};
+use super::developer_tools::{self, DeveloperTools};
 use super::environment::ProcessRole;
 use super::python_settings::{self, PythonSettings};
+use super::services::{self, Service};
 use crate::logs::Level;
 use crate::logs::access_format::AccessFormat;
 use crate::logs::error_format::ErrorFormat;
@@ -48,6 +51,10 @@ pub struct Config {
     pub python_settings: PythonSettings,
     /// What is left of the options that configure Apache (`--shell-executable`).
     pub apache_only: ApacheOnly,
+    /// The developer tools of debug mode (`--enable-debugger`, ...).
+    pub developer_tools: DeveloperTools,
+    /// The managed services (`--service-script`); none run in debug mode.
+    pub services: Vec<Service>,
     /// One line per option accepted and ignored, said at start-up.
     pub warnings: Vec<String>,
 }
@@ -239,6 +246,8 @@ pub struct ProcessConfig {
     /// Resident bytes above which a daemon asks to be replaced; 0: no limit.
     pub memory_limit: u64,
     pub daemon_backlog: u32,
+    /// `--deadlock-timeout`, `--ignore-activity`, `--socket-prefix`, the socket buffers.
+    pub daemon_details: DaemonDetails,
 }
 
 #[derive(Clone, Debug)]
@@ -383,6 +392,20 @@ pub enum ConfigError {
         option: &'static str,
         reason: &'static str,
         instead: &'static str,
+    },
+    #[error("--{option} {name} {reason}")]
+    Service {
+        option: &'static str,
+        name: String,
+        reason: String,
+    },
+    #[error("--{option} '{path}' is not a URL path\nhint: a URL path starts with /")]
+    NotAUrlPath { option: &'static str, path: String },
+    #[error("--{option} '{program}' was not found, or is not executable\nhint: {hint}")]
+    ProgramMissing {
+        option: &'static str,
+        program: PathBuf,
+        hint: &'static str,
     },
     #[error("--{option} '{path}' is not an executable file")]
     NotAnExecutable { option: &'static str, path: PathBuf },
@@ -546,6 +569,9 @@ impl Config {
             auth_nonce_lifetime,
             apache_only,
             python_settings,
+            developer_tools,
+            daemon_details,
+            services,
         } = args;
         let action = if setup_only && action == Action::Serve {
             Action::Setup
@@ -740,7 +766,24 @@ impl Config {
             },
             |path| absolute(&path),
         );
-        let (apache_only, warnings) = apache_only::resolve(&mut problems, apache_only, &absolute);
+        let (apache_only, mut warnings) =
+            apache_only::resolve(&mut problems, apache_only, &absolute);
+        let (tools_want_debug_mode, developer_tools) = developer_tools::resolve(
+            &mut problems,
+            &mut warnings,
+            developer_tools,
+            &server_root,
+            &absolute,
+        );
+        let daemon_details = daemon_details::resolve(
+            &mut problems,
+            &mut warnings,
+            daemon_details,
+            port,
+            &absolute,
+        );
+        // Each developer tool runs in debug mode, and asks for it (as in mod_wsgi-express).
+        let debug_mode = debug_mode || tools_want_debug_mode;
         let python_settings = python_settings::resolve(
             &mut problems,
             python_settings,
@@ -753,11 +796,14 @@ impl Config {
         let under_control_script = match role {
             ProcessRole::Supervisor {
                 under_control_script,
+                ..
             } => {
                 check_server_root(&mut problems, &server_root);
                 *under_control_script
             }
-            ProcessRole::EmbeddedServer { .. } | ProcessRole::Daemon { .. } => false,
+            ProcessRole::EmbeddedServer { .. }
+            | ProcessRole::Daemon { .. }
+            | ProcessRole::Service { .. } => false,
         };
         let level = log_level.parse::<Level>().unwrap_or(Level::Warn);
         let n_processes = if debug_mode {
@@ -771,6 +817,22 @@ impl Config {
         let log_to_terminal = (log_to_terminal && log_directory.is_none()) || debug_mode;
         let log_directory =
             log_directory.map_or_else(|| server_root.clone(), |path| absolute(&path));
+        let identity = services::ServerIdentity {
+            user: run_as
+                .as_ref()
+                .map_or_else(super::identity::current_user, |run_as| run_as.user.clone()),
+            group: run_as.as_ref().map_or_else(
+                || super::identity::group_name(current_gid()),
+                |run_as| run_as.group.clone(),
+            ),
+        };
+        let services = services::resolve(
+            &mut problems,
+            services,
+            &identity,
+            &log_directory,
+            &absolute,
+        );
         let error_log_format = error_log_format.and_then(|format| {
             ErrorFormat::parse(&format)
                 .map_err(|error| problems.push(ConfigError::ErrorLogFormat { error }))
@@ -924,12 +986,15 @@ impl Config {
                 cpu_time_limit,
                 memory_limit,
                 daemon_backlog,
+                daemon_details,
             },
             logs,
             python: python.clone(),
             access,
             python_settings,
             apache_only,
+            developer_tools,
+            services,
             warnings,
         })
     }

@@ -23,21 +23,33 @@ pub const DAEMON_SOCKET_ENV: &str = "FERRULE_DAEMON_SOCKET";
 pub const PROCESS_INDEX_ENV: &str = "FERRULE_PROCESS_INDEX";
 /// Set to `1` by the control script when it starts the server.
 pub const CONTROL_SCRIPT_ENV: &str = "FERRULE_CONTROL_SCRIPT";
+/// Set to `1` for the debug-mode process that `--enable-gdb` starts under gdb, so that
+/// it serves instead of starting gdb again.
+pub const UNDER_GDB_ENV: &str = "FERRULE_UNDER_GDB";
+
+/// Names the managed service (`--service-script`) a process runs.
+pub const SERVICE_ENV: &str = "FERRULE_SERVICE";
 
 /// Every variable of the contract: what the caller removes once they are read.
-pub const CONTRACT_VARIABLES: [&str; 5] = [
+pub const CONTRACT_VARIABLES: [&str; 7] = [
     LISTENER_FD_ENV,
     TLS_LISTENER_FD_ENV,
     DAEMON_SOCKET_ENV,
     PROCESS_INDEX_ENV,
     CONTROL_SCRIPT_ENV,
+    UNDER_GDB_ENV,
+    SERVICE_ENV,
 ];
 
 /// What this process is, as its environment says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcessRole {
-    /// The process the user (or the control script) started.
-    Supervisor { under_control_script: bool },
+    /// The process the user (or the control script) started; `under_gdb`: started by
+    /// gdb for `--enable-gdb`.
+    Supervisor {
+        under_control_script: bool,
+        under_gdb: bool,
+    },
     /// An embedded-mode server process, serving the listeners it inherited.
     EmbeddedServer {
         listener_fd: RawFd,
@@ -45,6 +57,8 @@ pub enum ProcessRole {
     },
     /// A daemon process of slot `slot`, connecting to the front end at `socket`.
     Daemon { socket: PathBuf, slot: u32 },
+    /// The process of the managed service `name` (`--service-script`).
+    Service { name: String },
 }
 
 /// A contract variable with a value the supervisor would never have set.
@@ -142,6 +156,18 @@ pub(super) fn read_role(
             false
         }
     };
+    let under_gdb = match text(UNDER_GDB_ENV) {
+        None => false,
+        Some(value) if value == "1" => true,
+        Some(value) => {
+            problems.push(EnvironmentError::BadValue {
+                name: UNDER_GDB_ENV,
+                value,
+                reason: "--enable-gdb sets it to 1",
+            });
+            false
+        }
+    };
     let has_listener = variable(LISTENER_FD_ENV).is_some();
     let has_socket = variable(DAEMON_SOCKET_ENV).is_some();
     if has_listener && has_socket {
@@ -158,6 +184,9 @@ pub(super) fn read_role(
     if !problems.is_empty() {
         return Err(problems);
     }
+    if let Some(name) = text(SERVICE_ENV) {
+        return Ok(ProcessRole::Service { name });
+    }
     Ok(match (listener_fd, daemon_socket, slot) {
         (Some(listener_fd), _, _) => ProcessRole::EmbeddedServer {
             listener_fd,
@@ -166,6 +195,7 @@ pub(super) fn read_role(
         (None, Some(socket), Some(slot)) => ProcessRole::Daemon { socket, slot },
         _ => ProcessRole::Supervisor {
             under_control_script,
+            under_gdb,
         },
     })
 }
@@ -201,13 +231,22 @@ mod tests {
         assert_eq!(
             role_of(&[]),
             Ok(ProcessRole::Supervisor {
-                under_control_script: false
+                under_control_script: false,
+                under_gdb: false,
             })
         );
         assert_eq!(
             role_of(&[(CONTROL_SCRIPT_ENV, "1")]),
             Ok(ProcessRole::Supervisor {
-                under_control_script: true
+                under_control_script: true,
+                under_gdb: false,
+            })
+        );
+        assert_eq!(
+            role_of(&[(UNDER_GDB_ENV, "1")]),
+            Ok(ProcessRole::Supervisor {
+                under_control_script: false,
+                under_gdb: true,
             })
         );
     }

@@ -79,7 +79,7 @@ fn lookup_group(group: &str) -> Result<u32, String> {
     }
 }
 
-fn group_name(gid: u32) -> String {
+pub(super) fn group_name(gid: u32) -> String {
     match Group::from_gid(Gid::from_raw(gid)) {
         Ok(Some(entry)) => entry.name,
         _ => format!("#{gid}"),

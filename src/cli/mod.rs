@@ -8,12 +8,15 @@ mod access;
 mod apache_only;
 mod args;
 mod config;
+mod daemon_details;
+mod developer_tools;
 mod environment;
 mod front_door_options;
 mod identity;
 #[cfg(test)]
 mod options_doc;
 mod python_settings;
+mod services;
 mod unsupported;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -24,13 +27,16 @@ pub use config::{
     Action, ApplicationConfig, ApplicationTarget, Config, ConfigError, LogConfig, OperatingMode,
     OperationsConfig, PipedLog, ProcessConfig, RotateLogsPipe, SERVER_STATUS_PATH, ServerConfig,
 };
+pub use daemon_details::DaemonDetails;
+pub use developer_tools::DeveloperTools;
 pub use environment::{
     CONTRACT_VARIABLES, CONTROL_SCRIPT_ENV, DAEMON_SOCKET_ENV, LISTENER_FD_ENV, PROCESS_INDEX_ENV,
-    ProcessRole, TLS_LISTENER_FD_ENV,
+    ProcessRole, SERVICE_ENV, TLS_LISTENER_FD_ENV, UNDER_GDB_ENV,
 };
 pub use front_door_options::HttpsConfig;
 pub use identity::RunAs;
 pub use python_settings::PythonSettings;
+pub use services::Service;
 
 /// Exit codes, distinct per kind of failure so scripts can tell them apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

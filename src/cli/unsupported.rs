@@ -48,7 +48,6 @@ use Shape::{Flag, Repeated, Tuple, Value};
 
 // The `--help` headings; `args.rs` uses the same names for the options it builds.
 const SERVER: &str = "Server";
-const PROCESSES: &str = "Processes";
 const TIMEOUTS: &str = "Timeouts";
 const URLS: &str = "URLs and files";
 const PROXYING: &str = "Proxying";
@@ -59,13 +58,7 @@ const DEBUGGING: &str = "Debugging and monitoring";
 #[rustfmt::skip]
 const UNSUPPORTED: &[Unsupported] = &[
     option("http2",                      Flag,     SERVER,        "",                      "Also speak HTTP/2."),
-    option("deadlock-timeout",           Value,    TIMEOUTS,      "SECONDS",               "Restart a daemon process whose Python interpreter is stuck this long."),
-    option("ignore-activity",            Repeated, TIMEOUTS,      "URL-PATH",              "URL path whose requests do not count as activity for --inactivity-timeout."),
-    option("interrupt-timeout",          Value,    TIMEOUTS,      "SECONDS",               "Seconds given to requests in progress when a timeout restarts a process."),
     option("proxy-timeout",              Value,    TIMEOUTS,      "SECONDS",               "Seconds to wait for a proxied back end."),
-    option("send-buffer-size",           Value,    SERVER,        "NUMBER",                "Size of the kernel send buffer of connections to daemon processes."),
-    option("receive-buffer-size",        Value,    SERVER,        "NUMBER",                "Size of the kernel receive buffer of connections to daemon processes."),
-    option("response-flush-delay",       Value,    TIMEOUTS,      "MILLISECONDS",          "Milliseconds before buffered response data is flushed to the client."),
     option("proxy-mount-point",          Tuple(2), PROXYING,      "URL-PATH URL",          "Forward requests below a URL path to another server."),
     option("proxy-url-alias",            Tuple(2), PROXYING,      "URL-PATH URL",          "Older name of --proxy-mount-point."),
     option("proxy-virtual-host",         Tuple(2), PROXYING,      "HOSTNAME URL",          "Forward requests for a host name to another server."),
@@ -76,23 +69,8 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("telemetry-interval",         Value,    DEBUGGING,     "SECONDS",               "Seconds between telemetry reports."),
     option("slow-requests",              Value,    DEBUGGING,     "SECONDS",               "Report requests slower than this many seconds."),
     option("telemetry-options",          Repeated, DEBUGGING,     "ARGS",                  "Extra options of the telemetry service."),
-    option("socket-prefix",              Value,    PROCESSES,     "DIRECTORY-PATH",        "Directory and name prefix of the UNIX sockets to daemon processes."),
     option("with-php5",                  Flag,     URLS,          "",                      "Also serve PHP files through php-fpm."),
     option("with-cgi",                   Flag,     URLS,          "",                      "Also run CGI scripts from the document root."),
-    option("service-script",             Tuple(2), PROCESSES,     "SERVICE SCRIPT-PATH",   "Run a Python script as a managed background service."),
-    option("service-user",               Tuple(2), PROCESSES,     "SERVICE USERNAME",      "User a managed service runs as."),
-    option("service-group",              Tuple(2), PROCESSES,     "SERVICE GROUP",         "Group a managed service runs as."),
-    option("service-log-file",           Tuple(2), PROCESSES,     "SERVICE FILE-NAME",     "Log file of a managed service."),
-    option("enable-debugger",            Flag,     DEBUGGING,     "",                      "Start pdb when the application raises (with --debug-mode)."),
-    option("debugger-startup",           Flag,     DEBUGGING,     "",                      "Start pdb when the application is loaded (with --debug-mode)."),
-    option("enable-coverage",            Flag,     DEBUGGING,     "",                      "Measure code coverage of the application."),
-    option("coverage-directory",         Value,    DEBUGGING,     "DIRECTORY-PATH",        "Where the coverage report is written."),
-    option("enable-profiler",            Flag,     DEBUGGING,     "",                      "Profile each request."),
-    option("profiler-directory",         Value,    DEBUGGING,     "DIRECTORY-PATH",        "Where the profiles are written."),
-    option("enable-recorder",            Flag,     DEBUGGING,     "",                      "Record each request and response."),
-    option("recorder-directory",         Value,    DEBUGGING,     "DIRECTORY-PATH",        "Where recorded requests and responses are written."),
-    option("enable-gdb",                 Flag,     DEBUGGING,     "",                      "Run the server under gdb."),
-    option("gdb-executable",             Value,    DEBUGGING,     "FILE-PATH",             "The gdb program for --enable-gdb."),
 ];
 
 /// Adds every unsupported option to the `start-server` subcommand.

@@ -22,7 +22,7 @@ use super::protocol::{self, Frame, FrameReader, Hello, ProtocolError, ResponseHe
 use crate::cli::{Config, ExitStatus};
 use crate::logs::{Level, error_log};
 use crate::shutdown::Shutdown;
-use crate::wsgi::{self, BodyReadError, BodySource, Executor, ResponseBody};
+use crate::wsgi::{self, BodyReadError, BodySource, DeadlockWatch, Executor, ResponseBody};
 
 /// Largest list response sent as one frame; bigger ones go out in chunks.
 const INLINE_LIMIT: usize = 1024 * 1024;
@@ -50,6 +50,10 @@ struct Worker {
     /// Tell the front end which file to watch, and watch every imported file.
     reload_entry: bool,
     reload_on_changes: bool,
+    /// `--send-buffer-size` and `--receive-buffer-size` of each connection; 0: the
+    /// system's.
+    send_buffer_size: u32,
+    receive_buffer_size: u32,
 }
 
 /// How one connection ended.
@@ -82,10 +86,58 @@ pub fn run(py: Python<'_>, config: &Config, socket: PathBuf, slot: u32) -> ExitS
         recycle_rx: std::sync::Mutex::new(Some(recycle_rx)),
         reload_entry: config.application.reload_entry,
         reload_on_changes: config.application.reload_on_changes,
+        send_buffer_size: config.processes.daemon_details.send_buffer_size,
+        receive_buffer_size: config.processes.daemon_details.receive_buffer_size,
     });
     let n_connections = config.processes.n_threads.max(1);
     let shutdown_timeout = config.processes.shutdown_timeout;
-    py.detach(|| serve(worker, n_connections, shutdown_timeout))
+    let deadlock_timeout = config.processes.daemon_details.deadlock_timeout;
+    py.detach(|| {
+        let watch = DeadlockWatch::start(
+            deadlock_timeout,
+            Box::new(move |waited| deadlocked(slot, deadlock_timeout, waited)),
+        );
+        if let Err(error) = &watch {
+            error_log::log(
+                Level::Error,
+                "ferrule",
+                &format!("cannot start the --deadlock-timeout watch: {error}"),
+            );
+        }
+        let status = serve(worker, n_connections, shutdown_timeout);
+        drop(watch);
+        status
+    })
+}
+
+/// `--deadlock-timeout` expired: no thread could take Python's GIL, so no request can
+/// finish and no graceful stop can happen. Says so and leaves at once; the supervisor
+/// starts a new process in this slot (the requests running get 502).
+fn deadlocked(slot: u32, timeout: Duration, waited: Duration) {
+    error_log::log(
+        Level::Crit,
+        "ferrule",
+        &format!(
+            "daemon process {slot} (pid {}): no thread could take Python's GIL for {} s (--deadlock-timeout {} s): something holds it, such as a C extension that blocks without releasing it; exiting so that a new process takes over",
+            std::process::id(),
+            waited.as_secs(),
+            timeout.as_secs()
+        ),
+    );
+    crate::logs::close(crate::logs::CLOSE_TIMEOUT);
+    // SAFETY: _exit ends the process at once, which is the point: Python cannot run.
+    unsafe { libc::_exit(ExitStatus::Failure as i32) };
+}
+
+/// Applies `--send-buffer-size` and `--receive-buffer-size` to a new connection.
+fn size_buffers(worker: &Worker, stream: &UnixStream) {
+    let socket = socket2::SockRef::from(stream);
+    if worker.send_buffer_size > 0 {
+        let _ = socket.set_send_buffer_size(worker.send_buffer_size as usize);
+    }
+    if worker.receive_buffer_size > 0 {
+        let _ = socket.set_recv_buffer_size(worker.receive_buffer_size as usize);
+    }
 }
 
 fn serve(worker: Arc<Worker>, n_connections: usize, shutdown_timeout: Duration) -> ExitStatus {
@@ -236,6 +288,7 @@ async fn connection_loop(worker: Arc<Worker>) {
             worker.shutdown.trigger();
             return;
         };
+        size_buffers(&worker, &stream);
         let hello = Frame::Hello(Hello {
             pid: worker.pid,
             slot: worker.slot,

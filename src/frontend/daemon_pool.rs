@@ -131,6 +131,8 @@ pub struct DaemonPool {
     events: mpsc::UnboundedSender<PoolEvent>,
     /// The application's entry file, when reloading is on.
     reload_watch: Option<super::ReloadWatch>,
+    /// `--ignore-activity`: URL path prefixes whose requests leave a daemon idle.
+    ignore_activity: Vec<String>,
 }
 
 /// What the front end decided about a request, carried with it to the daemon thread.
@@ -141,6 +143,15 @@ pub(crate) struct Decided {
     pub variables: Vec<(String, String)>,
     /// The `--add-handler` script that answers instead of the application.
     pub handler: Option<handoff::HandlerTarget>,
+}
+
+/// Whether a request for `path` counts as activity for `--inactivity-timeout`: not when
+/// it is below one of the `--ignore-activity` paths (a plain prefix, as Apache matches a
+/// `<Location>`).
+fn counts_as_activity(ignored: &[String], path: &str) -> bool {
+    !ignored
+        .iter()
+        .any(|prefix| path.starts_with(prefix.as_str()))
 }
 
 impl DaemonPool {
@@ -154,7 +165,16 @@ impl DaemonPool {
             queue_timeout,
             events,
             reload_watch: reload_entry.then(super::ReloadWatch::new),
+            ignore_activity: Vec::new(),
         }
+    }
+
+    /// Requests below these URL paths (prefixes, as Apache's `<Location>`) do not count as
+    /// activity for `--inactivity-timeout` (`--ignore-activity`).
+    #[must_use]
+    pub fn with_ignore_activity(mut self, paths: Vec<String>) -> Self {
+        self.ignore_activity = paths;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, PoolState> {
@@ -415,12 +435,21 @@ impl DaemonPool {
         state.idle.push(connection);
     }
 
-    fn begin(&self, pid: u32, slot: u32, description: String, expire: oneshot::Sender<()>) -> u64 {
+    fn begin(
+        &self,
+        pid: u32,
+        slot: u32,
+        description: String,
+        activity: bool,
+        expire: oneshot::Sender<()>,
+    ) -> u64 {
         let mut state = self.lock();
         let id = state.next_request_id;
         state.next_request_id += 1;
         let now = Instant::now();
-        state.last_request.insert(pid, now);
+        if activity {
+            state.last_request.insert(pid, now);
+        }
         state.in_flight.insert(
             id,
             InFlight {
@@ -481,6 +510,7 @@ impl DaemonPool {
         }
         let has_body = !body.is_end_stream();
         let description = format!("{} {}", parts.method, parts.uri);
+        let activity = counts_as_activity(&self.ignore_activity, parts.uri.path());
         let head = RequestHead {
             method: std::mem::take(&mut parts.method),
             target: std::mem::take(&mut parts.uri),
@@ -546,7 +576,13 @@ impl DaemonPool {
         }
         let (expire_tx, expire_rx) = oneshot::channel();
         super::metrics::global().queue_waited(waited_since.elapsed());
-        let request_id = self.begin(daemon.pid, daemon.slot, description.clone(), expire_tx);
+        let request_id = self.begin(
+            daemon.pid,
+            daemon.slot,
+            description.clone(),
+            activity,
+            expire_tx,
+        );
         let (response_done_tx, response_done_rx) = oneshot::channel();
         let DaemonConnection {
             reader,
@@ -908,4 +944,20 @@ fn send_stop(mut connection: DaemonConnection) {
     tokio::spawn(async move {
         let _ = protocol::write_frame(&mut connection.writer, &Frame::Stop).await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counts_as_activity;
+
+    #[test]
+    fn ignored_paths_are_prefixes_as_apache_locations() {
+        let ignored = vec!["/health".to_owned()];
+        assert!(!counts_as_activity(&ignored, "/health"));
+        assert!(!counts_as_activity(&ignored, "/health/deep"));
+        assert!(!counts_as_activity(&ignored, "/healthz"));
+        assert!(counts_as_activity(&ignored, "/"));
+        assert!(counts_as_activity(&ignored, "/app/health"));
+        assert!(counts_as_activity(&[], "/health"));
+    }
 }

@@ -5,7 +5,9 @@ use pyo3::prelude::*;
 
 use crate::cli::{ApplicationTarget, Config, ExitStatus, OperatingMode};
 use crate::logs::{Level, error_log};
-use crate::wsgi::{AccessScripts, AppSource, AppSpec, Executor, ProcessFacts, StandardStreams};
+use crate::wsgi::{
+    AccessScripts, AppSource, AppSpec, DeveloperTools, Executor, ProcessFacts, StandardStreams,
+};
 
 /// What every process that runs the application does first, in either mode: leave
 /// Ctrl-C to the supervisor, open the error log, set Python's switch interval, move to
@@ -72,6 +74,7 @@ pub fn start_executor(py: Python<'_>, config: &Config) -> Result<Executor, ExitS
             .iter()
             .map(|(_, script)| script.clone())
             .collect(),
+        developer_tools: developer_tools(config),
     };
     let streams = if debug {
         StandardStreams::Terminal
@@ -89,6 +92,22 @@ pub fn start_executor(py: Python<'_>, config: &Config) -> Result<Executor, ExitS
         error_log::log(Level::Error, "wsgi", &error.to_string());
         ExitStatus::AppLoadFailed
     })
+}
+
+/// The developer tools of debug mode that run in Python, when any is asked for.
+pub fn developer_tools(config: &Config) -> Option<DeveloperTools> {
+    let tools = &config.developer_tools;
+    (debug_mode(config) && tools.in_python()).then(|| DeveloperTools {
+        post_mortem: tools.post_mortem,
+        debugger_startup: tools.debugger_startup,
+        coverage_directory: tools.coverage_directory.clone(),
+        profiler_directory: tools.profiler_directory.clone(),
+        recorder_directory: tools.recorder_directory.clone(),
+    })
+}
+
+fn debug_mode(config: &Config) -> bool {
+    config.processes.mode == OperatingMode::Debug
 }
 
 /// The access-control scripts this process runs before the application.

@@ -10,6 +10,6 @@ mod executor;
 mod logs;
 mod runtime;
 
-pub use executor::start_executor;
+pub use executor::{developer_tools, start_executor};
 pub use logs::{open_access_log, open_error_log};
 pub use runtime::{exit_now_if_stuck, new_runtime};

@@ -38,6 +38,19 @@ pub(super) fn banner(config: &Config, control_script: Option<&std::path::Path>) 
     if let Some(path) = &config.logs.startup_log {
         lines.push(("Startup Log File", path.display().to_string()));
     }
+    let tools = &config.developer_tools;
+    if let Some(path) = &tools.coverage_directory {
+        lines.push((
+            "Coverage Output",
+            path.join("index.html").display().to_string(),
+        ));
+    }
+    if let Some(path) = &tools.profiler_directory {
+        lines.push(("Profiler Output", path.display().to_string()));
+    }
+    if let Some(path) = &tools.recorder_directory {
+        lines.push(("Recorder Output", path.display().to_string()));
+    }
     let processes = config.processes.n_processes;
     let threads = config.processes.n_threads;
     if let Some(path) = &config.python_settings.envvars_script {

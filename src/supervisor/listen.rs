@@ -90,14 +90,19 @@ fn bind_one(address: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
     Ok(socket)
 }
 
-/// Makes (or takes back from the `--user` of an earlier run) `run/` in the server root,
-/// the folder of the daemon socket, open to its owner only. With `--user` it is handed to
+/// Makes (or takes back from the `--user` of an earlier run) `run/` in the server root
+/// (or `--socket-prefix`'s `ferrule-PORT`), the folder of the daemon socket, open to its
+/// owner only. With `--user` it is handed to
 /// that user, who binds and removes the socket there; so it must be a real folder, never
 /// a link to elsewhere. (Nobody else can swap it between our checks: the server root is
-/// ours alone, see `cli::config`.)
-pub(super) fn socket_directory(server_root: &Path) -> Result<PathBuf, String> {
+/// ours alone, see `cli::config`; a `--socket-prefix` directory should be too, which
+/// docs/daemon-mode.md asks.)
+pub(super) fn socket_directory(
+    server_root: &Path,
+    socket_prefix_folder: Option<&Path>,
+) -> Result<PathBuf, String> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let path = server_root.join("run");
+    let path = socket_prefix_folder.map_or_else(|| server_root.join("run"), Path::to_path_buf);
     let cannot = |error: std::io::Error| {
         format!(
             "cannot make the daemon socket's folder '{}': {error}",
@@ -136,7 +141,7 @@ pub(super) fn bind_daemon_socket(
     let path = directory.join(format!("daemon-{}.sock", std::process::id()));
     if path.as_os_str().len() > MAX_SOCKET_PATH {
         return Err(format!(
-            "the daemon socket path '{}' is longer than the {MAX_SOCKET_PATH} bytes a UNIX socket allows\nhint: choose a shorter --server-root",
+            "the daemon socket path '{}' is longer than the {MAX_SOCKET_PATH} bytes a UNIX socket allows\nhint: choose a shorter --server-root, or give --socket-prefix a short directory",
             path.display()
         ));
     }

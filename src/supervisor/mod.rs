@@ -12,7 +12,8 @@
 //! - [`signals`]: signals taken and sent;
 //! - [`children`]: the table of child processes and their state machine, pure, tested
 //!   with a fake [`children::Spawner`]; [`spawner`] is the real one;
-//! - [`recycle`]: when a daemon process is replaced although nothing failed.
+//! - [`recycle`]: when a daemon process is replaced although nothing failed;
+//! - [`services`]: the managed services' processes (`--service-script`).
 
 mod banner;
 mod child_environment;
@@ -23,6 +24,7 @@ mod pid_file;
 mod piped_logs;
 mod privileges;
 mod recycle;
+mod services;
 mod signals;
 mod spawner;
 mod startup;
@@ -34,7 +36,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-pub use startup::{prepare_foreground, run, setup};
+pub use startup::{prepare_foreground, run, run_under_gdb, setup};
 
 use crate::cli::{Config, ExitStatus};
 use children::{Children, Settings};
@@ -71,6 +73,8 @@ enum Event {
     RetireDeadline { pid: u32 },
     /// The in-process front end stopped serving (daemon mode).
     FrontendDone,
+    /// Time to start managed service `index` again.
+    ServiceRespawn { index: usize },
 }
 
 /// The supervisor's loop, from its signal handlers to the last child's exit.
@@ -139,6 +143,8 @@ async fn serve(
         },
     });
     children.start(&mut world);
+    let mut services = services::Services::new(&config.services);
+    services.start(&mut world);
     let mut kill_timer = std::pin::pin!(tokio::time::sleep(Duration::MAX / 4));
     let mut ticks = tokio::time::interval(children.tick_interval());
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -147,7 +153,7 @@ async fn serve(
             .daemon
             .as_ref()
             .is_none_or(|daemon| daemon.frontend_done);
-        if children.stopping() && children.is_empty() && frontend_finished {
+        if children.stopping() && children.is_empty() && services.is_empty() && frontend_finished {
             return children.exit_status();
         }
         let event = tokio::select! {
@@ -168,6 +174,7 @@ async fn serve(
             }
             () = &mut kill_timer, if children.stopping() => {
                 children.kill_all(libc::SIGKILL, &mut world);
+                services.kill_all();
                 if let Some(daemon) = &mut world.daemon {
                     daemon.frontend_done = true;
                 }
@@ -181,6 +188,7 @@ async fn serve(
                 drop(embedded_listeners.take());
                 if !children.stopping() {
                     children.stop(&mut world);
+                    services.stop();
                     kill_timer.as_mut().reset(
                         tokio::time::Instant::now() + processes.shutdown_timeout + KILL_GRACE,
                     );
@@ -190,6 +198,7 @@ async fn serve(
                 // As Apache's graceful restart: the log files are opened again by name
                 // (logrotate moved them); the new processes open them afresh.
                 crate::logs::rotate::reopen_all();
+                services.restart();
                 // The front end here serves HTTPS (daemon mode): it reads a renewed
                 // certificate as Apache does, keeping the old one if the new files do
                 // not load. Embedded processes read the files as they start: files that
@@ -210,7 +219,12 @@ async fn serve(
                     children.restart(&mut world);
                 }
             }
-            Event::ProcessExited { pid, status } => children.on_exit(pid, status, &mut world),
+            Event::ProcessExited { pid, status } => {
+                if !services.on_exit(pid, status, &mut world) {
+                    children.on_exit(pid, status, &mut world);
+                }
+            }
+            Event::ServiceRespawn { index } => services.respawn(index, &mut world),
             Event::Respawn { slot } => children.respawn(slot, &mut world),
             Event::DaemonReady { pid } => children.on_ready(pid, &mut world),
             Event::DaemonRecycle { pid, reason } => {

@@ -16,7 +16,7 @@ use super::signals::send_signal;
 use super::{Event, listen};
 use crate::cli::{
     CONTRACT_VARIABLES, Config, DAEMON_SOCKET_ENV, ExitStatus, LISTENER_FD_ENV, PROCESS_INDEX_ENV,
-    TLS_LISTENER_FD_ENV,
+    SERVICE_ENV, TLS_LISTENER_FD_ENV,
 };
 use crate::frontend::DaemonPool;
 use crate::logs::{Level, error_log};
@@ -161,6 +161,55 @@ impl Spawner for Processes<'_> {
         self.daemon
             .as_ref()
             .is_some_and(|daemon| daemon.pool.idle_for(pid, limit))
+    }
+}
+
+impl Processes<'_> {
+    /// Starts the process of the managed service `name` (`--service-script`): `python -m
+    /// ferrule` with the same arguments and `FERRULE_SERVICE=name`, inheriting no listener.
+    pub(super) fn spawn_service(&mut self, name: &str) -> Option<u32> {
+        let mut command = Command::new(&self.config.python.executable);
+        for spec in &self.config.python_settings.warnings {
+            command.arg("-W").arg(spec);
+        }
+        command
+            .arg("-m")
+            .arg("ferrule")
+            .args(self.argv)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(false);
+        self.environment.apply(&mut command);
+        for variable in CONTRACT_VARIABLES {
+            command.env_remove(variable);
+        }
+        command.env(SERVICE_ENV, name);
+        let supervisor_pid = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+        // SAFETY: as in `spawn`: only system calls between fork and exec.
+        unsafe {
+            command.pre_exec(move || prepare_child(supervisor_pid, [None, None]));
+        }
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => {
+                error_log::log(
+                    Level::Error,
+                    "ferrule",
+                    &format!(
+                        "cannot start the process of service '{name}' with '{}': {error}",
+                        self.config.python.executable.display()
+                    ),
+                );
+                return None;
+            }
+        };
+        let pid = child.id()?;
+        let event_tx = self.event_tx.clone();
+        tokio::spawn(async move {
+            if let Ok(status) = child.wait().await {
+                let _ = event_tx.send(Event::ProcessExited { pid, status });
+            }
+        });
+        Some(pid)
     }
 }
 

@@ -2,7 +2,7 @@
 //! the pid file, the listener, the user to run as, the banner), the front end it runs in
 //! daemon mode, and `setup-server` and `--debug-mode`, which share those steps.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,7 +126,10 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     // A static site has no application: the front end here serves it, with no children.
     let static_site = matches!(config.application.target, ApplicationTarget::Static(_));
     let socket_directory = if config.processes.mode == OperatingMode::Daemon || static_site {
-        match listen::socket_directory(&config.server.server_root) {
+        match listen::socket_directory(
+            &config.server.server_root,
+            config.processes.daemon_details.socket_directory.as_deref(),
+        ) {
             Ok(directory) => Some(directory),
             Err(message) => {
                 crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
@@ -255,6 +258,39 @@ fn create_server_root(config: &Config) -> Result<(), ExitStatus> {
         })
 }
 
+/// `--enable-gdb`: runs this very command again under gdb (`gdb -ex run --args python -m
+/// ferrule ARGS`), with the terminal, so that a crash of the debug-mode process stops at
+/// gdb's prompt. Returns only when gdb cannot be started.
+pub fn run_under_gdb(config: &Config, gdb: &Path, argv: &[String]) -> ExitStatus {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(gdb);
+    // No question about downloading debug symbols before the program runs; no pager
+    // between the user and a backtrace.
+    command
+        .args([
+            "-q",
+            "-iex",
+            "set debuginfod enabled off",
+            "-iex",
+            "set pagination off",
+        ])
+        .args(["-ex", "run", "--args"])
+        .arg(&config.python.executable);
+    for spec in &config.python_settings.warnings {
+        command.arg("-W").arg(spec);
+    }
+    command
+        .args(["-m", "ferrule"])
+        .args(argv)
+        .env(crate::cli::UNDER_GDB_ENV, "1");
+    let error = command.exec();
+    crate::logs::write_terminal(&format!(
+        "ferrule: error: cannot start --gdb-executable '{}': {error}\n",
+        gdb.display()
+    ));
+    ExitStatus::Failure
+}
+
 /// `--debug-mode`: what the supervisor does before serving, for a process that then
 /// serves the application itself: the server root, the error log, the listeners (HTTP,
 /// and HTTPS with `--https-port`), the banner.
@@ -311,11 +347,14 @@ pub(super) fn start_frontend(
         .transpose()?;
     let unix_listener = tokio::net::UnixListener::from_std(unix_listener)?;
     let (pool_tx, mut pool_rx) = mpsc::unbounded_channel();
-    let pool = Arc::new(DaemonPool::new(
-        config.processes.queue_timeout,
-        config.application.reload_entry,
-        pool_tx,
-    ));
+    let pool = Arc::new(
+        DaemonPool::new(
+            config.processes.queue_timeout,
+            config.application.reload_entry,
+            pool_tx,
+        )
+        .with_ignore_activity(config.processes.daemon_details.ignore_activity.clone()),
+    );
     let forward_tx = event_tx.clone();
     tokio::spawn(async move {
         while let Some(event) = pool_rx.recv().await {

@@ -54,6 +54,8 @@ pub struct AppSpec {
     pub python_paths: Vec<PathBuf>,
     /// `--add-handler` scripts, in the order of their extensions.
     pub handler_scripts: Vec<PathBuf>,
+    /// The developer tools of debug mode, when any is asked for.
+    pub developer_tools: Option<super::developer_tools::DeveloperTools>,
 }
 
 /// Loads the application named by `spec.source` and returns its WSGI callable.
@@ -86,6 +88,22 @@ pub fn load_application(py: Python<'_>, spec: &AppSpec) -> Result<Py<PyAny>, App
         }
         AppSource::Paste(ini) => load_paste(py, ini),
     }
+}
+
+/// Runs a managed service's script (`--service-script`), as mod_wsgi runs an import
+/// script: a private module like the application's script, after the same `sys.path`
+/// set-up, with `print()` output going to the error log.
+pub fn run_service_script(
+    py: Python<'_>,
+    spec: &AppSpec,
+    script: &std::path::Path,
+) -> Result<(), AppLoadError> {
+    let interpreter_error = |error: PyErr| AppLoadError::Interpreter {
+        traceback: format_exception(py, &error),
+    };
+    super::executor::redirect_standard_streams(py).map_err(interpreter_error)?;
+    set_up_sys_path(py, spec).map_err(interpreter_error)?;
+    run_script(py, script).map(drop)
 }
 
 /// Loads the `--add-handler` scripts, each as a private module like the application's

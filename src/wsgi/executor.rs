@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 
 use super::app::{AppSpec, entry_file, format_exception, load_application, load_handlers};
 use super::context::{Job, ThreadContext};
+use super::developer_tools::Session;
 use super::environ::{self, ProcessFacts};
 use super::error::AppLoadError;
 use super::file_wrapper::FileWrapper;
@@ -42,6 +43,9 @@ pub struct Executor {
     mailbox: Arc<Mailbox>,
     /// What the threads are doing, for the front end's metrics and status page.
     activity: Arc<ThreadActivity>,
+    /// The developer tools of debug mode; dropped after the threads stopped, when it
+    /// writes the coverage report and the profile.
+    developer_session: Option<Session>,
 }
 
 impl Executor {
@@ -59,7 +63,16 @@ impl Executor {
         if streams == StandardStreams::ErrorLog {
             redirect_standard_streams(py).map_err(interpreter_error)?;
         }
+        let developer_session = spec
+            .developer_tools
+            .as_ref()
+            .map(|tools| Session::start(py, tools))
+            .transpose()?;
         let app = load_application(py, spec)?;
+        let app = match (&developer_session, &spec.developer_tools) {
+            (Some(session), Some(tools)) => session.wrap(py, app, tools)?,
+            _ => app,
+        };
         let handlers = load_handlers(py, spec)?;
         let errors = Bound::new(py, LogStream::new("wsgi.errors", Level::Error))
             .map_err(interpreter_error)?;
@@ -100,6 +113,7 @@ impl Executor {
             context,
             entry_file,
             activity,
+            developer_session,
         })
     }
 
@@ -148,6 +162,8 @@ impl Executor {
         for thread in self.threads {
             let _ = thread.join();
         }
+        // The coverage report and the profile, once no request runs.
+        drop(self.developer_session);
         true
     }
 }
@@ -178,7 +194,7 @@ fn application_thread(
 }
 
 /// Sends `print()` and `sys.stderr` output of the application to the error log.
-fn redirect_standard_streams(py: Python<'_>) -> PyResult<()> {
+pub(super) fn redirect_standard_streams(py: Python<'_>) -> PyResult<()> {
     let sys = py.import("sys")?;
     sys.setattr(
         "stdout",

@@ -16,6 +16,8 @@
 mod access;
 mod app;
 mod context;
+mod deadlock_watch;
+mod developer_tools;
 mod environ;
 mod error;
 mod executor;
@@ -30,7 +32,9 @@ mod start_response;
 use pyo3::prelude::*;
 
 pub use access::AccessScripts;
-pub use app::{AppSource, AppSpec, load_application};
+pub use app::{AppSource, AppSpec, load_application, run_service_script};
+pub use deadlock_watch::DeadlockWatch;
+pub use developer_tools::{DeveloperTools, missing_package};
 pub use environ::ProcessFacts;
 pub use error::AppLoadError;
 pub use executor::{Executor, StandardStreams};

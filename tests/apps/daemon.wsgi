@@ -7,6 +7,7 @@
 /exit                     the process leaves with os._exit(1) mid-request
 /echo-length              reads wsgi.input, answers {"pid": N, "length": bytes read}
 /ignore-body              answers without reading the request body
+/hold-gil?seconds=S       calls C's sleep(S) without releasing the GIL (a stuck C extension)
 """
 
 import json
@@ -44,6 +45,11 @@ def application(environ, start_response):
         HOARD.append(bytearray(int(query.get("mb", "100")) * 1024 * 1024))
         for block in HOARD:
             block[::4096] = b"x" * len(block[::4096])  # touch every page: make it resident
+    elif path == "/hold-gil":
+        import ctypes
+
+        # PyDLL calls keep the GIL: no other thread of this process runs Python meanwhile.
+        ctypes.PyDLL(None).sleep(int(query.get("seconds", "30")))
     elif path == "/exit":
         os._exit(1)
     elif path == "/echo-length":

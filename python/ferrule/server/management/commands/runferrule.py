@@ -78,9 +78,7 @@ class Command(BaseCommand):
             and not (index > 0 and argv[2:][index - 1] in DJANGO_OPTIONS)
         ]
         if "-h" in arguments or "--help" in arguments:
-            from ferrule._ferrule import main
-
-            sys.exit(main(["start-server", "--help"]))
+            sys.exit(self.print_help(argv[0], argv[1]))
         try:
             sys.exit(self.serve(arguments))
         except CommandError as error:
@@ -101,6 +99,21 @@ class Command(BaseCommand):
         # The processes that load the project need the settings the command was given.
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings.SETTINGS_MODULE)
         return main(["start-server", *derived, *arguments])
+
+    def print_help(self, prog_name: str, subcommand: str) -> int:
+        """`manage.py help runferrule` and `manage.py runferrule --help`: what the command
+        works out from the settings, then the start-server options it takes."""
+        from ferrule._ferrule import main
+
+        name = os.path.basename(prog_name)
+        self.stdout.write(
+            f"Usage: {name} {subcommand} [start-server options]\n\n"
+            f"{self.help}\nFrom the settings: the application (WSGI_APPLICATION, as "
+            "--application-type module --entry-point), the working directory (BASE_DIR), "
+            "and --url-alias for STATIC_URL and MEDIA_URL. Options given win.\n\n"
+        )
+        self.stdout.flush()
+        return main(["start-server", "--help"])
 
     def handle(self, *args, **options):
         raise CommandError("run it as: manage.py runferrule [start-server options]")

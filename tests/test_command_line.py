@@ -174,7 +174,7 @@ def test_help_lists_every_mod_wsgi_express_option():
     "arguments",
     [
         ["--http2"],
-        ["--server-metrics"],
+        ["--enable-profiler"],
         ["--with-cgi"],
         ["--socket-prefix", "/tmp/ferrule-sockets"],
         ["--enable-debugger"],
@@ -187,10 +187,10 @@ def test_options_not_built_yet_are_refused_by_name(arguments):
 
 
 def test_unsupported_options_are_all_reported_together():
-    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), "--http2", "--server-metrics")
+    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), "--http2", "--enable-profiler")
     assert result.returncode == 2
     assert "--http2" in result.stderr
-    assert "--server-metrics" in result.stderr
+    assert "--enable-profiler" in result.stderr
 
 
 # --- Options that configure Apache itself ------------------------------------------------

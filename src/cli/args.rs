@@ -599,6 +599,11 @@ pub(super) struct StartServerArgs {
     #[arg(long, help_heading = "Debugging and monitoring")]
     pub(super) server_status: bool,
 
+    /// Let the application read the server's state: `mod_wsgi.server_metrics()` returns
+    /// each process's view of its threads instead of None (docs/python.md).
+    #[arg(long, help_heading = "Debugging and monitoring")]
+    pub(super) server_metrics: bool,
+
     /// Name the server process shows in `ps`, `top` and `pgrep` (at most 15 bytes are
     /// kept), for process managers that look for a given name.
     #[arg(long, value_name = "NAME", help_heading = "Server")]

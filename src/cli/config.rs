@@ -134,6 +134,8 @@ pub struct OperationsConfig {
     pub metrics_path: Option<String>,
     /// `--server-status`: `/server-status`, to loopback clients.
     pub server_status: bool,
+    /// `--server-metrics`: `mod_wsgi.server_metrics()` answers (read by the executor).
+    pub server_metrics: bool,
 }
 
 /// The site around the application: `--document-root`, `--directory-index`,
@@ -519,6 +521,7 @@ impl Config {
             health_check_path,
             metrics_path,
             server_status,
+            server_metrics,
             systemd,
             chunked_request: _,
             log_to_terminal,
@@ -635,6 +638,7 @@ impl Config {
                 health_check_path,
                 metrics_path,
                 server_status,
+                server_metrics,
             },
         );
         let request_environ = request_environ(&mut problems, &setenv, &passenv);

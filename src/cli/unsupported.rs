@@ -69,7 +69,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("proxy-mount-point",          Tuple(2), PROXYING,      "URL-PATH URL",          "Forward requests below a URL path to another server."),
     option("proxy-url-alias",            Tuple(2), PROXYING,      "URL-PATH URL",          "Older name of --proxy-mount-point."),
     option("proxy-virtual-host",         Tuple(2), PROXYING,      "HOSTNAME URL",          "Forward requests for a host name to another server."),
-    option("server-metrics",             Flag,     DEBUGGING,     "",                      "Collect server metrics for the application to read."),
     option("telemetry-service",          Value,    DEBUGGING,     "TARGET",                "Where telemetry is sent."),
     option("enable-telemetry",           Flag,     DEBUGGING,     "",                      "Collect telemetry about requests and processes."),
     option("telemetry-ui-port",          Value,    DEBUGGING,     "NUMBER",                "Port of the telemetry dashboard."),

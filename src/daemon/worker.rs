@@ -7,8 +7,8 @@
 //! (graceful restart, recycling, shutdown); the process exits once all have ended.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -50,6 +50,9 @@ struct Worker {
     /// Tell the front end which file to watch, and watch every imported file.
     reload_entry: bool,
     reload_on_changes: bool,
+    /// Why this process asked to be replaced, for the application's `process_stopping`
+    /// subscribers; set by the control connection's task.
+    asked_to_stop: Arc<OnceLock<&'static str>>,
 }
 
 /// How one connection ended.
@@ -82,6 +85,7 @@ pub fn run(py: Python<'_>, config: &Config, socket: PathBuf, slot: u32) -> ExitS
         recycle_rx: std::sync::Mutex::new(Some(recycle_rx)),
         reload_entry: config.application.reload_entry,
         reload_on_changes: config.application.reload_on_changes,
+        asked_to_stop: Arc::default(),
     });
     let n_connections = config.processes.n_threads.max(1);
     let shutdown_timeout = config.processes.shutdown_timeout;
@@ -123,7 +127,17 @@ fn serve(worker: Arc<Worker>, n_connections: usize, shutdown_timeout: Duration) 
     let Ok(worker) = Arc::try_unwrap(worker) else {
         return ExitStatus::Success;
     };
-    crate::process::exit_now_if_stuck(worker.executor.stop(shutdown_timeout), ExitStatus::Success)
+    // mod_wsgi's reasons: a limit this process reached, else the SIGTERM or Stop of a
+    // server stopping or restarting (mod_wsgi's "shutdown_signal" covers both).
+    let reason = worker
+        .asked_to_stop
+        .get()
+        .copied()
+        .unwrap_or("shutdown_signal");
+    crate::process::exit_now_if_stuck(
+        worker.executor.stop(shutdown_timeout, reason),
+        ExitStatus::Success,
+    )
 }
 
 /// Opens the control connection and starts the watchers of `--cpu-time-limit` and
@@ -180,9 +194,13 @@ async fn start_control(worker: &Arc<Worker>) -> std::io::Result<()> {
         });
     }
     drop(limits_tx);
+    let asked_to_stop = Arc::clone(&worker.asked_to_stop);
     tokio::spawn(async move {
         // Kept open for the life of the process: its end tells the front end we are gone.
         while let Some(frame) = limits_rx.recv().await {
+            if let Some(reason) = shutdown_reason(&frame) {
+                let _ = asked_to_stop.set(reason);
+            }
             if protocol::write_frame(&mut control, &frame).await.is_err() {
                 return;
             }
@@ -190,6 +208,22 @@ async fn start_control(worker: &Arc<Worker>) -> std::io::Result<()> {
         std::future::pending::<()>().await;
     });
     Ok(())
+}
+
+/// The `shutdown_reason` mod_wsgi gives for a request to be replaced.
+fn shutdown_reason(frame: &Frame) -> Option<&'static str> {
+    match frame {
+        Frame::Recycle(reason) => Some(if reason.contains("--maximum-requests") {
+            "maximum_requests"
+        } else if reason.contains("--cpu-time-limit") {
+            "cpu_time_limit"
+        } else {
+            // --memory-limit: mod_wsgi has no such reason; ours names the option.
+            "memory_limit"
+        }),
+        Frame::CodeChanged(_) => Some("script_reload"),
+        _ => None,
+    }
 }
 
 /// Sets the CPU time limit; the kernel's SIGXCPU when it is reached becomes a request

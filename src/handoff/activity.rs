@@ -21,6 +21,8 @@ pub struct ThreadActivity {
     queue_waits: AtomicU64,
     /// Whether threads write down the request they run (`--server-status`).
     record_requests: AtomicBool,
+    /// Microseconds threads spent on requests that ended (`process_metrics()`).
+    busy_micros: AtomicU64,
     threads: Box<[ThreadSlot]>,
 }
 
@@ -52,6 +54,7 @@ impl ThreadActivity {
             queue_wait_micros: AtomicU64::new(0),
             queue_waits: AtomicU64::new(0),
             record_requests: AtomicBool::new(false),
+            busy_micros: AtomicU64::new(0),
             threads: (0..threads).map(|_| ThreadSlot::default()).collect(),
         }
     }
@@ -96,7 +99,24 @@ impl ThreadActivity {
                 Ordering::Relaxed,
             );
         }
-        Busy { slot }
+        Busy {
+            slot,
+            activity: self,
+        }
+    }
+
+    /// Time threads spent on requests: those that ended, and so far of those running.
+    pub fn busy_time(&self) -> Duration {
+        let now = micros(self.epoch.elapsed()) + 1;
+        let running: u64 = self
+            .threads
+            .iter()
+            .map(|slot| match slot.busy_since.load(Ordering::Relaxed) {
+                0 => 0,
+                since => now.saturating_sub(since),
+            })
+            .sum();
+        Duration::from_micros(self.busy_micros.load(Ordering::Relaxed) + running)
     }
 
     /// Requests waiting for a thread now.
@@ -143,12 +163,17 @@ impl ThreadActivity {
 /// A thread busy on a request; dropping it makes the thread idle again.
 pub struct Busy<'a> {
     slot: Option<&'a ThreadSlot>,
+    activity: &'a ThreadActivity,
 }
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot {
-            slot.busy_since.store(0, Ordering::Relaxed);
+            let since = slot.busy_since.swap(0, Ordering::Relaxed);
+            let now = micros(self.activity.epoch.elapsed()) + 1;
+            self.activity
+                .busy_micros
+                .fetch_add(now.saturating_sub(since), Ordering::Relaxed);
         }
     }
 }
@@ -176,8 +201,12 @@ mod tests {
         assert!(threads[1].busy_for.is_some());
         assert_eq!(threads[1].request, "POST /slow?x=1");
         assert_eq!(threads[1].requests, 1);
+        std::thread::sleep(Duration::from_millis(2));
         drop(busy);
         assert_eq!(activity.threads()[1].busy_for, None);
+        let busy_time = activity.busy_time();
+        assert!(busy_time >= Duration::from_millis(2), "{busy_time:?}");
+        assert_eq!(activity.busy_time(), busy_time, "nothing runs any more");
         assert_eq!(activity.queue_wait().1, 1);
     }
 }

@@ -15,6 +15,7 @@ use super::context::{Job, ThreadContext};
 use super::environ::{self, ProcessFacts};
 use super::error::AppLoadError;
 use super::file_wrapper::FileWrapper;
+use super::host_module;
 use super::log_stream::LogStream;
 use super::queue::JobQueue;
 use super::{Request, run};
@@ -59,6 +60,13 @@ impl Executor {
         if streams == StandardStreams::ErrorLog {
             redirect_standard_streams(py).map_err(interpreter_error)?;
         }
+        let n_threads = facts.n_threads.max(1);
+        let activity = Arc::new(ThreadActivity::new(n_threads));
+        if facts.server_metrics {
+            activity.record_requests();
+        }
+        // Before the application, which may import it at once.
+        host_module::install(py, &facts, Arc::clone(&activity)).map_err(interpreter_error)?;
         let app = load_application(py, spec)?;
         let handlers = load_handlers(py, spec)?;
         let errors = Bound::new(py, LogStream::new("wsgi.errors", Level::Error))
@@ -68,7 +76,6 @@ impl Executor {
             environ::template(py, &facts, errors.as_any(), file_wrapper.as_any())
                 .map_err(interpreter_error)?
                 .unbind();
-        let n_threads = facts.n_threads.max(1);
         let entry_file = entry_file(py, spec);
         let context = Arc::new(ThreadContext::new(
             app,
@@ -79,7 +86,6 @@ impl Executor {
             super::access::Scripts::new(access),
         ));
         let queue = Arc::new(JobQueue::new());
-        let activity = Arc::new(ThreadActivity::new(n_threads));
         let threads = (0..n_threads)
             .map(|index| {
                 let context = Arc::clone(&context);
@@ -135,8 +141,11 @@ impl Executor {
     }
 
     /// Closes the queue and waits up to `timeout` for the threads to finish their
-    /// requests. Returns false if some thread was still busy. Call it detached from Python.
-    pub fn stop(self, timeout: Duration) -> bool {
+    /// requests, then tells the application's `process_stopping` subscribers why the
+    /// process stops (`reason`, one of mod_wsgi's `shutdown_reason` values). Returns
+    /// false if some thread was still busy (the subscribers are not called then: a thread
+    /// stuck holding the GIL would stop them too). Call it detached from Python.
+    pub fn stop(self, timeout: Duration, reason: &str) -> bool {
         self.queue.close();
         let deadline = Instant::now() + timeout;
         while self.threads.iter().any(|thread| !thread.is_finished()) {
@@ -147,6 +156,9 @@ impl Executor {
         }
         for thread in self.threads {
             let _ = thread.join();
+        }
+        if let Some(host) = host_module::host() {
+            Python::attach(|py| host.publish_stopping(py, reason));
         }
         true
     }

@@ -604,6 +604,13 @@ pub(super) struct StartServerArgs {
     #[arg(long, help_heading = "Debugging and monitoring")]
     pub(super) server_metrics: bool,
 
+    /// Log a request still running after this many seconds (fractions allowed), once,
+    /// with its request id, method, target, thread and Python stack; 0, the default,
+    /// never does (docs/operations.md).
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS", value_parser = parse_slow_requests,
+          help_heading = "Debugging and monitoring")]
+    pub(super) slow_requests: f64,
+
     /// Name the server process shows in `ps`, `top` and `pgrep` (at most 15 bytes are
     /// kept), for process managers that look for a given name.
     #[arg(long, value_name = "NAME", help_heading = "Server")]
@@ -717,6 +724,14 @@ fn parse_thread_count(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(count @ 1..=1024) => Ok(count),
         _ => Err(format!("'{text}' is not a thread count between 1 and 1024")),
+    }
+}
+
+/// `--slow-requests`: seconds, 0 or more.
+fn parse_slow_requests(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if std::time::Duration::try_from_secs_f64(seconds).is_ok() => Ok(seconds),
+        _ => Err(format!("'{text}' is not a number of seconds (0 or more)")),
     }
 }
 

@@ -136,6 +136,8 @@ pub struct OperationsConfig {
     pub server_status: bool,
     /// `--server-metrics`: `mod_wsgi.server_metrics()` answers (read by the executor).
     pub server_metrics: bool,
+    /// `--slow-requests`; `None` when 0 (read by the executor).
+    pub slow_requests: Option<Duration>,
 }
 
 /// The site around the application: `--document-root`, `--directory-index`,
@@ -522,6 +524,7 @@ impl Config {
             metrics_path,
             server_status,
             server_metrics,
+            slow_requests,
             systemd,
             chunked_request: _,
             log_to_terminal,
@@ -639,6 +642,9 @@ impl Config {
                 metrics_path,
                 server_status,
                 server_metrics,
+                slow_requests: Duration::try_from_secs_f64(slow_requests)
+                    .ok()
+                    .filter(|threshold| !threshold.is_zero()),
             },
         );
         let request_environ = request_environ(&mut problems, &setenv, &passenv);

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::RequestId;
+
 /// The board of one process's application threads.
 pub struct ThreadActivity {
     /// The time the board's timestamps count from.
@@ -33,6 +35,10 @@ struct ThreadSlot {
     busy_since: AtomicU64,
     requests: AtomicU64,
     request: Mutex<String>,
+    /// The current (or last) request's id, as bits.
+    request_id: AtomicU64,
+    /// The thread's Python identity (`threading.get_ident()`), once it said.
+    python_thread: AtomicU64,
 }
 
 /// One thread as the status page shows it.
@@ -44,6 +50,10 @@ pub struct ThreadState {
     pub requests: u64,
     /// `METHOD target` of the current request, when requests are recorded.
     pub request: String,
+    /// The current request's id (meaningful while busy).
+    pub request_id: RequestId,
+    /// The thread's `threading.get_ident()`; 0 if it did not say.
+    pub python_thread: u64,
 }
 
 impl ThreadActivity {
@@ -69,12 +79,21 @@ impl ThreadActivity {
         self.queued.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Thread `index` took a request queued at `queued_at`; it counts as busy until the
-    /// returned guard is dropped.
+    /// Thread `index` says who it is to Python (`threading.get_ident()`), for the
+    /// watchers that read its stack.
+    pub fn set_python_thread(&self, index: usize, ident: u64) {
+        if let Some(slot) = self.threads.get(index) {
+            slot.python_thread.store(ident, Ordering::Relaxed);
+        }
+    }
+
+    /// Thread `index` took request `request_id` queued at `queued_at`; it counts as busy
+    /// until the returned guard is dropped.
     pub fn begin(
         &self,
         index: usize,
         queued_at: Instant,
+        request_id: RequestId,
         method: &http::Method,
         target: &http::Uri,
     ) -> Busy<'_> {
@@ -94,6 +113,8 @@ impl ThreadActivity {
                 request.push_str(&target.to_string());
             }
             slot.requests.fetch_add(1, Ordering::Relaxed);
+            slot.request_id
+                .store(request_id.to_bits(), Ordering::Relaxed);
             slot.busy_since.store(
                 micros(now.saturating_duration_since(self.epoch)) + 1,
                 Ordering::Relaxed,
@@ -154,6 +175,8 @@ impl ThreadActivity {
                     busy_for,
                     requests: slot.requests.load(Ordering::Relaxed),
                     request,
+                    request_id: RequestId::from_bits(slot.request_id.load(Ordering::Relaxed)),
+                    python_thread: slot.python_thread.load(Ordering::Relaxed),
                 }
             })
             .collect()
@@ -194,13 +217,15 @@ mod tests {
         activity.queued();
         assert_eq!(activity.queue_length(), 2);
         let target: http::Uri = "/slow?x=1".parse().unwrap();
-        let busy = activity.begin(1, Instant::now(), &http::Method::POST, &target);
+        let id = RequestId::generate();
+        let busy = activity.begin(1, Instant::now(), id, &http::Method::POST, &target);
         assert_eq!(activity.queue_length(), 1);
         let threads = activity.threads();
         assert_eq!(threads[0].busy_for, None);
         assert!(threads[1].busy_for.is_some());
         assert_eq!(threads[1].request, "POST /slow?x=1");
         assert_eq!(threads[1].requests, 1);
+        assert_eq!(threads[1].request_id, id);
         std::thread::sleep(Duration::from_millis(2));
         drop(busy);
         assert_eq!(activity.threads()[1].busy_for, None);

@@ -26,6 +26,8 @@ pub struct ProcessFacts {
     pub application_group: String,
     /// `--server-metrics`: `mod_wsgi.server_metrics()` answers.
     pub server_metrics: bool,
+    /// `--slow-requests`: requests running longer are logged with their Python stack.
+    pub slow_requests: Option<std::time::Duration>,
     pub callable_object: String,
     /// The WSGI script file, for `SCRIPT_FILENAME`.
     pub script_filename: String,

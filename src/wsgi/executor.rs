@@ -18,6 +18,7 @@ use super::file_wrapper::FileWrapper;
 use super::host_module;
 use super::log_stream::LogStream;
 use super::queue::JobQueue;
+use super::slow_requests::SlowRequestWatch;
 use super::{Request, run};
 use crate::handoff::activity::ThreadActivity;
 use crate::handoff::reply::{self, Mailbox, ReplyReceiver};
@@ -43,6 +44,8 @@ pub struct Executor {
     mailbox: Arc<Mailbox>,
     /// What the threads are doing, for the front end's metrics and status page.
     activity: Arc<ThreadActivity>,
+    /// `--slow-requests`: the watcher, stopped when dropped.
+    slow_requests: Option<SlowRequestWatch>,
 }
 
 impl Executor {
@@ -62,7 +65,7 @@ impl Executor {
         }
         let n_threads = facts.n_threads.max(1);
         let activity = Arc::new(ThreadActivity::new(n_threads));
-        if facts.server_metrics {
+        if facts.server_metrics || facts.slow_requests.is_some() {
             activity.record_requests();
         }
         // Before the application, which may import it at once.
@@ -77,6 +80,13 @@ impl Executor {
                 .map_err(interpreter_error)?
                 .unbind();
         let entry_file = entry_file(py, spec);
+        let slow_requests = facts
+            .slow_requests
+            .map(|threshold| SlowRequestWatch::start(threshold, Arc::clone(&activity)))
+            .transpose()
+            .map_err(|error| AppLoadError::Interpreter {
+                traceback: format!("cannot start the --slow-requests watcher: {error}"),
+            })?;
         let context = Arc::new(ThreadContext::new(
             app,
             handlers,
@@ -106,6 +116,7 @@ impl Executor {
             context,
             entry_file,
             activity,
+            slow_requests,
         })
     }
 
@@ -145,7 +156,8 @@ impl Executor {
     /// process stops (`reason`, one of mod_wsgi's `shutdown_reason` values). Returns
     /// false if some thread was still busy (the subscribers are not called then: a thread
     /// stuck holding the GIL would stop them too). Call it detached from Python.
-    pub fn stop(self, timeout: Duration, reason: &str) -> bool {
+    pub fn stop(mut self, timeout: Duration, reason: &str) -> bool {
+        self.slow_requests = None;
         self.queue.close();
         let deadline = Instant::now() + timeout;
         while self.threads.iter().any(|thread| !thread.is_finished()) {
@@ -170,6 +182,10 @@ fn application_thread(
     activity: &ThreadActivity,
     thread_index: usize,
 ) {
+    // SAFETY: pthread_self has no preconditions. Python's threading.get_ident() is this
+    // value on Linux: the slow-request watcher finds the thread's frames by it.
+    let ident = unsafe { libc::pthread_self() };
+    activity.set_python_thread(thread_index, ident as u64);
     Python::attach(|py| {
         loop {
             // Release the GIL between requests, even with more waiting: a thread that took
@@ -181,6 +197,7 @@ fn application_thread(
             let _busy = activity.begin(
                 thread_index,
                 job.queued_at,
+                job.request.request_id,
                 &job.request.method,
                 &job.request.target,
             );

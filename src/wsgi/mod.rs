@@ -27,6 +27,7 @@ mod log_stream;
 mod module_watch;
 mod queue;
 mod run;
+mod slow_requests;
 mod start_response;
 
 use pyo3::prelude::*;

@@ -182,7 +182,7 @@ async fn start_control(worker: &Arc<Worker>) -> std::io::Result<()> {
             let mut ticks = tokio::time::interval(Duration::from_secs(1));
             loop {
                 ticks.tick().await;
-                if let Some(rss) = resident_bytes() {
+                if let Some(rss) = wsgi::resident_bytes() {
                     if rss > limit {
                         let _ = limits_tx.send(Frame::Recycle(format!(
                             "uses {rss} bytes of memory, more than --memory-limit ({limit})"
@@ -247,15 +247,6 @@ fn watch_cpu_time(seconds: u64, limits_tx: mpsc::UnboundedSender<Frame>) -> std:
         }
     });
     Ok(())
-}
-
-/// This process's resident memory, from /proc.
-fn resident_bytes() -> Option<u64> {
-    let statm = fs_err::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page_size).ok()?)
 }
 
 /// Keeps one connection to the front end open, reconnecting when it breaks, until the

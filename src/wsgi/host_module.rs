@@ -335,8 +335,8 @@ pub(crate) fn resource_usage(who: libc::c_int) -> ResourceUsage {
     }
 }
 
-/// This process's resident memory, from /proc.
-fn resident_bytes() -> Option<u64> {
+/// This process's resident memory, from /proc (also `--memory-limit`'s measure).
+pub fn resident_bytes() -> Option<u64> {
     let statm = fs_err::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.

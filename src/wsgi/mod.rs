@@ -37,6 +37,7 @@ pub use app::{AppSource, AppSpec, load_application};
 pub use environ::ProcessFacts;
 pub use error::AppLoadError;
 pub use executor::{Executor, StandardStreams};
+pub use host_module::resident_bytes;
 pub use module_watch::watch_imported_files;
 
 /// Registers the executor's Python classes on `ferrule._ferrule`.

@@ -278,6 +278,51 @@ def test_each_header_becomes_an_http_key(server):
     assert environ["HTTP_HOST"] == f"127.0.0.1:{server.port}"
 
 
+def test_the_common_headers_and_methods_have_their_keys_and_values(server):
+    """The keys of common headers and the common methods are strings made once per
+    process; each must still say what this request sent."""
+    sent = {
+        "User-Agent": "agent/1",
+        "Accept": "text/html",
+        "Accept-Encoding": "identity",
+        "Accept-Language": "fr",
+        "Cookie": "a=1",
+        "Referer": "http://example.com/",
+        "Authorization": "Bearer x",
+        "Cache-Control": "no-cache",
+        "X-Forwarded-For": "192.0.2.1",
+        "X-Forwarded-Proto": "https",
+        "Content-Type": "text/plain",
+    }
+    for method in ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND"):
+        response = requests.request(method, server.url, headers=sent, data=b"abc", timeout=30)
+        environ = environ_of(response)
+        assert environ["REQUEST_METHOD"] == method
+        for name, value in sent.items():
+            key = name.upper().replace("-", "_")
+            key = key if key == "CONTENT_TYPE" else "HTTP_" + key
+            assert environ[key] == value, key
+        assert environ["CONTENT_LENGTH"] == "3"
+        assert environ["HTTP_CONNECTION"] == "keep-alive"
+
+
+def test_no_key_reaches_the_application_unset(server):
+    """Every key set per request has a placeholder in the per-process template: none may
+    be left there, whatever the request (no Host, HTTP/1.0, a HEAD)."""
+    for request in (
+        b"GET /a?b=c HTTP/1.1\r\nHost: Example.COM\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.0\r\n\r\n",
+    ):
+        environ = raw_environ(server.port, request)
+        assert [key for key, value in environ.items() if value == "None"] == []
+    assert raw_environ(server.port, b"GET / HTTP/1.0\r\n\r\n")["SERVER_PROTOCOL"] == "HTTP/1.0"
+    environ = raw_environ(
+        server.port, b"GET /x HTTP/1.1\r\nHost: Example.COM:81\r\nConnection: close\r\n\r\n"
+    )
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.com", "81")
+    assert environ["HTTP_HOST"] == "Example.COM:81"
+
+
 def test_repeated_header_values_are_joined_with_comma_space(server):
     environ = raw_get(
         server.port,

@@ -47,8 +47,10 @@ fn mix(mut value: u64) -> u64 {
     value ^ (value >> 31)
 }
 
-impl std::fmt::Display for RequestId {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl RequestId {
+    /// The id as its 11 characters of URL-safe base64, without the formatting machinery
+    /// (the environ writes one per request).
+    pub fn text(&self) -> RequestIdText {
         const ALPHABET: &[u8; 64] =
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         // 64 bits in 6-bit groups, most significant first: the last group has 4 bits.
@@ -62,7 +64,23 @@ impl std::fmt::Display for RequestId {
             };
             *byte = ALPHABET[usize::try_from(group & 0x3f).unwrap_or(0)];
         }
-        formatter.write_str(std::str::from_utf8(&text).map_err(|_| std::fmt::Error)?)
+        RequestIdText(text)
+    }
+}
+
+/// A request id's characters, held on the stack.
+pub struct RequestIdText([u8; 11]);
+
+impl RequestIdText {
+    pub fn as_str(&self) -> &str {
+        // Every byte comes from the ASCII alphabet above.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.text().as_str())
     }
 }
 

@@ -2,7 +2,13 @@
 //!
 //! Constants (`wsgi.*`, `SCRIPT_NAME`, the `mod_wsgi.*` keys that do not change per
 //! request) live in a per-process template dict; each request starts from one C-level
-//! `dict.copy()` of it and adds what the request says.
+//! `dict.copy()` of it and adds what the request says. The template also holds a
+//! placeholder for every key each request sets ([`PER_REQUEST_KEYS`]): the copy then
+//! replaces values instead of inserting keys, and its table, sized for all of them, has
+//! room left for the request's headers, so the dict never grows while a request fills it
+//! (growing it twice per request cost about 2,000 instructions, counted by callgrind).
+//! Constant values (method, protocol) and the keys of common headers are interned strings,
+//! made once per process.
 //!
 //! Request headers whose names hold anything but ASCII letters, digits and `-` are dropped
 //! (mod_wsgi 4.3.0, "Bugs Fixed" 2): `X_Forwarded_For` must not be able to pose as
@@ -85,8 +91,35 @@ pub(crate) fn template<'py>(
     environ.set_item("mod_wsgi.daemon_start", 0.0)?;
     environ.set_item("mod_wsgi.version", super::host_module::MOD_WSGI_VERSION)?;
     environ.set_item("ferrule.version", env!("CARGO_PKG_VERSION"))?;
+    environ.set_item("wsgi.url_scheme", "http")?;
+    for key in PER_REQUEST_KEYS {
+        environ.set_item(*key, py.None())?;
+    }
     Ok(environ)
 }
+
+/// The keys [`build`] sets for every request, whatever it says; the template holds a
+/// placeholder for each (see the module's comment). A key set only sometimes (`HTTPS`)
+/// must not be here: its placeholder would reach the application.
+const PER_REQUEST_KEYS: &[&str] = &[
+    "REQUEST_METHOD",
+    "REQUEST_URI",
+    "mod_wsgi.path_info",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "SERVER_PROTOCOL",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "SERVER_ADDR",
+    "mod_wsgi.listener_port",
+    "mod_wsgi.request_start",
+    "mod_wsgi.application_start",
+    "mod_wsgi.thread_id",
+    "mod_wsgi.request_id",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "wsgi.input",
+];
 
 /// The request-specific part of the environ, added to a copy of the template.
 pub(crate) struct RequestFacts<'a> {
@@ -112,7 +145,10 @@ pub(crate) fn build<'py>(
     input: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let environ = template.copy()?;
-    environ.set_item(pyo3::intern!(py, "REQUEST_METHOD"), request.method.as_str())?;
+    environ.set_item(
+        pyo3::intern!(py, "REQUEST_METHOD"),
+        method_name(py, request.method),
+    )?;
     let path = request.target.path();
     let query = request.target.query().unwrap_or("");
     // The target as sent, one character per byte: raw UTF-8 stays two characters.
@@ -134,12 +170,12 @@ pub(crate) fn build<'py>(
     )?;
     environ.set_item(
         pyo3::intern!(py, "SERVER_PROTOCOL"),
-        protocol_name(request.version),
+        protocol_name(py, request.version),
     )?;
     let connection = request.connection;
     environ.set_item(
         pyo3::intern!(py, "REMOTE_ADDR"),
-        address_text(connection.remote_addr.ip()),
+        AddressText::new(connection.remote_addr.ip()).as_str(),
     )?;
     environ.set_item(
         pyo3::intern!(py, "REMOTE_PORT"),
@@ -147,12 +183,10 @@ pub(crate) fn build<'py>(
     )?;
     environ.set_item(
         pyo3::intern!(py, "SERVER_ADDR"),
-        address_text(connection.local_addr.ip()),
+        AddressText::new(connection.local_addr.ip()).as_str(),
     )?;
-    environ.set_item(
-        pyo3::intern!(py, "mod_wsgi.listener_port"),
-        itoa::Buffer::new().format(connection.local_addr.port()),
-    )?;
+    let local_port = PyString::new(py, itoa::Buffer::new().format(connection.local_addr.port()));
+    environ.set_item(pyo3::intern!(py, "mod_wsgi.listener_port"), &local_port)?;
     environ.set_item(
         pyo3::intern!(py, "mod_wsgi.request_start"),
         seconds_since_epoch(request.received_at),
@@ -167,18 +201,19 @@ pub(crate) fn build<'py>(
     )?;
     environ.set_item(
         pyo3::intern!(py, "mod_wsgi.request_id"),
-        request.request_id.to_string(),
+        request.request_id.text().as_str(),
     )?;
-    let (server_name, server_port) = server_name_and_port(request);
-    environ.set_item(pyo3::intern!(py, "SERVER_NAME"), server_name)?;
-    environ.set_item(pyo3::intern!(py, "SERVER_PORT"), server_port)?;
+    let (server_name, host_port) = server_name_and_port(request);
+    environ.set_item(pyo3::intern!(py, "SERVER_NAME"), &*server_name)?;
+    match host_port {
+        Some(port) => environ.set_item(pyo3::intern!(py, "SERVER_PORT"), port)?,
+        None => environ.set_item(pyo3::intern!(py, "SERVER_PORT"), local_port)?,
+    }
     if connection.https {
         environ.set_item(pyo3::intern!(py, "wsgi.url_scheme"), "https")?;
         environ.set_item(pyo3::intern!(py, "REQUEST_SCHEME"), "https")?;
         // mod_wsgi's value (mod_ssl's own CGI variable would say "on").
         environ.set_item(pyo3::intern!(py, "HTTPS"), "1")?;
-    } else {
-        environ.set_item(pyo3::intern!(py, "wsgi.url_scheme"), "http")?;
     }
     add_headers(py, &environ, request.headers)?;
     for (name, value) in request.variables {
@@ -194,23 +229,50 @@ pub(crate) fn build<'py>(
     Ok(environ)
 }
 
-/// An address as the environ spells it (an IPv4-mapped IPv6 address as IPv4). IPv4 is
-/// written by hand: `to_string` goes through the formatting machinery, about 200
-/// instructions per octet (callgrind), for two addresses on every request.
-fn address_text(ip: std::net::IpAddr) -> String {
-    match ip.to_canonical() {
-        std::net::IpAddr::V4(ip) => {
-            let mut text = String::with_capacity(15);
-            let mut digits = itoa::Buffer::new();
-            for (index, octet) in ip.octets().into_iter().enumerate() {
-                if index > 0 {
-                    text.push('.');
+/// An address as the environ spells it (an IPv4-mapped IPv6 address as IPv4), written
+/// on the stack. IPv4 is written by hand: `to_string` goes through the formatting
+/// machinery, about 200 instructions per octet (callgrind), for two addresses on every
+/// request.
+struct AddressText {
+    bytes: [u8; 45],
+    len: usize,
+}
+
+impl AddressText {
+    fn new(ip: std::net::IpAddr) -> Self {
+        let mut text = Self {
+            bytes: [0; 45],
+            len: 0,
+        };
+        match ip.to_canonical() {
+            std::net::IpAddr::V4(ip) => {
+                let mut digits = itoa::Buffer::new();
+                for (index, octet) in ip.octets().into_iter().enumerate() {
+                    if index > 0 {
+                        text.push(b".");
+                    }
+                    text.push(digits.format(octet).as_bytes());
                 }
-                text.push_str(digits.format(octet));
             }
-            text
+            ip @ std::net::IpAddr::V6(_) => {
+                use std::io::Write;
+                let mut cursor = std::io::Cursor::new(&mut text.bytes[..]);
+                // 45 bytes hold the longest IPv6 text (an IPv4-suffixed form).
+                if write!(cursor, "{ip}").is_ok() {
+                    text.len = usize::try_from(cursor.position()).unwrap_or(0);
+                }
+            }
         }
-        ip @ std::net::IpAddr::V6(_) => ip.to_string(),
+        text
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
 }
 
@@ -248,27 +310,44 @@ pub(crate) fn seconds_since_epoch(instant: std::time::SystemTime) -> f64 {
         .map_or(0.0, |elapsed| elapsed.as_secs_f64())
 }
 
-fn protocol_name(version: http::Version) -> &'static str {
-    match version {
-        http::Version::HTTP_09 => "HTTP/0.9",
-        http::Version::HTTP_10 => "HTTP/1.0",
-        http::Version::HTTP_2 => "HTTP/2.0",
-        http::Version::HTTP_3 => "HTTP/3.0",
-        _ => "HTTP/1.1",
-    }
+fn protocol_name(py: Python<'_>, version: http::Version) -> Bound<'_, PyString> {
+    let name = match version {
+        http::Version::HTTP_09 => pyo3::intern!(py, "HTTP/0.9"),
+        http::Version::HTTP_10 => pyo3::intern!(py, "HTTP/1.0"),
+        http::Version::HTTP_2 => pyo3::intern!(py, "HTTP/2.0"),
+        http::Version::HTTP_3 => pyo3::intern!(py, "HTTP/3.0"),
+        _ => pyo3::intern!(py, "HTTP/1.1"),
+    };
+    name.clone()
+}
+
+/// `REQUEST_METHOD`: the common methods as strings made once per process.
+fn method_name<'py>(py: Python<'py>, method: &http::Method) -> Bound<'py, PyString> {
+    let name = match *method {
+        http::Method::GET => pyo3::intern!(py, "GET"),
+        http::Method::POST => pyo3::intern!(py, "POST"),
+        http::Method::HEAD => pyo3::intern!(py, "HEAD"),
+        http::Method::PUT => pyo3::intern!(py, "PUT"),
+        http::Method::DELETE => pyo3::intern!(py, "DELETE"),
+        http::Method::PATCH => pyo3::intern!(py, "PATCH"),
+        http::Method::OPTIONS => pyo3::intern!(py, "OPTIONS"),
+        _ => return PyString::new(py, method.as_str()),
+    };
+    name.clone()
 }
 
 /// Apache with `UseCanonicalName Off`: the name and port the client asked for in Host,
-/// falling back to the configured name and the port the connection arrived on.
-fn server_name_and_port(request: &RequestFacts<'_>) -> (String, String) {
-    let local_port = request.connection.local_addr.port().to_string();
+/// falling back to the configured name and (`None`) the port the connection arrived on.
+fn server_name_and_port<'a>(
+    request: &RequestFacts<'a>,
+) -> (std::borrow::Cow<'a, str>, Option<&'a str>) {
     let Some(host) = request
         .headers
         .get(http::header::HOST)
         .and_then(|value| value.to_str().ok())
         .filter(|host| !host.is_empty())
     else {
-        return (request.default_server_name.to_owned(), local_port);
+        return (request.default_server_name.into(), None);
     };
     // An IPv6 literal keeps its brackets; only a colon after them starts the port.
     let split_at = if host.starts_with('[') {
@@ -277,18 +356,19 @@ fn server_name_and_port(request: &RequestFacts<'_>) -> (String, String) {
     } else {
         host.rfind(':')
     };
-    match split_at {
+    let (name, port) = match split_at {
         Some(colon) if host[colon + 1..].bytes().all(|b| b.is_ascii_digit()) => {
             let port = &host[colon + 1..];
-            let port = if port.is_empty() {
-                local_port
-            } else {
-                port.to_owned()
-            };
-            (host[..colon].to_ascii_lowercase(), port)
+            (&host[..colon], (!port.is_empty()).then_some(port))
         }
-        _ => (host.to_ascii_lowercase(), local_port),
-    }
+        _ => (host, None),
+    };
+    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        name.to_ascii_lowercase().into()
+    } else {
+        name.into()
+    };
+    (name, port)
 }
 
 fn add_headers(
@@ -314,13 +394,34 @@ fn add_headers(
             joined.extend_from_slice(value.as_bytes());
         }
         let value = latin1(py, &joined);
-        match name_str {
-            "content-type" => environ.set_item(pyo3::intern!(py, "CONTENT_TYPE"), value)?,
-            "content-length" => environ.set_item(pyo3::intern!(py, "CONTENT_LENGTH"), value)?,
-            _ => environ.set_item(cgi_header_key(name_str), value)?,
+        match common_header_key(py, name_str) {
+            Some(key) => environ.set_item(key, value)?,
+            None => environ.set_item(cgi_header_key(name_str), value)?,
         }
     }
     Ok(())
+}
+
+/// The environ keys of the headers most requests carry, as strings made once per process
+/// (with their hash cached, which a new key string would compute on every insertion).
+fn common_header_key<'py>(py: Python<'py>, name: &str) -> Option<&'py Bound<'py, PyString>> {
+    Some(match name {
+        "host" => pyo3::intern!(py, "HTTP_HOST"),
+        "user-agent" => pyo3::intern!(py, "HTTP_USER_AGENT"),
+        "accept" => pyo3::intern!(py, "HTTP_ACCEPT"),
+        "accept-encoding" => pyo3::intern!(py, "HTTP_ACCEPT_ENCODING"),
+        "accept-language" => pyo3::intern!(py, "HTTP_ACCEPT_LANGUAGE"),
+        "connection" => pyo3::intern!(py, "HTTP_CONNECTION"),
+        "cookie" => pyo3::intern!(py, "HTTP_COOKIE"),
+        "referer" => pyo3::intern!(py, "HTTP_REFERER"),
+        "authorization" => pyo3::intern!(py, "HTTP_AUTHORIZATION"),
+        "cache-control" => pyo3::intern!(py, "HTTP_CACHE_CONTROL"),
+        "x-forwarded-for" => pyo3::intern!(py, "HTTP_X_FORWARDED_FOR"),
+        "x-forwarded-proto" => pyo3::intern!(py, "HTTP_X_FORWARDED_PROTO"),
+        "content-type" => pyo3::intern!(py, "CONTENT_TYPE"),
+        "content-length" => pyo3::intern!(py, "CONTENT_LENGTH"),
+        _ => return None,
+    })
 }
 
 /// `x-forwarded-for` → `HTTP_X_FORWARDED_FOR`.
@@ -366,9 +467,13 @@ mod tests {
             "fe80::1:2",
         ] {
             let ip: std::net::IpAddr = text.parse().unwrap();
-            assert_eq!(address_text(ip), text);
+            assert_eq!(AddressText::new(ip).as_str(), text);
         }
         let mapped: std::net::IpAddr = "::ffff:192.168.0.9".parse().unwrap();
-        assert_eq!(address_text(mapped), "192.168.0.9");
+        assert_eq!(AddressText::new(mapped).as_str(), "192.168.0.9");
+        let longest: std::net::IpAddr = "1111:2222:3333:4444:5555:6666:123.123.123.123"
+            .parse()
+            .unwrap();
+        assert_eq!(AddressText::new(longest).as_str(), longest.to_string());
     }
 }

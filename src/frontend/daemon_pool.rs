@@ -123,6 +123,15 @@ pub struct PoolStatus {
     pub processes: Vec<DaemonStatus>,
 }
 
+impl PoolStatus {
+    /// Daemon threads busy on a request and waiting for one, over every process.
+    pub fn busy_and_idle_threads(&self) -> (usize, usize) {
+        self.processes.iter().fold((0, 0), |(busy, idle), process| {
+            (busy + process.busy.len(), idle + process.idle)
+        })
+    }
+}
+
 /// One daemon process seen from the pool.
 #[derive(Debug)]
 pub struct DaemonStatus {

@@ -180,12 +180,7 @@ impl Dashboard {
         } else {
             (totals.latency_micros - previous.latency_micros) as f64 / requests as f64 / 1000.0
         };
-        let busy: usize = status
-            .processes
-            .iter()
-            .map(|process| process.busy.len())
-            .sum();
-        let idle: usize = status.processes.iter().map(|process| process.idle).sum();
+        let (busy, idle) = status.busy_and_idle_threads();
         let mut sample = String::with_capacity(512);
         let _ = write!(
             sample,

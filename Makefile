@@ -15,14 +15,15 @@ run: develop
 test: system-deps check-rust test-rust develop lint-python test-python
 
 # Debian packages the tests use (strace observes sendfile; apache2-utils has rotatelogs;
-# nginx is the balancer of tests/test_nginx.py; gdb runs under --enable-gdb; ss shows socket buffers);
-# installed when missing.
+# nginx is the balancer of tests/test_nginx.py; gdb runs under --enable-gdb; ss shows socket buffers;
+# chromium draws the telemetry dashboard of tests/test_telemetry.py); installed when missing.
 system-deps:
 	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
 	@command -v rotatelogs >/dev/null || { apt-get update -qq && apt-get install -y -qq apache2-utils; }
 	@PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx; }
 	@command -v gdb >/dev/null || { apt-get update -qq && apt-get install -y -qq gdb; }
 	@command -v ss >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2; }
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -227,7 +227,15 @@ fn serve(
     let Ok(executor) = Arc::try_unwrap(executor) else {
         return finished;
     };
-    process::exit_now_if_stuck(executor.stop(config.processes.shutdown_timeout), finished)
+    let reason = if finished == ExitStatus::CodeChanged {
+        "script_reload"
+    } else {
+        "shutdown_signal"
+    };
+    process::exit_now_if_stuck(
+        executor.stop(config.processes.shutdown_timeout, reason),
+        finished,
+    )
 }
 
 fn set_close_on_exec(fd: RawFd) {

@@ -599,6 +599,43 @@ pub(super) struct StartServerArgs {
     #[arg(long, help_heading = "Debugging and monitoring")]
     pub(super) server_status: bool,
 
+    /// Let the application read the server's state: `mod_wsgi.server_metrics()` returns
+    /// each process's view of its threads instead of None (docs/python.md).
+    #[arg(long, help_heading = "Debugging and monitoring")]
+    pub(super) server_metrics: bool,
+
+    /// Log a request still running after this many seconds (fractions allowed), once,
+    /// with its request id, method, target, thread and Python stack; 0, the default,
+    /// never does (docs/operations.md).
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS", value_parser = parse_slow_requests,
+          help_heading = "Debugging and monitoring")]
+    pub(super) slow_requests: f64,
+
+    /// Serve a live dashboard of the server (request rate, latency, status classes,
+    /// threads, queue, memory and CPU per process, restarts, the slowest recent requests)
+    /// on 127.0.0.1 at --telemetry-ui-port; daemon mode (docs/operations.md).
+    #[arg(long, help_heading = "Debugging and monitoring")]
+    pub(super) enable_telemetry: bool,
+
+    /// Port of the --enable-telemetry dashboard, on 127.0.0.1 only.
+    #[arg(long, default_value_t = DEFAULT_TELEMETRY_UI_PORT, value_name = "NUMBER",
+          value_parser = clap::value_parser!(u16).range(1..), help_heading = "Debugging and monitoring")]
+    pub(super) telemetry_ui_port: u16,
+
+    /// Seconds between the dashboard's samples (fractions allowed, more than 0).
+    #[arg(long, default_value_t = DEFAULT_TELEMETRY_INTERVAL, value_name = "SECONDS",
+          value_parser = parse_telemetry_interval, help_heading = "Debugging and monitoring")]
+    pub(super) telemetry_interval: f64,
+
+    /// mod_wsgi's telemetry datagrams to a UNIX socket (`unix:PATH`): refused, their
+    /// binary format is not documented (docs/operations.md); use --enable-telemetry.
+    #[arg(long, value_name = "TARGET", help_heading = "Debugging and monitoring")]
+    pub(super) telemetry_service: Option<String>,
+
+    /// Fields of the --telemetry-service datagrams (`+CaptureUserAgent`): refused with it.
+    #[arg(long, value_name = "ARGS", help_heading = "Debugging and monitoring")]
+    pub(super) telemetry_options: Vec<String>,
+
     /// Name the server process shows in `ps`, `top` and `pgrep` (at most 15 bytes are
     /// kept), for process managers that look for a given name.
     #[arg(long, value_name = "NAME", help_heading = "Server")]
@@ -721,6 +758,29 @@ fn parse_thread_count(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(count @ 1..=1024) => Ok(count),
         _ => Err(format!("'{text}' is not a thread count between 1 and 1024")),
+    }
+}
+
+/// mod_wsgi-express's `--telemetry-ui-port` default.
+const DEFAULT_TELEMETRY_UI_PORT: u16 = 8888;
+/// mod_wsgi-express's `--telemetry-interval` default, in seconds.
+const DEFAULT_TELEMETRY_INTERVAL: f64 = 1.0;
+
+/// `--telemetry-interval`: seconds, more than 0.
+fn parse_telemetry_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && std::time::Duration::try_from_secs_f64(seconds).is_ok() => {
+            Ok(seconds)
+        }
+        _ => Err(format!("'{text}' is not a number of seconds above 0")),
+    }
+}
+
+/// `--slow-requests`: seconds, 0 or more.
+fn parse_slow_requests(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if std::time::Duration::try_from_secs_f64(seconds).is_ok() => Ok(seconds),
+        _ => Err(format!("'{text}' is not a number of seconds (0 or more)")),
     }
 }
 

@@ -141,6 +141,20 @@ pub struct OperationsConfig {
     pub metrics_path: Option<String>,
     /// `--server-status`: `/server-status`, to loopback clients.
     pub server_status: bool,
+    /// `--server-metrics`: `mod_wsgi.server_metrics()` answers (read by the executor).
+    pub server_metrics: bool,
+    /// `--slow-requests`; `None` when 0 (read by the executor).
+    pub slow_requests: Option<Duration>,
+    /// `--enable-telemetry`: the dashboard's port and sampling interval.
+    pub telemetry: Option<TelemetryConfig>,
+}
+
+/// `--enable-telemetry`, `--telemetry-ui-port`, `--telemetry-interval`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// On 127.0.0.1 only.
+    pub port: u16,
+    pub interval: Duration,
 }
 
 /// The site around the application: `--document-root`, `--directory-index`,
@@ -407,6 +421,12 @@ pub enum ConfigError {
         program: PathBuf,
         hint: &'static str,
     },
+    #[error("--{option} is not supported: {reason}\nhint: {instead}")]
+    Refused {
+        option: &'static str,
+        reason: &'static str,
+        instead: &'static str,
+    },
     #[error("--{option} '{path}' is not an executable file")]
     NotAnExecutable { option: &'static str, path: PathBuf },
     #[error(
@@ -542,6 +562,13 @@ impl Config {
             health_check_path,
             metrics_path,
             server_status,
+            server_metrics,
+            slow_requests,
+            enable_telemetry,
+            telemetry_ui_port,
+            telemetry_interval,
+            telemetry_service,
+            telemetry_options,
             systemd,
             chunked_request: _,
             log_to_terminal,
@@ -661,8 +688,28 @@ impl Config {
                 health_check_path,
                 metrics_path,
                 server_status,
+                server_metrics,
+                slow_requests: Duration::try_from_secs_f64(slow_requests)
+                    .ok()
+                    .filter(|threshold| !threshold.is_zero()),
+                telemetry: enable_telemetry.then(|| TelemetryConfig {
+                    port: telemetry_ui_port,
+                    interval: Duration::from_secs_f64(telemetry_interval),
+                }),
             },
         );
+        refuse_telemetry_service(
+            &mut problems,
+            telemetry_service.as_deref(),
+            &telemetry_options,
+        );
+        if enable_telemetry && (embedded_mode || debug_mode) {
+            problems.push(ConfigError::Conflict {
+                first: "--enable-telemetry",
+                second: if debug_mode { "--debug-mode" } else { "--embedded-mode" },
+                reason: "the dashboard is drawn by the daemon-mode front end, which sees every request and daemon process; each embedded process counts only its own",
+            });
+        }
         let request_environ = request_environ(&mut problems, &setenv, &passenv);
         if !allow_override.is_empty() {
             problems.push(ConfigError::AllowOverride);
@@ -1288,6 +1335,33 @@ fn operations_of(
         }
     }
     operations
+}
+
+/// `--telemetry-service` and `--telemetry-options`: mod_wsgi's datagrams are a binary
+/// type-length-value encoding that its documentation describes by content, not by bytes
+/// (the tags and layout are only in its C source and its ingester), so they are refused
+/// rather than guessed.
+fn refuse_telemetry_service(
+    problems: &mut Vec<ConfigError>,
+    service: Option<&str>,
+    options: &[String],
+) {
+    const REASON: &str = "mod_wsgi's telemetry datagrams have no documented byte format (only their content is described; the encoding is defined by mod_wsgi's source), so ferrule does not send them";
+    const INSTEAD: &str = "use --enable-telemetry for the dashboard, --metrics-path for Prometheus, or --slow-requests for slow requests";
+    if service.is_some() {
+        problems.push(ConfigError::Refused {
+            option: "telemetry-service",
+            reason: REASON,
+            instead: INSTEAD,
+        });
+    }
+    if !options.is_empty() {
+        problems.push(ConfigError::Refused {
+            option: "telemetry-options",
+            reason: "it chooses fields of the --telemetry-service datagrams, which ferrule does not send",
+            instead: INSTEAD,
+        });
+    }
 }
 
 /// Where `--server-status` serves Apache's status page (mod_wsgi-express's `<Location>`).

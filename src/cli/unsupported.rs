@@ -14,8 +14,6 @@ enum Shape {
     Flag,
     /// `--option VALUE`
     Value,
-    /// `--option VALUE`, repeatable.
-    Repeated,
     /// `--option A B`, repeatable, with that many values per use.
     Tuple(usize),
 }
@@ -44,14 +42,13 @@ const fn option(
     }
 }
 
-use Shape::{Flag, Repeated, Tuple, Value};
+use Shape::{Flag, Tuple, Value};
 
 // The `--help` headings; `args.rs` uses the same names for the options it builds.
 const SERVER: &str = "Server";
 const TIMEOUTS: &str = "Timeouts";
 const URLS: &str = "URLs and files";
 const PROXYING: &str = "Proxying";
-const DEBUGGING: &str = "Debugging and monitoring";
 
 /// Every mod_wsgi-express `start-server` option (mod_wsgi 6.1) not built yet, in
 /// mod_wsgi-express's order. Names and shapes are theirs; the descriptions are ours.
@@ -62,13 +59,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("proxy-mount-point",          Tuple(2), PROXYING,      "URL-PATH URL",          "Forward requests below a URL path to another server."),
     option("proxy-url-alias",            Tuple(2), PROXYING,      "URL-PATH URL",          "Older name of --proxy-mount-point."),
     option("proxy-virtual-host",         Tuple(2), PROXYING,      "HOSTNAME URL",          "Forward requests for a host name to another server."),
-    option("server-metrics",             Flag,     DEBUGGING,     "",                      "Collect server metrics for the application to read."),
-    option("telemetry-service",          Value,    DEBUGGING,     "TARGET",                "Where telemetry is sent."),
-    option("enable-telemetry",           Flag,     DEBUGGING,     "",                      "Collect telemetry about requests and processes."),
-    option("telemetry-ui-port",          Value,    DEBUGGING,     "NUMBER",                "Port of the telemetry dashboard."),
-    option("telemetry-interval",         Value,    DEBUGGING,     "SECONDS",               "Seconds between telemetry reports."),
-    option("slow-requests",              Value,    DEBUGGING,     "SECONDS",               "Report requests slower than this many seconds."),
-    option("telemetry-options",          Repeated, DEBUGGING,     "ARGS",                  "Extra options of the telemetry service."),
     option("with-php5",                  Flag,     URLS,          "",                      "Also serve PHP files through php-fpm."),
     option("with-cgi",                   Flag,     URLS,          "",                      "Also run CGI scripts from the document root."),
 ];
@@ -92,7 +82,6 @@ fn add_unsupported(mut start_server: Command) -> Command {
             arg = match entry.shape {
                 Flag => arg.action(ArgAction::SetTrue),
                 Value => arg.action(ArgAction::Set).value_name(entry.value_name),
-                Repeated => arg.action(ArgAction::Append).value_name(entry.value_name),
                 Tuple(count) => arg
                     .action(ArgAction::Append)
                     .num_args(count)

@@ -7,8 +7,8 @@
 //! (graceful restart, recycling, shutdown); the process exits once all have ended.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -54,6 +54,9 @@ struct Worker {
     /// system's.
     send_buffer_size: u32,
     receive_buffer_size: u32,
+    /// Why this process asked to be replaced, for the application's `process_stopping`
+    /// subscribers; set by the control connection's task.
+    asked_to_stop: Arc<OnceLock<&'static str>>,
 }
 
 /// How one connection ended.
@@ -88,6 +91,7 @@ pub fn run(py: Python<'_>, config: &Config, socket: PathBuf, slot: u32) -> ExitS
         reload_on_changes: config.application.reload_on_changes,
         send_buffer_size: config.processes.daemon_details.send_buffer_size,
         receive_buffer_size: config.processes.daemon_details.receive_buffer_size,
+        asked_to_stop: Arc::default(),
     });
     let n_connections = config.processes.n_threads.max(1);
     let shutdown_timeout = config.processes.shutdown_timeout;
@@ -175,7 +179,17 @@ fn serve(worker: Arc<Worker>, n_connections: usize, shutdown_timeout: Duration) 
     let Ok(worker) = Arc::try_unwrap(worker) else {
         return ExitStatus::Success;
     };
-    crate::process::exit_now_if_stuck(worker.executor.stop(shutdown_timeout), ExitStatus::Success)
+    // mod_wsgi's reasons: a limit this process reached, else the SIGTERM or Stop of a
+    // server stopping or restarting (mod_wsgi's "shutdown_signal" covers both).
+    let reason = worker
+        .asked_to_stop
+        .get()
+        .copied()
+        .unwrap_or("shutdown_signal");
+    crate::process::exit_now_if_stuck(
+        worker.executor.stop(shutdown_timeout, reason),
+        ExitStatus::Success,
+    )
 }
 
 /// Opens the control connection and starts the watchers of `--cpu-time-limit` and
@@ -220,7 +234,7 @@ async fn start_control(worker: &Arc<Worker>) -> std::io::Result<()> {
             let mut ticks = tokio::time::interval(Duration::from_secs(1));
             loop {
                 ticks.tick().await;
-                if let Some(rss) = resident_bytes() {
+                if let Some(rss) = wsgi::resident_bytes() {
                     if rss > limit {
                         let _ = limits_tx.send(Frame::Recycle(format!(
                             "uses {rss} bytes of memory, more than --memory-limit ({limit})"
@@ -232,9 +246,13 @@ async fn start_control(worker: &Arc<Worker>) -> std::io::Result<()> {
         });
     }
     drop(limits_tx);
+    let asked_to_stop = Arc::clone(&worker.asked_to_stop);
     tokio::spawn(async move {
         // Kept open for the life of the process: its end tells the front end we are gone.
         while let Some(frame) = limits_rx.recv().await {
+            if let Some(reason) = shutdown_reason(&frame) {
+                let _ = asked_to_stop.set(reason);
+            }
             if protocol::write_frame(&mut control, &frame).await.is_err() {
                 return;
             }
@@ -242,6 +260,22 @@ async fn start_control(worker: &Arc<Worker>) -> std::io::Result<()> {
         std::future::pending::<()>().await;
     });
     Ok(())
+}
+
+/// The `shutdown_reason` mod_wsgi gives for a request to be replaced.
+fn shutdown_reason(frame: &Frame) -> Option<&'static str> {
+    match frame {
+        Frame::Recycle(reason) => Some(if reason.contains("--maximum-requests") {
+            "maximum_requests"
+        } else if reason.contains("--cpu-time-limit") {
+            "cpu_time_limit"
+        } else {
+            // --memory-limit: mod_wsgi has no such reason; ours names the option.
+            "memory_limit"
+        }),
+        Frame::CodeChanged(_) => Some("script_reload"),
+        _ => None,
+    }
 }
 
 /// Sets the CPU time limit; the kernel's SIGXCPU when it is reached becomes a request
@@ -265,15 +299,6 @@ fn watch_cpu_time(seconds: u64, limits_tx: mpsc::UnboundedSender<Frame>) -> std:
         }
     });
     Ok(())
-}
-
-/// This process's resident memory, from /proc.
-fn resident_bytes() -> Option<u64> {
-    let statm = fs_err::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page_size).ok()?)
 }
 
 /// Keeps one connection to the front end open, reconnecting when it breaks, until the

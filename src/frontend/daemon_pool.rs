@@ -92,6 +92,24 @@ struct PoolState {
     /// supervisor collects them for its report.
     lost: HashMap<u32, Vec<String>>,
     closed: bool,
+    /// `--enable-telemetry`: the last requests that ended, oldest first, at most
+    /// `RECENT_REQUESTS`; `None` (nothing kept) otherwise.
+    recent: Option<VecDeque<EndedRequest>>,
+}
+
+/// How many ended requests the telemetry dashboard picks its slowest from.
+const RECENT_REQUESTS: usize = 256;
+
+/// A request a daemon finished answering (the head and body were handed over, or the
+/// client left), for the telemetry dashboard.
+#[derive(Clone, Debug)]
+pub struct EndedRequest {
+    /// `METHOD target`.
+    pub description: String,
+    pub pid: u32,
+    /// From the hand-over to the daemon to its end.
+    pub took: Duration,
+    pub ended_at: std::time::SystemTime,
 }
 
 /// The pool as the status page and the metrics show it.
@@ -103,6 +121,15 @@ pub struct PoolStatus {
     pub queued: usize,
     /// The daemon processes the pool knows, by slot.
     pub processes: Vec<DaemonStatus>,
+}
+
+impl PoolStatus {
+    /// Daemon threads busy on a request and waiting for one, over every process.
+    pub fn busy_and_idle_threads(&self) -> (usize, usize) {
+        self.processes.iter().fold((0, 0), |(busy, idle), process| {
+            (busy + process.busy.len(), idle + process.idle)
+        })
+    }
 }
 
 /// One daemon process seen from the pool.
@@ -464,7 +491,36 @@ impl DaemonPool {
     }
 
     fn end(&self, id: u64) {
-        self.lock().in_flight.remove(&id);
+        let mut state = self.lock();
+        let ended = state.in_flight.remove(&id);
+        if let (Some(recent), Some(request)) = (state.recent.as_mut(), ended) {
+            if recent.len() == RECENT_REQUESTS {
+                recent.pop_front();
+            }
+            recent.push_back(EndedRequest {
+                took: request.started.elapsed(),
+                description: request.description,
+                pid: request.pid,
+                ended_at: std::time::SystemTime::now(),
+            });
+        }
+    }
+
+    /// Keeps the last requests that ended, for [`DaemonPool::recent_requests`]
+    /// (`--enable-telemetry`).
+    pub fn keep_recent_requests(&self) {
+        self.lock()
+            .recent
+            .get_or_insert_with(|| VecDeque::with_capacity(RECENT_REQUESTS));
+    }
+
+    /// The last requests that ended, oldest first (none unless kept).
+    pub fn recent_requests(&self) -> Vec<EndedRequest> {
+        self.lock()
+            .recent
+            .as_ref()
+            .map(|recent| recent.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The connection of request `id` broke before the daemon answered.

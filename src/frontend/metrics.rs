@@ -23,7 +23,7 @@ const METHODS: [&str; 8] = [
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Upper bounds of the latency histogram's buckets, in seconds (Prometheus's defaults).
-const LATENCY_BOUNDS: [f64; 11] = [
+pub const LATENCY_BOUNDS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
@@ -145,6 +145,20 @@ impl RequestMeasure {
             started,
         }
     }
+}
+
+/// The counters at one moment, summed (`Metrics::totals`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    /// Requests by status class, 1xx to 5xx.
+    pub by_class: [u64; STATUS_CLASSES.len()],
+    /// Requests per latency bucket (not cumulative); the last is past `LATENCY_BOUNDS`.
+    pub latency: [u64; LATENCY_BOUNDS.len() + 1],
+    pub latency_micros: u64,
+    pub process_starts: u64,
+    pub process_crashes: u64,
+    pub recycles: u64,
 }
 
 /// Values the metrics page reads from elsewhere at the time it is drawn.
@@ -271,6 +285,29 @@ impl Metrics {
 
     pub fn connections_open(&self) -> i64 {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// The counters summed over methods and shards, for the telemetry sampler.
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        for (class, total) in totals.by_class.iter_mut().enumerate() {
+            *total = (0..METHODS.len())
+                .map(|method| self.sum(|shard| &shard.requests[method][class]))
+                .sum();
+        }
+        totals.requests = totals.by_class.iter().sum();
+        for (bucket, total) in totals.latency.iter_mut().enumerate() {
+            *total = self.sum(|shard| &shard.latency[bucket]);
+        }
+        totals.latency_micros = self.sum(|shard| &shard.latency_micros);
+        totals.process_starts = self.process_starts.load(Ordering::Relaxed);
+        totals.process_crashes = self.process_crashes.load(Ordering::Relaxed);
+        totals.recycles = self
+            .recycles
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+            .sum();
+        totals
     }
 
     /// The counters in Prometheus's text exposition format (version 0.0.4).

@@ -23,6 +23,7 @@ mod request_body;
 mod request_checks;
 mod sendfile;
 mod static_files;
+pub mod telemetry;
 mod timeouts;
 
 pub use daemon_pool::{DaemonPool, PoolEvent};

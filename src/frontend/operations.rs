@@ -195,12 +195,7 @@ fn gauges(config: &FrontendConfig, backend: &Backend) -> Gauges {
     match backend {
         Backend::Daemon(pool) => {
             let status = pool.status();
-            let busy: usize = status
-                .processes
-                .iter()
-                .map(|process| process.busy.len())
-                .sum();
-            let idle: usize = status.processes.iter().map(|process| process.idle).sum();
+            let (busy, idle) = status.busy_and_idle_threads();
             Gauges {
                 busy_threads: busy,
                 idle_threads: idle,

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::RequestId;
+
 /// The board of one process's application threads.
 pub struct ThreadActivity {
     /// The time the board's timestamps count from.
@@ -21,6 +23,8 @@ pub struct ThreadActivity {
     queue_waits: AtomicU64,
     /// Whether threads write down the request they run (`--server-status`).
     record_requests: AtomicBool,
+    /// Microseconds threads spent on requests that ended (`process_metrics()`).
+    busy_micros: AtomicU64,
     threads: Box<[ThreadSlot]>,
 }
 
@@ -31,6 +35,10 @@ struct ThreadSlot {
     busy_since: AtomicU64,
     requests: AtomicU64,
     request: Mutex<String>,
+    /// The current (or last) request's id, as bits.
+    request_id: AtomicU64,
+    /// The thread's Python identity (`threading.get_ident()`), once it said.
+    python_thread: AtomicU64,
 }
 
 /// One thread as the status page shows it.
@@ -42,6 +50,10 @@ pub struct ThreadState {
     pub requests: u64,
     /// `METHOD target` of the current request, when requests are recorded.
     pub request: String,
+    /// The current request's id (meaningful while busy).
+    pub request_id: RequestId,
+    /// The thread's `threading.get_ident()`; 0 if it did not say.
+    pub python_thread: u64,
 }
 
 impl ThreadActivity {
@@ -52,6 +64,7 @@ impl ThreadActivity {
             queue_wait_micros: AtomicU64::new(0),
             queue_waits: AtomicU64::new(0),
             record_requests: AtomicBool::new(false),
+            busy_micros: AtomicU64::new(0),
             threads: (0..threads).map(|_| ThreadSlot::default()).collect(),
         }
     }
@@ -66,12 +79,21 @@ impl ThreadActivity {
         self.queued.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Thread `index` took a request queued at `queued_at`; it counts as busy until the
-    /// returned guard is dropped.
+    /// Thread `index` says who it is to Python (`threading.get_ident()`), for the
+    /// watchers that read its stack.
+    pub fn set_python_thread(&self, index: usize, ident: u64) {
+        if let Some(slot) = self.threads.get(index) {
+            slot.python_thread.store(ident, Ordering::Relaxed);
+        }
+    }
+
+    /// Thread `index` took request `request_id` queued at `queued_at`; it counts as busy
+    /// until the returned guard is dropped.
     pub fn begin(
         &self,
         index: usize,
         queued_at: Instant,
+        request_id: RequestId,
         method: &http::Method,
         target: &http::Uri,
     ) -> Busy<'_> {
@@ -91,12 +113,31 @@ impl ThreadActivity {
                 request.push_str(&target.to_string());
             }
             slot.requests.fetch_add(1, Ordering::Relaxed);
+            slot.request_id
+                .store(request_id.to_bits(), Ordering::Relaxed);
             slot.busy_since.store(
                 micros(now.saturating_duration_since(self.epoch)) + 1,
                 Ordering::Relaxed,
             );
         }
-        Busy { slot }
+        Busy {
+            slot,
+            activity: self,
+        }
+    }
+
+    /// Time threads spent on requests: those that ended, and so far of those running.
+    pub fn busy_time(&self) -> Duration {
+        let now = micros(self.epoch.elapsed()) + 1;
+        let running: u64 = self
+            .threads
+            .iter()
+            .map(|slot| match slot.busy_since.load(Ordering::Relaxed) {
+                0 => 0,
+                since => now.saturating_sub(since),
+            })
+            .sum();
+        Duration::from_micros(self.busy_micros.load(Ordering::Relaxed) + running)
     }
 
     /// Requests waiting for a thread now.
@@ -134,6 +175,8 @@ impl ThreadActivity {
                     busy_for,
                     requests: slot.requests.load(Ordering::Relaxed),
                     request,
+                    request_id: RequestId::from_bits(slot.request_id.load(Ordering::Relaxed)),
+                    python_thread: slot.python_thread.load(Ordering::Relaxed),
                 }
             })
             .collect()
@@ -143,12 +186,17 @@ impl ThreadActivity {
 /// A thread busy on a request; dropping it makes the thread idle again.
 pub struct Busy<'a> {
     slot: Option<&'a ThreadSlot>,
+    activity: &'a ThreadActivity,
 }
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot {
-            slot.busy_since.store(0, Ordering::Relaxed);
+            let since = slot.busy_since.swap(0, Ordering::Relaxed);
+            let now = micros(self.activity.epoch.elapsed()) + 1;
+            self.activity
+                .busy_micros
+                .fetch_add(now.saturating_sub(since), Ordering::Relaxed);
         }
     }
 }
@@ -169,15 +217,21 @@ mod tests {
         activity.queued();
         assert_eq!(activity.queue_length(), 2);
         let target: http::Uri = "/slow?x=1".parse().unwrap();
-        let busy = activity.begin(1, Instant::now(), &http::Method::POST, &target);
+        let id = RequestId::generate();
+        let busy = activity.begin(1, Instant::now(), id, &http::Method::POST, &target);
         assert_eq!(activity.queue_length(), 1);
         let threads = activity.threads();
         assert_eq!(threads[0].busy_for, None);
         assert!(threads[1].busy_for.is_some());
         assert_eq!(threads[1].request, "POST /slow?x=1");
         assert_eq!(threads[1].requests, 1);
+        assert_eq!(threads[1].request_id, id);
+        std::thread::sleep(Duration::from_millis(2));
         drop(busy);
         assert_eq!(activity.threads()[1].busy_for, None);
+        let busy_time = activity.busy_time();
+        assert!(busy_time >= Duration::from_millis(2), "{busy_time:?}");
+        assert_eq!(activity.busy_time(), busy_time, "nothing runs any more");
         assert_eq!(activity.queue_wait().1, 1);
     }
 }

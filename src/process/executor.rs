@@ -144,6 +144,8 @@ fn process_facts(config: &Config) -> ProcessFacts {
         n_threads: config.processes.n_threads,
         process_group,
         application_group: String::new(),
+        server_metrics: config.server.operations.server_metrics,
+        slow_requests: config.server.operations.slow_requests,
         callable_object: config.application.callable_object.clone(),
         script_filename: match &config.application.target {
             ApplicationTarget::Module(name) => name.clone(),

@@ -438,6 +438,11 @@ pub(super) fn start_frontend(
             )
         })
         .collect::<std::io::Result<Vec<_>>>()?;
+    if let Some(telemetry) = config.server.operations.telemetry {
+        let listener = bind_telemetry(telemetry.port)?;
+        let dashboard = frontend::telemetry::Dashboard::new(Arc::clone(&pool), telemetry.interval);
+        tokio::spawn(dashboard.serve(listener, frontend_shutdown.clone()));
+    }
     let stopper = frontend_shutdown.clone();
     let done_tx = event_tx.clone();
     tokio::spawn(async move {
@@ -456,6 +461,19 @@ pub(super) fn start_frontend(
         frontend_done: false,
         tls,
     })
+}
+
+/// The `--enable-telemetry` dashboard's listener, on loopback only.
+fn bind_telemetry(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let listener =
+        std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).map_err(|error| {
+            std::io::Error::new(
+                error.kind(),
+                format!("--telemetry-ui-port {port}: cannot listen on 127.0.0.1:{port}: {error}"),
+            )
+        })?;
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
 }
 
 /// Another front-end reactor (`--reactor-threads`): a thread with a tokio runtime of its

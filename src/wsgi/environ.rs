@@ -30,6 +30,10 @@ pub struct ProcessFacts {
     pub process_group: String,
     /// `mod_wsgi.application_group`: the Python interpreter the application runs in.
     pub application_group: String,
+    /// `--server-metrics`: `mod_wsgi.server_metrics()` answers.
+    pub server_metrics: bool,
+    /// `--slow-requests`: requests running longer are logged with their Python stack.
+    pub slow_requests: Option<std::time::Duration>,
     pub callable_object: String,
     /// The WSGI script file, for `SCRIPT_FILENAME`.
     pub script_filename: String,
@@ -85,8 +89,7 @@ pub(crate) fn template<'py>(
     environ.set_item("mod_wsgi.server_pid", std::process::id().to_string())?;
     environ.set_item("mod_wsgi.queue_start", 0.0)?;
     environ.set_item("mod_wsgi.daemon_start", 0.0)?;
-    // The mod_wsgi release whose behaviour Ferrule promises (the 4.3.0 feature set).
-    environ.set_item("mod_wsgi.version", (4, 3, 0))?;
+    environ.set_item("mod_wsgi.version", super::host_module::MOD_WSGI_VERSION)?;
     environ.set_item("ferrule.version", env!("CARGO_PKG_VERSION"))?;
     environ.set_item("wsgi.url_scheme", "http")?;
     for key in PER_REQUEST_KEYS {
@@ -301,7 +304,7 @@ pub(crate) fn apply_handler(
     Ok(())
 }
 
-fn seconds_since_epoch(instant: std::time::SystemTime) -> f64 {
+pub(crate) fn seconds_since_epoch(instant: std::time::SystemTime) -> f64 {
     instant
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |elapsed| elapsed.as_secs_f64())

@@ -16,8 +16,10 @@ use super::developer_tools::Session;
 use super::environ::{self, ProcessFacts};
 use super::error::AppLoadError;
 use super::file_wrapper::FileWrapper;
+use super::host_module;
 use super::log_stream::LogStream;
 use super::queue::JobQueue;
+use super::slow_requests::SlowRequestWatch;
 use super::{Request, run};
 use crate::handoff::activity::ThreadActivity;
 use crate::handoff::reply::{self, Mailbox, ReplyReceiver};
@@ -46,6 +48,8 @@ pub struct Executor {
     /// The developer tools of debug mode; dropped after the threads stopped, when it
     /// writes the coverage report and the profile.
     developer_session: Option<Session>,
+    /// `--slow-requests`: the watcher, stopped when dropped.
+    slow_requests: Option<SlowRequestWatch>,
 }
 
 impl Executor {
@@ -68,6 +72,13 @@ impl Executor {
             .as_ref()
             .map(|tools| Session::start(py, tools))
             .transpose()?;
+        let n_threads = facts.n_threads.max(1);
+        let activity = Arc::new(ThreadActivity::new(n_threads));
+        if facts.server_metrics || facts.slow_requests.is_some() {
+            activity.record_requests();
+        }
+        // Before the application, which may import it at once.
+        host_module::install(py, &facts, Arc::clone(&activity)).map_err(interpreter_error)?;
         let app = load_application(py, spec)?;
         let app = match (&developer_session, &spec.developer_tools) {
             (Some(session), Some(tools)) => session.wrap(py, app, tools)?,
@@ -81,8 +92,14 @@ impl Executor {
             environ::template(py, &facts, errors.as_any(), file_wrapper.as_any())
                 .map_err(interpreter_error)?
                 .unbind();
-        let n_threads = facts.n_threads.max(1);
         let entry_file = entry_file(py, spec);
+        let slow_requests = facts
+            .slow_requests
+            .map(|threshold| SlowRequestWatch::start(threshold, Arc::clone(&activity)))
+            .transpose()
+            .map_err(|error| AppLoadError::Interpreter {
+                traceback: format!("cannot start the --slow-requests watcher: {error}"),
+            })?;
         let context = Arc::new(ThreadContext::new(
             app,
             handlers,
@@ -92,7 +109,6 @@ impl Executor {
             super::access::Scripts::new(access),
         ));
         let queue = Arc::new(JobQueue::new());
-        let activity = Arc::new(ThreadActivity::new(n_threads));
         let threads = (0..n_threads)
             .map(|index| {
                 let context = Arc::clone(&context);
@@ -114,6 +130,7 @@ impl Executor {
             entry_file,
             activity,
             developer_session,
+            slow_requests,
         })
     }
 
@@ -149,8 +166,12 @@ impl Executor {
     }
 
     /// Closes the queue and waits up to `timeout` for the threads to finish their
-    /// requests. Returns false if some thread was still busy. Call it detached from Python.
-    pub fn stop(self, timeout: Duration) -> bool {
+    /// requests, then tells the application's `process_stopping` subscribers why the
+    /// process stops (`reason`, one of mod_wsgi's `shutdown_reason` values). Returns
+    /// false if some thread was still busy (the subscribers are not called then: a thread
+    /// stuck holding the GIL would stop them too). Call it detached from Python.
+    pub fn stop(mut self, timeout: Duration, reason: &str) -> bool {
+        self.slow_requests = None;
         self.queue.close();
         let deadline = Instant::now() + timeout;
         while self.threads.iter().any(|thread| !thread.is_finished()) {
@@ -161,6 +182,9 @@ impl Executor {
         }
         for thread in self.threads {
             let _ = thread.join();
+        }
+        if let Some(host) = host_module::host() {
+            Python::attach(|py| host.publish_stopping(py, reason));
         }
         // The coverage report and the profile, once no request runs.
         drop(self.developer_session);
@@ -174,6 +198,10 @@ fn application_thread(
     activity: &ThreadActivity,
     thread_index: usize,
 ) {
+    // SAFETY: pthread_self has no preconditions. Python's threading.get_ident() is this
+    // value on Linux: the slow-request watcher finds the thread's frames by it.
+    let ident = unsafe { libc::pthread_self() };
+    activity.set_python_thread(thread_index, ident as u64);
     Python::attach(|py| {
         loop {
             // Release the GIL between requests, even with more waiting: a thread that took
@@ -185,6 +213,7 @@ fn application_thread(
             let _busy = activity.begin(
                 thread_index,
                 job.queued_at,
+                job.request.request_id,
                 &job.request.method,
                 &job.request.target,
             );

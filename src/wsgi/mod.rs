@@ -20,13 +20,16 @@ mod deadlock_watch;
 mod developer_tools;
 mod environ;
 mod error;
+mod events;
 mod executor;
 mod file_wrapper;
+mod host_module;
 mod input;
 mod log_stream;
 mod module_watch;
 mod queue;
 mod run;
+mod slow_requests;
 mod start_response;
 
 use pyo3::prelude::*;
@@ -38,6 +41,7 @@ pub use developer_tools::{DeveloperTools, missing_package};
 pub use environ::ProcessFacts;
 pub use error::AppLoadError;
 pub use executor::{Executor, StandardStreams};
+pub use host_module::resident_bytes;
 pub use module_watch::watch_imported_files;
 
 /// Registers the executor's Python classes on `ferrule._ferrule`.

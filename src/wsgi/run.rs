@@ -9,7 +9,9 @@ use pyo3::types::{PyList, PyTuple};
 use super::app::format_exception;
 use super::context::{Job, ThreadContext};
 use super::environ::{self, RequestFacts};
+use super::events::{RequestEvents, Started};
 use super::file_wrapper::FileWrapper;
+use super::host_module::{self, RequestScope};
 use super::input::Input;
 use super::start_response::{Delivery, StartResponse, body_bytes};
 use crate::logs::{Level, error_log};
@@ -24,19 +26,38 @@ pub(crate) fn handle(py: Python<'_>, context: &ThreadContext, job: Job, thread_i
         Ok(responder) => responder,
         Err(error) => return report(py, remote, "creating start_response", &error),
     };
-    let outcome = call_application(py, context, request, &responder, thread_index);
+    let scope = RequestScope::enter();
+    let mut events = None;
+    let outcome = call_application(
+        py,
+        context,
+        request,
+        &responder,
+        thread_index,
+        (&scope, &mut events),
+    );
     if let Err(error) = outcome {
+        if let Some(events) = &events {
+            events.exception(py, &error);
+        }
         report(py, remote, "handling the request", &error);
         responder.get().lock(py).fail(py);
     }
+    if let Some(events) = events {
+        let status = responder.get().lock(py).status();
+        events.finish(py, status);
+    }
 }
 
-fn call_application(
-    py: Python<'_>,
+/// Runs the application for `request`; `events` is filled in when someone subscribed to
+/// the `mod_wsgi` events (the caller publishes the request's end).
+fn call_application<'py>(
+    py: Python<'py>,
     context: &ThreadContext,
     request: super::Request,
-    responder: &Bound<'_, StartResponse>,
+    responder: &Bound<'py, StartResponse>,
     thread_index: usize,
+    (scope, events): (&RequestScope, &mut Option<RequestEvents<'py>>),
 ) -> PyResult<()> {
     let super::Request {
         method,
@@ -98,6 +119,21 @@ fn call_application(
             callable
         }
         None => context.application(py),
+    };
+    let callable = match host_module::host().filter(|host| host.has_subscribers(py)) {
+        Some(host) => {
+            let started = Started {
+                request_id,
+                thread_index,
+                received_at,
+                environ: &environ,
+                scope,
+            };
+            let (started, callable) = RequestEvents::start(py, host, &started, callable)?;
+            *events = Some(started);
+            callable
+        }
+        None => callable,
     };
     let result = callable.bind(py).call1((environ, responder))?;
     let sent = send_result(py, &result, responder.get());

@@ -48,6 +48,9 @@ pub(crate) struct ResponseState {
     /// Set by `start_response`, taken when the head is sent.
     head: Option<Head>,
     sink: Sink,
+    /// The status of the last `start_response` (500 once a failure answered it); 0 before
+    /// any, as mod_wsgi's `request_finished` event says.
+    status: u16,
 }
 
 struct Head {
@@ -87,6 +90,7 @@ impl StartResponse {
             state: Mutex::new(ResponseState {
                 head: None,
                 sink: Sink::Unsent(reply_tx),
+                status: 0,
             }),
         }
     }
@@ -99,6 +103,11 @@ impl StartResponse {
 }
 
 impl ResponseState {
+    /// The response's status code so far (0 before `start_response`).
+    pub(crate) fn status(&self) -> u16 {
+        self.status
+    }
+
     /// True until the status line has been handed to the front end.
     pub(crate) fn is_unsent(&self) -> bool {
         matches!(self.sink, Sink::Unsent(_))
@@ -211,6 +220,7 @@ impl ResponseState {
     pub(crate) fn fail(&mut self, py: Python<'_>) -> bool {
         match std::mem::replace(&mut self.sink, Sink::Done) {
             Sink::Unsent(reply_tx) => {
+                self.status = 500;
                 let _ = reply_tx.send(super::error_response(
                     http::StatusCode::INTERNAL_SERVER_ERROR,
                     "The application failed while handling this request. \
@@ -281,7 +291,9 @@ impl StartResponse {
                 "start_response() was called a second time without exc_info",
             ));
         }
-        state.head = Some(parse_head(status, headers)?);
+        let head = parse_head(status, headers)?;
+        state.status = head.status.as_u16();
+        state.head = Some(head);
         drop(state);
         slf.getattr(pyo3::intern!(py, "write"))
     }

@@ -1,0 +1,119 @@
+"""An application that reads the `mod_wsgi` module the server puts into sys.modules.
+
+At import it subscribes to the events (unless MOD_WSGI_TEST_NO_SUBSCRIBER is set) and to
+the shutdown; `process_stopping` appends a JSON line to $MOD_WSGI_TEST_STOP_FILE.
+
+/facts        the module's attributes and where it came from, as JSON
+/metrics      process_metrics() and server_metrics(), as JSON
+/data         request_data(): what the request_started subscriber left there
+/events       the events this process saw so far (name and sorted keys; some values)
+/fail         raises, after putting something in request_data()
+/replaced     answered by the application a subscriber put in place of this one
+/block?file=P creates P, then waits until it is removed (at most 30 s)
+"""
+
+import json
+import os
+import threading
+import time
+from urllib.parse import parse_qs
+
+import mod_wsgi
+
+seen = []
+seen_lock = threading.Lock()
+
+try:
+    mod_wsgi.request_data()
+    outside_request = "no error"
+except RuntimeError as error:
+    outside_request = str(error)
+
+
+def replacement(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"replaced by a subscriber"]
+
+
+def subscriber(name, **event):
+    record = {"name": name, "keys": sorted(event)}
+    for key in ("status", "thread_id", "request_id", "shutdown_reason"):
+        if key in event:
+            record[key] = event[key]
+    if name == "request_exception":
+        record["exception"] = repr(event["exception_info"][1])
+        record["data"] = dict(event["request_data"])
+    if name == "request_finished":
+        record["application_time"] = event["application_time"]
+        record["data"] = dict(event["request_data"])
+    with seen_lock:
+        seen.append(record)
+    if name == "request_started":
+        event["request_data"]["from_subscriber"] = event["request_environ"]["PATH_INFO"]
+        if event["request_environ"]["PATH_INFO"] == "/replaced":
+            return {"application_object": replacement}
+    return None
+
+
+if not os.environ.get("MOD_WSGI_TEST_NO_SUBSCRIBER"):
+    mod_wsgi.subscribe_events(subscriber)
+
+
+@mod_wsgi.subscribe_shutdown
+def stopping(name, **event):
+    path = os.environ.get("MOD_WSGI_TEST_STOP_FILE")
+    if path:
+        with open(path, "a") as stop_file:
+            line = {"pid": os.getpid(), "name": name, **event}
+            stop_file.write(json.dumps(line) + "\n")
+
+
+def answer(start_response, value):
+    body = json.dumps(value).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    query = {name: values[-1] for name, values in parse_qs(environ["QUERY_STRING"]).items()}
+    if path == "/facts":
+        return answer(
+            start_response,
+            {
+                "version": list(mod_wsgi.version),
+                "process_group": mod_wsgi.process_group,
+                "application_group": mod_wsgi.application_group,
+                "maximum_processes": mod_wsgi.maximum_processes,
+                "threads_per_process": mod_wsgi.threads_per_process,
+                "environ_version": list(environ["mod_wsgi.version"]),
+                "environ_process_group": environ["mod_wsgi.process_group"],
+                "file": getattr(mod_wsgi, "__file__", None),
+                "request_data_outside_a_request": outside_request,
+                "server_metrics": mod_wsgi.server_metrics(),
+                "pid": os.getpid(),
+            },
+        )
+    if path == "/metrics":
+        return answer(
+            start_response,
+            {"process": mod_wsgi.process_metrics(), "server": mod_wsgi.server_metrics()},
+        )
+    if path == "/data":
+        data = mod_wsgi.request_data()
+        data["from_application"] = True
+        return answer(start_response, dict(data))
+    if path == "/events":
+        with seen_lock:
+            return answer(start_response, list(seen))
+    if path == "/fail":
+        mod_wsgi.request_data()["before_failing"] = 1
+        raise ValueError("failing on purpose")
+    if path == "/block":
+        marker = query["file"]
+        open(marker, "w").close()
+        deadline = time.monotonic() + 30
+        while os.path.exists(marker) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return answer(start_response, "released")
+    return answer(start_response, "hello")

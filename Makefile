@@ -15,11 +15,13 @@ run: develop
 test: system-deps check-rust test-rust develop lint-python test-python
 
 # Debian packages the tests use (strace observes sendfile; apache2-utils has rotatelogs;
-# nginx is the balancer of tests/test_nginx.py); installed when missing.
+# nginx is the balancer of tests/test_nginx.py; php-fpm and php-cli serve the PHP pages of
+# tests/test_php.py); installed when missing.
 system-deps:
 	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
 	@command -v rotatelogs >/dev/null || { apt-get update -qq && apt-get install -y -qq apache2-utils; }
 	@PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx; }
+	@ls /usr/sbin/php-fpm* >/dev/null 2>&1 && command -v php >/dev/null || { apt-get update -qq && apt-get install -y -qq php-fpm php-cli; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

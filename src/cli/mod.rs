@@ -10,6 +10,7 @@ mod args;
 mod config;
 mod environment;
 mod front_door_options;
+mod gateways;
 mod identity;
 #[cfg(test)]
 mod options_doc;
@@ -29,6 +30,7 @@ pub use environment::{
     ProcessRole, TLS_LISTENER_FD_ENV,
 };
 pub use front_door_options::HttpsConfig;
+pub use gateways::GatewayConfig;
 pub use identity::RunAs;
 pub use python_settings::PythonSettings;
 

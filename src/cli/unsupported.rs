@@ -50,7 +50,6 @@ use Shape::{Flag, Repeated, Tuple, Value};
 const SERVER: &str = "Server";
 const PROCESSES: &str = "Processes";
 const TIMEOUTS: &str = "Timeouts";
-const URLS: &str = "URLs and files";
 const PROXYING: &str = "Proxying";
 const DEBUGGING: &str = "Debugging and monitoring";
 
@@ -77,8 +76,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("slow-requests",              Value,    DEBUGGING,     "SECONDS",               "Report requests slower than this many seconds."),
     option("telemetry-options",          Repeated, DEBUGGING,     "ARGS",                  "Extra options of the telemetry service."),
     option("socket-prefix",              Value,    PROCESSES,     "DIRECTORY-PATH",        "Directory and name prefix of the UNIX sockets to daemon processes."),
-    option("with-php5",                  Flag,     URLS,          "",                      "Also serve PHP files through php-fpm."),
-    option("with-cgi",                   Flag,     URLS,          "",                      "Also run CGI scripts from the document root."),
     option("service-script",             Tuple(2), PROCESSES,     "SERVICE SCRIPT-PATH",   "Run a Python script as a managed background service."),
     option("service-user",               Tuple(2), PROCESSES,     "SERVICE USERNAME",      "User a managed service runs as."),
     option("service-group",              Tuple(2), PROCESSES,     "SERVICE GROUP",         "Group a managed service runs as."),

@@ -241,6 +241,10 @@ impl Service {
             match served.await {
                 Some(Served::Response(response)) => return response,
                 Some(Served::Handler(handler)) => Some(handler),
+                Some(Served::Gateway(target)) => {
+                    // Boxed: only sites with PHP or CGI pay for this path's future.
+                    return Box::pin(self.gateway(parts, body, &variables, target)).await;
+                }
                 None => None,
             }
         };
@@ -252,6 +256,29 @@ impl Service {
         self.trace(|| format!("request {request_id} queued for an application thread"));
         self.call_backend(parts, body, request_id, access_check, variables, handler)
             .await
+    }
+
+    /// `--with-php5`, `--with-cgi`: the answer of the program that serves the file.
+    async fn gateway(
+        &self,
+        parts: &http::request::Parts,
+        body: RequestBody,
+        variables: &[(String, String)],
+        target: super::GatewayTarget,
+    ) -> handoff::Response {
+        let Some(gateways) = &self.config.gateways else {
+            return handoff::error_response(
+                http::StatusCode::NOT_FOUND,
+                "The requested URL was not found on this server.",
+            );
+        };
+        let request = super::gateway::GatewayRequest {
+            parts,
+            connection: self.connection,
+            variables,
+            target,
+        };
+        gateways.respond(request, body).await
     }
 
     /// The front door's answer, when it has one: 403 for a host this site does not

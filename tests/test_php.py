@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -139,7 +141,7 @@ def test_a_php_page_gets_the_query_form_cookie_and_headers(php_server):
     assert server["DOCUMENT_ROOT"].endswith("/htdocs")
     assert server["SERVER_PORT"] == str(php_server.port)
     assert server["SERVER_NAME"] == "127.0.0.1"
-    assert server["REMOTE_ADDR"].endswith("127.0.0.1")
+    assert server["REMOTE_ADDR"] == "127.0.0.1"
     assert server["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
     assert server["HTTP_X_TEST"] == "sent by the client"
     assert server["GATEWAY_INTERFACE"] == "CGI/1.1"
@@ -322,3 +324,28 @@ def test_php_is_served_over_https_with_https_on(ferrule_server, mode_options, tm
     assert response.status_code == 200
     assert response.json()["server"]["HTTPS"] == "on"
     assert server.get("/report.php").json()["server"]["HTTPS"] is None
+
+
+def test_the_documented_example(ferrule_server, mode_options, tmp_path):
+    """docs/php.md's example, its commands run as written (the port is ours)."""
+    page = (Path(__file__).parent.parent / "docs" / "php.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", page, re.DOTALL)
+    setup, command, expectations = blocks[0], blocks[1], blocks[2]
+    subprocess.run(["sh", "-e", "-c", setup], cwd=tmp_path, check=True)
+    words = shlex.split(command)
+    assert words[:3] == ["ferrule", "start-server", "app.wsgi"]
+    port_at = words.index("--port")
+    options = words[3:port_at] + words[port_at + 2 :]
+    server = ferrule_server(str(tmp_path / "app.wsgi"), *mode_options, *options, cwd=tmp_path)
+    for line in expectations.strip().splitlines():
+        curl, _, expected = line.partition("#")
+        curl = curl.replace("127.0.0.1:8000", f"127.0.0.1:{server.port}")
+        result = subprocess.run(
+            shlex.split(curl) + ["--silent", "--show-error", "--fail"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, (curl, result.stderr)
+        assert result.stdout == expected.strip() + "\n", curl

@@ -229,9 +229,11 @@ impl Service {
                 return response;
             }
         }
-        // Boxed: only sites with static files pay for the size of this future.
-        let handler = if self.config.static_files.is_empty() {
-            None
+        // Boxed: only sites with static files pay for the size of this future. One
+        // expression, so that what the look-up gave is not kept in the request's future
+        // across the backend's await.
+        let looked_up = if self.config.static_files.is_empty() {
+            Ok(None)
         } else {
             let served = Box::pin(self.config.static_files.serve(
                 &parts.method,
@@ -240,14 +242,18 @@ impl Service {
             ));
             match served.await {
                 Some(Served::Response(response)) => return response,
-                Some(Served::Handler(handler)) => Some(handler),
-                Some(Served::Gateway(target)) => {
-                    // Boxed: only sites with PHP or CGI pay for this path's future.
-                    return Box::pin(self.gateway(parts, body, &variables, target)).await;
-                }
-                None => None,
+                Some(Served::Handler(handler)) => Ok(Some(handler)),
+                Some(Served::Gateway(target)) => Err(target),
+                None => Ok(None),
             }
         };
+        if let Err(target) = looked_up {
+            // Boxed: only sites with PHP or CGI pay for this path's future.
+            return Box::pin(self.gateway(parts, body, &variables, target)).await;
+        }
+        // Made after the await above: a binding alive across an await of another path is
+        // kept in every request's future.
+        let handler = looked_up.ok().flatten();
         if parts.method == http::Method::HEAD && self.config.head_to_get {
             // `--map-head-to-get`: the application answers as for GET, so that the
             // headers are the GET's (the writer sends no body for HEAD).
@@ -264,7 +270,7 @@ impl Service {
         parts: &http::request::Parts,
         body: RequestBody,
         variables: &[(String, String)],
-        target: super::GatewayTarget,
+        target: Box<super::GatewayTarget>,
     ) -> handoff::Response {
         let Some(gateways) = &self.config.gateways else {
             return handoff::error_response(
@@ -276,7 +282,7 @@ impl Service {
             parts,
             connection: self.connection,
             variables,
-            target,
+            target: *target,
         };
         gateways.respond(request, body).await
     }

@@ -72,8 +72,9 @@ pub enum Served {
     Response(handoff::Response),
     /// A file of the document root that an `--add-handler` script answers for.
     Handler(handoff::HandlerTarget),
-    /// A file of the document root that PHP or a CGI script answers for.
-    Gateway(super::GatewayTarget),
+    /// A file of the document root that PHP or a CGI script answers for (boxed: the
+    /// request's future holds this enum, and the common answers are smaller).
+    Gateway(Box<super::GatewayTarget>),
 }
 
 /// The content types of `--mime-types`, shared with the blocking pool's look-ups.
@@ -378,12 +379,12 @@ impl SiteLookup {
                     "The file's permissions do not let the server run it.",
                 ));
             }
-            Served::Gateway(GatewayTarget {
+            Served::Gateway(Box::new(GatewayTarget {
                 kind,
                 file,
                 script_name: script_name.to_vec(),
                 path_info: path_info.to_vec(),
-            })
+            }))
         };
         // Each prefix that ends a segment, shortest first.
         let path = &self.decoded;

@@ -201,7 +201,8 @@ impl Gateways {
             .get(http::header::HOST)
             .map(http::HeaderValue::as_bytes)
             .map(host_without_port);
-        let local_ip = connection.local_addr.ip().to_string();
+        // An IPv4-mapped IPv6 address as IPv4, as in the WSGI environ.
+        let local_ip = connection.local_addr.ip().to_canonical().to_string();
         set("SERVER_NAME", host.unwrap_or(local_ip.as_bytes()));
         set("SERVER_ADDR", local_ip.as_bytes());
         set(
@@ -210,7 +211,12 @@ impl Gateways {
         );
         set(
             "REMOTE_ADDR",
-            connection.remote_addr.ip().to_string().as_bytes(),
+            connection
+                .remote_addr
+                .ip()
+                .to_canonical()
+                .to_string()
+                .as_bytes(),
         );
         set(
             "REMOTE_PORT",

@@ -231,6 +231,29 @@ def test_no_php_fpm_is_left_after_the_server_stops(php_server):
     assert not (php_server.server_root / "run" / "php-fpm.sock").exists()
 
 
+def test_workers_of_a_killed_server_are_stopped_by_the_next(ferrule_server, tmp_path):
+    """The kernel kills php-fpm's master with a killed server, not its workers: the next
+    server in the same server root stops them before it starts its own pool."""
+    root = make_site(tmp_path)
+    first = ferrule_server("environ.wsgi", "--document-root", str(root), "--with-php5")
+    assert first.get("/status.php").status_code == 418
+    pids = php_fpm_pids(first)
+    assert len(pids) >= 2, pids
+    masters = [pid for pid in pids if pid in children_of(first.process.pid)]
+    first.process.kill()
+    first.process.wait()
+    wait_until(lambda: not any(alive(pid) for pid in masters), timeout=10)
+    second = ferrule_server(
+        "environ.wsgi",
+        "--document-root",
+        str(root),
+        "--with-php5",
+        server_root=first.server_root,
+    )
+    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10)
+    assert second.get("/status.php").status_code == 418
+
+
 def test_php_needs_a_document_root(tmp_path):
     result = run_ferrule("start-server", str(APPS / "environ.wsgi"), "--with-php5", cwd=tmp_path)
     assert result.returncode == 2

@@ -104,6 +104,7 @@ impl PhpFpm {
             pid: AtomicI32::new(0),
             stopping: AtomicBool::new(false),
         });
+        kill_stale_workers(&shared.group_file());
         let mut child = shared.spawn()?;
         if let Err(message) = shared.wait_ready(&mut child) {
             kill_group(shared.pid.swap(0, Ordering::AcqRel), libc::SIGKILL);
@@ -155,12 +156,19 @@ impl Shared {
         })?;
         let pid = i32::try_from(child.id()).unwrap_or(0);
         self.pid.store(pid, Ordering::Release);
+        // So that a server started after this one was killed can stop its workers.
+        let _ = fs_err::write(self.group_file(), pid.to_string());
         if let Some(stderr) = child.stderr.take() {
             let _ = std::thread::Builder::new()
                 .name("php-fpm-log".to_owned())
                 .spawn(move || log_lines(stderr));
         }
         Ok(child)
+    }
+
+    /// Where the process group of the current php-fpm is written, beside its socket.
+    fn group_file(&self) -> PathBuf {
+        self.socket.with_file_name("php-fpm.pgid")
     }
 
     /// Waits until the socket accepts a connection; an error if php-fpm exits first or
@@ -259,7 +267,56 @@ impl Drop for PhpFpm {
         }
         let _ = thread.join();
         let _ = std::fs::remove_file(&self.shared.socket);
+        let _ = std::fs::remove_file(self.shared.group_file());
     }
+}
+
+/// Kills the php-fpm workers a killed server left behind: the kernel kills a php-fpm
+/// master whose supervisor died (`PR_SET_PDEATHSIG`), but not its workers, which would
+/// wait on the old socket for ever. Only processes of the group `group_file` names whose
+/// name is php-fpm's are killed.
+fn kill_stale_workers(group_file: &Path) {
+    let Some(group) = fs_err::read_to_string(group_file)
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .filter(|group| *group > 0)
+    else {
+        return;
+    };
+    let Ok(entries) = fs_err::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs_err::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if stale_php_fpm(&stat, group) {
+            // SAFETY: kill takes a pid and a signal number and nothing else.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    let _ = fs_err::remove_file(group_file);
+}
+
+/// Whether `/proc/PID/stat` is a php-fpm process of process group `group`.
+fn stale_php_fpm(stat: &str, group: i32) -> bool {
+    // "PID (COMM) STATE PPID PGRP ...": COMM may hold spaces and parentheses.
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return false;
+    };
+    let name = &stat[open + 1..close];
+    let process_group = stat[close + 1..]
+        .split_ascii_whitespace()
+        .nth(2)
+        .and_then(|field| field.parse::<i32>().ok());
+    name.starts_with("php-fpm") && process_group == Some(group)
 }
 
 /// Sends `signal` to every process of the group `pid` leads (nothing for 0).
@@ -312,6 +369,15 @@ fn php_fpm_line(line: &str) -> (Level, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_workers_are_php_fpm_processes_of_the_old_group() {
+        let worker = "9060 (php-fpm8.2) S 1 9052 9052 0 -1 4194624";
+        assert!(stale_php_fpm(worker, 9052));
+        assert!(!stale_php_fpm(worker, 9053));
+        assert!(!stale_php_fpm("77 (python3) S 1 9052 9052 0", 9052));
+        assert!(!stale_php_fpm("garbage", 9052));
+    }
 
     #[test]
     fn php_fpm_lines_keep_their_level_and_lose_their_time() {

@@ -175,7 +175,7 @@ def test_help_lists_every_mod_wsgi_express_option():
     [
         ["--http2"],
         ["--server-metrics"],
-        ["--with-cgi"],
+        ["--enable-profiler"],
         ["--socket-prefix", "/tmp/ferrule-sockets"],
         ["--enable-debugger"],
     ],

@@ -229,9 +229,7 @@ impl Service {
                 return response;
             }
         }
-        // Boxed: only sites with static files pay for the size of this future. One
-        // expression, so that what the look-up gave is not kept in the request's future
-        // across the backend's await.
+        // Boxed: only sites with static files pay for the size of this future.
         let looked_up = if self.config.static_files.is_empty() {
             Ok(None)
         } else {

@@ -16,7 +16,8 @@ test: system-deps check-rust test-rust develop lint-python test-python
 
 # Debian packages the tests use (strace observes sendfile; apache2-utils has rotatelogs;
 # nginx is the balancer of tests/test_nginx.py; gdb runs under --enable-gdb; ss shows socket buffers;
-# chromium draws the telemetry dashboard of tests/test_telemetry.py); installed when missing.
+# chromium draws the telemetry dashboard of tests/test_telemetry.py; php-fpm and php-cli serve the
+# PHP pages of tests/test_php.py); installed when missing.
 system-deps:
 	@command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace; }
 	@command -v rotatelogs >/dev/null || { apt-get update -qq && apt-get install -y -qq apache2-utils; }
@@ -24,6 +25,7 @@ system-deps:
 	@command -v gdb >/dev/null || { apt-get update -qq && apt-get install -y -qq gdb; }
 	@command -v ss >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2; }
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	@ls /usr/sbin/php-fpm* >/dev/null 2>&1 && command -v php >/dev/null || { apt-get update -qq && apt-get install -y -qq php-fpm php-cli; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

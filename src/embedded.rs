@@ -115,6 +115,8 @@ fn serve(
                     .iter()
                     .map(|(extension, _)| extension.clone())
                     .collect(),
+                php: config.server.gateways.php.is_some(),
+                cgi: config.server.gateways.cgi,
             })
             .with_static_site(config.server.static_site.clone()),
         error_documents: frontend::ErrorDocuments::new(
@@ -126,6 +128,17 @@ fn serve(
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
         front_door: config.server.front_door.clone(),
+        gateways: frontend::Gateways::new(
+            config
+                .server
+                .gateways
+                .php
+                .as_ref()
+                .map(|_| crate::cli::GatewayConfig::php_socket(&config.server.server_root)),
+            config.server.gateways.cgi,
+            config.processes.request_timeout,
+            config.server.site.document_root.as_deref(),
+        ),
         operations: frontend::Operations::new(
             config.server.operations.health_check_path.clone(),
             config.server.operations.metrics_path.clone(),

@@ -65,6 +65,8 @@ const ALLOWED: &[(&str, &str)] = &[
     ("cli", "front_door"),
     ("frontend", "tls"),
     ("frontend", "front_door"),
+    // FastCGI's records (`fastcgi`: pure, no I/O), which the front end speaks to php-fpm.
+    ("frontend", "fastcgi"),
 ];
 
 /// The files that may use PyO3: the Python side of the crate.

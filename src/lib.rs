@@ -29,6 +29,7 @@ pub mod cli;
 pub mod client_timeouts;
 pub mod daemon;
 pub mod embedded;
+pub mod fastcgi;
 pub mod front_door;
 pub mod frontend;
 pub mod handoff;

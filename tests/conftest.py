@@ -175,11 +175,13 @@ def start_server(
     env: dict | None = None,
     command: list[str] | None = None,
     cwd: Path | None = None,
+    server_root: Path | None = None,
 ) -> Server:
     """`command` replaces `python -m ferrule start-server` (say, a Django `manage.py
-    runferrule`); the options follow it all the same."""
+    runferrule`); the options follow it all the same. `server_root` reuses a server root
+    (one per port otherwise)."""
     port = free_port()
-    server_root = tmp_path / f"server-root-{port}"
+    server_root = server_root or tmp_path / f"server-root-{port}"
     args = list(command) if command else [sys.executable, "-m", "ferrule", "start-server"]
     if app is not None:
         app_path = Path(app)

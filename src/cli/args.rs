@@ -322,6 +322,26 @@ pub(super) struct StartServerArgs {
           value_names = ["EXTENSION", "SCRIPT-PATH"], help_heading = "URLs and files")]
     pub(super) add_handler: Vec<String>,
 
+    /// Serve the `.php` files of the document root (and `index.php` as a directory's
+    /// index) through a php-fpm pool that the server starts, watches and stops, over
+    /// FastCGI. Needs --document-root. `--with-php` is the same.
+    #[arg(
+        long = "with-php5",
+        visible_alias = "with-php",
+        help_heading = "URLs and files"
+    )]
+    pub(super) with_php5: bool,
+
+    /// The php-fpm program for --with-php5 (ours); found on PATH as php-fpm, or as
+    /// Debian's /usr/sbin/php-fpmX.Y, without it.
+    #[arg(long, value_name = "FILE-PATH", help_heading = "URLs and files")]
+    pub(super) php_executable: Option<PathBuf>,
+
+    /// Run the executable `.cgi` files of the document root as CGI scripts (no shell;
+    /// killed after --request-timeout). Needs --document-root.
+    #[arg(long, help_heading = "URLs and files")]
+    pub(super) with_cgi: bool,
+
     /// Add KEY with VALUE to every request's WSGI environ (not to `os.environ`, as in
     /// mod_wsgi). May be given more than once.
     #[arg(long = "setenv", num_args = 2, action = clap::ArgAction::Append,

@@ -92,6 +92,8 @@ pub struct ServerConfig {
     pub static_site: Option<PathBuf>,
     /// `--document-root`, `--directory-index` and `--mount-point`.
     pub site: SiteConfig,
+    /// `--with-php5` and `--with-cgi`.
+    pub gateways: super::GatewayConfig,
     /// `--error-document` pairs: an error status (400 to 599) and a URL path.
     pub error_documents: Vec<(u16, String)>,
     /// `--error-override`.
@@ -383,6 +385,12 @@ pub enum ConfigError {
     UnsafeServerRoot { path: PathBuf, reason: String },
     #[error("--{option} '{path}' is not an existing file")]
     NotAFile { option: &'static str, path: PathBuf },
+    #[error("--{option} '{path}' is not an executable file")]
+    NotAProgram { option: &'static str, path: PathBuf },
+    #[error(
+        "--with-php5 needs php-fpm, which is not on PATH nor in /usr/sbin\nhint: install it (Debian: apt-get install php-fpm) or name it with --php-executable"
+    )]
+    PhpFpmMissing,
     #[error("--auth-type '{value}' is not an authentication scheme\nhint: use Basic or Digest")]
     BadAuthType { value: String },
     #[error(
@@ -496,6 +504,9 @@ impl Config {
             setenv,
             passenv,
             add_handler,
+            with_php5,
+            php_executable,
+            with_cgi,
             map_head_to_get,
             compress_responses,
             // Sendfile is always on where it can be.
@@ -733,6 +744,13 @@ impl Config {
                 });
             }
         }
+        let gateways = super::gateways::gateways_of(
+            &mut problems,
+            with_php5,
+            php_executable.map(|path| absolute(&path)),
+            with_cgi,
+            site.document_root.as_deref(),
+        );
         if let Some(path) = mime_types.map(|path| absolute(&path)) {
             match fs_err::read_to_string(&path) {
                 Ok(text) => site.mime_types = parse_mime_types(&text),
@@ -957,6 +975,7 @@ impl Config {
                 url_aliases,
                 static_site,
                 site,
+                gateways,
                 error_documents,
                 error_override,
                 operations,

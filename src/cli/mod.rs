@@ -12,6 +12,7 @@ mod daemon_details;
 mod developer_tools;
 mod environment;
 mod front_door_options;
+mod gateways;
 mod identity;
 #[cfg(test)]
 mod options_doc;
@@ -34,6 +35,7 @@ pub use environment::{
     ProcessRole, SERVICE_ENV, TLS_LISTENER_FD_ENV, UNDER_GDB_ENV,
 };
 pub use front_door_options::HttpsConfig;
+pub use gateways::GatewayConfig;
 pub use identity::RunAs;
 pub use python_settings::PythonSettings;
 pub use services::Service;

@@ -47,7 +47,6 @@ use Shape::{Flag, Tuple, Value};
 // The `--help` headings; `args.rs` uses the same names for the options it builds.
 const SERVER: &str = "Server";
 const TIMEOUTS: &str = "Timeouts";
-const URLS: &str = "URLs and files";
 const PROXYING: &str = "Proxying";
 
 /// Every mod_wsgi-express `start-server` option (mod_wsgi 6.1) not built yet, in
@@ -59,8 +58,6 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("proxy-mount-point",          Tuple(2), PROXYING,      "URL-PATH URL",          "Forward requests below a URL path to another server."),
     option("proxy-url-alias",            Tuple(2), PROXYING,      "URL-PATH URL",          "Older name of --proxy-mount-point."),
     option("proxy-virtual-host",         Tuple(2), PROXYING,      "HOSTNAME URL",          "Forward requests for a host name to another server."),
-    option("with-php5",                  Flag,     URLS,          "",                      "Also serve PHP files through php-fpm."),
-    option("with-cgi",                   Flag,     URLS,          "",                      "Also run CGI scripts from the document root."),
 ];
 
 /// Adds every unsupported option to the `start-server` subcommand.

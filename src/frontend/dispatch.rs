@@ -230,8 +230,8 @@ impl Service {
             }
         }
         // Boxed: only sites with static files pay for the size of this future.
-        let handler = if self.config.static_files.is_empty() {
-            None
+        let looked_up = if self.config.static_files.is_empty() {
+            Ok(None)
         } else {
             let served = Box::pin(self.config.static_files.serve(
                 &parts.method,
@@ -240,10 +240,18 @@ impl Service {
             ));
             match served.await {
                 Some(Served::Response(response)) => return response,
-                Some(Served::Handler(handler)) => Some(handler),
-                None => None,
+                Some(Served::Handler(handler)) => Ok(Some(handler)),
+                Some(Served::Gateway(target)) => Err(target),
+                None => Ok(None),
             }
         };
+        if let Err(target) = looked_up {
+            // Boxed: only sites with PHP or CGI pay for this path's future.
+            return Box::pin(self.gateway(parts, body, &variables, target)).await;
+        }
+        // Made after the await above: a binding alive across an await of another path is
+        // kept in every request's future.
+        let handler = looked_up.ok().flatten();
         if parts.method == http::Method::HEAD && self.config.head_to_get {
             // `--map-head-to-get`: the application answers as for GET, so that the
             // headers are the GET's (the writer sends no body for HEAD).
@@ -252,6 +260,29 @@ impl Service {
         self.trace(|| format!("request {request_id} queued for an application thread"));
         self.call_backend(parts, body, request_id, access_check, variables, handler)
             .await
+    }
+
+    /// `--with-php5`, `--with-cgi`: the answer of the program that serves the file.
+    async fn gateway(
+        &self,
+        parts: &http::request::Parts,
+        body: RequestBody,
+        variables: &[(String, String)],
+        target: Box<super::GatewayTarget>,
+    ) -> handoff::Response {
+        let Some(gateways) = &self.config.gateways else {
+            return handoff::error_response(
+                http::StatusCode::NOT_FOUND,
+                "The requested URL was not found on this server.",
+            );
+        };
+        let request = super::gateway::GatewayRequest {
+            parts,
+            connection: self.connection,
+            variables,
+            target: *target,
+        };
+        gateways.respond(request, body).await
     }
 
     /// The front door's answer, when it has one: 403 for a host this site does not

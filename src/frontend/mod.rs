@@ -15,6 +15,7 @@ mod daemon_pool;
 mod directory_listing;
 mod dispatch;
 mod error_documents;
+mod gateway;
 pub mod http1;
 pub mod metrics;
 mod operations;
@@ -28,6 +29,7 @@ mod timeouts;
 
 pub use daemon_pool::{DaemonPool, PoolEvent};
 pub use error_documents::ErrorDocuments;
+pub use gateway::{GatewayKind, GatewayTarget, Gateways};
 pub use operations::Operations;
 pub use reload_watch::ReloadWatch;
 pub use static_files::{Site, StaticFiles, UrlAlias};
@@ -83,6 +85,8 @@ pub struct FrontendConfig {
     /// Virtual hosts, `--https-only`, `--hsts-policy`, client certificates, trusted
     /// proxies.
     pub front_door: crate::front_door::FrontDoor,
+    /// `--with-php5` and `--with-cgi`; `None` without them.
+    pub gateways: Option<Arc<Gateways>>,
 }
 
 /// A listening socket, and the TLS it speaks if it is the HTTPS one.

@@ -60,6 +60,10 @@ pub struct Site {
     /// `--add-handler` extensions, lower case with their dot, in the order given (the
     /// index of one is the executor's index of its script).
     pub handlers: Vec<String>,
+    /// `--with-php5`: `.php` files (and `index.php` for a directory) go to php-fpm.
+    pub php: bool,
+    /// `--with-cgi`: executable `.cgi` files are run.
+    pub cgi: bool,
 }
 
 /// What the front end makes of a request for a static file.
@@ -68,6 +72,9 @@ pub enum Served {
     Response(handoff::Response),
     /// A file of the document root that an `--add-handler` script answers for.
     Handler(handoff::HandlerTarget),
+    /// A file of the document root that PHP or a CGI script answers for (boxed: the
+    /// request's future holds this enum, and the common answers are smaller).
+    Gateway(Box<super::GatewayTarget>),
 }
 
 /// The content types of `--mime-types`, shared with the blocking pool's look-ups.
@@ -223,6 +230,8 @@ impl StaticFiles {
             method: method.clone(),
             conditions: Conditions::of(headers),
             handlers: self.site.handlers.clone(),
+            php: self.site.php,
+            cgi: self.site.cgi,
         };
         tokio::task::spawn_blocking(move || lookup.run())
             .await
@@ -325,15 +334,104 @@ struct SiteLookup {
     conditions: Conditions,
     /// `--add-handler` extensions.
     handlers: Vec<String>,
+    php: bool,
+    cgi: bool,
 }
 
 impl SiteLookup {
     /// `None`: the application's request.
     fn run(self) -> Option<Served> {
+        if self.php || self.cgi {
+            if let Some(served) = self.gateway_target() {
+                return Some(served);
+            }
+        }
         if let Some(handler) = self.handler_target() {
             return Some(Served::Handler(handler));
         }
         self.answer().map(Served::Response)
+    }
+
+    /// The gateway that answers for the request: the first segment of the path that
+    /// names a `.php` file (or, with `--with-cgi`, a `.cgi` file) of the document root,
+    /// the rest of the path being `PATH_INFO`; or a directory's index (`--directory-index`,
+    /// else `index.php` with PHP) when the path ends with a slash. A `.cgi` file that is
+    /// not executable is refused (403), as Apache's `mod_cgi` does.
+    fn gateway_target(&self) -> Option<Served> {
+        use super::{GatewayKind, GatewayTarget};
+        if self.decoded.contains(&0) {
+            return None;
+        }
+        let kind_of = |segment: &[u8]| {
+            let lower = segment.to_ascii_lowercase();
+            if self.php && lower.ends_with(b".php") {
+                Some(GatewayKind::Php)
+            } else if self.cgi && lower.ends_with(b".cgi") {
+                Some(GatewayKind::Cgi)
+            } else {
+                None
+            }
+        };
+        let target = |kind, file: PathBuf, script_name: &[u8], path_info: &[u8]| {
+            if kind == GatewayKind::Cgi && !is_executable(&file) {
+                return Served::Response(handoff::error_response(
+                    http::StatusCode::FORBIDDEN,
+                    "The file's permissions do not let the server run it.",
+                ));
+            }
+            Served::Gateway(Box::new(GatewayTarget {
+                kind,
+                file,
+                script_name: script_name.to_vec(),
+                path_info: path_info.to_vec(),
+            }))
+        };
+        // Each prefix that ends a segment, shortest first.
+        let path = &self.decoded;
+        let mut end = 0;
+        while end < path.len() {
+            let next = path[end + 1..]
+                .iter()
+                .position(|&byte| byte == b'/')
+                .map_or(path.len(), |offset| end + 1 + offset);
+            let prefix = &path[..next];
+            let segment = &path[end..next];
+            end = next;
+            let Some(kind) = kind_of(segment) else {
+                continue;
+            };
+            let relative = OsStr::from_bytes(prefix.strip_prefix(b"/").unwrap_or(prefix));
+            let Some(file) = self.inside_root(&self.document_root.join(relative)) else {
+                continue;
+            };
+            if fs_err::metadata(&file).is_ok_and(|metadata| metadata.is_file()) {
+                return Some(target(kind, file, prefix, &path[next..]));
+            }
+        }
+        if !path.ends_with(b"/") {
+            return None;
+        }
+        let index = match &self.directory_index {
+            Some(index) => index.as_str(),
+            None if self.php => "index.php",
+            None => return None,
+        };
+        let kind = kind_of(index.as_bytes())?;
+        let relative = OsStr::from_bytes(path.strip_prefix(b"/").unwrap_or(path));
+        let directory = self.inside_root(&self.document_root.join(relative))?;
+        let file = directory.join(index);
+        if !fs_err::metadata(&file).is_ok_and(|metadata| metadata.is_file()) {
+            return None;
+        }
+        let mut script_name = path.clone();
+        script_name.extend_from_slice(index.as_bytes());
+        Some(target(kind, file, &script_name, b""))
+    }
+
+    /// `path` with links resolved, if it exists and stays inside the document root.
+    fn inside_root(&self, path: &Path) -> Option<PathBuf> {
+        let real = fs_err::canonicalize(path).ok()?;
+        real.starts_with(&self.document_root).then_some(real)
     }
 
     /// The `--add-handler` script that answers for the file the request names, or for
@@ -427,6 +525,12 @@ impl SiteLookup {
         }
         Some(forbidden_directory())
     }
+}
+
+/// Whether anyone may execute the file.
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::metadata(path).is_ok_and(|metadata| metadata.permissions().mode() & 0o111 != 0)
 }
 
 fn forbidden_directory() -> handoff::Response {
@@ -737,8 +841,84 @@ mod tests {
             .block_on(files.serve(method, &target, headers))
             .and_then(|served| match served {
                 Served::Response(response) => Some(response),
-                Served::Handler(_) => None,
+                Served::Handler(_) | Served::Gateway(_) => None,
             })
+    }
+
+    /// A document root with PHP and CGI files, looked up as the blocking pool would.
+    fn gateway_lookup(root: &Path, path: &str) -> Option<Served> {
+        SiteLookup {
+            document_root: fs_err::canonicalize(root).expect("root"),
+            directory_index: None,
+            directory_listing: false,
+            types: ContentTypes::default(),
+            decoded: path.as_bytes().to_vec(),
+            query: None,
+            mounted: true,
+            method: http::Method::GET,
+            conditions: Conditions::of(&http::HeaderMap::new()),
+            handlers: Vec::new(),
+            php: true,
+            cgi: true,
+        }
+        .run()
+    }
+
+    fn gateway_site() -> tempdir::Dir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempdir::Dir::new();
+        fs_err::create_dir_all(dir.path().join("app")).expect("dir");
+        fs_err::write(dir.path().join("page.php"), "<?php").expect("file");
+        fs_err::write(dir.path().join("app/index.php"), "<?php").expect("file");
+        fs_err::write(dir.path().join("run.cgi"), "#!/bin/sh").expect("file");
+        fs_err::set_permissions(
+            dir.path().join("run.cgi"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod");
+        fs_err::write(dir.path().join("plain.cgi"), "#!/bin/sh").expect("file");
+        dir
+    }
+
+    #[test]
+    fn a_php_file_goes_to_php_with_the_rest_as_path_info() {
+        let dir = gateway_site();
+        let Some(Served::Gateway(target)) = gateway_lookup(dir.path(), "/page.php/a/b") else {
+            panic!("not a gateway");
+        };
+        assert_eq!(target.kind, super::super::GatewayKind::Php);
+        assert_eq!(target.script_name, b"/page.php");
+        assert_eq!(target.path_info, b"/a/b");
+        assert!(target.file.ends_with("page.php"));
+    }
+
+    #[test]
+    fn index_php_answers_for_its_directory() {
+        let dir = gateway_site();
+        let Some(Served::Gateway(target)) = gateway_lookup(dir.path(), "/app/") else {
+            panic!("not a gateway");
+        };
+        assert_eq!(target.script_name, b"/app/index.php");
+        assert!(target.path_info.is_empty());
+    }
+
+    #[test]
+    fn only_an_executable_cgi_file_runs() {
+        let dir = gateway_site();
+        assert!(matches!(
+            gateway_lookup(dir.path(), "/run.cgi"),
+            Some(Served::Gateway(target)) if target.kind == super::super::GatewayKind::Cgi
+        ));
+        let Some(Served::Response(response)) = gateway_lookup(dir.path(), "/plain.cgi") else {
+            panic!("not refused");
+        };
+        assert_eq!(response.status, http::StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn a_missing_php_file_is_not_a_gateway() {
+        let dir = gateway_site();
+        assert!(gateway_lookup(dir.path(), "/missing.php").is_none());
     }
 
     fn site() -> (tempdir::Dir, StaticFiles) {

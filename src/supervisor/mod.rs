@@ -20,6 +20,7 @@ mod child_environment;
 mod children;
 mod control_script;
 mod listen;
+mod php_fpm;
 mod pid_file;
 mod piped_logs;
 mod privileges;

@@ -125,20 +125,22 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         };
     // A static site has no application: the front end here serves it, with no children.
     let static_site = matches!(config.application.target, ApplicationTarget::Static(_));
-    let socket_directory = if config.processes.mode == OperatingMode::Daemon || static_site {
-        match listen::socket_directory(
-            &config.server.server_root,
-            config.processes.daemon_details.socket_directory.as_deref(),
-        ) {
-            Ok(directory) => Some(directory),
-            Err(message) => {
-                crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
-                return ExitStatus::Failure;
+    let php = config.server.gateways.php.as_deref();
+    let socket_directory =
+        if config.processes.mode == OperatingMode::Daemon || static_site || php.is_some() {
+            match listen::socket_directory(
+                &config.server.server_root,
+                config.processes.daemon_details.socket_directory.as_deref(),
+            ) {
+                Ok(directory) => Some(directory),
+                Err(message) => {
+                    crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+                    return ExitStatus::Failure;
+                }
             }
-        }
-    } else {
-        None
-    };
+        } else {
+            None
+        };
     // The front end runs here (daemon mode, a static site): its certificate and key are
     // read before --user takes effect, as Apache reads them as root, so the key may stay
     // readable by root alone.
@@ -154,14 +156,39 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
         }
         _ => None,
     };
+    // Written as root (the server root is root's); php-fpm starts once the server runs
+    // as --user, so that its pool runs as that user too.
+    let php_config = match php.map(|program| super::php_fpm::write_config(config, program)) {
+        Some(Err(message)) => {
+            crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+            return ExitStatus::Failure;
+        }
+        Some(Ok(path)) => Some(path),
+        None => None,
+    };
     if let Some(run_as) = &config.processes.run_as {
         if let Err(message) = privileges::become_user(config, run_as, socket_directory.as_deref()) {
             crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
             return ExitStatus::Failure;
         }
     }
+    // Dropped on every way out of this function: php-fpm is then stopped.
+    let _php_fpm = match php.zip(php_config) {
+        Some((program, config_file)) => {
+            match super::php_fpm::PhpFpm::start(config, program, config_file) {
+                Ok(pool) => Some(pool),
+                Err(message) => {
+                    crate::logs::write_terminal(&format!("ferrule: error: {message}\n"));
+                    return ExitStatus::Failure;
+                }
+            }
+        }
+        None => None,
+    };
     // Bound by the user the server runs as (with --user), who must also remove it.
-    let daemon_socket = match socket_directory {
+    let daemon_socket = match socket_directory
+        .filter(|_| config.processes.mode == OperatingMode::Daemon || static_site)
+    {
         Some(directory) => {
             match listen::bind_daemon_socket(&directory, config.processes.daemon_backlog) {
                 Ok(bound) => Some(bound),
@@ -394,6 +421,8 @@ pub(super) fn start_frontend(
                     .iter()
                     .map(|(extension, _)| extension.clone())
                     .collect(),
+                php: config.server.gateways.php.is_some(),
+                cgi: config.server.gateways.cgi,
             })
             .with_static_site(config.server.static_site.clone()),
         error_documents: frontend::ErrorDocuments::new(
@@ -407,6 +436,17 @@ pub(super) fn start_frontend(
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
         front_door: config.server.front_door.clone(),
+        gateways: frontend::Gateways::new(
+            config
+                .server
+                .gateways
+                .php
+                .as_ref()
+                .map(|_| crate::cli::GatewayConfig::php_socket(&config.server.server_root)),
+            config.server.gateways.cgi,
+            config.processes.request_timeout,
+            config.server.site.document_root.as_deref(),
+        ),
         operations: frontend::Operations::new(
             config.server.operations.health_check_path.clone(),
             config.server.operations.metrics_path.clone(),

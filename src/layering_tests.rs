@@ -59,6 +59,12 @@ const ALLOWED: &[(&str, &str)] = &[
     ("cli", "front_door"),
     ("frontend", "tls"),
     ("frontend", "front_door"),
+    // Reverse proxying (`proxy`: the rules, the header rules, hyper's client): `cli`
+    // builds the rules, the front end forwards through them.
+    ("cli", "proxy"),
+    ("frontend", "proxy"),
+    ("proxy", "handoff"),
+    ("proxy", "logs"),
 ];
 
 /// The files that may use PyO3: the Python side of the crate.

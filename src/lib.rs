@@ -33,6 +33,7 @@ pub mod frontend;
 pub mod handoff;
 pub mod logs;
 pub mod process;
+pub mod proxy;
 pub mod shutdown;
 pub mod supervisor;
 mod sync;

@@ -13,6 +13,7 @@ mod front_door_options;
 mod identity;
 #[cfg(test)]
 mod options_doc;
+mod proxy_options;
 mod python_settings;
 mod unsupported;
 

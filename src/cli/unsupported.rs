@@ -51,7 +51,6 @@ const SERVER: &str = "Server";
 const PROCESSES: &str = "Processes";
 const TIMEOUTS: &str = "Timeouts";
 const URLS: &str = "URLs and files";
-const PROXYING: &str = "Proxying";
 const DEBUGGING: &str = "Debugging and monitoring";
 
 /// Every mod_wsgi-express `start-server` option (mod_wsgi 6.1) not built yet, in
@@ -62,13 +61,9 @@ const UNSUPPORTED: &[Unsupported] = &[
     option("deadlock-timeout",           Value,    TIMEOUTS,      "SECONDS",               "Restart a daemon process whose Python interpreter is stuck this long."),
     option("ignore-activity",            Repeated, TIMEOUTS,      "URL-PATH",              "URL path whose requests do not count as activity for --inactivity-timeout."),
     option("interrupt-timeout",          Value,    TIMEOUTS,      "SECONDS",               "Seconds given to requests in progress when a timeout restarts a process."),
-    option("proxy-timeout",              Value,    TIMEOUTS,      "SECONDS",               "Seconds to wait for a proxied back end."),
     option("send-buffer-size",           Value,    SERVER,        "NUMBER",                "Size of the kernel send buffer of connections to daemon processes."),
     option("receive-buffer-size",        Value,    SERVER,        "NUMBER",                "Size of the kernel receive buffer of connections to daemon processes."),
     option("response-flush-delay",       Value,    TIMEOUTS,      "MILLISECONDS",          "Milliseconds before buffered response data is flushed to the client."),
-    option("proxy-mount-point",          Tuple(2), PROXYING,      "URL-PATH URL",          "Forward requests below a URL path to another server."),
-    option("proxy-url-alias",            Tuple(2), PROXYING,      "URL-PATH URL",          "Older name of --proxy-mount-point."),
-    option("proxy-virtual-host",         Tuple(2), PROXYING,      "HOSTNAME URL",          "Forward requests for a host name to another server."),
     option("server-metrics",             Flag,     DEBUGGING,     "",                      "Collect server metrics for the application to read."),
     option("telemetry-service",          Value,    DEBUGGING,     "TARGET",                "Where telemetry is sent."),
     option("enable-telemetry",           Flag,     DEBUGGING,     "",                      "Collect telemetry about requests and processes."),

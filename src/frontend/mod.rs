@@ -82,6 +82,9 @@ pub struct FrontendConfig {
     /// Virtual hosts, `--https-only`, `--hsts-policy`, client certificates, trusted
     /// proxies.
     pub front_door: crate::front_door::FrontDoor,
+    /// `--proxy-mount-point`, `--proxy-virtual-host`: requests forwarded to other HTTP
+    /// servers (`crate::proxy`); `None` when nothing is proxied.
+    pub proxy: Option<crate::proxy::Proxy>,
 }
 
 /// A listening socket, and the TLS it speaks if it is the HTTPS one.

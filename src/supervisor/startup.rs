@@ -368,6 +368,7 @@ pub(super) fn start_frontend(
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
         front_door: config.server.front_door.clone(),
+        proxy: config.server.proxy.clone(),
         operations: frontend::Operations::new(
             config.server.operations.health_check_path.clone(),
             config.server.operations.metrics_path.clone(),

@@ -285,6 +285,7 @@ class Upstream:
     - `/stream`: a chunked response whose second piece waits for `release`;
     - `/slow`: waits for `release` before answering;
     - `/redirect`: 302 to `/base/next` on this upstream (an absolute URL);
+    - `/missing`: a 404 page of its own;
     - `/hop`: a response with hop-by-hop fields beside an ordinary one;
     - anything else: the record of the request, as JSON.
     """
@@ -355,6 +356,14 @@ class Upstream:
                     return
                 if path.endswith("/slow"):
                     upstream.release.wait(30)
+                if path.endswith("/missing"):
+                    page = b"the upstream's own 404"
+                    self.send_response(404)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                    return
                 if path.endswith("/redirect"):
                     self.send_response(302)
                     self.send_header("Location", f"{upstream.url}/base/next?a=1")

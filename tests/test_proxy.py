@@ -309,6 +309,44 @@ def test_upstream_that_closes_without_answering_is_502(ferrule_server, mode_opti
     server.wait_for_log("[proxy:error]")
 
 
+def test_error_documents_replace_the_proxys_errors_not_the_upstreams(
+    ferrule_server, mode_options, upstream, tmp_path
+):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "404.html").write_text("our 404 page")
+    (site / "502.html").write_text("our 502 page")
+    server = ferrule_server(
+        APP,
+        *mode_options,
+        "--document-root",
+        str(site),
+        "--error-document",
+        "404",
+        "/404.html",
+        "--error-document",
+        "502",
+        "/502.html",
+        "--error-override",
+        "--proxy-mount-point",
+        "/api",
+        upstream.url,
+        "--proxy-mount-point",
+        "/down",
+        f"http://127.0.0.1:{free_port()}/",
+    )
+    # Apache passes a proxied error through unless ProxyErrorOverride is on, and
+    # mod_wsgi-express does not turn it on: --error-override is about the application.
+    response = server.get("/api/missing")
+    assert response.status_code == 404
+    assert response.text == "the upstream's own 404"
+    assert "x-ferrule-proxied" not in response.headers
+    # The proxy's own error is the server's, and gets the site's page.
+    response = server.get("/down/x")
+    assert response.status_code == 502
+    assert response.text == "our 502 page"
+
+
 # -- options -------------------------------------------------------------------------------
 
 

@@ -590,6 +590,9 @@ impl Service {
             mut body,
         } = response;
         headers.remove(handoff::SERVER_PAGE);
+        if self.config.proxy.is_some() {
+            headers.remove(crate::proxy::PROXIED);
+        }
         let declared = if is_bodyless(status) {
             // RFC 9110 8.6 and 15.3.5: no body, and nothing that describes one (Apache
             // drops Content-Type on them too). Dropping a stream tells the application

@@ -156,6 +156,9 @@ where
         request_host.as_deref(),
         connection.https,
     );
+    parts
+        .headers
+        .insert(super::PROXIED, http::HeaderValue::from_static("1"));
     let body = if incoming.is_end_stream() {
         handoff::ResponseBody::Full(Vec::new())
     } else {

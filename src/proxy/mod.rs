@@ -18,6 +18,12 @@ pub use upstream::{Upstream, UpstreamError};
 
 use std::time::Duration;
 
+/// Marks a response that came from an upstream, so that `--error-override` leaves it as
+/// it is (Apache replaces a proxied error only with `ProxyErrorOverride`, which
+/// mod_wsgi-express does not ask for); the front end removes it before the response goes
+/// out.
+pub const PROXIED: http::HeaderName = http::HeaderName::from_static("x-ferrule-proxied");
+
 /// Every proxy rule, from the options.
 #[derive(Clone, Debug)]
 pub struct Proxy {

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import trustme
 
 from conftest import free_port, run_ferrule, wait_until
 
@@ -455,3 +456,41 @@ def test_the_documented_example(ferrule_server, mode_options, tmp_path):
     finally:
         files.terminate()
         files.wait()
+
+
+# -- over HTTPS ----------------------------------------------------------------------------
+
+
+def test_proxied_over_https(ferrule_server, mode_options, upstream, tmp_path):
+    ca = trustme.CA()
+    certificate = ca.issue_cert("localhost")
+    certificate.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    certificate.cert_chain_pems[0].write_to_path(str(tmp_path / "server.crt"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    port = free_port()
+    ferrule_server(
+        APP,
+        *mode_options,
+        "--https-port",
+        str(port),
+        "--ssl-certificate",
+        str(tmp_path / "server"),
+        "--proxy-mount-point",
+        "/api",
+        f"{upstream.url}/base",
+    )
+
+    def get(path: str) -> requests.Response:
+        return requests.get(
+            f"https://localhost:{port}{path}",
+            verify=str(tmp_path / "ca.pem"),
+            allow_redirects=False,
+            timeout=30,
+        )
+
+    seen = headers_of(get("/api/echo").json())
+    assert seen["x-forwarded-proto"] == ["https"]
+    assert seen["x-forwarded-scheme"] == ["https"]
+    assert seen["x-forwarded-port"] == [str(port)]
+    assert get("/api/redirect").headers["Location"] == f"https://localhost:{port}/api/next?a=1"
+    assert get("/api").headers["Location"] == f"https://localhost:{port}/api/"

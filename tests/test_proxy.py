@@ -5,6 +5,7 @@ sockets, in both modes."""
 import hashlib
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -283,6 +284,41 @@ def test_upstream_slow_past_proxy_timeout_is_504(ferrule_server, mode_options, u
     assert "did not answer in time" in response.text
     log = server.wait_for_log("did not answer within --proxy-timeout (1 seconds)")
     assert "[proxy:error]" in log
+
+
+def test_a_connection_never_accepted_past_proxy_timeout_is_504(ferrule_server, mode_options):
+    # A listener whose accept queue is full: the kernel leaves new connections unanswered.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        while True:
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+            _, writable, _ = select.select([], [filler], [], 0.5)
+            if not writable:
+                break
+            assert len(fillers) < 64, "the accept queue never filled"
+        server = ferrule_server(
+            APP,
+            *mode_options,
+            "--proxy-mount-point",
+            "/api",
+            f"http://127.0.0.1:{port}/",
+            "--proxy-timeout",
+            "1",
+        )
+        response = server.get("/api/x")
+        assert response.status_code == 504
+        server.wait_for_log("did not answer within --proxy-timeout (1 seconds)")
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
 
 
 def test_upstream_that_closes_without_answering_is_502(ferrule_server, mode_options):

@@ -286,6 +286,7 @@ class Upstream:
     - `/slow`: waits for `release` before answering;
     - `/redirect`: 302 to `/base/next` on this upstream (an absolute URL);
     - `/missing`: a 404 page of its own;
+    - `/quietclose`: the record, then the connection closed without warning;
     - `/hop`: a response with hop-by-hop fields beside an ordinary one;
     - anything else: the record of the request, as JSON.
     """
@@ -341,6 +342,7 @@ class Upstream:
                     "headers": [[name.lower(), value] for name, value in self.headers.items()],
                     "length": length,
                     "sha256": sha256,
+                    "client_port": self.client_address[1],
                 }
                 upstream.requests.append(record)
                 path = self.path.split("?")[0]
@@ -383,6 +385,9 @@ class Upstream:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)
+                if path.endswith("/quietclose"):
+                    # Closed after the answer, without saying so in a Connection header.
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = answer
 

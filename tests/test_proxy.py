@@ -179,6 +179,23 @@ def test_head_request(ferrule_server, mode_options, upstream):
     assert upstream.requests[-1]["method"] == "HEAD"
 
 
+def test_upstream_connections_are_kept_between_requests(ferrule_server, mode_options, upstream):
+    server = ferrule_server(APP, *mode_options, "--proxy-mount-point", "/api", upstream.url)
+    session = requests.Session()
+    ports = {
+        session.get(f"{server.url}/api/n{index}", timeout=30).json()["client_port"]
+        for index in range(5)
+    }
+    assert len(ports) == 1, ports
+    # An upstream that closes a connection without warning: the next request still gets
+    # through, on a new connection.
+    closed = session.get(f"{server.url}/api/quietclose", timeout=30).json()["client_port"]
+    for index in range(3):
+        response = session.get(f"{server.url}/api/after{index}", timeout=30)
+        assert response.status_code == 200, response.text
+    assert response.json()["client_port"] != closed
+
+
 # -- headers -------------------------------------------------------------------------------
 
 

@@ -1,13 +1,14 @@
-//! One proxied exchange with hyper's HTTP/1 client: a connection to the upstream per
-//! request, the request body streamed to it as the client sends it, the response body
-//! streamed back through a bounded channel, `--proxy-timeout` as the longest wait for
-//! the connection, and then for any progress (the request body going out, the response
-//! head, each piece of the response body), as Apache's `ProxyTimeout` is.
+//! One proxied exchange with hyper's HTTP/1 client: a connection to the upstream (kept
+//! for the next request for a second, per reactor thread), the request body streamed to
+//! it as the client sends it, the response body streamed back through a bounded channel,
+//! `--proxy-timeout` as the longest wait for the connection, and then for any progress
+//! (the request body going out, the response head, each piece of the response body), as
+//! Apache's `ProxyTimeout` is.
 
 use std::error::Error as StdError;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -70,35 +71,6 @@ where
         url: url.clone(),
         seconds: timeout.as_secs(),
     };
-    let stream = match tokio::time::timeout(
-        timeout,
-        tokio::net::TcpStream::connect(forward.upstream.authority.as_str()),
-    )
-    .await
-    {
-        Err(_) => return Err(timed_out()),
-        Ok(Err(source)) => {
-            return Err(ForwardError::Connect {
-                url: url.clone(),
-                source,
-            });
-        }
-        Ok(Ok(stream)) => stream,
-    };
-    let _ = stream.set_nodelay(true);
-    let (mut sender, exchange) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|source| ForwardError::Upstream {
-                url: url.clone(),
-                source,
-            })?;
-    // Ends when the response body is read to its end or dropped; its errors reach the
-    // response or its body.
-    tokio::spawn(async move {
-        let _ = exchange.await;
-    });
-
     let request_host = request_headers
         .get(http::header::HOST)
         .and_then(|host| host.to_str().ok())
@@ -113,10 +85,17 @@ where
         },
     );
     let progress = Progress::new();
-    let mut request = http::Request::new(Watched {
-        body,
-        progress: Arc::clone(&progress),
-    });
+    // hyper never reads a body that says it is empty.
+    progress
+        .body_ended
+        .store(body.is_end_stream(), Ordering::Relaxed);
+    let mut request = http::Request::new(
+        Watched {
+            body,
+            progress: Arc::clone(&progress),
+        }
+        .boxed_unsync(),
+    );
     *request.method_mut() = method;
     *request.uri_mut() = forward
         .path_and_query
@@ -124,31 +103,49 @@ where
         .unwrap_or_else(|_| http::Uri::from_static("/"));
     *request.headers_mut() = request_headers;
 
-    let sending = sender.send_request(request);
-    tokio::pin!(sending);
-    let response = loop {
-        let deadline = progress.last() + timeout;
-        tokio::select! {
-            response = &mut sending => break response,
-            () = tokio::time::sleep_until(deadline.into()) => {
-                if progress.last() + timeout <= Instant::now() {
-                    return Err(timed_out());
+    let authority = forward.upstream.authority.as_str();
+    let (sender, response) = loop {
+        let (mut sender, reused) = match idle::checkout(authority) {
+            Some(sender) => (sender, true),
+            None => (connect(authority, timeout, &url).await?, false),
+        };
+        // A kept connection is ready at once unless it closed meanwhile: then the next.
+        if reused
+            && !matches!(
+                tokio::time::timeout(timeout, sender.ready()).await,
+                Ok(Ok(()))
+            )
+        {
+            continue;
+        }
+        let sending = sender.try_send_request(request);
+        tokio::pin!(sending);
+        let sent = loop {
+            let deadline = progress.last() + timeout;
+            tokio::select! {
+                sent = &mut sending => break sent,
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    if progress.last() + timeout <= Instant::now() {
+                        return Err(timed_out());
+                    }
                 }
+            }
+        };
+        match sent {
+            Ok(response) => break (sender, response),
+            Err(mut error) => {
+                // A kept connection the upstream closed before the request went out:
+                // the request is whole, and goes on a new connection.
+                if reused {
+                    if let Some(message) = error.take_message() {
+                        request = message;
+                        continue;
+                    }
+                }
+                return Err(upstream_error(error.into_error(), &url));
             }
         }
     };
-    let response = response.map_err(|source| {
-        match source
-            .source()
-            .and_then(|cause| cause.downcast_ref::<BodyFailed>())
-        {
-            Some(_) => ForwardError::RequestBody(take_body_error(source)),
-            None => ForwardError::Upstream {
-                url: url.clone(),
-                source,
-            },
-        }
-    })?;
     let (mut parts, incoming) = response.into_parts();
     headers::response(
         &mut parts.headers,
@@ -159,11 +156,24 @@ where
     parts
         .headers
         .insert(super::PROXIED, http::HeaderValue::from_static("1"));
+    let keep = Keep {
+        sender,
+        authority: authority.to_owned(),
+        progress,
+    };
     let body = if incoming.is_end_stream() {
+        keep.check_in();
         handoff::ResponseBody::Full(Vec::new())
     } else {
         let (sender, receiver) = tokio::sync::mpsc::channel(8);
-        tokio::spawn(pump(incoming, sender, timeout, url, connection.remote_addr));
+        tokio::spawn(pump(
+            incoming,
+            sender,
+            timeout,
+            url,
+            connection.remote_addr,
+            keep,
+        ));
         handoff::ResponseBody::Stream(receiver)
     };
     Ok(handoff::Response {
@@ -183,10 +193,14 @@ async fn pump(
     timeout: Duration,
     url: String,
     client: std::net::SocketAddr,
+    keep: Keep,
 ) {
     loop {
         let problem = match tokio::time::timeout(timeout, incoming.frame()).await {
-            Ok(None) => return,
+            Ok(None) => {
+                keep.check_in();
+                return;
+            }
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     if !data.is_empty() && sender.send(Ok(data)).await.is_err() {
@@ -208,11 +222,120 @@ async fn pump(
     }
 }
 
+/// Opens a connection to `authority` and starts its task (which ends when the connection
+/// closes: dropped from the pool, closed by the upstream, or failed).
+async fn connect(authority: &str, timeout: Duration, url: &str) -> Result<Sender, ForwardError> {
+    let stream =
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(authority)).await {
+            Err(_) => {
+                return Err(ForwardError::TimedOut {
+                    url: url.to_owned(),
+                    seconds: timeout.as_secs(),
+                });
+            }
+            Ok(Err(source)) => {
+                return Err(ForwardError::Connect {
+                    url: url.to_owned(),
+                    source,
+                });
+            }
+            Ok(Ok(stream)) => stream,
+        };
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|source| upstream_error(source, url))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// A hyper error as the caller sees it: the client's body failing is told apart.
+fn upstream_error(source: hyper::Error, url: &str) -> ForwardError {
+    match source
+        .source()
+        .and_then(|cause| cause.downcast_ref::<BodyFailed>())
+    {
+        Some(_) => ForwardError::RequestBody(take_body_error(source)),
+        None => ForwardError::Upstream {
+            url: url.to_owned(),
+            source,
+        },
+    }
+}
+
+type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BodyFailed>;
+type Sender = hyper::client::conn::http1::SendRequest<ProxyBody>;
+
+/// A connection whose exchange is under way, to be kept for the next request once the
+/// response body has ended (and the request body too: a connection still sending a body
+/// the upstream did not wait for is not ready for anyone else).
+struct Keep {
+    sender: Sender,
+    authority: String,
+    progress: Arc<Progress>,
+}
+
+impl Keep {
+    fn check_in(self) {
+        if self.progress.body_ended.load(Ordering::Relaxed) && !self.sender.is_closed() {
+            idle::check_in(self.authority, self.sender);
+        }
+    }
+}
+
+/// Connections to upstreams kept between requests, per reactor thread (each reactor's
+/// connections are driven by its own runtime): a few per upstream, for a short while,
+/// newest first.
+mod idle {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+
+    use super::Sender;
+
+    /// Shorter than the keep-alive timeouts of common upstreams (gunicorn's is 2 s), so
+    /// that a kept connection is rarely one the upstream is closing.
+    const KEPT_FOR: Duration = Duration::from_secs(1);
+    const PER_UPSTREAM: usize = 16;
+
+    thread_local! {
+        static IDLE: RefCell<HashMap<String, Vec<(Sender, Instant)>>> =
+            RefCell::new(HashMap::new());
+    }
+
+    pub(super) fn checkout(authority: &str) -> Option<Sender> {
+        IDLE.with_borrow_mut(|idle| {
+            let kept = idle.get_mut(authority)?;
+            while let Some((sender, since)) = kept.pop() {
+                if since.elapsed() < KEPT_FOR && !sender.is_closed() {
+                    return Some(sender);
+                }
+            }
+            None
+        })
+    }
+
+    pub(super) fn check_in(authority: String, sender: Sender) {
+        IDLE.with_borrow_mut(|idle| {
+            let kept = idle.entry(authority).or_default();
+            kept.retain(|(sender, since)| since.elapsed() < KEPT_FOR && !sender.is_closed());
+            if kept.len() < PER_UPSTREAM {
+                kept.push((sender, Instant::now()));
+            }
+        });
+    }
+}
+
 /// When the exchange last made progress (the request body moved), shared with the body.
 struct Progress {
     started: Instant,
     /// Milliseconds after `started`.
     last: AtomicU64,
+    /// The request body went out to its end.
+    body_ended: AtomicBool,
 }
 
 impl Progress {
@@ -220,6 +343,7 @@ impl Progress {
         Arc::new(Self {
             started: Instant::now(),
             last: AtomicU64::new(0),
+            body_ended: AtomicBool::new(false),
         })
     }
 
@@ -276,6 +400,7 @@ where
             )))),
             Poll::Ready(None) => {
                 self.progress.touch();
+                self.progress.body_ended.store(true, Ordering::Relaxed);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,

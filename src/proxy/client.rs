@@ -118,6 +118,8 @@ where
         {
             continue;
         }
+        // The connection was had within its own timeout: the wait for progress starts now.
+        progress.touch();
         let sending = sender.try_send_request(request);
         tokio::pin!(sending);
         let sent = loop {

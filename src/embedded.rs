@@ -139,6 +139,7 @@ fn serve(
             config.processes.request_timeout,
             config.server.site.document_root.as_deref(),
         ),
+        proxy: config.server.proxy.clone(),
         operations: frontend::Operations::new(
             config.server.operations.health_check_path.clone(),
             config.server.operations.metrics_path.clone(),

@@ -67,6 +67,12 @@ const ALLOWED: &[(&str, &str)] = &[
     ("frontend", "front_door"),
     // FastCGI's records (`fastcgi`: pure, no I/O), which the front end speaks to php-fpm.
     ("frontend", "fastcgi"),
+    // Reverse proxying (`proxy`: the rules, the header rules, hyper's client): `cli`
+    // builds the rules, the front end forwards through them.
+    ("cli", "proxy"),
+    ("frontend", "proxy"),
+    ("proxy", "handoff"),
+    ("proxy", "logs"),
 ];
 
 /// The files that may use PyO3: the Python side of the crate.

@@ -35,6 +35,7 @@ pub mod frontend;
 pub mod handoff;
 pub mod logs;
 pub mod process;
+pub mod proxy;
 pub mod service;
 pub mod shutdown;
 pub mod supervisor;

@@ -318,3 +318,142 @@ def get_when_ready(url: str, timeout: float = START_TIMEOUT) -> requests.Respons
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+class Upstream:
+    """A plain HTTP/1.1 server (http.server, threads) on a free port, for the tests of
+    reverse proxying: it records every request it gets (method, target, headers, body
+    length and SHA-256) and answers by path:
+
+    - `/stream`: a chunked response whose second piece waits for `release`;
+    - `/slow`: waits for `release` before answering;
+    - `/redirect`: 302 to `/base/next` on this upstream (an absolute URL);
+    - `/missing`: a 404 page of its own;
+    - `/quietclose`: the record, then the connection closed without warning;
+    - `/hop`: a response with hop-by-hop fields beside an ordinary one;
+    - anything else: the record of the request, as JSON.
+    """
+
+    def __init__(self):
+        import hashlib
+        import http.server
+        import json
+
+        self.requests: list[dict] = []
+        self.release = threading.Event()
+        upstream = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def read_body(self):
+                digest = hashlib.sha256()
+                length = 0
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0], 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b""):
+                                pass
+                            break
+                        remaining = size
+                        while remaining:
+                            block = self.rfile.read(min(remaining, 1 << 20))
+                            digest.update(block)
+                            remaining -= len(block)
+                            length += len(block)
+                        self.rfile.readline()
+                else:
+                    remaining = int(self.headers.get("Content-Length", "0"))
+                    while remaining:
+                        block = self.rfile.read(min(remaining, 1 << 20))
+                        if not block:
+                            break
+                        digest.update(block)
+                        remaining -= len(block)
+                        length += len(block)
+                return length, digest.hexdigest()
+
+            def answer(self):
+                length, sha256 = self.read_body()
+                record = {
+                    "method": self.command,
+                    "target": self.path,
+                    "headers": [[name.lower(), value] for name, value in self.headers.items()],
+                    "length": length,
+                    "sha256": sha256,
+                    "client_port": self.client_address[1],
+                }
+                upstream.requests.append(record)
+                path = self.path.split("?")[0]
+                if path.endswith("/stream"):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(b"5\r\nfirst\r\n")
+                    self.wfile.flush()
+                    upstream.release.wait(30)
+                    self.wfile.write(b"6\r\nsecond\r\n0\r\n\r\n")
+                    return
+                if path.endswith("/slow"):
+                    upstream.release.wait(30)
+                if path.endswith("/missing"):
+                    page = b"the upstream's own 404"
+                    self.send_response(404)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                    return
+                if path.endswith("/redirect"):
+                    self.send_response(302)
+                    self.send_header("Location", f"{upstream.url}/base/next?a=1")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                payload = json.dumps(record).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                if path.endswith("/hop"):
+                    self.send_header("Connection", "X-Up-Secret")
+                    self.send_header("X-Up-Secret", "1")
+                    self.send_header("Keep-Alive", "timeout=5")
+                    self.send_header("Proxy-Authenticate", "Basic")
+                    self.send_header("X-Up", "kept")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+                if path.endswith("/quietclose"):
+                    # Closed after the answer, without saying so in a Connection header.
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = answer
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def upstream():
+    """A running `Upstream`, stopped when the test ends."""
+    server = Upstream()
+    yield server
+    server.stop()

@@ -174,22 +174,12 @@ def test_help_lists_every_mod_wsgi_express_option():
     "arguments",
     [
         ["--http2"],
-        ["--proxy-timeout", "5"],
     ],
 )
 def test_options_not_built_yet_are_refused_by_name(arguments):
     result = run_ferrule("start-server", str(APPS / "environ.wsgi"), *arguments)
     assert result.returncode == 2
     assert f"option {arguments[0]} is not supported yet by ferrule" in result.stderr
-
-
-def test_unsupported_options_are_all_reported_together():
-    result = run_ferrule(
-        "start-server", str(APPS / "environ.wsgi"), "--http2", "--proxy-timeout", "5"
-    )
-    assert result.returncode == 2
-    assert "--http2" in result.stderr
-    assert "--proxy-timeout" in result.stderr
 
 
 # --- Options that configure Apache itself ------------------------------------------------

@@ -49,9 +49,9 @@ def test_help_lists_every_option():
 
 
 def test_unsupported_option_is_refused_by_name(tmp_path):
-    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), "--proxy-timeout", "30")
+    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), "--http2")
     assert result.returncode == 2
-    assert "option --proxy-timeout is not supported yet" in result.stderr
+    assert "option --http2 is not supported yet" in result.stderr
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
@@ -61,8 +61,9 @@ def test_every_problem_is_reported_at_once(tmp_path):
         str(missing),
         "--working-directory",
         str(tmp_path / "nowhere"),
-        "--proxy-timeout",
-        "30",
+        "--proxy-mount-point",
+        "api",
+        "http://127.0.0.1:1/",
     )
     assert result.returncode == 2
     assert f"the WSGI script file '{missing}' does not exist" in result.stderr
@@ -70,7 +71,9 @@ def test_every_problem_is_reported_at_once(tmp_path):
         f"--working-directory '{tmp_path / 'nowhere'}' is not an existing directory"
         in result.stderr
     )
-    assert "--proxy-timeout" in result.stderr
+    assert "--proxy-mount-point 'api http://127.0.0.1:1/': the URL path must start with /" in (
+        result.stderr
+    )
 
 
 def test_bad_value_names_the_option():

@@ -205,6 +205,24 @@ pub(super) struct StartServerArgs {
     #[arg(long = "trust-proxy", action = clap::ArgAction::Append, value_name = "IP-ADDRESS/SUBNET", help_heading = "Proxying")]
     pub(super) trust_proxies: Vec<String>,
 
+    /// Forward requests below a URL path to another HTTP server (URL: scheme http, a host,
+    /// a port, a base path): URL-PATH/REST goes to URL/REST, URL-PATH itself is redirected
+    /// to URL-PATH/. May be given more than once; the longest URL path that matches wins.
+    #[arg(long = "proxy-mount-point", num_args = 2, action = clap::ArgAction::Append,
+          value_names = ["URL-PATH", "URL"], help_heading = "Proxying")]
+    pub(super) proxy_mount_points: Vec<String>,
+
+    /// Older name of --proxy-mount-point.
+    #[arg(long = "proxy-url-alias", num_args = 2, action = clap::ArgAction::Append,
+          value_names = ["URL-PATH", "URL"], help_heading = "Proxying")]
+    pub(super) proxy_url_aliases: Vec<String>,
+
+    /// Forward every request whose Host header names HOSTNAME to another HTTP server (URL:
+    /// scheme http, a host, a port, a base path). May be given more than once.
+    #[arg(long = "proxy-virtual-host", num_args = 2, action = clap::ArgAction::Append,
+          value_names = ["HOSTNAME", "URL"], help_heading = "Proxying")]
+    pub(super) proxy_virtual_hosts: Vec<String>,
+
     /// Number of server processes; more than one makes wsgi.multiprocess true.
     #[arg(long, value_name = "NUMBER", value_parser = clap::value_parser!(u32).range(1..=1024), help_heading = "Processes")]
     pub(super) processes: Option<u32>,
@@ -517,6 +535,11 @@ pub(super) struct StartServerArgs {
     /// the connection is closed (also the default of --response-socket-timeout).
     #[arg(long, default_value_t = DEFAULT_SOCKET_TIMEOUT, value_name = "SECONDS", help_heading = "Timeouts")]
     pub(super) socket_timeout: u64,
+
+    /// Seconds a proxied request waits for its upstream: to connect, then for each step
+    /// of the exchange (504 past it). Defaults to --socket-timeout.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Timeouts")]
+    pub(super) proxy_timeout: Option<u64>,
 
     /// Seconds one write of a response body may wait for the client; 0 uses
     /// --socket-timeout.

@@ -103,6 +103,9 @@ pub struct ServerConfig {
     /// Virtual hosts, `--https-only`, `--hsts-policy`, client certificates, trusted
     /// proxies.
     pub front_door: crate::front_door::FrontDoor,
+    /// `--proxy-mount-point`, `--proxy-virtual-host`, `--proxy-timeout`; `None` when
+    /// nothing is proxied.
+    pub proxy: Option<crate::proxy::Proxy>,
     /// `--health-check-path`, `--metrics-path` and `--server-status`.
     pub operations: OperationsConfig,
     /// `--systemd`: write a systemd unit beside the control script.
@@ -532,6 +535,10 @@ impl Config {
             allow_localhost,
             trust_proxy_headers,
             trust_proxies,
+            proxy_mount_points,
+            proxy_url_aliases,
+            proxy_virtual_hosts,
+            proxy_timeout,
             processes,
             threads,
             embedded_mode,
@@ -692,6 +699,33 @@ impl Config {
             // process never serves TLS, and with --user may not read the key at all.
             matches!(role, ProcessRole::Supervisor { .. }),
         );
+        // A request without Host is named after --server-name, else --host.
+        let default_server_name = front_door
+            .virtual_host
+            .as_ref()
+            .map(|virtual_host| virtual_host.server_name.clone())
+            .or_else(|| host.clone())
+            .unwrap_or_else(|| "localhost".to_owned());
+        let proxy = super::proxy_options::resolve(
+            &mut problems,
+            super::proxy_options::ProxyArgs {
+                mount_points: proxy_mount_points,
+                url_aliases: proxy_url_aliases,
+                virtual_hosts: proxy_virtual_hosts,
+                timeout: proxy_timeout,
+                socket_timeout,
+            },
+            &default_server_name,
+        );
+        if proxy.is_some() && access.is_enabled() {
+            // The scripts run in the processes that run the application, which a proxied
+            // request never reaches: it would pass unchecked.
+            problems.push(ConfigError::Conflict {
+                first: "--proxy-mount-point/--proxy-virtual-host",
+                second: "--host-access-script/--auth-user-script",
+                reason: "proxied requests would not be checked by the access-control scripts, which run in the application's processes",
+            });
+        }
         let error_documents = error_documents_of(&mut problems, &error_documents);
         let operations = operations_of(
             &mut problems,
@@ -959,19 +993,13 @@ impl Config {
             startup_log: startup_log.then(|| log_directory.join(&startup_log_name)),
             log_directory,
         };
-        // A request without Host is named after --server-name, else --host.
-        let default_server_name = front_door
-            .virtual_host
-            .as_ref()
-            .map(|virtual_host| virtual_host.server_name.clone())
-            .or_else(|| host.clone())
-            .unwrap_or_else(|| "localhost".to_owned());
         Ok(Self {
             action,
             under_control_script,
             server: ServerConfig {
                 https,
                 front_door,
+                proxy,
                 url_aliases,
                 static_site,
                 site,

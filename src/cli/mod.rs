@@ -16,6 +16,7 @@ mod gateways;
 mod identity;
 #[cfg(test)]
 mod options_doc;
+mod proxy_options;
 mod python_settings;
 mod services;
 mod unsupported;

@@ -3,7 +3,8 @@
 //! awaited, and the response given back to the connection with its body to write.
 //!
 //! Order: the request checks (`request_checks.rs`), the front door (virtual hosts,
-//! `--https-only`, client certificates, trusted proxies: `crate::front_door`), access
+//! `--https-only`, client certificates, trusted proxies: `crate::front_door`), reverse
+//! proxying (`crate::proxy`; a `--proxy-virtual-host` name before the front door), access
 //! control (`auth::check`), static files (or the `--add-handler` script a file names),
 //! `--map-head-to-get`, then the backend; then, for an error, `--error-document`
 //! (`error_documents.rs`); then `--compress-responses` (`compression.rs`).
@@ -171,8 +172,30 @@ impl Service {
                 parts.headers.insert(http::header::HOST, host);
             }
         }
-        if let Some(response) = self.front_door(parts) {
-            return response;
+        // A `--proxy-virtual-host` name is a site of its own: the front door's host
+        // rules are for the application's site.
+        let proxied_host = self.config.proxy.as_ref().is_some_and(|proxy| {
+            proxy.serves_host(
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|host| host.to_str().ok()),
+            )
+        });
+        if !proxied_host {
+            if let Some(response) = self.front_door(parts) {
+                return response;
+            }
+        }
+        if let Some(proxy) = &self.config.proxy {
+            let host = parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|host| host.to_str().ok());
+            if let Some(route) = proxy.route(host, parts.uri.path(), parts.uri.query()) {
+                // Boxed: only servers that proxy pay for the size of this future.
+                return Box::pin(self.proxy(route, proxy.timeout, parts, body)).await;
+            }
         }
         let mut variables = self
             .tls
@@ -283,6 +306,94 @@ impl Service {
             target: *target,
         };
         gateways.respond(request, body).await
+    }
+
+    /// A request for `--proxy-mount-point` or `--proxy-virtual-host`: forwarded to its
+    /// upstream (after the front door; before access control, static files and the
+    /// application, as Apache's `ProxyPass` takes the URL before they do), or the bare
+    /// mount point redirected to its `/` form.
+    async fn proxy(
+        &self,
+        route: crate::proxy::Route<'_>,
+        timeout: std::time::Duration,
+        parts: &mut http::request::Parts,
+        body: IncomingBody,
+    ) -> handoff::Response {
+        let forward = match route {
+            crate::proxy::Route::AddSlash { location } => {
+                let location = match parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|host| host.to_str().ok())
+                {
+                    Some(host) => format!(
+                        "{}://{host}{location}",
+                        if self.connection.https {
+                            "https"
+                        } else {
+                            "http"
+                        }
+                    ),
+                    None => location,
+                };
+                let mut response =
+                    handoff::error_response(http::StatusCode::FOUND, "The document has moved.");
+                if let Ok(location) = http::HeaderValue::from_str(&location) {
+                    response.headers.insert(http::header::LOCATION, location);
+                }
+                return response;
+            }
+            crate::proxy::Route::Forward(forward) => forward,
+        };
+        if let Some(response) = self.refuse_declared_body_over_limit(&parts.headers) {
+            return response;
+        }
+        let body = limit_body(body, self.config.limit_request_body);
+        let forwarded = crate::proxy::forward(
+            &forward,
+            timeout,
+            parts.method.clone(),
+            std::mem::take(&mut parts.headers),
+            body,
+            &self.connection,
+        )
+        .await;
+        let error = match forwarded {
+            Ok(response) => return response,
+            Err(error) => error,
+        };
+        let (status, reason) = match &error {
+            crate::proxy::ForwardError::RequestBody(cause) => {
+                super::request_body::refusal_of(cause.as_ref()).unwrap_or((
+                    http::StatusCode::BAD_REQUEST,
+                    "The request body could not be read.".to_owned(),
+                ))
+            }
+            other => {
+                crate::logs::error_log::log_with_context(
+                    crate::logs::Level::Error,
+                    "proxy",
+                    Some(&self.connection.remote_addr.to_string()),
+                    &format!("{} {}: {other}", parts.method, parts.uri),
+                );
+                let status = other.status().unwrap_or(http::StatusCode::BAD_GATEWAY);
+                let reason = if status == http::StatusCode::GATEWAY_TIMEOUT {
+                    "The server this URL is forwarded to did not answer in time."
+                } else {
+                    "The server this URL is forwarded to could not be reached or gave no valid answer."
+                };
+                (status, reason.to_owned())
+            }
+        };
+        let mut response = handoff::error_response(status, &reason);
+        if matches!(error, crate::proxy::ForwardError::RequestBody(_)) {
+            // The rest of the request body cannot be trusted to be framed as meant.
+            response.headers.insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 
     /// The front door's answer, when it has one: 403 for a host this site does not
@@ -513,6 +624,9 @@ impl Service {
             mut body,
         } = response;
         headers.remove(handoff::SERVER_PAGE);
+        if self.config.proxy.is_some() {
+            headers.remove(crate::proxy::PROXIED);
+        }
         let declared = if is_bodyless(status) {
             // RFC 9110 8.6 and 15.3.5: no body, and nothing that describes one (Apache
             // drops Content-Type on them too). Dropping a stream tells the application

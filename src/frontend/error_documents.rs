@@ -5,9 +5,10 @@
 //! Which errors: those the server makes (every page of `handoff::error_response`, marked
 //! with [`handoff::SERVER_PAGE`]: 404 of the document root, 413, 503 of a full queue, the
 //! 500 of an application that raised, ...), and with `--error-override` the
-//! application's own error responses too. This file decides and merges; `dispatch.rs`
-//! fetches the document (a file from `static_files.rs`, or a GET to the application),
-//! because only it can reach the backend.
+//! application's own error responses too (never a proxied server's, marked with
+//! `crate::proxy::PROXIED`). This file decides and merges; `dispatch.rs` fetches the
+//! document (a file from `static_files.rs`, or a GET to the application), because only
+//! it can reach the backend.
 
 use std::collections::HashMap;
 
@@ -42,7 +43,9 @@ impl ErrorDocuments {
             return None;
         }
         let made_by_server = response.headers.contains_key(handoff::SERVER_PAGE);
-        if !made_by_server && !self.override_application {
+        if !made_by_server
+            && (!self.override_application || response.headers.contains_key(crate::proxy::PROXIED))
+        {
             return None;
         }
         self.by_status.get(&status.as_u16()).map(String::as_str)

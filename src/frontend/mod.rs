@@ -87,6 +87,9 @@ pub struct FrontendConfig {
     pub front_door: crate::front_door::FrontDoor,
     /// `--with-php5` and `--with-cgi`; `None` without them.
     pub gateways: Option<Arc<Gateways>>,
+    /// `--proxy-mount-point`, `--proxy-virtual-host`: requests forwarded to other HTTP
+    /// servers (`crate::proxy`); `None` when nothing is proxied.
+    pub proxy: Option<crate::proxy::Proxy>,
 }
 
 /// A listening socket, and the TLS it speaks if it is the HTTPS one.

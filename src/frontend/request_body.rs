@@ -79,10 +79,30 @@ impl RequestBody {
     /// (`--body-timeout`) or cut short (the client left): the front end gives it instead
     /// of running the application.
     pub(super) fn refusal(&self) -> Option<(http::StatusCode, String)> {
-        let error = self
-            .read_ahead_error
-            .as_ref()?
-            .downcast_ref::<IncomingError>()?;
+        incoming_refusal(self.read_ahead_error.as_deref()?)
+    }
+}
+
+/// The answer to a request whose body could not be read (see [`RequestBody::refusal`]);
+/// also a body past `--limit-request-body` (413), which a proxied request meets while it
+/// streams. `None` for an error that is not about the body.
+pub(super) fn refusal_of(
+    error: &(dyn std::error::Error + 'static),
+) -> Option<(http::StatusCode, String)> {
+    if error.is::<LengthLimitError>() {
+        return Some((
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            read_error_reason(error),
+        ));
+    }
+    incoming_refusal(error)
+}
+
+fn incoming_refusal(
+    error: &(dyn std::error::Error + 'static),
+) -> Option<(http::StatusCode, String)> {
+    {
+        let error = error.downcast_ref::<IncomingError>()?;
         match error {
             IncomingError::Malformed(rejection) => {
                 Some((rejection.status(), rejection.to_string()))

@@ -447,6 +447,7 @@ pub(super) fn start_frontend(
             config.processes.request_timeout,
             config.server.site.document_root.as_deref(),
         ),
+        proxy: config.server.proxy.clone(),
         operations: frontend::Operations::new(
             config.server.operations.health_check_path.clone(),
             config.server.operations.metrics_path.clone(),

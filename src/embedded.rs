@@ -71,7 +71,11 @@ fn serve(
     let https_listener =
         tls_listener_fd.map(|fd| unsafe { std::net::TcpListener::from_raw_fd(fd) });
     let tls = match &config.server.https {
-        Some(https) => match frontend::TlsListener::load(&https.files, https.ssl_environment) {
+        Some(https) => match frontend::TlsListener::load(
+            &https.files,
+            https.ssl_environment,
+            config.server.http2,
+        ) {
             Ok(tls) => Some(Arc::new(tls)),
             Err(error) => {
                 error_log::log(
@@ -126,6 +130,7 @@ fn serve(
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
         front_door: config.server.front_door.clone(),
+        http2: config.server.http2,
         operations: frontend::Operations::new(
             config.server.operations.health_check_path.clone(),
             config.server.operations.metrics_path.clone(),

@@ -129,6 +129,12 @@ pub(super) struct StartServerArgs {
     #[arg(long, value_name = "IP-ADDRESS", help_heading = "Server")]
     pub(super) host: Option<String>,
 
+    /// Also speak HTTP/2: offered by ALPN (h2 before http/1.1) on the HTTPS port, and in
+    /// the clear on --port to clients that start with the HTTP/2 preface (h2c with prior
+    /// knowledge; `Upgrade: h2c` is not supported).
+    #[arg(long, help_heading = "Server")]
+    pub(super) http2: bool,
+
     /// Port to listen on for HTTPS, beside --port; needs a certificate and its key
     /// (--ssl-certificate, or --ssl-certificate-file and --ssl-certificate-key-file).
     #[arg(long, value_name = "NUMBER", help_heading = "TLS")]

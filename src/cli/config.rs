@@ -89,6 +89,9 @@ pub struct ServerConfig {
     pub error_documents: Vec<(u16, String)>,
     /// `--error-override`.
     pub error_override: bool,
+    /// `--http2`: HTTP/2 by ALPN on the HTTPS port, and h2c with prior knowledge on the
+    /// plain one.
+    pub http2: bool,
     /// `--https-port` and its certificate; `None` when HTTPS is not served.
     pub https: Option<super::HttpsConfig>,
     /// Virtual hosts, `--https-only`, `--hsts-policy`, client certificates, trusted
@@ -462,6 +465,7 @@ impl Config {
             reload_on_changes,
             port,
             host,
+            http2,
             https_port,
             ssl_port,
             ssl_certificate_file,
@@ -843,6 +847,7 @@ impl Config {
             action,
             under_control_script,
             server: ServerConfig {
+                http2,
                 https,
                 front_door,
                 url_aliases,

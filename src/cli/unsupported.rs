@@ -58,7 +58,6 @@ const DEBUGGING: &str = "Debugging and monitoring";
 /// mod_wsgi-express's order. Names and shapes are theirs; the descriptions are ours.
 #[rustfmt::skip]
 const UNSUPPORTED: &[Unsupported] = &[
-    option("http2",                      Flag,     SERVER,        "",                      "Also speak HTTP/2."),
     option("deadlock-timeout",           Value,    TIMEOUTS,      "SECONDS",               "Restart a daemon process whose Python interpreter is stuck this long."),
     option("ignore-activity",            Repeated, TIMEOUTS,      "URL-PATH",              "URL path whose requests do not count as activity for --inactivity-timeout."),
     option("interrupt-timeout",          Value,    TIMEOUTS,      "SECONDS",               "Seconds given to requests in progress when a timeout restarts a process."),

@@ -1,6 +1,7 @@
 //! The front end: accepts connections on listeners it is given and speaks HTTP/1 over
 //! them (`connection/`, on the parser of `http1/`), in the clear or over TLS (each TLS
-//! handshake runs in its connection's own task, within `--header-timeout`).
+//! handshake runs in its connection's own task, within `--header-timeout`), and HTTP/2
+//! with `--http2` (`http2.rs`: h2 chosen by ALPN, h2c by the preface).
 //!
 //! It never runs Python: each request is handed to a [`Backend`] (in embedded mode the
 //! WSGI executor of this process, in daemon mode a daemon thread) and the response it
@@ -16,6 +17,7 @@ mod directory_listing;
 mod dispatch;
 mod error_documents;
 pub mod http1;
+mod http2;
 pub mod metrics;
 mod operations;
 mod reload_watch;
@@ -82,6 +84,9 @@ pub struct FrontendConfig {
     /// Virtual hosts, `--https-only`, `--hsts-policy`, client certificates, trusted
     /// proxies.
     pub front_door: crate::front_door::FrontDoor,
+    /// `--http2`: h2 on the HTTPS listener (the TLS listener's ALPN offers it), h2c
+    /// with prior knowledge on the plain one.
+    pub http2: bool,
 }
 
 /// A listening socket, and the TLS it speaks if it is the HTTPS one.
@@ -110,6 +115,8 @@ pub struct TlsListener {
     files: crate::tls::TlsFiles,
     /// `--ssl-environment`.
     environment: bool,
+    /// `--http2`: ALPN offers h2.
+    http2: bool,
     current: std::sync::RwLock<Arc<TlsState>>,
 }
 
@@ -120,15 +127,18 @@ struct TlsState {
 }
 
 impl TlsListener {
-    /// Reads the certificate files (checked at start-up already) into a listener.
+    /// Reads the certificate files (checked at start-up already) into a listener; with
+    /// `http2` (`--http2`) its handshakes offer h2.
     pub fn load(
         files: &crate::tls::TlsFiles,
         environment: bool,
+        http2: bool,
     ) -> Result<Self, crate::tls::TlsError> {
-        let state = TlsState::read(files, environment)?;
+        let state = TlsState::read(files, environment, http2)?;
         Ok(Self {
             files: files.clone(),
             environment,
+            http2,
             current: std::sync::RwLock::new(Arc::new(state)),
         })
     }
@@ -140,7 +150,7 @@ impl TlsListener {
     pub async fn reload(self: Arc<Self>) {
         let listener = Arc::clone(&self);
         let read = tokio::task::spawn_blocking(move || {
-            TlsState::read(&listener.files, listener.environment)
+            TlsState::read(&listener.files, listener.environment, listener.http2)
         })
         .await;
         match read {
@@ -175,8 +185,12 @@ impl TlsListener {
 }
 
 impl TlsState {
-    fn read(files: &crate::tls::TlsFiles, environment: bool) -> Result<Self, crate::tls::TlsError> {
-        let tls = crate::tls::load(files)?;
+    fn read(
+        files: &crate::tls::TlsFiles,
+        environment: bool,
+        http2: bool,
+    ) -> Result<Self, crate::tls::TlsError> {
+        let tls = crate::tls::load(files, http2)?;
         Ok(Self {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config)),
             server_variables: if environment {
@@ -219,6 +233,7 @@ pub async fn serve(
         response_buffer_size: config.response_buffer_size,
         timer: coarse_timer::CoarseTimer::start(),
         closing,
+        h2c: config.http2 && listener.tls.is_none(),
     });
     loop {
         if let Some(admission) = &config.admission {
@@ -266,8 +281,18 @@ pub async fn serve(
                     dispatch::Service::new(config, backend, info, Some(file_slot.clone()), None);
                 tokio::spawn(async move {
                     let _counted = counted;
-                    connection::serve_connection(stream, service, file_slot, settings, accepted_at)
-                        .await;
+                    let preface = connection::serve_connection(
+                        stream,
+                        service,
+                        file_slot,
+                        Arc::clone(&settings),
+                        accepted_at,
+                    )
+                    .await;
+                    if let Some(h2c) = preface {
+                        let stream = http2::Rewind::new(h2c.read, h2c.stream);
+                        Box::pin(http2::serve(stream, h2c.service, settings, accepted_at)).await;
+                    }
                 });
             }
             Some(tls) => {
@@ -281,8 +306,13 @@ pub async fn serve(
                     // TLS transforms the bytes: no sendfile, so no file slot for the body.
                     let service =
                         dispatch::Service::new(config, backend, info, None, Some(Arc::new(facts)));
+                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        Box::pin(http2::serve(stream, service, settings, accepted_at)).await;
+                        return;
+                    }
                     let stream = connection::TlsConnection::new(stream);
-                    connection::serve_connection(
+                    // A preface is answered as HTTP/1 here: h2 over TLS is chosen by ALPN.
+                    let _ = connection::serve_connection(
                         stream,
                         service,
                         sendfile::FileSlot::default(),

@@ -141,7 +141,11 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     // readable by root alone.
     let tls = match (&socket_directory, &config.server.https) {
         (Some(_), Some(https)) => {
-            match frontend::TlsListener::load(&https.files, https.ssl_environment) {
+            match frontend::TlsListener::load(
+                &https.files,
+                https.ssl_environment,
+                config.server.http2,
+            ) {
                 Ok(tls) => Some(Arc::new(tls)),
                 Err(error) => {
                     crate::logs::write_terminal(&format!("ferrule: error: {error}\n"));
@@ -368,6 +372,7 @@ pub(super) fn start_frontend(
         draining: std::sync::atomic::AtomicBool::new(false),
         access: crate::auth::Gate::new(&config.access),
         front_door: config.server.front_door.clone(),
+        http2: config.server.http2,
         operations: frontend::Operations::new(
             config.server.operations.health_check_path.clone(),
             config.server.operations.metrics_path.clone(),

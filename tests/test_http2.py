@@ -209,6 +209,10 @@ def test_with_http2_alpn_prefers_h2_and_http1_still_works(ferrule_server, pki):
     assert secure.json()["SERVER_PROTOCOL"] == "HTTP/1.1"
     plain = requests.get(f"{server.url}/environ", timeout=30).json()
     assert plain["SERVER_PROTOCOL"] == "HTTP/1.1"
+    # Upgrade: h2c is not supported: the request is answered over HTTP/1.1.
+    upgrade = curl("--http2", "-i", f"{server.url}/hello")
+    assert upgrade.stdout.startswith(b"HTTP/1.1 200 OK\r\n"), upgrade.stdout
+    assert upgrade.stdout.endswith(b"Hello, HTTP/2!\n")
 
 
 def s_client_alpn(port: int) -> subprocess.CompletedProcess:

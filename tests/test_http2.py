@@ -344,3 +344,19 @@ def test_sigterm_lets_streams_in_flight_finish(ferrule_server, mode_options, pki
     assert body_of(seen, 1) == b"slept\n"
     assert goaways(seen)[-1] == (1, 0)
     assert server.process.wait(30) == 0
+
+
+def test_graceful_restart_ends_embedded_h2_connections_with_goaway(ferrule_server, pki, tmp_path):
+    # Embedded mode: SIGHUP replaces the server processes, which stop serving their
+    # connections; the daemon-mode front end keeps its connections through a restart.
+    server, _ = start(ferrule_server, pki, "--embedded-mode")
+    marker = tmp_path / "started"
+    with h2c_request(server.port, "/slow?1.5", ("x-marker", str(marker))) as connection:
+        wait_until(marker.exists)
+        server.signal(signal.SIGHUP)
+        seen = list(frames(connection, answer_pings=True))
+    assert body_of(seen, 1) == b"slept\n"
+    assert goaways(seen)[-1] == (1, 0)
+    # The new processes serve HTTP/2.
+    again = curl("--http2-prior-knowledge", "-w", "%{http_version}", f"{server.url}/hello")
+    assert again.stdout == b"Hello, HTTP/2!\n2"

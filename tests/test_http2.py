@@ -246,6 +246,10 @@ def test_limits_hold_on_http2(ferrule_server, mode_options, pki):
         assert client.get(f"{server.url}/hello", headers=many).status_code == 431
         long = {"x-long": "v" * 9000}
         assert client.get(f"{server.url}/hello", headers=long).status_code == 431
+        # Cookie crumbs are one field, as they would be on HTTP/1.1.
+        crumbs = [("cookie", f"c{index}=v") for index in range(150)]
+        environ = client.get(f"{server.url}/environ", headers=crumbs).json()
+        assert environ["HTTP_COOKIE"] == "; ".join(f"c{index}=v" for index in range(150))
         # The connection goes on after each refusal.
         assert client.get(f"{server.url}/hello").status_code == 200
 

@@ -136,10 +136,11 @@ async fn answer(
 ) -> hyper::Response<StreamBody> {
     let (mut parts, incoming) = request.into_parts();
     let head = parts.method == http::Method::HEAD;
+    // First: cookie crumbs count as one field, as the HTTP/1 request would carry them.
+    to_origin_form(&mut parts);
     let reply = if let Some(response) = refusal(&parts) {
         service.front_end_reply(response)
     } else {
-        to_origin_form(&mut parts);
         let body = request_body(incoming, settings);
         service.dispatch(&mut parts, body).await
     };

@@ -364,3 +364,34 @@ def test_graceful_restart_ends_embedded_h2_connections_with_goaway(ferrule_serve
     # The new processes serve HTTP/2.
     again = curl("--http2-prior-knowledge", "-w", "%{http_version}", f"{server.url}/hello")
     assert again.stdout == b"Hello, HTTP/2!\n2"
+
+
+def test_a_client_that_reads_nothing_is_closed_after_the_socket_timeout(ferrule_server, pki):
+    server, _ = start(
+        ferrule_server,
+        pki,
+        "--embedded-mode",
+        "--response-socket-timeout",
+        "1",
+        "--metrics-path",
+        "/metrics",
+    )
+
+    def open_connections() -> int:
+        metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+        line = next(ln for ln in metrics.splitlines() if ln.startswith("ferrule_connections_open"))
+        return int(float(line.split()[-1]))
+
+    # The response is larger than the client's window; the client never reads it, nor the
+    # server's ping.
+    with h2c_request(server.port, "/large") as connection:
+        assert wait_until(lambda: open_connections() == 2)
+        # Closed (the metrics request's own connection is the one left open).
+        assert wait_until(lambda: open_connections() == 1, timeout=15)
+        received = b""
+        try:
+            while chunk := connection.recv(1 << 20):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    assert len(received) < len(MEGABYTE)

@@ -16,7 +16,8 @@
 //! HTTP/1 parser's limits on header fields. A connection with no stream open is closed
 //! with GOAWAY after `--keep-alive-timeout` (before its first request, after
 //! `--header-timeout`), and when a stop closes idle connections: streams in flight end
-//! first (hyper's graceful shutdown).
+//! first (hyper's graceful shutdown). A client that reads nothing for
+//! `--response-socket-timeout` does not answer hyper's ping, and its connection is closed.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -73,6 +74,15 @@ pub(super) async fn serve<IO>(
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_send_buf_size(MAX_SEND_BUFFER)
         .max_header_list_size(MAX_HEADER_LIST);
+    if let Some(limit) = settings.timeouts.write {
+        // `--response-socket-timeout`: a client that takes nothing for that long (not
+        // even a ping, so not the stream's window) is closed, and its streams' threads
+        // are let go.
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(limit)
+            .keep_alive_timeout(limit);
+    }
     let answer = {
         let settings = Arc::clone(&settings);
         let activity = Arc::clone(&activity);

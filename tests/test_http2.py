@@ -1,7 +1,8 @@
 """HTTP/2 (issue 19, --http2): h2 by ALPN on the HTTPS port, h2c with prior knowledge on
 the plain port, in both modes. Clients: curl (--http2, --http2-prior-knowledge), httpx
-with its h2 support (many streams on one connection), the h2 library for what a client
-library hides (GOAWAY), openssl s_client for ALPN. Certificates are made with trustme."""
+with its h2 support (many streams on one connection), raw frames (HPACK by the h2
+library) for what a client library hides (GOAWAY, PING), openssl s_client for ALPN.
+Certificates are made with trustme."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import asyncio
 import hashlib
 import signal
 import socket
+import ssl
 import subprocess
 
 import h2.config
 import h2.connection
-import h2.events
 import httpx
 import pytest
 import requests
@@ -57,7 +58,11 @@ def curl(*arguments: str) -> subprocess.CompletedProcess:
 def h2_client(pki, **kwargs) -> httpx.Client:
     """An httpx client that speaks HTTP/2 only: ALPN h2 on https://, prior knowledge on
     http://."""
-    return httpx.Client(http1=False, http2=True, verify=str(pki / "ca.pem"), timeout=60, **kwargs)
+    return httpx.Client(http1=False, http2=True, verify=trusting(pki), timeout=60, **kwargs)
+
+
+def trusting(pki) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(pki / "ca.pem"))
 
 
 def test_curl_gets_http2_over_tls_by_alpn(ferrule_server, mode_options, pki):
@@ -163,7 +168,7 @@ def test_two_hundred_streams_at_once_on_one_connection(ferrule_server, mode_opti
 
     async def fetch_all(url: str):
         async with httpx.AsyncClient(
-            http1=False, http2=True, verify=str(pki / "ca.pem"), timeout=60
+            http1=False, http2=True, verify=trusting(pki), timeout=60
         ) as client:
             return await asyncio.gather(
                 *(client.get(f"{url}/environ?n={index}") for index in range(200))
@@ -326,7 +331,9 @@ def body_of(seen, stream: int) -> bytes:
 
 @pytest.mark.parametrize("answer_pings", [True, False])
 def test_an_idle_h2c_connection_gets_goaway(ferrule_server, pki, answer_pings):
-    server, _ = start(ferrule_server, pki, "--keep-alive-timeout", "1")
+    # The header timeout (for the first request) is longer than the socket's: only the
+    # keep-alive timeout, counted from the end of the stream, can close it in time.
+    server, _ = start(ferrule_server, pki, "--keep-alive-timeout", "1", "--header-timeout", "60")
     with h2c_request(server.port, "/hello") as connection:
         seen = list(frames(connection, answer_pings))
     assert body_of(seen, 1) == b"Hello, HTTP/2!\n"

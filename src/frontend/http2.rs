@@ -129,6 +129,8 @@ pub(super) async fn serve<IO>(
                     }
                 }
             },
+            // The last open stream ended: the idle clock starts now.
+            () = activity.became_idle.notified() => {}
             _ = closing.wait_for(|closing| *closing), if goaway_sent.is_none() => {
                 connection.as_mut().graceful_shutdown();
                 goaway_sent = Some(Instant::now());
@@ -364,6 +366,9 @@ struct Activity {
     /// Nanoseconds from `accepted` to the moment the last open stream ended; `u64::MAX`
     /// until a first request came.
     idle_since: AtomicU64,
+    /// Told when the last open stream ends, so that the connection's task arms the
+    /// keep-alive deadline from then.
+    became_idle: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -372,6 +377,7 @@ impl Activity {
             accepted,
             open: AtomicUsize::new(0),
             idle_since: AtomicU64::new(u64::MAX),
+            became_idle: tokio::sync::Notify::new(),
         }
     }
 
@@ -417,7 +423,9 @@ impl Drop for OpenStream {
     fn drop(&mut self) {
         let since = u64::try_from(self.0.accepted.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
         self.0.idle_since.store(since, Ordering::Relaxed);
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        if self.0.open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.became_idle.notify_one();
+        }
     }
 }
 

@@ -98,13 +98,14 @@ pub(super) async fn serve<IO>(
     let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), answer);
     let mut connection = std::pin::pin!(connection);
     let mut closing = settings.closing.clone();
-    // When GOAWAY went out (hyper's graceful shutdown, which ends the connection once the
+    // GOAWAY went out (hyper's graceful shutdown, which ends the connection once the
     // client answered its ping and the streams in flight ended).
-    let mut goaway_sent: Option<Instant> = None;
+    let mut goaway_sent = false;
     loop {
-        let deadline = match goaway_sent {
-            None => activity.idle_deadline(&settings),
-            Some(_) => Some(Instant::now() + GOAWAY_GRACE),
+        let deadline = if goaway_sent {
+            Some(Instant::now() + GOAWAY_GRACE)
+        } else {
+            activity.idle_deadline(&settings)
         };
         let expired = async {
             match deadline {
@@ -114,26 +115,23 @@ pub(super) async fn serve<IO>(
         };
         tokio::select! {
             _ = connection.as_mut() => return,
-            () = expired => match goaway_sent {
-                None => {
+            () = expired => {
+                if !goaway_sent {
                     if activity.idle_past(&settings) {
                         connection.as_mut().graceful_shutdown();
-                        goaway_sent = Some(Instant::now());
+                        goaway_sent = true;
                     }
+                } else if activity.open_streams() == 0 {
+                    // A client that never answers the ping after GOAWAY would hold the
+                    // connection open: once no stream is open, it is closed.
+                    return;
                 }
-                // A client that never answers the ping after GOAWAY would hold the
-                // connection open: once no stream is open, it is closed.
-                Some(_) => {
-                    if activity.open_streams() == 0 {
-                        return;
-                    }
-                }
-            },
+            }
             // The last open stream ended: the idle clock starts now.
             () = activity.became_idle.notified() => {}
-            _ = closing.wait_for(|closing| *closing), if goaway_sent.is_none() => {
+            _ = closing.wait_for(|closing| *closing), if !goaway_sent => {
                 connection.as_mut().graceful_shutdown();
-                goaway_sent = Some(Instant::now());
+                goaway_sent = true;
             }
         }
     }

@@ -1,6 +1,6 @@
 //! HTTP/2 connections (`--http2`): over TLS when ALPN chose `h2`, and in the clear (h2c)
 //! when a plain connection opened with the HTTP/2 preface (prior knowledge; the HTTP/1
-//! connection hands it over with the bytes it read, `connection::Http2Preface`).
+//! connection hands it over with the bytes it read, replayed by [`Rewind`]).
 //!
 //! hyper's HTTP/2 server does the framing, HPACK and flow control; the request path stays
 //! the front end's own: each stream's request becomes `http::request::Parts` and an
@@ -30,6 +30,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use super::body::{LoggedBody, ResponseAborted};
 use super::connection::{ConnectionSettings, IncomingBody, IncomingError, Reply};
@@ -134,6 +136,30 @@ pub(super) async fn serve<IO>(
                 goaway_sent = true;
             }
         }
+    }
+}
+
+/// The HTTP/2 connection, boxed, when the TLS handshake chose h2 by ALPN; else the stream
+/// back, for HTTP/1. Not async: the stream is not kept across an await of the caller's
+/// (whose future is the TLS connection's task).
+// The stream goes back by value once per connection: boxing it would cost every HTTP/1
+// TLS connection an allocation.
+#[allow(clippy::result_large_err)]
+pub(super) fn over_tls(
+    stream: TlsStream<TcpStream>,
+    service: &Service,
+    settings: &Arc<ConnectionSettings>,
+    accepted: Instant,
+) -> Result<Pin<Box<dyn Future<Output = ()> + Send>>, TlsStream<TcpStream>> {
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        Ok(Box::pin(serve(
+            stream,
+            service.clone(),
+            Arc::clone(settings),
+            accepted,
+        )))
+    } else {
+        Err(stream)
     }
 }
 

@@ -281,18 +281,8 @@ pub async fn serve(
                     dispatch::Service::new(config, backend, info, Some(file_slot.clone()), None);
                 tokio::spawn(async move {
                     let _counted = counted;
-                    let preface = connection::serve_connection(
-                        stream,
-                        service,
-                        file_slot,
-                        Arc::clone(&settings),
-                        accepted_at,
-                    )
-                    .await;
-                    if let Some(h2c) = preface {
-                        let stream = http2::Rewind::new(h2c.read, h2c.stream);
-                        Box::pin(http2::serve(stream, h2c.service, settings, accepted_at)).await;
-                    }
+                    connection::serve_connection(stream, service, file_slot, settings, accepted_at)
+                        .await;
                 });
             }
             Some(tls) => {
@@ -306,13 +296,12 @@ pub async fn serve(
                     // TLS transforms the bytes: no sendfile, so no file slot for the body.
                     let service =
                         dispatch::Service::new(config, backend, info, None, Some(Arc::new(facts)));
-                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        Box::pin(http2::serve(stream, service, settings, accepted_at)).await;
-                        return;
-                    }
+                    let stream = match http2::over_tls(stream, &service, &settings, accepted_at) {
+                        Ok(serving) => return serving.await,
+                        Err(stream) => stream,
+                    };
                     let stream = connection::TlsConnection::new(stream);
-                    // A preface is answered as HTTP/1 here: h2 over TLS is chosen by ALPN.
-                    let _ = connection::serve_connection(
+                    connection::serve_connection(
                         stream,
                         service,
                         sendfile::FileSlot::default(),

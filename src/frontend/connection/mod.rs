@@ -55,39 +55,30 @@ pub(super) struct ConnectionSettings {
     pub(super) h2c: bool,
 }
 
-/// A connection whose first bytes are the HTTP/2 preface, on a listener that serves h2c
-/// (`--http2`): handed back whole, the bytes read so far included, for `frontend/http2.rs`.
-pub(super) struct Http2Preface<S> {
-    pub(super) stream: S,
-    /// What was read from the stream: the preface, and maybe frames after it.
-    pub(super) read: BytesMut,
-    pub(super) service: Service,
-}
-
 /// The start of the HTTP/2 connection preface (RFC 9113 3.4), which the HTTP/1 parser
 /// refuses as a request line of version 2.0.
 const HTTP2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
 /// Serves `stream` until the client or an error closes it, or a stop closes it idle.
 /// `accepted` starts the first head's `--header-timeout` clock (a TLS handshake counts
-/// in it). A connection that opens with the HTTP/2 preface, where h2c is served, is
-/// handed back instead.
+/// in it). A connection that opens with the HTTP/2 preface, where h2c is served, goes on
+/// as HTTP/2 (`frontend/http2.rs`), the bytes read so far first.
 pub(super) async fn serve_connection<S: Transport>(
     mut stream: S,
     service: Service,
     slot: FileSlot,
     settings: Arc<ConnectionSettings>,
     accepted: Instant,
-) -> Option<Http2Preface<S>> {
-    if let Some(read) = serve_requests(&mut stream, &service, &slot, &settings, accepted).await {
-        return Some(Http2Preface {
-            stream,
-            read,
-            service,
-        });
+) {
+    let Some(read) = serve_requests(&mut stream, &service, &slot, &settings, accepted).await else {
+        stream.close().await;
+        return;
+    };
+    if let Some(plain) = stream.into_plain() {
+        // Boxed: only h2c connections pay for the size of this future.
+        let stream = super::http2::Rewind::new(read, plain);
+        Box::pin(super::http2::serve(stream, service, settings, accepted)).await;
     }
-    stream.close().await;
-    None
 }
 
 /// Serves HTTP/1 requests one after another; the read buffer when the connection

@@ -71,7 +71,11 @@ fn serve(
     let https_listener =
         tls_listener_fd.map(|fd| unsafe { std::net::TcpListener::from_raw_fd(fd) });
     let tls = match &config.server.https {
-        Some(https) => match frontend::TlsListener::load(&https.files, https.ssl_environment) {
+        Some(https) => match frontend::TlsListener::load(
+            &https.files,
+            https.ssl_environment,
+            config.server.http2,
+        ) {
             Ok(tls) => Some(Arc::new(tls)),
             Err(error) => {
                 error_log::log(
@@ -140,6 +144,7 @@ fn serve(
             config.server.site.document_root.as_deref(),
         ),
         proxy: config.server.proxy.clone(),
+        http2: config.server.http2,
         operations: frontend::Operations::new(
             config.server.operations.health_check_path.clone(),
             config.server.operations.metrics_path.clone(),

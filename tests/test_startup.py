@@ -48,12 +48,6 @@ def test_help_lists_every_option():
         assert option in result.stdout
 
 
-def test_unsupported_option_is_refused_by_name(tmp_path):
-    result = run_ferrule("start-server", str(APPS / "environ.wsgi"), "--http2")
-    assert result.returncode == 2
-    assert "option --http2 is not supported yet" in result.stderr
-
-
 def test_every_problem_is_reported_at_once(tmp_path):
     missing = tmp_path / "missing.wsgi"
     result = run_ferrule(

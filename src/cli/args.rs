@@ -1,8 +1,6 @@
 //! The command line as mod_wsgi-express defines it: option names, defaults and grouping
 //! match `mod_wsgi-express start-server`, so a user switches by changing one word. This
 //! layer only checks single values; [`super::config`] does the rest.
-//!
-//! Options not built yet are declared in [`super::unsupported`] and refused by name.
 
 use std::path::PathBuf;
 
@@ -128,6 +126,12 @@ pub(super) struct StartServerArgs {
     /// Address or host name to listen on; all interfaces when not given.
     #[arg(long, value_name = "IP-ADDRESS", help_heading = "Server")]
     pub(super) host: Option<String>,
+
+    /// Also speak HTTP/2: offered by ALPN (h2 before http/1.1) on the HTTPS port, and in
+    /// the clear on --port to clients that start with the HTTP/2 preface (h2c with prior
+    /// knowledge; `Upgrade: h2c` is not supported).
+    #[arg(long, help_heading = "Server")]
+    pub(super) http2: bool,
 
     /// Port to listen on for HTTPS, beside --port; needs a certificate and its key
     /// (--ssl-certificate, or --ssl-certificate-file and --ssl-certificate-key-file).

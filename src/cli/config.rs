@@ -98,6 +98,9 @@ pub struct ServerConfig {
     pub error_documents: Vec<(u16, String)>,
     /// `--error-override`.
     pub error_override: bool,
+    /// `--http2`: HTTP/2 by ALPN on the HTTPS port, and h2c with prior knowledge on the
+    /// plain one.
+    pub http2: bool,
     /// `--https-port` and its certificate; `None` when HTTPS is not served.
     pub https: Option<super::HttpsConfig>,
     /// Virtual hosts, `--https-only`, `--hsts-policy`, client certificates, trusted
@@ -369,10 +372,6 @@ pub enum ConfigError {
     #[error("--{option} '{path}' is not an existing directory")]
     NotADirectory { option: &'static str, path: PathBuf },
     #[error(
-        "option {option} is not supported yet by ferrule\nhint: remove it, or use mod_wsgi-express until ferrule builds it"
-    )]
-    NotSupportedYet { option: String },
-    #[error(
         "--python-home '{path}' is not a Python {version} installation or virtualenv (it has no lib/python{version}/site-packages)"
     )]
     NotAPythonHome { path: PathBuf, version: String },
@@ -519,6 +518,7 @@ impl Config {
             reload_on_changes,
             port,
             host,
+            http2,
             https_port,
             ssl_port,
             ssl_certificate_file,
@@ -997,6 +997,7 @@ impl Config {
             action,
             under_control_script,
             server: ServerConfig {
+                http2,
                 https,
                 front_door,
                 proxy,

@@ -108,7 +108,7 @@ pub(super) fn resolve(
                 client_ca: client_ca.clone(),
             };
             if check_files {
-                if let Err(error) = crate::tls::load(&files) {
+                if let Err(error) = crate::tls::load(&files, false) {
                     problems.push(ConfigError::Tls { error });
                 }
             }

@@ -19,7 +19,6 @@ mod options_doc;
 mod proxy_options;
 mod python_settings;
 mod services;
-mod unsupported;
 
 use clap::{CommandFactory, FromArgMatches};
 
@@ -47,7 +46,7 @@ pub enum ExitStatus {
     Success = 0,
     /// The server ran and failed: a process could not be started, a port was taken.
     Failure = 1,
-    /// The command line was wrong: a bad value, a missing file, an unsupported option.
+    /// The command line was wrong: a bad value, a missing file, a refused option.
     UsageError = 2,
     /// The WSGI application could not be loaded; restarting would not help.
     AppLoadFailed = 3,
@@ -96,7 +95,7 @@ pub fn parse(
     python: &PythonRuntime,
     role: &ProcessRole,
 ) -> Result<Config, ExitStatus> {
-    let command = unsupported::add_to(args::Cli::command());
+    let command = args::Cli::command();
     let matches =
         match command.try_get_matches_from(std::iter::once("ferrule".to_owned()).chain(argv)) {
             Ok(matches) => matches,
@@ -121,20 +120,13 @@ pub fn parse(
         args::Command::SetupServer(options) => (options, Action::Setup),
         args::Command::ConfigTest(options) => (options, Action::ConfigTest),
     };
-    let Some((_, sub_matches)) = matches.subcommand() else {
-        return Err(ExitStatus::InternalError);
-    };
-    let mut problems: Vec<ConfigError> = unsupported::given(sub_matches)
-        .into_iter()
-        .map(|option| ConfigError::NotSupportedYet { option })
-        .collect();
     match Config::from_args(start_server, action, python, role) {
-        Ok(config) if problems.is_empty() => return Ok(config),
-        Ok(_) => {}
-        Err(errors) => problems.extend(errors),
+        Ok(config) => Ok(config),
+        Err(problems) => {
+            report(&problems);
+            Err(ExitStatus::UsageError)
+        }
     }
-    report(&problems);
-    Err(ExitStatus::UsageError)
 }
 
 /// Prints every problem at once, so a user fixes them in one go.

@@ -4,11 +4,11 @@
 
 use clap::CommandFactory;
 
-use super::{args, unsupported};
+use super::args;
 
 /// The options reference as Markdown, grouped by `--help` heading.
 pub(super) fn render() -> String {
-    let command = unsupported::add_to(args::Cli::command());
+    let command = args::Cli::command();
     let Some(start_server) = command.find_subcommand("start-server") else {
         return String::new();
     };
@@ -22,9 +22,8 @@ pub(super) fn render() -> String {
     let mut text = String::from(
         "# `ferrule start-server` options\n\n\
          Generated from the command line definition (`src/cli/`); do not edit by hand.\n\
-         Option names, value shapes and defaults are mod_wsgi-express's. Options marked\n\
-         *not supported yet* are recognised and refused at start-up until they are built.\n\
-         Options that only configure Apache say so: *Ignored here* ones are accepted with a\n\
+         Option names, value shapes and defaults are mod_wsgi-express's: every one of its\n\
+         `start-server` options is here. Options that only configure Apache say so: *Ignored here* ones are accepted with a\n\
          warning at start-up (on the terminal and in the error log), *Refused* ones stop\n\
          start-up (exit status 2); each gives its reason.\n\n\
          Usage: `ferrule start-server [OPTIONS] [SCRIPT]`\n",
@@ -56,7 +55,6 @@ pub(super) fn render() -> String {
                 .collect::<Vec<_>>()
                 .join(" ");
             let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-            let help = help.replace(" [not supported yet]", " *(not supported yet)*");
             let default = if default.is_empty() || default == "false" {
                 String::new()
             } else {

@@ -56,6 +56,13 @@ impl Service {
 }
 
 impl Service {
+    /// The same service for a connection that cannot send files with sendfile (HTTP/2
+    /// frames every byte): file bodies are read and sent as bytes.
+    pub(super) fn without_file_slot(mut self) -> Self {
+        self.file_slot = None;
+        self
+    }
+
     /// A `--verbose-debugging` line about this connection; nothing is formatted without it.
     fn trace(&self, message: impl FnOnce() -> String) {
         if crate::logs::error_log::verbose() {

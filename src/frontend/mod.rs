@@ -1,6 +1,7 @@
 //! The front end: accepts connections on listeners it is given and speaks HTTP/1 over
 //! them (`connection/`, on the parser of `http1/`), in the clear or over TLS (each TLS
-//! handshake runs in its connection's own task, within `--header-timeout`).
+//! handshake runs in its connection's own task, within `--header-timeout`), and HTTP/2
+//! with `--http2` (`http2.rs`: h2 chosen by ALPN, h2c by the preface).
 //!
 //! It never runs Python: each request is handed to a [`Backend`] (in embedded mode the
 //! WSGI executor of this process, in daemon mode a daemon thread) and the response it
@@ -17,6 +18,7 @@ mod dispatch;
 mod error_documents;
 mod gateway;
 pub mod http1;
+mod http2;
 pub mod metrics;
 mod operations;
 mod reload_watch;
@@ -90,6 +92,9 @@ pub struct FrontendConfig {
     /// `--proxy-mount-point`, `--proxy-virtual-host`: requests forwarded to other HTTP
     /// servers (`crate::proxy`); `None` when nothing is proxied.
     pub proxy: Option<crate::proxy::Proxy>,
+    /// `--http2`: h2 on the HTTPS listener (the TLS listener's ALPN offers it), h2c
+    /// with prior knowledge on the plain one.
+    pub http2: bool,
 }
 
 /// A listening socket, and the TLS it speaks if it is the HTTPS one.
@@ -118,6 +123,8 @@ pub struct TlsListener {
     files: crate::tls::TlsFiles,
     /// `--ssl-environment`.
     environment: bool,
+    /// `--http2`: ALPN offers h2.
+    http2: bool,
     current: std::sync::RwLock<Arc<TlsState>>,
 }
 
@@ -128,15 +135,18 @@ struct TlsState {
 }
 
 impl TlsListener {
-    /// Reads the certificate files (checked at start-up already) into a listener.
+    /// Reads the certificate files (checked at start-up already) into a listener; with
+    /// `http2` (`--http2`) its handshakes offer h2.
     pub fn load(
         files: &crate::tls::TlsFiles,
         environment: bool,
+        http2: bool,
     ) -> Result<Self, crate::tls::TlsError> {
-        let state = TlsState::read(files, environment)?;
+        let state = TlsState::read(files, environment, http2)?;
         Ok(Self {
             files: files.clone(),
             environment,
+            http2,
             current: std::sync::RwLock::new(Arc::new(state)),
         })
     }
@@ -148,7 +158,7 @@ impl TlsListener {
     pub async fn reload(self: Arc<Self>) {
         let listener = Arc::clone(&self);
         let read = tokio::task::spawn_blocking(move || {
-            TlsState::read(&listener.files, listener.environment)
+            TlsState::read(&listener.files, listener.environment, listener.http2)
         })
         .await;
         match read {
@@ -183,8 +193,12 @@ impl TlsListener {
 }
 
 impl TlsState {
-    fn read(files: &crate::tls::TlsFiles, environment: bool) -> Result<Self, crate::tls::TlsError> {
-        let tls = crate::tls::load(files)?;
+    fn read(
+        files: &crate::tls::TlsFiles,
+        environment: bool,
+        http2: bool,
+    ) -> Result<Self, crate::tls::TlsError> {
+        let tls = crate::tls::load(files, http2)?;
         Ok(Self {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config)),
             server_variables: if environment {
@@ -227,6 +241,7 @@ pub async fn serve(
         response_buffer_size: config.response_buffer_size,
         timer: coarse_timer::CoarseTimer::start(),
         closing,
+        h2c: config.http2 && listener.tls.is_none(),
     });
     loop {
         if let Some(admission) = &config.admission {
@@ -289,6 +304,10 @@ pub async fn serve(
                     // TLS transforms the bytes: no sendfile, so no file slot for the body.
                     let service =
                         dispatch::Service::new(config, backend, info, None, Some(Arc::new(facts)));
+                    let stream = match http2::over_tls(stream, &service, &settings, accepted_at) {
+                        Ok(serving) => return serving.await,
+                        Err(stream) => stream,
+                    };
                     let stream = connection::TlsConnection::new(stream);
                     connection::serve_connection(
                         stream,

@@ -250,7 +250,7 @@ async fn serve(
 /// (the certificate files no longer load), if they could not.
 fn embedded_tls_problem(config: &Config) -> Option<String> {
     let https = config.server.https.as_ref()?;
-    crate::frontend::TlsListener::load(&https.files, false)
+    crate::frontend::TlsListener::load(&https.files, false, config.server.http2)
         .err()
         .map(|error| error.to_string())
 }

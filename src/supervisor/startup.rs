@@ -146,7 +146,11 @@ pub fn run(config: &Config, argv: &[String]) -> ExitStatus {
     // readable by root alone.
     let tls = match (&socket_directory, &config.server.https) {
         (Some(_), Some(https)) => {
-            match frontend::TlsListener::load(&https.files, https.ssl_environment) {
+            match frontend::TlsListener::load(
+                &https.files,
+                https.ssl_environment,
+                config.server.http2,
+            ) {
                 Ok(tls) => Some(Arc::new(tls)),
                 Err(error) => {
                     crate::logs::write_terminal(&format!("ferrule: error: {error}\n"));
@@ -448,6 +452,7 @@ pub(super) fn start_frontend(
             config.server.site.document_root.as_deref(),
         ),
         proxy: config.server.proxy.clone(),
+        http2: config.server.http2,
         operations: frontend::Operations::new(
             config.server.operations.health_check_path.clone(),
             config.server.operations.metrics_path.clone(),

@@ -71,8 +71,9 @@ pub struct ServerTls {
 /// and 1.3 only; with a client CA file, client certificates are asked for but not
 /// required at the handshake (the front end refuses requests below `--ssl-verify-client`
 /// paths that came without one), and a certificate that does not verify ends the
-/// handshake.
-pub fn load(files: &TlsFiles) -> Result<ServerTls, TlsError> {
+/// handshake. ALPN offers `h2` before `http/1.1` when `http2` (`--http2`), else
+/// `http/1.1` alone.
+pub fn load(files: &TlsFiles, http2: bool) -> Result<ServerTls, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut certificates = read_certificates("ssl-certificate-file", &files.certificate)?;
     let certificate = certificates[0].clone();
@@ -126,8 +127,12 @@ pub fn load(files: &TlsFiles) -> Result<ServerTls, TlsError> {
             path: files.key.clone(),
             reason: error.to_string(),
         })?;
-    // HTTP/1.1 only for now: a client that offers ALPN learns it at the handshake.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // A client that offers ALPN learns at the handshake which protocol the connection speaks.
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(ServerTls {
         config: Arc::new(config),
         certificate,

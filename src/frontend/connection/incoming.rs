@@ -77,6 +77,25 @@ impl IncomingBody {
         }
     }
 
+    /// A body fed by another protocol's connection (HTTP/2: `frontend/http2.rs`), which
+    /// hands its chunks to the [`BodySender`] and says when the body is whole.
+    pub(crate) fn channel() -> (Self, BodySender) {
+        let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
+        let shared = Arc::new(Shared::default());
+        let body = Self {
+            chunks: Some(receiver),
+            shared: Arc::clone(&shared),
+            announce_want: false,
+        };
+        (
+            body,
+            BodySender {
+                chunks: sender,
+                shared,
+            },
+        )
+    }
+
     /// The client waits for `100 Continue` (which the first read sends) before it sends
     /// the body: reading ahead would wait for nothing.
     pub(crate) fn awaits_continue(&self) -> bool {
@@ -118,6 +137,26 @@ impl Body for IncomingBody {
 
     fn is_end_stream(&self) -> bool {
         self.chunks.is_none()
+    }
+}
+
+/// The sending end of [`IncomingBody::channel`]: the same two-chunk channel as an HTTP/1
+/// body, so a reader that stops reading stops the sender too. Dropped without
+/// [`BodySender::finish`], the body reads as cut short.
+pub(crate) struct BodySender {
+    chunks: mpsc::Sender<Result<Bytes, BodyError>>,
+    shared: Arc<Shared>,
+}
+
+impl BodySender {
+    /// Waits for room for one chunk; `None` once the reader is gone.
+    pub(crate) async fn reserve(&self) -> Option<mpsc::Permit<'_, Result<Bytes, BodyError>>> {
+        self.chunks.reserve().await.ok()
+    }
+
+    /// The body is whole: the reader sees its end once it took what is in the channel.
+    pub(crate) fn finish(self) {
+        self.shared.complete.store(true, Ordering::Release);
     }
 }
 

@@ -50,11 +50,19 @@ pub(super) struct ConnectionSettings {
     pub(super) timer: CoarseTimer,
     /// Turns true when a stop asks idle connections to close.
     pub(super) closing: watch::Receiver<bool>,
+    /// `--http2` on the plain listener: a connection that opens with the HTTP/2
+    /// preface is served as h2c.
+    pub(super) h2c: bool,
 }
+
+/// The start of the HTTP/2 connection preface (RFC 9113 3.4), which the HTTP/1 parser
+/// refuses as a request line of version 2.0.
+const HTTP2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
 /// Serves `stream` until the client or an error closes it, or a stop closes it idle.
 /// `accepted` starts the first head's `--header-timeout` clock (a TLS handshake counts
-/// in it).
+/// in it). A connection that opens with the HTTP/2 preface, where h2c is served, goes on
+/// as HTTP/2 (`frontend/http2.rs`), the bytes read so far first.
 pub(super) async fn serve_connection<S: Transport>(
     mut stream: S,
     service: Service,
@@ -62,17 +70,26 @@ pub(super) async fn serve_connection<S: Transport>(
     settings: Arc<ConnectionSettings>,
     accepted: Instant,
 ) {
-    serve_requests(&mut stream, &service, &slot, &settings, accepted).await;
-    stream.close().await;
+    let Some(read) = serve_requests(&mut stream, &service, &slot, &settings, accepted).await else {
+        stream.close().await;
+        return;
+    };
+    if let Some(plain) = stream.into_plain() {
+        // Boxed: only h2c connections pay for the size of this future.
+        let stream = super::http2::Rewind::new(read, plain);
+        Box::pin(super::http2::serve(stream, service, settings, accepted)).await;
+    }
 }
 
+/// Serves HTTP/1 requests one after another; the read buffer when the connection
+/// turned out to open with the HTTP/2 preface (and h2c is served).
 async fn serve_requests<S: Transport>(
     stream: &mut S,
     service: &Service,
     slot: &FileSlot,
     settings: &ConnectionSettings,
     accepted: Instant,
-) {
+) -> Option<BytesMut> {
     let mut closing = settings.closing.clone();
     let mut buffer = BytesMut::new();
     let mut parser = HeadParser::new(Limits::default());
@@ -86,17 +103,22 @@ async fn serve_requests<S: Transport>(
             &mut closing,
             first.then_some(accepted),
         );
-        first = false;
+        let opening = std::mem::replace(&mut first, false);
         let head = match read.await {
             HeadRead::Head(head) => head,
-            HeadRead::Closed => return,
+            HeadRead::Closed => return None,
             HeadRead::TimedOut => {
                 let response = handoff::error_response(
                     http::StatusCode::REQUEST_TIMEOUT,
                     "The server timed out waiting for the request head (--header-timeout).",
                 );
                 Box::pin(refuse(stream, service, slot, settings, response)).await;
-                return;
+                return None;
+            }
+            HeadRead::Rejected(_)
+                if opening && settings.h2c && buffer.starts_with(HTTP2_PREFACE_LINE) =>
+            {
+                return Some(buffer);
             }
             HeadRead::Rejected(rejection) => {
                 if error_log::enabled(Level::Info) {
@@ -111,7 +133,7 @@ async fn serve_requests<S: Transport>(
                 }
                 let response = handoff::error_response(rejection.status(), &rejection.to_string());
                 Box::pin(refuse(stream, service, slot, settings, response)).await;
-                return;
+                return None;
             }
         };
         buffer.advance(head.length);
@@ -127,7 +149,7 @@ async fn serve_requests<S: Transport>(
         ))
         .await;
         if !keep_going {
-            return;
+            return None;
         }
         if buffer.is_empty() {
             // An idle connection holds no buffer.

@@ -41,6 +41,10 @@ pub(in crate::frontend) trait Transport: Send {
 
     /// Ends the stream politely where the protocol asks for it (TLS `close_notify`).
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// The plain TCP stream underneath, for h2c (`--http2` on the plain listener); `None`
+    /// for TLS, where HTTP/2 is chosen by ALPN at the handshake instead.
+    fn into_plain(self) -> Option<TcpStream>;
 }
 
 /// Where a response is written, without waiting inside a write.
@@ -71,6 +75,10 @@ impl Transport for TcpStream {
     }
 
     async fn close(&mut self) {}
+
+    fn into_plain(self) -> Option<TcpStream> {
+        Some(self)
+    }
 }
 
 impl ResponseWriter for tokio::net::tcp::WriteHalf<'_> {
@@ -130,6 +138,10 @@ impl Transport for TlsConnection {
         let shutdown = std::future::poll_fn(|cx| half.with(|stream| stream.poll_shutdown(cx)));
         // A client that reads nothing more must not hold the task.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), shutdown).await;
+    }
+
+    fn into_plain(self) -> Option<TcpStream> {
+        None
     }
 }
 

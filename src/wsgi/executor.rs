@@ -16,6 +16,7 @@ use super::developer_tools::Session;
 use super::environ::{self, ProcessFacts};
 use super::error::AppLoadError;
 use super::file_wrapper::FileWrapper;
+use super::interrupt::{InterruptSettings, InterruptWatch};
 use super::log_stream::LogStream;
 use super::queue::JobQueue;
 use super::{Request, run};
@@ -46,16 +47,20 @@ pub struct Executor {
     /// The developer tools of debug mode; dropped after the threads stopped, when it
     /// writes the coverage report and the profile.
     developer_session: Option<Session>,
+    /// `--interrupt-timeout`'s watch over the threads' requests (daemon mode).
+    interrupt_watch: Option<InterruptWatch>,
 }
 
 impl Executor {
-    /// Loads the application and starts `facts.n_threads` application threads.
+    /// Loads the application and starts `facts.n_threads` application threads; with
+    /// `interrupt`, a request past its timeout gets `RequestTimeout` raised in its thread.
     pub fn start(
         py: Python<'_>,
         spec: &AppSpec,
         facts: ProcessFacts,
         streams: StandardStreams,
         access: super::AccessScripts,
+        interrupt: Option<InterruptSettings>,
     ) -> Result<Self, AppLoadError> {
         let interpreter_error = |error: PyErr| AppLoadError::Interpreter {
             traceback: format_exception(py, &error),
@@ -83,6 +88,20 @@ impl Executor {
                 .unbind();
         let n_threads = facts.n_threads.max(1);
         let entry_file = entry_file(py, spec);
+        let (running, interrupt_watch) = match interrupt {
+            Some(settings) => {
+                let (running, watch) =
+                    InterruptWatch::start(settings, n_threads).map_err(|error| {
+                        AppLoadError::Interpreter {
+                            traceback: format!(
+                                "cannot start the --interrupt-timeout watch: {error}"
+                            ),
+                        }
+                    })?;
+                (Some(running), Some(watch))
+            }
+            None => (None, None),
+        };
         let context = Arc::new(ThreadContext::new(
             app,
             handlers,
@@ -90,6 +109,7 @@ impl Executor {
             facts,
             spec.clone(),
             super::access::Scripts::new(access),
+            running,
         ));
         let queue = Arc::new(JobQueue::new());
         let activity = Arc::new(ThreadActivity::new(n_threads));
@@ -114,6 +134,7 @@ impl Executor {
             entry_file,
             activity,
             developer_session,
+            interrupt_watch,
         })
     }
 
@@ -150,7 +171,10 @@ impl Executor {
 
     /// Closes the queue and waits up to `timeout` for the threads to finish their
     /// requests. Returns false if some thread was still busy. Call it detached from Python.
-    pub fn stop(self, timeout: Duration) -> bool {
+    pub fn stop(mut self, timeout: Duration) -> bool {
+        if let Some(watch) = self.interrupt_watch.take() {
+            watch.stop();
+        }
         self.queue.close();
         let deadline = Instant::now() + timeout;
         while self.threads.iter().any(|thread| !thread.is_finished()) {

@@ -11,6 +11,7 @@ use super::context::{Job, ThreadContext};
 use super::environ::{self, RequestFacts};
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
+use super::interrupt::{RequestTimeout, Running};
 use super::start_response::{Delivery, StartResponse, body_bytes};
 use crate::logs::{Level, error_log};
 
@@ -24,11 +25,53 @@ pub(crate) fn handle(py: Python<'_>, context: &ThreadContext, job: Job, thread_i
         Ok(responder) => responder,
         Err(error) => return report(py, remote, "creating start_response", &error),
     };
-    let outcome = call_application(py, context, request, &responder, thread_index);
-    if let Err(error) = outcome {
-        report(py, remote, "handling the request", &error);
-        responder.get().lock(py).fail(py);
+    if let Some(running) = &context.running {
+        running.begin(
+            thread_index,
+            request.request_id,
+            format!("{} {}", request.method, request.target),
+        );
     }
+    let outcome = call_application(py, context, request, &responder, thread_index);
+    let interrupted = context
+        .running
+        .as_ref()
+        .and_then(|running| running.end(py, thread_index))
+        .filter(|running| running.interrupted);
+    if let Err(error) = outcome {
+        match interrupted {
+            Some(running) if error.is_instance_of::<RequestTimeout>(py) => {
+                report_interrupted(py, remote, thread_index, &running, &error);
+                responder.get().lock(py).fail_with(
+                    py,
+                    http::StatusCode::GATEWAY_TIMEOUT,
+                    "The application took longer than the request timeout to answer.",
+                );
+            }
+            _ => {
+                report(py, remote, "handling the request", &error);
+                responder.get().lock(py).fail(py);
+            }
+        }
+    }
+}
+
+/// A request unwound by the `RequestTimeout` raised in its thread: logged with where it was.
+fn report_interrupted(
+    py: Python<'_>,
+    remote: std::net::SocketAddr,
+    thread_index: usize,
+    running: &Running,
+    error: &PyErr,
+) {
+    let traceback = format_exception(py, error);
+    let remote = remote.to_string();
+    let message = format!(
+        "request {} ({}) on application thread {thread_index} was interrupted by RequestTimeout after --request-timeout; answered 504:\n{traceback}",
+        running.request_id.text().as_str(),
+        running.description,
+    );
+    py.detach(|| error_log::log_with_context(Level::Error, "wsgi", Some(&remote), &message));
 }
 
 fn call_application(

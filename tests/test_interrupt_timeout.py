@@ -6,6 +6,7 @@ replaced once `--interrupt-timeout` has passed too."""
 from __future__ import annotations
 
 import time
+
 import requests
 
 from conftest import wait_until

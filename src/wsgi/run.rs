@@ -11,7 +11,7 @@ use super::context::{Job, ThreadContext};
 use super::environ::{self, RequestFacts};
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
-use super::interrupt::{RequestTimeout, Running};
+use super::interrupt::{RequestTimeout, Running, RunningRequests};
 use super::start_response::{Delivery, StartResponse, body_bytes};
 use crate::logs::{Level, error_log};
 
@@ -25,34 +25,58 @@ pub(crate) fn handle(py: Python<'_>, context: &ThreadContext, job: Job, thread_i
         Ok(responder) => responder,
         Err(error) => return report(py, remote, "creating start_response", &error),
     };
-    if let Some(running) = &context.running {
-        running.begin(
-            thread_index,
-            request.request_id,
-            format!("{} {}", request.method, request.target),
-        );
-    }
-    let outcome = call_application(py, context, request, &responder, thread_index);
-    let interrupted = context
-        .running
-        .as_ref()
-        .and_then(|running| running.end(py, thread_index))
-        .filter(|running| running.interrupted);
-    if let Err(error) = outcome {
-        match interrupted {
-            Some(running) if error.is_instance_of::<RequestTimeout>(py) => {
-                report_interrupted(py, remote, thread_index, &running, &error);
-                responder.get().lock(py).fail_with(
-                    py,
-                    http::StatusCode::GATEWAY_TIMEOUT,
-                    "The application took longer than the request timeout to answer.",
-                );
-            }
-            _ => {
-                report(py, remote, "handling the request", &error);
-                responder.get().lock(py).fail(py);
+    let outcome = match &context.running {
+        None => call_application(py, context, request, &responder, thread_index),
+        Some(running) => {
+            match call_watched(py, context, running, request, &responder, thread_index) {
+                Watched::Done(outcome) => outcome,
+                Watched::Interrupted(running, error) => {
+                    report_interrupted(py, remote, thread_index, &running, &error);
+                    responder.get().lock(py).fail_with(
+                        py,
+                        http::StatusCode::GATEWAY_TIMEOUT,
+                        "The application took longer than the request timeout to answer.",
+                    );
+                    return;
+                }
             }
         }
+    };
+    if let Err(error) = outcome {
+        report(py, remote, "handling the request", &error);
+        responder.get().lock(py).fail(py);
+    }
+}
+
+/// How a request watched for `--interrupt-timeout` ended.
+enum Watched {
+    Done(PyResult<()>),
+    /// Unwound by the `RequestTimeout` raised in its thread.
+    Interrupted(Running, PyErr),
+}
+
+/// [`call_application`], with the request in the table `--interrupt-timeout` watches.
+fn call_watched(
+    py: Python<'_>,
+    context: &ThreadContext,
+    running: &RunningRequests,
+    request: super::Request,
+    responder: &Bound<'_, StartResponse>,
+    thread_index: usize,
+) -> Watched {
+    running.begin(
+        thread_index,
+        request.request_id,
+        format!("{} {}", request.method, request.target),
+    );
+    let outcome = call_application(py, context, request, responder, thread_index);
+    match (running.end(py, thread_index), outcome) {
+        (Some(ended), Err(error))
+            if ended.interrupted && error.is_instance_of::<RequestTimeout>(py) =>
+        {
+            Watched::Interrupted(ended, error)
+        }
+        (_, outcome) => Watched::Done(outcome),
     }
 }
 

@@ -44,7 +44,9 @@ def application(environ, start_response):
             while time.monotonic() < deadline:
                 time.sleep(0.05)
         except BaseException as error:
-            print(f"/loop unwound by {type(error).__module__}.{type(error).__name__}", file=sys.stderr)
+            print(
+                f"/loop unwound by {type(error).__module__}.{type(error).__name__}", file=sys.stderr
+            )
             raise
     elif path == "/signal":
         os.kill(os.getpid(), getattr(signal, query.get("name", "SIGSEGV")))

@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from conftest import wait_until
+from conftest import run_ferrule, wait_until
 
 APP = "daemon.wsgi"
 
@@ -95,3 +95,9 @@ def test_embedded_mode_has_no_request_timeout_to_interrupt(ferrule_server):
     response = server.get("/loop?seconds=2.5")
     assert response.status_code == 200
     assert "RequestTimeout" not in server.error_log()
+
+
+def test_a_bad_interrupt_timeout_is_refused_naming_the_option():
+    result = run_ferrule("start-server", "daemon.wsgi", "--interrupt-timeout", "soon")
+    assert result.returncode == 2
+    assert "--interrupt-timeout" in result.stderr

@@ -414,7 +414,6 @@ def test_send_and_receive_buffer_sizes_apply_to_the_daemon_connections(ferrule_s
 @pytest.mark.parametrize(
     ("option", "warning"),
     [
-        ("--interrupt-timeout", "--interrupt-timeout is ignored: a request past --request-timeout"),
         ("--response-flush-delay", "--response-flush-delay is ignored: the front end sends"),
     ],
 )

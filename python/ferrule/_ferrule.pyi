@@ -3,6 +3,9 @@ from typing import Any
 
 __version__: str
 
+class RequestTimeout(BaseException):
+    """Raised in a request's thread past --request-timeout (with --interrupt-timeout)."""
+
 def main(argv: list[str]) -> int: ...
 
 class Input:

@@ -1,7 +1,7 @@
 //! The finer options of the daemon processes, as mod_wsgi's `WSGIDaemonProcess` has them:
 //! `--deadlock-timeout`, `--ignore-activity`, `--socket-prefix`, `--send-buffer-size`,
-//! `--receive-buffer-size`; and the two that have nothing to act on here and are accepted
-//! with a warning saying why: `--interrupt-timeout`, `--response-flush-delay`.
+//! `--receive-buffer-size`, `--interrupt-timeout`; and the one that has nothing to act on
+//! here and is accepted with a warning saying why: `--response-flush-delay`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,11 +29,17 @@ pub(super) struct DaemonDetailsArgs {
           help_heading = "Timeouts")]
     pub(super) ignore_activity: Vec<String>,
 
-    /// Accepted, with a warning: a request past --request-timeout is answered 504 at
-    /// once and its daemon process replaced gracefully; no exception is injected into
-    /// the request's thread first.
-    #[arg(long, value_name = "SECONDS", help_heading = "Timeouts")]
-    pub(super) interrupt_timeout: Option<u64>,
+    /// Seconds a request past --request-timeout is given to unwind once a `RequestTimeout`
+    /// exception has been raised in the daemon thread running it (it then gets 504 and the
+    /// process goes on); a request still running after that has its process replaced. 0,
+    /// the default: no exception, the process is replaced at once. Daemon mode only.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "SECONDS",
+        help_heading = "Timeouts"
+    )]
+    pub(super) interrupt_timeout: u64,
 
     /// Directory where the daemon processes' UNIX socket is made (in a folder
     /// ferrule-PORT of it); the server root's `run` folder by default. For a server root
@@ -81,6 +87,8 @@ pub struct DaemonDetails {
     pub send_buffer_size: u32,
     /// `--receive-buffer-size`; 0: the system's.
     pub receive_buffer_size: u32,
+    /// `--interrupt-timeout`; `None` for 0 (no exception raised in the request's thread).
+    pub interrupt_timeout: Option<Duration>,
 }
 
 pub(super) fn resolve(
@@ -99,11 +107,6 @@ pub(super) fn resolve(
         receive_buffer_size,
         response_flush_delay,
     } = args;
-    if interrupt_timeout.is_some() {
-        warnings.push(
-            "--interrupt-timeout is ignored: a request past --request-timeout is answered 504 at once and its daemon process replaced gracefully, without an exception injected into its thread".to_owned(),
-        );
-    }
     if response_flush_delay.is_some() {
         warnings.push(
             "--response-flush-delay is ignored: the front end sends each piece of a response as soon as it arrives from the daemon process, with no delayed flush".to_owned(),
@@ -133,6 +136,7 @@ pub(super) fn resolve(
         socket_directory,
         send_buffer_size,
         receive_buffer_size,
+        interrupt_timeout: (interrupt_timeout > 0).then(|| Duration::from_secs(interrupt_timeout)),
     }
 }
 
@@ -144,7 +148,7 @@ mod tests {
         DaemonDetailsArgs {
             deadlock_timeout: DEFAULT_DEADLOCK_TIMEOUT,
             ignore_activity: Vec::new(),
-            interrupt_timeout: None,
+            interrupt_timeout: 0,
             socket_prefix: None,
             send_buffer_size: 0,
             receive_buffer_size: 0,
@@ -184,15 +188,26 @@ mod tests {
     }
 
     #[test]
-    fn interrupt_timeout_and_flush_delay_are_accepted_with_a_warning_each() {
+    fn flush_delay_is_accepted_with_a_warning() {
         let (_, warnings, problems) = resolved(DaemonDetailsArgs {
-            interrupt_timeout: Some(5),
             response_flush_delay: Some(5),
             ..args()
         });
         assert_eq!(problems, 0);
-        assert_eq!(warnings.len(), 2);
-        assert!(warnings[0].starts_with("--interrupt-timeout is ignored"));
-        assert!(warnings[1].starts_with("--response-flush-delay is ignored"));
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("--response-flush-delay is ignored"));
+    }
+
+    #[test]
+    fn interrupt_timeout_zero_means_no_interruption() {
+        let (details, warnings, _) = resolved(args());
+        assert_eq!(details.interrupt_timeout, None);
+        assert!(warnings.is_empty());
+        let (details, warnings, _) = resolved(DaemonDetailsArgs {
+            interrupt_timeout: 5,
+            ..args()
+        });
+        assert_eq!(details.interrupt_timeout, Some(Duration::from_secs(5)));
+        assert!(warnings.is_empty());
     }
 }

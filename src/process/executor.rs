@@ -6,7 +6,8 @@ use pyo3::prelude::*;
 use crate::cli::{ApplicationTarget, Config, ExitStatus, OperatingMode};
 use crate::logs::{Level, error_log};
 use crate::wsgi::{
-    AccessScripts, AppSource, AppSpec, DeveloperTools, Executor, ProcessFacts, StandardStreams,
+    AccessScripts, AppSource, AppSpec, DeveloperTools, Executor, InterruptSettings, ProcessFacts,
+    StandardStreams,
 };
 
 /// What every process that runs the application does first, in either mode: leave
@@ -87,6 +88,7 @@ pub fn start_executor(py: Python<'_>, config: &Config) -> Result<Executor, ExitS
         process_facts(config),
         streams,
         access_scripts(config),
+        interrupt_settings(config),
     )
     .map_err(|error| {
         error_log::log(Level::Error, "wsgi", &error.to_string());
@@ -108,6 +110,19 @@ pub fn developer_tools(config: &Config) -> Option<DeveloperTools> {
 
 fn debug_mode(config: &Config) -> bool {
     config.processes.mode == OperatingMode::Debug
+}
+
+/// `--request-timeout` with `--interrupt-timeout`: in daemon mode alone, as mod_wsgi
+/// applies them (embedded mode has no request timeout).
+fn interrupt_settings(config: &Config) -> Option<InterruptSettings> {
+    let processes = &config.processes;
+    if processes.mode != OperatingMode::Daemon {
+        return None;
+    }
+    Some(InterruptSettings {
+        request_timeout: processes.request_timeout?,
+        interrupt_timeout: processes.daemon_details.interrupt_timeout?,
+    })
 }
 
 /// The access-control scripts this process runs before the application.

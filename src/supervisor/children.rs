@@ -73,6 +73,9 @@ pub(super) struct Settings {
     pub(super) eviction_timeout: Option<Duration>,
     pub(super) restart_interval: Option<Duration>,
     pub(super) request_timeout: Option<Duration>,
+    /// `--interrupt-timeout`: how long past `request_timeout` a daemon has to unwind a
+    /// request it interrupted before the front end gives up on it.
+    pub(super) interrupt_timeout: Option<Duration>,
     pub(super) inactivity_timeout: Option<Duration>,
     /// Completes "see the error log" on the terminal when the application cannot load:
     /// the log's path, or nothing when the log is the terminal.
@@ -639,6 +642,7 @@ mod tests {
             eviction_timeout: Some(Duration::from_secs(3)),
             restart_interval: None,
             request_timeout: None,
+            interrupt_timeout: None,
             inactivity_timeout: None,
             error_log_hint: String::new(),
         }

@@ -136,6 +136,7 @@ async fn serve(
         eviction_timeout: processes.eviction_timeout,
         restart_interval: processes.restart_interval,
         request_timeout: processes.request_timeout,
+        interrupt_timeout: processes.daemon_details.interrupt_timeout,
         inactivity_timeout: processes.inactivity_timeout,
         error_log_hint: if config.logs.log_to_terminal {
             String::new()

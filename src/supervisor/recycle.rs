@@ -92,19 +92,31 @@ impl Children {
         if !self.settings.daemon || self.stopping() {
             return;
         }
-        if let Some(limit) = self.settings.request_timeout {
+        if let Some(request_timeout) = self.settings.request_timeout {
+            // With --interrupt-timeout the daemon raises RequestTimeout in the request's
+            // thread at --request-timeout and answers 504 itself if the request unwinds;
+            // the front end gives up only once that grace has passed too.
+            let grace = self.settings.interrupt_timeout.unwrap_or_default();
             let mut replaced = HashSet::new();
-            for (pid, description) in spawner.expire_overdue(limit) {
+            for (pid, description) in spawner.expire_overdue(request_timeout + grace) {
                 let Some(child) = self.get(pid) else {
                     continue;
                 };
                 let slot = child.slot;
+                let limits = if grace.is_zero() {
+                    format!("--request-timeout ({} s)", request_timeout.as_secs())
+                } else {
+                    format!(
+                        "--request-timeout ({} s) and --interrupt-timeout ({} s), not unwound by the RequestTimeout raised in its thread",
+                        request_timeout.as_secs(),
+                        grace.as_secs()
+                    )
+                };
                 error_log::log(
                     Level::Error,
                     "ferrule",
                     &format!(
-                        "daemon process {slot} (pid {pid}) ran {description} for longer than --request-timeout ({} s); answered 504 and replacing the process",
-                        limit.as_secs()
+                        "daemon process {slot} (pid {pid}) ran {description} for longer than {limits}; answered 504 and replacing the process"
                     ),
                 );
                 let current = self.current(slot) == Some(pid);

@@ -35,6 +35,8 @@ pub(crate) struct ThreadContext {
     pub(crate) access: super::access::Scripts,
     /// The `--add-handler` scripts' callables, by `HandlerTarget::index`.
     pub(crate) handlers: Vec<Py<PyAny>>,
+    /// The requests the threads run, when `--interrupt-timeout` applies (daemon mode).
+    pub(crate) running: Option<std::sync::Arc<super::interrupt::RunningRequests>>,
 }
 
 impl ThreadContext {
@@ -45,9 +47,11 @@ impl ThreadContext {
         facts: ProcessFacts,
         spec: AppSpec,
         access: super::access::Scripts,
+        running: Option<std::sync::Arc<super::interrupt::RunningRequests>>,
     ) -> Self {
         Self {
             access,
+            running,
             handlers,
             app: std::sync::Mutex::new(app),
             environ_template,

@@ -17,6 +17,7 @@ use super::environ::{self, ProcessFacts};
 use super::error::AppLoadError;
 use super::file_wrapper::FileWrapper;
 use super::host_module;
+use super::interrupt::{InterruptSettings, InterruptWatch};
 use super::log_stream::LogStream;
 use super::queue::JobQueue;
 use super::slow_requests::SlowRequestWatch;
@@ -50,16 +51,20 @@ pub struct Executor {
     developer_session: Option<Session>,
     /// `--slow-requests`: the watcher, stopped when dropped.
     slow_requests: Option<SlowRequestWatch>,
+    /// `--interrupt-timeout`'s watch over the threads' requests (daemon mode).
+    interrupt_watch: Option<InterruptWatch>,
 }
 
 impl Executor {
-    /// Loads the application and starts `facts.n_threads` application threads.
+    /// Loads the application and starts `facts.n_threads` application threads; with
+    /// `interrupt`, a request past its timeout gets `RequestTimeout` raised in its thread.
     pub fn start(
         py: Python<'_>,
         spec: &AppSpec,
         facts: ProcessFacts,
         streams: StandardStreams,
         access: super::AccessScripts,
+        interrupt: Option<InterruptSettings>,
     ) -> Result<Self, AppLoadError> {
         let interpreter_error = |error: PyErr| AppLoadError::Interpreter {
             traceback: format_exception(py, &error),
@@ -100,6 +105,20 @@ impl Executor {
             .map_err(|error| AppLoadError::Interpreter {
                 traceback: format!("cannot start the --slow-requests watcher: {error}"),
             })?;
+        let (running, interrupt_watch) = match interrupt {
+            Some(settings) => {
+                let (running, watch) =
+                    InterruptWatch::start(settings, n_threads).map_err(|error| {
+                        AppLoadError::Interpreter {
+                            traceback: format!(
+                                "cannot start the --interrupt-timeout watch: {error}"
+                            ),
+                        }
+                    })?;
+                (Some(running), Some(watch))
+            }
+            None => (None, None),
+        };
         let context = Arc::new(ThreadContext::new(
             app,
             handlers,
@@ -107,6 +126,7 @@ impl Executor {
             facts,
             spec.clone(),
             super::access::Scripts::new(access),
+            running,
         ));
         let queue = Arc::new(JobQueue::new());
         let threads = (0..n_threads)
@@ -131,6 +151,7 @@ impl Executor {
             activity,
             developer_session,
             slow_requests,
+            interrupt_watch,
         })
     }
 
@@ -172,6 +193,9 @@ impl Executor {
     /// stuck holding the GIL would stop them too). Call it detached from Python.
     pub fn stop(mut self, timeout: Duration, reason: &str) -> bool {
         self.slow_requests = None;
+        if let Some(watch) = self.interrupt_watch.take() {
+            watch.stop();
+        }
         self.queue.close();
         let deadline = Instant::now() + timeout;
         while self.threads.iter().any(|thread| !thread.is_finished()) {

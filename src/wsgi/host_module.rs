@@ -83,6 +83,11 @@ pub(crate) fn install(
     module.add_function(wrap_pyfunction!(subscribe_events, &module)?)?;
     module.add_function(wrap_pyfunction!(subscribe_shutdown, &module)?)?;
     module.add_function(wrap_pyfunction!(request_data, &module)?)?;
+    // What `--interrupt-timeout` raises, under the name mod_wsgi gives it.
+    module.add(
+        "RequestTimeout",
+        py.get_type::<super::interrupt::RequestTimeout>(),
+    )?;
     py.import("sys")?
         .getattr("modules")?
         .set_item("mod_wsgi", module)?;

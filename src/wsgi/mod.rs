@@ -25,6 +25,7 @@ mod executor;
 mod file_wrapper;
 mod host_module;
 mod input;
+mod interrupt;
 mod log_stream;
 mod module_watch;
 mod queue;
@@ -42,6 +43,7 @@ pub use environ::ProcessFacts;
 pub use error::AppLoadError;
 pub use executor::{Executor, StandardStreams};
 pub use host_module::resident_bytes;
+pub use interrupt::InterruptSettings;
 pub use module_watch::watch_imported_files;
 
 /// Registers the executor's Python classes on `ferrule._ferrule`.
@@ -50,6 +52,10 @@ pub fn init_pymodule(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<start_response::StartResponse>()?;
     module.add_class::<file_wrapper::FileWrapper>()?;
     module.add_class::<log_stream::LogStream>()?;
+    module.add(
+        "RequestTimeout",
+        module.py().get_type::<interrupt::RequestTimeout>(),
+    )?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use super::events::{RequestEvents, Started};
 use super::file_wrapper::FileWrapper;
 use super::host_module::{self, RequestScope};
 use super::input::Input;
+use super::interrupt::{RequestTimeout, Running, RunningRequests};
 use super::start_response::{Delivery, StartResponse, body_bytes};
 use crate::logs::{Level, error_log};
 
@@ -28,25 +29,114 @@ pub(crate) fn handle(py: Python<'_>, context: &ThreadContext, job: Job, thread_i
     };
     let scope = RequestScope::enter();
     let mut events = None;
-    let outcome = call_application(
-        py,
-        context,
-        request,
-        &responder,
-        thread_index,
-        (&scope, &mut events),
-    );
-    if let Err(error) = outcome {
-        if let Some(events) = &events {
-            events.exception(py, &error);
+    let failure = match &context.running {
+        None => call_application(
+            py,
+            context,
+            request,
+            &responder,
+            thread_index,
+            (&scope, &mut events),
+        )
+        .err()
+        .map(Failure::Raised),
+        Some(running) => match call_watched(
+            py,
+            context,
+            running,
+            request,
+            &responder,
+            thread_index,
+            (&scope, &mut events),
+        ) {
+            Watched::Done(outcome) => outcome.err().map(Failure::Raised),
+            Watched::Interrupted(running, error) => Some(Failure::Interrupted(running, error)),
+        },
+    };
+    match &failure {
+        None => {}
+        Some(Failure::Raised(error)) => {
+            if let Some(events) = &events {
+                events.exception(py, error);
+            }
+            report(py, remote, "handling the request", error);
+            responder.get().lock(py).fail(py);
         }
-        report(py, remote, "handling the request", &error);
-        responder.get().lock(py).fail(py);
+        Some(Failure::Interrupted(running, error)) => {
+            if let Some(events) = &events {
+                events.exception(py, error);
+            }
+            report_interrupted(py, remote, thread_index, running, error);
+            responder.get().lock(py).fail_with(
+                py,
+                http::StatusCode::GATEWAY_TIMEOUT,
+                "The application took longer than the request timeout to answer.",
+            );
+        }
     }
     if let Some(events) = events {
         let status = responder.get().lock(py).status();
         events.finish(py, status);
     }
+}
+
+/// How a request watched for `--interrupt-timeout` ended.
+enum Watched {
+    Done(PyResult<()>),
+    /// Unwound by the `RequestTimeout` raised in its thread.
+    Interrupted(Running, PyErr),
+}
+
+/// How a request's application call failed.
+enum Failure {
+    /// It raised (or its response could not be sent).
+    Raised(PyErr),
+    /// `--interrupt-timeout`: unwound by the `RequestTimeout` raised in its thread.
+    Interrupted(Running, PyErr),
+}
+
+/// [`call_application`], with the request in the table `--interrupt-timeout` watches.
+fn call_watched<'py>(
+    py: Python<'py>,
+    context: &ThreadContext,
+    running: &RunningRequests,
+    request: super::Request,
+    responder: &Bound<'py, StartResponse>,
+    thread_index: usize,
+    events: (&RequestScope, &mut Option<RequestEvents<'py>>),
+) -> Watched {
+    running.begin(
+        thread_index,
+        request.request_id,
+        format!("{} {}", request.method, request.target),
+    );
+    let outcome = call_application(py, context, request, responder, thread_index, events);
+    match (running.end(py, thread_index), outcome) {
+        (Some(ended), Err(error))
+            if ended.interrupted && error.is_instance_of::<RequestTimeout>(py) =>
+        {
+            Watched::Interrupted(ended, error)
+        }
+        (_, outcome) => Watched::Done(outcome),
+    }
+}
+
+/// A request unwound by the `RequestTimeout` raised in its thread: logged with where it was.
+fn report_interrupted(
+    py: Python<'_>,
+    remote: std::net::SocketAddr,
+    thread_index: usize,
+    running: &Running,
+    error: &PyErr,
+) {
+    let traceback = format_exception(py, error);
+    let remote = remote.to_string();
+    let message = format!(
+        "request {} ({}) on application thread {thread_index} was interrupted by RequestTimeout after --request-timeout; answered 504:\n{traceback}",
+        running.request_id.text().as_str(),
+        running.description,
+    );
+    py.detach(|| error_log::log_with_context(Level::Error, "wsgi", Some(&remote), &message));
 }
 
 /// Runs the application for `request`; `events` is filled in when someone subscribed to

@@ -218,14 +218,25 @@ impl ResponseState {
     /// Ends the response after an application error: a 500 if nothing was sent yet,
     /// otherwise a cut connection. Returns true when the 500 was sent.
     pub(crate) fn fail(&mut self, py: Python<'_>) -> bool {
+        self.fail_with(
+            py,
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "The application failed while handling this request. \
+             The server's error log has the details.",
+        )
+    }
+
+    /// As [`Self::fail`], answering `status` with `text` when nothing was sent yet.
+    pub(crate) fn fail_with(
+        &mut self,
+        py: Python<'_>,
+        status: http::StatusCode,
+        text: &'static str,
+    ) -> bool {
         match std::mem::replace(&mut self.sink, Sink::Done) {
             Sink::Unsent(reply_tx) => {
-                self.status = 500;
-                let _ = reply_tx.send(super::error_response(
-                    http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "The application failed while handling this request. \
-                     The server's error log has the details.",
-                ));
+                self.status = status.as_u16();
+                let _ = reply_tx.send(super::error_response(status, text));
                 true
             }
             Sink::Streaming { body_tx, .. } => {

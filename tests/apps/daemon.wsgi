@@ -3,6 +3,9 @@
 /pid                      {"pid": N}
 /sleep?seconds=S          sleeps S seconds, then {"pid": N}; with &started=PATH it first
                           creates the file PATH, to say the request has begun
+/loop?seconds=S           Python that runs S seconds in small sleeps (an exception raised in
+                          its thread lands within one), then {"pid": N}; what unwinds it is
+                          printed to the error log
 /signal?name=SIGSEGV      the process kills itself with that signal mid-request
 /exit                     the process leaves with os._exit(1) mid-request
 /echo-length              reads wsgi.input, answers {"pid": N, "length": bytes read}
@@ -13,6 +16,7 @@
 import json
 import os
 import signal
+import sys
 import time
 from urllib.parse import parse_qs
 
@@ -34,6 +38,20 @@ def application(environ, start_response):
         if "started" in query:
             open(query["started"], "w").close()
         time.sleep(float(query.get("seconds", "1")))
+    elif path == "/loop":
+        deadline = time.monotonic() + float(query.get("seconds", "1"))
+        try:
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+        except BaseException as error:
+            import mod_wsgi
+
+            print(
+                f"/loop unwound by {type(error).__module__}.{type(error).__name__}"
+                f" (mod_wsgi.RequestTimeout: {isinstance(error, mod_wsgi.RequestTimeout)})",
+                file=sys.stderr,
+            )
+            raise
     elif path == "/signal":
         os.kill(os.getpid(), getattr(signal, query.get("name", "SIGSEGV")))
         time.sleep(5)

@@ -52,21 +52,7 @@ pub(super) struct Processes<'a> {
 
 impl Spawner for Processes<'_> {
     fn spawn(&mut self, slot: usize) -> Result<u32, ExitStatus> {
-        let mut command = Command::new(&self.config.python.executable);
-        // `--python-warnings`, given to Python exactly as `python -W` takes them.
-        for spec in &self.config.python_settings.warnings {
-            command.arg("-W").arg(spec);
-        }
-        command
-            .arg("-m")
-            .arg("ferrule")
-            .args(self.argv)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(false);
-        self.environment.apply(&mut command);
-        for name in CONTRACT_VARIABLES {
-            command.env_remove(name);
-        }
+        let mut command = self.ferrule_command();
         command.env(PROCESS_INDEX_ENV, slot.to_string());
         let inherited_listeners = if let Some(daemon) = &self.daemon {
             command.env(DAEMON_SOCKET_ENV, &daemon.socket_path);
@@ -165,9 +151,10 @@ impl Spawner for Processes<'_> {
 }
 
 impl Processes<'_> {
-    /// Starts the process of the managed service `name` (`--service-script`): `python -m
-    /// ferrule` with the same arguments and `FERRULE_SERVICE=name`, inheriting no listener.
-    pub(super) fn spawn_service(&mut self, name: &str) -> Option<u32> {
+    /// `python -m ferrule` with the server's arguments and environment, for a child of
+    /// any role: `--python-warnings` given as `python -W` takes them, no standard input,
+    /// and none of the variables that tell a process its role (the caller sets its own).
+    fn ferrule_command(&self) -> Command {
         let mut command = Command::new(&self.config.python.executable);
         for spec in &self.config.python_settings.warnings {
             command.arg("-W").arg(spec);
@@ -182,6 +169,13 @@ impl Processes<'_> {
         for variable in CONTRACT_VARIABLES {
             command.env_remove(variable);
         }
+        command
+    }
+
+    /// Starts the process of the managed service `name` (`--service-script`): `python -m
+    /// ferrule` with the same arguments and `FERRULE_SERVICE=name`, inheriting no listener.
+    pub(super) fn spawn_service(&mut self, name: &str) -> Option<u32> {
+        let mut command = self.ferrule_command();
         command.env(SERVICE_ENV, name);
         let supervisor_pid = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
         // SAFETY: as in `spawn`: only system calls between fork and exec.

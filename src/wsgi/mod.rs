@@ -26,6 +26,7 @@ mod file_wrapper;
 mod host_module;
 mod input;
 mod log_stream;
+mod meter;
 mod module_watch;
 mod queue;
 mod run;

@@ -44,8 +44,7 @@ pub(crate) fn handle(py: Python<'_>, context: &ThreadContext, job: Job, thread_i
         responder.get().lock(py).fail(py);
     }
     if let Some(events) = events {
-        let status = responder.get().lock(py).status();
-        events.finish(py, status);
+        events.finish(py);
     }
 }
 
@@ -73,7 +72,7 @@ fn call_application<'py>(
         handler,
     } = request;
     let input = Bound::new(py, Input::new(body))?;
-    let _release_body = ReleaseBodyOnDrop(input.clone());
+    let release_body = ReleaseBodyOnDrop(input.clone());
     let facts = RequestFacts {
         method: &method,
         target: &target,
@@ -93,6 +92,7 @@ fn call_application<'py>(
         &facts,
         input.into_any(),
     )?;
+    let input = &release_body.0;
     if let Some(check) = access {
         let host = connection.remote_addr.ip().to_canonical().to_string();
         let asking = super::access::Asking {
@@ -128,6 +128,8 @@ fn call_application<'py>(
                 received_at,
                 environ: &environ,
                 scope,
+                input,
+                responder,
             };
             let (started, callable) = RequestEvents::start(py, host, &started, callable)?;
             *events = Some(started);

@@ -238,3 +238,30 @@ def test_active_requests_lists_the_requests_in_progress(ferrule_server, mode_opt
 def test_active_requests_stays_empty_without_subscribers(ferrule_server, mode_options):
     server = ferrule_server(APP, *mode_options, env={"MOD_WSGI_TEST_NO_SUBSCRIBER": "1"})
     assert server.get("/active").json() == []
+
+
+def test_events_of_write_calls_and_a_second_start_response(ferrule_server, mode_options):
+    server = ferrule_server(APP, "--threads", "1", *mode_options)
+    assert server.get("/write").text == "first second"
+    second = server.get("/second-start")
+    assert (second.status_code, second.text) == (503, "unavailable")
+    events = server.get("/events").json()
+    write_id, second_id = [
+        event["request_id"] for event in events if event["name"] == "request_started"
+    ][:2]
+
+    [*_, written] = events_of(events, write_id)
+    assert (written["output_writes"], written["output_length"]) == (2, len("first second"))
+
+    second_events = events_of(events, second_id)
+    assert [event["name"] for event in second_events] == [
+        "request_started",
+        "response_started",
+        "response_started",
+        "request_finished",
+    ]
+    first, again = second_events[1:3]
+    assert (first["response_status"], first["exception_info"]) == ("200 OK", "None")
+    assert again["response_status"] == "503 Service Unavailable"
+    assert "KeyError" in again["exception_info"] and "changed its mind" in again["exception_info"]
+    assert second_events[-1]["status"] == 503

@@ -73,7 +73,7 @@ impl Input {
         let started = meter::start(state.meter.as_ref());
         let result = read(&mut state)?;
         if let (Some(meter), Some(started)) = (state.meter.as_mut(), started) {
-            meter.record(length(&result), started);
+            meter.record(1, length(&result), started);
         }
         Ok(result)
     }

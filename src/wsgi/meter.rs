@@ -15,9 +15,9 @@ pub(crate) struct IoMeter {
 }
 
 impl IoMeter {
-    /// Counts one call that moved `bytes` and started at `started`.
-    pub(crate) fn record(&mut self, bytes: usize, started: Instant) {
-        self.calls += 1;
+    /// Counts `calls` that moved `bytes` in all, made from `started` to now.
+    pub(crate) fn record(&mut self, calls: u64, bytes: usize, started: Instant) {
+        self.calls += calls;
         self.bytes += bytes as u64;
         self.time += started.elapsed();
     }
@@ -36,9 +36,9 @@ mod tests {
     fn records_calls_bytes_and_time() {
         let mut meter = IoMeter::default();
         let started = Instant::now();
-        meter.record(5, started);
-        meter.record(0, started);
-        assert_eq!(meter.calls, 2);
+        meter.record(1, 5, started);
+        meter.record(2, 0, started);
+        assert_eq!(meter.calls, 3);
         assert_eq!(meter.bytes, 5);
         assert!(start(None).is_none());
         assert!(start(Some(&meter)).is_some());

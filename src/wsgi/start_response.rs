@@ -139,14 +139,22 @@ impl ResponseState {
     /// A declared Content-Length is left as the application gave it, even when the chunks
     /// disagree: the front end holds the body to it and closes the connection.
     pub(crate) fn send_full(&mut self, chunks: Vec<Bytes>) -> PyResult<()> {
-        let Some(meter) = self.meter.as_mut() else {
+        if self.meter.is_none() {
             return self.deliver_full(chunks);
-        };
-        // Each non-empty item is one write, as when streaming.
-        for chunk in chunks.iter().filter(|chunk| !chunk.is_empty()) {
-            meter.record(chunk.len(), std::time::Instant::now());
         }
-        self.deliver_full(chunks)
+        let started = std::time::Instant::now();
+        // Each non-empty item is one write, as when streaming.
+        let (writes, length) = chunks
+            .iter()
+            .filter(|chunk| !chunk.is_empty())
+            .fold((0, 0), |(writes, length), chunk| {
+                (writes + 1, length + chunk.len())
+            });
+        self.deliver_full(chunks)?;
+        if let Some(meter) = self.meter.as_mut() {
+            meter.record(writes, length, started);
+        }
+        Ok(())
     }
 
     fn deliver_full(&mut self, chunks: Vec<Bytes>) -> PyResult<()> {
@@ -185,10 +193,8 @@ impl ResponseState {
             return Err(PyRuntimeError::new_err("the response was already sent"));
         };
         if let Some(meter) = self.meter.as_mut() {
-            meter.record(
-                usize::try_from(length).unwrap_or(usize::MAX),
-                std::time::Instant::now(),
-            );
+            let length = usize::try_from(length).unwrap_or(usize::MAX);
+            meter.record(1, length, std::time::Instant::now());
         }
         let body = ResponseBody::File {
             file,
@@ -204,8 +210,10 @@ impl ResponseState {
         let started = meter::start(self.meter.as_ref());
         let length = chunk.len();
         let delivery = self.deliver_chunk(py, chunk)?;
-        if let (Some(meter), Some(started)) = (self.meter.as_mut(), started) {
-            meter.record(length, started);
+        if let (Some(meter), Some(started), Delivery::Delivered) =
+            (self.meter.as_mut(), started, delivery)
+        {
+            meter.record(1, length, started);
         }
         Ok(delivery)
     }

@@ -12,11 +12,14 @@ the shutdown; `process_stopping` appends a JSON line to $MOD_WSGI_TEST_STOP_FILE
 /block?file=P creates P, then waits until it is removed (at most 30 s)
 /stream?chunks=N&size=S  reads the body 8 KiB at a time (the count of reads goes into
               request_data()), then yields N chunks of S bytes
+/write        sends its body through write(), in two calls
+/second-start calls start_response again with exc_info, before any body byte
 /active       the paths of the requests in mod_wsgi.active_requests, as JSON
 """
 
 import json
 import os
+import sys
 import threading
 import time
 from urllib.parse import parse_qs
@@ -148,6 +151,20 @@ def application(environ, start_response):
         size = int(query["size"])
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return (b"y" * size for _ in range(int(query["chunks"])))
+    if path == "/write":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"first ")
+        write(b"second")
+        return []
+    if path == "/second-start":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise KeyError("changed its mind")
+        except KeyError:
+            start_response(
+                "503 Service Unavailable", [("Content-Type", "text/plain")], sys.exc_info()
+            )
+        return [b"unavailable"]
     if path == "/active":
         return answer(
             start_response,

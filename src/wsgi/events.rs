@@ -72,15 +72,7 @@ impl<'py> RequestEvents<'py> {
             .get_item("application_object")?
             .map_or_else(|| py.None(), Bound::unbind);
         host.active_requests(py).set_item(&request_id, &event)?;
-        started.input.get().start_metering(py);
-        let response_keys = PyDict::new(py);
-        response_keys.set_item("request_id", common.get_item("request_id")?)?;
-        response_keys.set_item("request_data", common.get_item("request_data")?)?;
-        started
-            .responder
-            .get()
-            .lock(py)
-            .observe(response_keys.unbind());
+        // Made at once, so that its Drop takes the entry out again on every path.
         let events = Self {
             host,
             common,
@@ -90,6 +82,15 @@ impl<'py> RequestEvents<'py> {
             responder: started.responder.clone(),
             request_id,
         };
+        events.input.get().start_metering(py);
+        let response_keys = PyDict::new(py);
+        response_keys.set_item("request_id", &events.request_id)?;
+        response_keys.set_item("request_data", events.common.get_item("request_data")?)?;
+        events
+            .responder
+            .get()
+            .lock(py)
+            .observe(response_keys.unbind());
         Ok((events, application))
     }
 

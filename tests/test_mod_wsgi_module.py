@@ -169,3 +169,99 @@ def test_shutdown_reason_names_the_limit_a_daemon_reached(ferrule_server, tmp_pa
         "name": "process_stopping",
         "shutdown_reason": "maximum_requests",
     }
+
+
+def events_of(events, request_id):
+    return [event for event in events if event.get("request_id") == request_id]
+
+
+def test_events_count_a_posted_body_and_a_streamed_response(ferrule_server, mode_options):
+    server = ferrule_server(APP, "--threads", "1", *mode_options)
+    body = b"x" * 100_000
+    response = server.post("/stream?chunks=3&size=1000", data=body)
+    assert response.status_code == 200
+    assert response.content == b"y" * 3000
+    listed = server.get("/")
+    events = server.get("/events").json()
+
+    [stream_started] = [event for event in events if event["name"] == "request_started"][:1]
+    stream = events_of(events, stream_started["request_id"])
+    assert [event["name"] for event in stream] == [
+        "request_started",
+        "response_started",
+        "request_finished",
+    ]
+    _, response_started, finished = stream
+    assert set(response_started["keys"]) == {
+        "request_id",
+        "request_data",
+        "response_status",
+        "response_headers",
+        "exception_info",
+    }
+    assert response_started["response_status"] == "200 OK"
+    assert response_started["response_headers"] == [["Content-Type", "application/octet-stream"]]
+    assert response_started["exception_info"] == "None"
+
+    assert finished["input_length"] == len(body)
+    # The application read until read() gave b"": every call counts.
+    assert finished["input_reads"] == finished["data"]["reads"] == 14
+    assert finished["output_writes"] == 3
+    assert finished["output_length"] == 3000
+    assert finished["input_time"] >= 0
+    assert finished["output_time"] >= 0
+
+    # A list answer: one write of its one item, no input read.
+    listed_id = [event for event in events if event["name"] == "request_started"][1]["request_id"]
+    [*_, listed_finished] = events_of(events, listed_id)
+    assert listed_finished["name"] == "request_finished"
+    assert listed_finished["output_writes"] == 1
+    assert listed_finished["output_length"] == len(listed.content)
+    assert listed_finished["input_reads"] == 0
+    assert listed_finished["input_length"] == 0
+
+
+def test_active_requests_lists_the_requests_in_progress(ferrule_server, mode_options, tmp_path):
+    server = ferrule_server(APP, "--threads", "2", *mode_options)
+    assert server.get("/active").json() == ["/active"]
+    with ThreadPoolExecutor(1) as pool:
+        marker = tmp_path / "busy"
+        blocked = pool.submit(server.get, f"/block?file={marker}")
+        wait_until(marker.exists)
+        during = server.get("/active").json()
+        marker.unlink()
+        assert blocked.result().status_code == 200
+    assert during == ["/active", "/block"]
+    assert server.get("/active").json() == ["/active"], "finished requests leave the dict"
+
+
+def test_active_requests_stays_empty_without_subscribers(ferrule_server, mode_options):
+    server = ferrule_server(APP, *mode_options, env={"MOD_WSGI_TEST_NO_SUBSCRIBER": "1"})
+    assert server.get("/active").json() == []
+
+
+def test_events_of_write_calls_and_a_second_start_response(ferrule_server, mode_options):
+    server = ferrule_server(APP, "--threads", "1", *mode_options)
+    assert server.get("/write").text == "first second"
+    second = server.get("/second-start")
+    assert (second.status_code, second.text) == (503, "unavailable")
+    events = server.get("/events").json()
+    write_id, second_id = [
+        event["request_id"] for event in events if event["name"] == "request_started"
+    ][:2]
+
+    [*_, written] = events_of(events, write_id)
+    assert (written["output_writes"], written["output_length"]) == (2, len("first second"))
+
+    second_events = events_of(events, second_id)
+    assert [event["name"] for event in second_events] == [
+        "request_started",
+        "response_started",
+        "response_started",
+        "request_finished",
+    ]
+    first, again = second_events[1:3]
+    assert (first["response_status"], first["exception_info"]) == ("200 OK", "None")
+    assert again["response_status"] == "503 Service Unavailable"
+    assert "KeyError" in again["exception_info"] and "changed its mind" in again["exception_info"]
+    assert second_events[-1]["status"] == 503

@@ -6,7 +6,7 @@
 //! `maximum_processes`, `threads_per_process`), the metrics functions
 //! (`process_metrics()` always, `server_metrics()` with `--server-metrics`, else `None`,
 //! as mod_wsgi 4 does), the event subscriptions (`subscribe_events`,
-//! `subscribe_shutdown`) and `request_data()`. The executor publishes the events
+//! `subscribe_shutdown`), `active_requests` and `request_data()`. The executor publishes the events
 //! through [`Host`]; with nobody subscribed a request costs a list-length check.
 //!
 //! Each process reports itself: a daemon process does not see the front end or the
@@ -40,6 +40,9 @@ pub(crate) struct Host {
     event_callbacks: Py<PyList>,
     /// `subscribe_shutdown` callbacks, in the order they came.
     shutdown_callbacks: Py<PyList>,
+    /// `mod_wsgi.active_requests`: the `request_started` event of each request in
+    /// progress, by `request_id`, while someone subscribed to the events.
+    active_requests: Py<PyDict>,
 }
 
 /// The one host of this process, set when its executor starts.
@@ -71,6 +74,7 @@ pub(crate) fn install(
         started_at: SystemTime::now(),
         event_callbacks: PyList::empty(py).unbind(),
         shutdown_callbacks: PyList::empty(py).unbind(),
+        active_requests: PyDict::new(py).unbind(),
     });
     let module = PyModule::new(py, "mod_wsgi")?;
     module.add("version", MOD_WSGI_VERSION)?;
@@ -78,6 +82,7 @@ pub(crate) fn install(
     module.add("application_group", &facts.application_group)?;
     module.add("maximum_processes", host.n_processes)?;
     module.add("threads_per_process", host.n_threads)?;
+    module.add("active_requests", host.active_requests.bind(py))?;
     module.add_function(wrap_pyfunction!(server_metrics, &module)?)?;
     module.add_function(wrap_pyfunction!(process_metrics, &module)?)?;
     module.add_function(wrap_pyfunction!(subscribe_events, &module)?)?;
@@ -103,6 +108,11 @@ impl Host {
     /// Whether someone subscribed to the request events.
     pub(crate) fn has_subscribers(&self, py: Python<'_>) -> bool {
         !self.event_callbacks.bind(py).is_empty()
+    }
+
+    /// `mod_wsgi.active_requests`.
+    pub(crate) fn active_requests<'py>(&self, py: Python<'py>) -> &Bound<'py, PyDict> {
+        self.active_requests.bind(py)
     }
 
     /// Calls every `subscribe_events` callback with `name` and the event as keyword

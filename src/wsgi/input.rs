@@ -13,6 +13,7 @@ use pyo3::sync::MutexExt;
 use pyo3::types::{PyBytes, PyList};
 
 use super::BodySource;
+use super::meter::{self, IoMeter};
 
 /// The file-like object handed to the application as `wsgi.input`.
 #[pyclass(frozen, module = "ferrule._ferrule")]
@@ -26,6 +27,8 @@ struct InputState {
     buffer: Vec<u8>,
     start: usize,
     finished: bool,
+    /// The application's reads, counted while the request's events are published.
+    meter: Option<IoMeter>,
 }
 
 impl Input {
@@ -36,8 +39,43 @@ impl Input {
                 buffer: Vec::new(),
                 start: 0,
                 finished: false,
+                meter: None,
             }),
         }
+    }
+
+    fn lock(&self, py: Python<'_>) -> std::sync::MutexGuard<'_, InputState> {
+        self.state
+            .lock_py_attached(py)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts the application's reads from now on (`input_reads`, `input_length`,
+    /// `input_time` of `request_finished`).
+    pub(crate) fn start_metering(&self, py: Python<'_>) {
+        self.lock(py).meter.get_or_insert_with(IoMeter::default);
+    }
+
+    /// The reads counted so far (zero when not metering).
+    pub(crate) fn meter(&self, py: Python<'_>) -> IoMeter {
+        self.lock(py).meter.unwrap_or_default()
+    }
+
+    /// Runs one read call of the application, counted when metering: `length` says
+    /// how many bytes it handed over.
+    fn metered<T>(
+        &self,
+        py: Python<'_>,
+        read: impl FnOnce(&mut InputState) -> PyResult<T>,
+        length: impl FnOnce(&T) -> usize,
+    ) -> PyResult<T> {
+        let mut state = self.lock(py);
+        let started = meter::start(state.meter.as_ref());
+        let result = read(&mut state)?;
+        if let (Some(meter), Some(started)) = (state.meter.as_mut(), started) {
+            meter.record(1, length(&result), started);
+        }
+        Ok(result)
     }
 }
 
@@ -48,10 +86,7 @@ impl Input {
     /// collector runs. Later reads see the end of the body.
     pub(crate) fn release(&self, py: Python<'_>) {
         let source = {
-            let mut state = self
-                .state
-                .lock_py_attached(py)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut state = self.lock(py);
             state.finished = true;
             std::mem::replace(&mut state.source, Box::new(Released))
         };
@@ -146,6 +181,10 @@ impl InputState {
     }
 }
 
+fn bytes_length(bytes: &Bound<'_, PyBytes>) -> usize {
+    bytes.as_bytes().len()
+}
+
 /// Python's convention: `None` or a negative size means "everything".
 fn size_argument(size: Option<isize>) -> Option<usize> {
     size.and_then(|size| usize::try_from(size).ok())
@@ -155,59 +194,64 @@ fn size_argument(size: Option<isize>) -> Option<usize> {
 impl Input {
     #[pyo3(signature = (size=None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        let mut state = self
-            .state
-            .lock_py_attached(py)
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.read(py, size_argument(size))
+        self.metered(
+            py,
+            |state| state.read(py, size_argument(size)),
+            bytes_length,
+        )
     }
 
     /// As `read(size)`, but returns whatever the next chunk brings rather than waiting
     /// for `size` bytes.
     #[pyo3(signature = (size=None))]
     fn read1<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        let mut state = self
-            .state
-            .lock_py_attached(py)
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if state.buffered().is_empty() {
-            state.fill(py)?;
-        }
         let size = size_argument(size).unwrap_or(usize::MAX);
-        Ok(state.take(py, size))
+        self.metered(
+            py,
+            |state| {
+                if state.buffered().is_empty() {
+                    state.fill(py)?;
+                }
+                Ok(state.take(py, size))
+            },
+            bytes_length,
+        )
     }
 
     #[pyo3(signature = (size=None))]
     fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        let mut state = self
-            .state
-            .lock_py_attached(py)
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.readline(py, size_argument(size))
+        self.metered(
+            py,
+            |state| state.readline(py, size_argument(size)),
+            bytes_length,
+        )
     }
 
     /// Lines until the end of the body, or until their total size reaches `hint`.
     #[pyo3(signature = (hint=None))]
     fn readlines<'py>(&self, py: Python<'py>, hint: Option<isize>) -> PyResult<Bound<'py, PyList>> {
         let hint = size_argument(hint).filter(|&hint| hint > 0);
-        let mut state = self
-            .state
-            .lock_py_attached(py)
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let lines = PyList::empty(py);
-        let mut total = 0;
-        loop {
-            let line = state.readline(py, None)?;
-            let length = line.as_bytes().len();
-            if length == 0 {
-                break;
-            }
-            lines.append(line)?;
-            total += length;
-            if hint.is_some_and(|hint| total >= hint) {
-                break;
-            }
-        }
+        let (lines, _) = self.metered(
+            py,
+            |state| {
+                let lines = PyList::empty(py);
+                let mut total = 0;
+                loop {
+                    let line = state.readline(py, None)?;
+                    let length = line.as_bytes().len();
+                    if length == 0 {
+                        break;
+                    }
+                    lines.append(line)?;
+                    total += length;
+                    if hint.is_some_and(|hint| total >= hint) {
+                        break;
+                    }
+                }
+                Ok((lines, total))
+            },
+            |(_, total)| *total,
+        )?;
         Ok(lines)
     }
 

@@ -27,6 +27,7 @@ mod host_module;
 mod input;
 mod interrupt;
 mod log_stream;
+mod meter;
 mod module_watch;
 mod queue;
 mod run;

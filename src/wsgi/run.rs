@@ -75,8 +75,7 @@ pub(crate) fn handle(py: Python<'_>, context: &ThreadContext, job: Job, thread_i
         }
     }
     if let Some(events) = events {
-        let status = responder.get().lock(py).status();
-        events.finish(py, status);
+        events.finish(py);
     }
 }
 
@@ -163,7 +162,7 @@ fn call_application<'py>(
         handler,
     } = request;
     let input = Bound::new(py, Input::new(body))?;
-    let _release_body = ReleaseBodyOnDrop(input.clone());
+    let release_body = ReleaseBodyOnDrop(input.clone());
     let facts = RequestFacts {
         method: &method,
         target: &target,
@@ -183,6 +182,7 @@ fn call_application<'py>(
         &facts,
         input.into_any(),
     )?;
+    let input = &release_body.0;
     if let Some(check) = access {
         let host = connection.remote_addr.ip().to_canonical().to_string();
         let asking = super::access::Asking {
@@ -218,6 +218,8 @@ fn call_application<'py>(
                 received_at,
                 environ: &environ,
                 scope,
+                input,
+                responder,
             };
             let (started, callable) = RequestEvents::start(py, host, &started, callable)?;
             *events = Some(started);

@@ -11,10 +11,12 @@ use bytes::Bytes;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use tokio::sync::mpsc;
 
 use crate::handoff::reply::ReplySender;
+
+use super::meter::{self, IoMeter};
 
 use super::{Response, ResponseBody, StreamAborted};
 
@@ -51,6 +53,11 @@ pub(crate) struct ResponseState {
     /// The status of the last `start_response` (500 once a failure answered it); 0 before
     /// any, as mod_wsgi's `request_finished` event says.
     status: u16,
+    /// Set while the request's events are published: the body handed over
+    /// (`output_writes`, `output_length`, `output_time`) ...
+    meter: Option<IoMeter>,
+    /// ... and the keys `response_started` repeats from `request_started`.
+    observer: Option<Py<PyDict>>,
 }
 
 struct Head {
@@ -91,6 +98,8 @@ impl StartResponse {
                 head: None,
                 sink: Sink::Unsent(reply_tx),
                 status: 0,
+                meter: None,
+                observer: None,
             }),
         }
     }
@@ -108,6 +117,18 @@ impl ResponseState {
         self.status
     }
 
+    /// Publishes `response_started` with `observed` (its `request_id` and
+    /// `request_data`) and counts the body handed over from now on.
+    pub(crate) fn observe(&mut self, observed: Py<PyDict>) {
+        self.meter.get_or_insert_with(IoMeter::default);
+        self.observer = Some(observed);
+    }
+
+    /// The body handed over so far (zero when not observed).
+    pub(crate) fn meter(&self) -> IoMeter {
+        self.meter.unwrap_or_default()
+    }
+
     /// True until the status line has been handed to the front end.
     pub(crate) fn is_unsent(&self) -> bool {
         matches!(self.sink, Sink::Unsent(_))
@@ -118,6 +139,25 @@ impl ResponseState {
     /// A declared Content-Length is left as the application gave it, even when the chunks
     /// disagree: the front end holds the body to it and closes the connection.
     pub(crate) fn send_full(&mut self, chunks: Vec<Bytes>) -> PyResult<()> {
+        if self.meter.is_none() {
+            return self.deliver_full(chunks);
+        }
+        let started = std::time::Instant::now();
+        // Each non-empty item is one write, as when streaming.
+        let (writes, length) = chunks
+            .iter()
+            .filter(|chunk| !chunk.is_empty())
+            .fold((0, 0), |(writes, length), chunk| {
+                (writes + 1, length + chunk.len())
+            });
+        self.deliver_full(chunks)?;
+        if let Some(meter) = self.meter.as_mut() {
+            meter.record(writes, length, started);
+        }
+        Ok(())
+    }
+
+    fn deliver_full(&mut self, chunks: Vec<Bytes>) -> PyResult<()> {
         let mut head = self.head.take().ok_or_else(start_response_not_called)?;
         if head.content_length.is_none() {
             let total: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
@@ -152,6 +192,10 @@ impl ResponseState {
         let Sink::Unsent(reply_tx) = std::mem::replace(&mut self.sink, Sink::Done) else {
             return Err(PyRuntimeError::new_err("the response was already sent"));
         };
+        if let Some(meter) = self.meter.as_mut() {
+            let length = usize::try_from(length).unwrap_or(usize::MAX);
+            meter.record(1, length, std::time::Instant::now());
+        }
         let body = ResponseBody::File {
             file,
             offset,
@@ -163,12 +207,24 @@ impl ResponseState {
 
     /// Sends one body chunk, sending the head first if it has not gone out yet.
     pub(crate) fn send_chunk(&mut self, py: Python<'_>, chunk: Bytes) -> PyResult<Delivery> {
+        let started = meter::start(self.meter.as_ref());
+        let length = chunk.len();
+        let delivery = self.deliver_chunk(py, chunk)?;
+        if let (Some(meter), Some(started), Delivery::Delivered) =
+            (self.meter.as_mut(), started, delivery)
+        {
+            meter.record(1, length, started);
+        }
+        Ok(delivery)
+    }
+
+    fn deliver_chunk(&mut self, py: Python<'_>, chunk: Bytes) -> PyResult<Delivery> {
         if self.is_unsent() {
             // A framework's response object (Flask, Django) yields its whole declared
             // body at once: send it as one response, not a stream of one chunk.
             let declared = self.head.as_ref().and_then(|head| head.content_length);
             if declared.is_some_and(|length| chunk.len() as u64 >= length) {
-                self.send_full(vec![chunk])?;
+                self.deliver_full(vec![chunk])?;
                 self.sink = Sink::Complete;
                 return Ok(Delivery::Delivered);
             }
@@ -301,6 +357,12 @@ impl StartResponse {
             return Err(PyRuntimeError::new_err(
                 "start_response() was called a second time without exc_info",
             ));
+        }
+        if let Some(observed) = state.observer.as_ref().map(|dict| dict.clone_ref(py)) {
+            // Without the lock: a subscriber may call write() or start_response().
+            drop(state);
+            super::events::response_started(py, observed.bind(py), status, headers, exc_info);
+            state = slf.get().lock(py);
         }
         let head = parse_head(status, headers)?;
         state.status = head.status.as_u16();

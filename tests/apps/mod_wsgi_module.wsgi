@@ -10,10 +10,16 @@ the shutdown; `process_stopping` appends a JSON line to $MOD_WSGI_TEST_STOP_FILE
 /fail         raises, after putting something in request_data()
 /replaced     answered by the application a subscriber put in place of this one
 /block?file=P creates P, then waits until it is removed (at most 30 s)
+/stream?chunks=N&size=S  reads the body 8 KiB at a time (the count of reads goes into
+              request_data()), then yields N chunks of S bytes
+/write        sends its body through write(), in two calls
+/second-start calls start_response again with exc_info, before any body byte
+/active       the paths of the requests in mod_wsgi.active_requests, as JSON
 """
 
 import json
 import os
+import sys
 import threading
 import time
 from urllib.parse import parse_qs
@@ -35,6 +41,16 @@ def replacement(environ, start_response):
     return [b"replaced by a subscriber"]
 
 
+COUNTERS = (
+    "input_reads",
+    "input_length",
+    "input_time",
+    "output_writes",
+    "output_length",
+    "output_time",
+)
+
+
 def subscriber(name, **event):
     record = {"name": name, "keys": sorted(event)}
     for key in ("status", "thread_id", "request_id", "shutdown_reason"):
@@ -46,6 +62,12 @@ def subscriber(name, **event):
     if name == "request_finished":
         record["application_time"] = event["application_time"]
         record["data"] = dict(event["request_data"])
+        for key in COUNTERS:
+            record[key] = event[key]
+    if name == "response_started":
+        record["response_status"] = event["response_status"]
+        record["response_headers"] = [list(header) for header in event["response_headers"]]
+        record["exception_info"] = repr(event["exception_info"])
     with seen_lock:
         seen.append(record)
     if name == "request_started":
@@ -104,8 +126,11 @@ def application(environ, start_response):
         data["from_application"] = True
         return answer(start_response, dict(data))
     if path == "/events":
+        # Copied under the lock, answered outside it: start_response publishes
+        # response_started to the subscriber, which takes the lock.
         with seen_lock:
-            return answer(start_response, list(seen))
+            so_far = list(seen)
+        return answer(start_response, so_far)
     if path == "/fail":
         mod_wsgi.request_data()["before_failing"] = 1
         raise ValueError("failing on purpose")
@@ -116,4 +141,35 @@ def application(environ, start_response):
         while os.path.exists(marker) and time.monotonic() < deadline:
             time.sleep(0.01)
         return answer(start_response, "released")
+    if path == "/stream":
+        reads = 0
+        while True:
+            reads += 1
+            if not environ["wsgi.input"].read(8192):
+                break
+        mod_wsgi.request_data()["reads"] = reads
+        size = int(query["size"])
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return (b"y" * size for _ in range(int(query["chunks"])))
+    if path == "/write":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"first ")
+        write(b"second")
+        return []
+    if path == "/second-start":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise KeyError("changed its mind")
+        except KeyError:
+            start_response(
+                "503 Service Unavailable", [("Content-Type", "text/plain")], sys.exc_info()
+            )
+        return [b"unavailable"]
+    if path == "/active":
+        return answer(
+            start_response,
+            sorted(
+                event["request_environ"]["PATH_INFO"] for event in mod_wsgi.active_requests.values()
+            ),
+        )
     return answer(start_response, "hello")

@@ -103,7 +103,11 @@ fn serve(
         limit_request_body: config.server.limit_request_body,
         request_buffer_size: config.server.request_buffer_size,
         response_buffer_size: config.server.response_buffer_size,
-        admission: None,
+        admission: Some(Arc::new(tokio::sync::Semaphore::new(admission_slots(
+            config.server.max_clients,
+            config.processes.n_processes,
+            config.processes.n_threads,
+        )))),
         shutdown_timeout: config.processes.shutdown_timeout,
         static_files: frontend::StaticFiles::from_aliases(&config.server.url_aliases)
             .with_site(frontend::Site {
@@ -264,5 +268,25 @@ fn set_close_on_exec(fd: RawFd) {
         if flags >= 0 {
             libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
         }
+    }
+}
+
+/// This process's share of `--max-clients`: every embedded process has its own front end
+/// and threads, so each admits its part of the total, and never fewer requests than it has
+/// threads (a thread must never idle while a request waits for a slot).
+fn admission_slots(max_clients: usize, n_processes: usize, n_threads: usize) -> usize {
+    max_clients
+        .div_ceil(n_processes.max(1))
+        .max(n_threads.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_process_admits_its_share_and_never_fewer_than_its_threads() {
+        assert_eq!(super::admission_slots(22, 1, 8), 22);
+        assert_eq!(super::admission_slots(22, 4, 8), 8);
+        assert_eq!(super::admission_slots(100, 3, 5), 34);
+        assert_eq!(super::admission_slots(1, 1, 1), 1);
     }
 }

@@ -249,9 +249,12 @@ def accept_queue(port: int) -> int:
     raise AssertionError(f"no listener on port {port}")
 
 
-def test_issue_17_beyond_max_clients_new_connections_wait_in_the_kernel(ferrule_server):
+def test_issue_17_beyond_max_clients_new_connections_wait_in_the_kernel(
+    ferrule_server, mode_options
+):
     server = ferrule_server(
         "input.wsgi",
+        *mode_options,
         "--processes",
         "1",
         "--threads",
@@ -307,12 +310,12 @@ def test_issue_17_a_client_that_leaves_mid_body_never_reaches_the_application(
     assert "Traceback" not in server.error_log()
 
 
-def test_issue_17_a_slow_body_does_not_take_a_max_clients_slot(ferrule_server):
-    # The one slot counts requests handed to the daemons, not clients still sending: a
+def test_issue_17_a_slow_body_does_not_take_a_max_clients_slot(ferrule_server, mode_options):
+    # The one slot counts requests handed to the application, not clients still sending: a
     # slow body read ahead by the front end must not lock the next client out (the first
     # --max-clients counted it, and 22 slow bodies took every slot).
     server = ferrule_server(
-        "input.wsgi", "--processes", "1", "--threads", "1", "--max-clients", "1"
+        "input.wsgi", "--processes", "1", "--threads", "1", "--max-clients", "1", *mode_options
     )
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as slow:
         slow.sendall(

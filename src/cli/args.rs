@@ -571,11 +571,11 @@ pub(super) struct StartServerArgs {
     #[arg(long, default_value_t = DEFAULT_REQUEST_BUFFER_SIZE, value_name = "BYTES", help_heading = "Server")]
     pub(super) request_buffer_size: u64,
 
-    /// Most requests handed to the daemon processes at once (waiting for a thread or
-    /// running, until the response head); beyond it, new connections wait in the kernel's
-    /// queue. Clients sending or reading slowly do not count. Defaults to 10 + max(10, 1.5
-    /// x processes x threads), as mod_wsgi-express; never below processes x threads.
-    /// Ignored in embedded mode, as by mod_wsgi-express.
+    /// Most requests handed to the application at once (waiting for a thread or running,
+    /// until the response head); beyond it, new connections wait in the kernel's queue.
+    /// Clients sending or reading slowly do not count. Defaults to 10 + max(10, 1.5 x
+    /// processes x threads), as mod_wsgi-express; never below processes x threads. In
+    /// embedded mode each process admits its share.
     #[arg(long, value_name = "NUMBER", help_heading = "Processes")]
     pub(super) max_clients: Option<u64>,
 

@@ -487,6 +487,12 @@ impl Service {
                     }
                     executor.reload_before_next_request();
                 }
+                // `--max-clients`, this process's share: held while the request waits
+                // for a thread and runs, until its response head, as in daemon mode.
+                let _admitted = match &self.config.admission {
+                    Some(admission) => admission.acquire().await.ok(),
+                    None => None,
+                };
                 let request = handoff::Request {
                     method: std::mem::take(&mut parts.method),
                     target: std::mem::take(&mut parts.uri),

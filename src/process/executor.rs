@@ -157,6 +157,9 @@ fn process_facts(config: &Config) -> ProcessFacts {
     ProcessFacts {
         n_processes: config.processes.n_processes,
         n_threads: config.processes.n_threads,
+        multiprocess: config.processes.multiprocess,
+        // Apache's name for the address of the Listen directive mod_wsgi-express writes.
+        listener_host: config.server.host.clone().unwrap_or_default(),
         process_group,
         application_group: String::new(),
         server_metrics: config.server.operations.server_metrics,

@@ -514,3 +514,19 @@ def test_wsgi_multiprocess_follows_an_explicit_processes_option(ferrule_server, 
 def test_mod_wsgi_listener_host_is_the_host_listened_on(server):
     # The host of the Listen directive mod_wsgi-express writes for --host (here 127.0.0.1).
     assert environ_of(server.get("/"))["mod_wsgi.listener_host"] == "127.0.0.1"
+
+
+def test_mod_wsgi_queue_and_daemon_start(server, mode_options):
+    # mod_wsgi-express: in daemon mode the times the request was queued for a daemon and
+    # the daemon received it, between request_start and application_start; in embedded
+    # mode both 0.0.
+    environ = environ_of(server.get("/"))
+    times = [
+        float(environ[f"mod_wsgi.{key}"])
+        for key in ("request_start", "queue_start", "daemon_start", "application_start")
+    ]
+    if "--embedded-mode" in mode_options:
+        assert environ["mod_wsgi.queue_start"] == environ["mod_wsgi.daemon_start"] == "0.0"
+    else:
+        assert times == sorted(times), times
+        assert times[0] > time.time() - 60

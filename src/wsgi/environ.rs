@@ -135,6 +135,8 @@ pub(crate) struct RequestFacts<'a> {
     pub default_server_name: &'a str,
     pub script_name: &'a str,
     pub received_at: std::time::SystemTime,
+    /// Daemon mode: when the daemon received the request (see `handoff::Request`).
+    pub daemon_start: Option<std::time::SystemTime>,
     /// Which application thread of the process runs the request, from 0
     /// (`mod_wsgi.thread_id` is this plus one).
     pub thread_index: usize,
@@ -196,6 +198,18 @@ pub(crate) fn build<'py>(
         pyo3::intern!(py, "mod_wsgi.request_start"),
         seconds_since_epoch(request.received_at),
     )?;
+    // The template's 0.0 stands in embedded mode, as in mod_wsgi; in daemon mode the
+    // front end queued the request for a daemon thread as it received it.
+    if let Some(daemon_start) = request.daemon_start {
+        environ.set_item(
+            pyo3::intern!(py, "mod_wsgi.queue_start"),
+            seconds_since_epoch(request.received_at),
+        )?;
+        environ.set_item(
+            pyo3::intern!(py, "mod_wsgi.daemon_start"),
+            seconds_since_epoch(daemon_start),
+        )?;
+    }
     environ.set_item(
         pyo3::intern!(py, "mod_wsgi.application_start"),
         seconds_since_epoch(std::time::SystemTime::now()),

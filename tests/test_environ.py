@@ -416,7 +416,6 @@ def test_mod_wsgi_keys_are_those_mod_wsgi_6_gives(server):
     assert environ["mod_wsgi.script_name"] == ""
     assert environ["mod_wsgi.path_info"] == "/mod/wsgi"
     assert environ["mod_wsgi.listener_port"] == str(server.port)
-    assert environ["mod_wsgi.server_pid"] == str(report["pid"])
     assert environ["mod_wsgi.version"] == "(4, 3, 0)"
     request_start = float(environ["mod_wsgi.request_start"])
     application_start = float(environ["mod_wsgi.application_start"])
@@ -530,3 +529,14 @@ def test_mod_wsgi_queue_and_daemon_start(server, mode_options):
     else:
         assert times == sorted(times), times
         assert times[0] > time.time() - 60
+
+
+def test_mod_wsgi_server_pid_is_the_process_that_took_the_connection(server, mode_options):
+    # mod_wsgi-express: the Apache process that accepted the connection. In daemon mode
+    # that is not the daemon running the application but the front end (here the
+    # process started); in embedded mode the application's own process.
+    report = report_of(server.get("/"))
+    embedded = "--embedded-mode" in mode_options
+    expected = report["pid"] if embedded else server.process.pid
+    assert report["environ"]["mod_wsgi.server_pid"] == str(expected)
+    assert embedded or report["pid"] != server.process.pid

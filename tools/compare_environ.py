@@ -66,6 +66,7 @@ def application(environ, start_response):
     body = environ["wsgi.input"].read()
     seen = {key: describe(key, value) for key, value in environ.items()}
     seen["<body read>"] = body.decode("latin-1")
+    seen["<server_pid is the app's pid>"] = str(environ.get("mod_wsgi.server_pid") == str(os.getpid()))
     name = environ.get("HTTP_X_COMPARE_ID", "unnamed").replace("/", "_")
     path = os.path.join(DUMPS, name + ".json")
     with open(path + ".part", "w") as dump:

@@ -28,6 +28,9 @@ pub struct ProcessFacts {
     pub n_threads: usize,
     /// `wsgi.multiprocess` (see `cli::ProcessConfig::multiprocess`).
     pub multiprocess: bool,
+    /// `mod_wsgi.server_pid`: the process that accepted the connection (the front end in
+    /// daemon mode, as mod_wsgi gives the Apache child's pid, not the daemon's).
+    pub server_pid: u32,
     /// `mod_wsgi.listener_host`: the `--host` the server listens on, `''` without one.
     pub listener_host: String,
     /// `mod_wsgi.process_group`: empty in embedded mode, the group name in daemon mode.
@@ -90,7 +93,7 @@ pub(crate) fn template<'py>(
     environ.set_item("mod_wsgi.handler_script", "")?;
     environ.set_item("mod_wsgi.script_name", &facts.script_name)?;
     environ.set_item("mod_wsgi.listener_host", &facts.listener_host)?;
-    environ.set_item("mod_wsgi.server_pid", std::process::id().to_string())?;
+    environ.set_item("mod_wsgi.server_pid", facts.server_pid.to_string())?;
     environ.set_item("mod_wsgi.queue_start", 0.0)?;
     environ.set_item("mod_wsgi.daemon_start", 0.0)?;
     environ.set_item("mod_wsgi.version", super::host_module::MOD_WSGI_VERSION)?;

@@ -138,9 +138,6 @@ EXPECTED = {
     "mod_wsgi.request_handler": "express serves through that handler script",
     "mod_wsgi.script_name": "Apache's split before express's handler moves it",
     "mod_wsgi.path_info": "Apache's split before express's handler moves it",
-    "mod_wsgi.script_reloading": "an Apache directive's value, internal",
-    "mod_wsgi.enable_sendfile": "an Apache directive's value, internal",
-    "mod_wsgi.ignore_activity": "an Apache directive's value, internal",
 }
 
 

@@ -108,6 +108,13 @@ def test_events_and_request_data(ferrule_server, mode_options):
         "application_start",
     } <= set(started[0]["keys"])
     assert all(event["thread_id"] == 1 for event in started)
+    times = [started[0][key] for key in ("queue_start", "daemon_start")]
+    if "--embedded-mode" in mode_options:
+        assert times == [0.0, 0.0]
+    else:
+        # As in the environ: the front end queued it, the daemon received it.
+        assert 0 < started[0]["request_start"] <= times[0] <= times[1]
+        assert times[1] <= started[0]["application_start"]
 
     finished = [event for event in events if event["name"] == "request_finished"]
     assert [event["status"] for event in finished] == [200, 200, 500]

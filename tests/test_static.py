@@ -163,8 +163,15 @@ def test_mount_point(ferrule_server, mode_options, tmp_path):
     assert environ["SCRIPT_NAME"] == "/app"
     assert environ["PATH_INFO"] == "/some/path"
     assert environ["QUERY_STRING"] == "q=1"
+    # The mount point itself is redirected to its URL with a final slash, as
+    # mod_wsgi-express's Apache does (it makes the mount point a directory of the
+    # document root, and DirectorySlash applies), whatever the method.
+    for method in ("GET", "POST"):
+        moved = requests.request(method, server.url + "/app?q=1", allow_redirects=False, timeout=30)
+        assert moved.status_code == 301
+        assert moved.headers["Location"] == "/app/?q=1"
     environ = server.get("/app").json()["environ"]
-    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/app", "")
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/app", "/")
     # Outside the mount point only files are served; the rest is not the application's.
     assert server.get("/css/site.css").text == CSS
     assert server.get("/elsewhere").status_code == 404

@@ -227,7 +227,8 @@ pub(super) struct StartServerArgs {
           value_names = ["HOSTNAME", "URL"], help_heading = "Proxying")]
     pub(super) proxy_virtual_hosts: Vec<String>,
 
-    /// Number of server processes; more than one makes wsgi.multiprocess true.
+    /// Number of server processes; more than one makes wsgi.multiprocess true, and so does
+    /// giving it at all in daemon mode (as mod_wsgi-express).
     #[arg(long, value_name = "NUMBER", value_parser = clap::value_parser!(u32).range(1..=1024), help_heading = "Processes")]
     pub(super) processes: Option<u32>,
 

@@ -242,6 +242,10 @@ pub struct ProcessConfig {
     pub mode: OperatingMode,
     pub n_processes: usize,
     pub n_threads: usize,
+    /// `wsgi.multiprocess`: more than one process, or in daemon mode `--processes` given
+    /// at all (mod_wsgi-express then passes `processes=N` to its daemon group, which
+    /// mod_wsgi takes as multiprocess even for 1).
+    pub multiprocess: bool,
     /// Started by root with `--user`/`--group` naming someone else: who to become.
     pub run_as: Option<super::RunAs>,
     pub shutdown_timeout: Duration,
@@ -1064,6 +1068,8 @@ impl Config {
                 },
                 n_processes,
                 n_threads: threads,
+                multiprocess: n_processes > 1
+                    || (processes.is_some() && !embedded_mode && !debug_mode),
                 run_as,
                 shutdown_timeout: Duration::from_secs(shutdown_timeout),
                 maximum_requests,

@@ -347,6 +347,7 @@ async fn serve_connection(
             () = worker.shutdown.wait() => return Ended::ForGood,
         };
         reader = Some(idle_reader);
+        let daemon_start = std::time::SystemTime::now();
         let head = match frame {
             Ok(Frame::RequestHead(head)) => head,
             Ok(Frame::Stop) => return Ended::ForGood,
@@ -401,6 +402,7 @@ async fn serve_connection(
             },
             body,
             received_at,
+            daemon_start: Some(daemon_start),
             request_id,
             access,
             variables,

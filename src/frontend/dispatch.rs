@@ -504,6 +504,7 @@ impl Service {
                         tokio::runtime::Handle::current(),
                     )),
                     received_at: std::time::SystemTime::now(),
+                    daemon_start: None,
                     request_id,
                     access: access_check,
                     variables,

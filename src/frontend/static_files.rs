@@ -215,6 +215,11 @@ impl StaticFiles {
             return None;
         }
         let decoded = handoff::request_path::decode(raw_path.as_bytes());
+        if !self.site.mount_point.is_empty() && *decoded == *self.site.mount_point.as_bytes() {
+            // mod_wsgi-express makes the mount point a directory of the document root, so
+            // Apache's DirectorySlash answers it, for any method, before the application.
+            return Some(Served::Response(add_slash(&decoded, target.query())));
+        }
         let mounted = self.site.mounts(&decoded);
         let Some(document_root) = self.site.document_root.clone() else {
             return (!mounted).then(|| Served::Response(not_found()));

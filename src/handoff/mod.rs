@@ -43,8 +43,14 @@ pub struct Request {
     pub headers: http::HeaderMap,
     pub connection: ConnectionInfo,
     pub body: Box<dyn BodySource>,
-    /// When the front end finished reading the request head (`mod_wsgi.request_start`).
+    /// When the front end finished reading the request head (`mod_wsgi.request_start`);
+    /// in daemon mode, when it started looking for a free daemon thread, which is also
+    /// `mod_wsgi.queue_start`.
     pub received_at: std::time::SystemTime,
+    /// Daemon mode: when the daemon process received the request from the front end
+    /// (`mod_wsgi.daemon_start`). `None` in embedded mode, where mod_wsgi gives 0.0 for
+    /// both `queue_start` and `daemon_start`.
+    pub daemon_start: Option<std::time::SystemTime>,
     /// Made by the front end when it received the request (`mod_wsgi.request_id`).
     pub request_id: RequestId,
     /// Set when a host access or authentication script is configured: the scripts run

@@ -157,6 +157,14 @@ fn process_facts(config: &Config) -> ProcessFacts {
     ProcessFacts {
         n_processes: config.processes.n_processes,
         n_threads: config.processes.n_threads,
+        multiprocess: config.processes.multiprocess,
+        // A daemon's parent is the supervisor, whose front end took the connection.
+        server_pid: match config.processes.mode {
+            OperatingMode::Daemon => std::os::unix::process::parent_id(),
+            OperatingMode::Embedded | OperatingMode::Debug => std::process::id(),
+        },
+        // Apache's name for the address of the Listen directive mod_wsgi-express writes.
+        listener_host: config.server.host.clone().unwrap_or_default(),
         process_group,
         application_group: String::new(),
         server_metrics: config.server.operations.server_metrics,

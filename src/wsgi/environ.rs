@@ -26,6 +26,13 @@ use super::ConnectionInfo;
 pub struct ProcessFacts {
     pub n_processes: usize,
     pub n_threads: usize,
+    /// `wsgi.multiprocess` (see `cli::ProcessConfig::multiprocess`).
+    pub multiprocess: bool,
+    /// `mod_wsgi.server_pid`: the process that accepted the connection (the front end in
+    /// daemon mode, as mod_wsgi gives the Apache child's pid, not the daemon's).
+    pub server_pid: u32,
+    /// `mod_wsgi.listener_host`: the `--host` the server listens on, `''` without one.
+    pub listener_host: String,
     /// `mod_wsgi.process_group`: empty in embedded mode, the group name in daemon mode.
     pub process_group: String,
     /// `mod_wsgi.application_group`: the Python interpreter the application runs in.
@@ -62,7 +69,7 @@ pub(crate) fn template<'py>(
     }
     environ.set_item("wsgi.version", (1, 0))?;
     environ.set_item("wsgi.multithread", facts.n_threads > 1)?;
-    environ.set_item("wsgi.multiprocess", facts.n_processes > 1)?;
+    environ.set_item("wsgi.multiprocess", facts.multiprocess)?;
     environ.set_item("wsgi.run_once", false)?;
     environ.set_item("wsgi.errors", errors)?;
     environ.set_item("wsgi.file_wrapper", file_wrapper)?;
@@ -85,8 +92,8 @@ pub(crate) fn template<'py>(
     environ.set_item("mod_wsgi.request_handler", "wsgi-script")?;
     environ.set_item("mod_wsgi.handler_script", "")?;
     environ.set_item("mod_wsgi.script_name", &facts.script_name)?;
-    environ.set_item("mod_wsgi.listener_host", "")?;
-    environ.set_item("mod_wsgi.server_pid", std::process::id().to_string())?;
+    environ.set_item("mod_wsgi.listener_host", &facts.listener_host)?;
+    environ.set_item("mod_wsgi.server_pid", facts.server_pid.to_string())?;
     environ.set_item("mod_wsgi.queue_start", 0.0)?;
     environ.set_item("mod_wsgi.daemon_start", 0.0)?;
     environ.set_item("mod_wsgi.version", super::host_module::MOD_WSGI_VERSION)?;
@@ -131,7 +138,10 @@ pub(crate) struct RequestFacts<'a> {
     pub default_server_name: &'a str,
     pub script_name: &'a str,
     pub received_at: std::time::SystemTime,
-    /// Which application thread of the process runs the request (`mod_wsgi.thread_id`).
+    /// Daemon mode: when the daemon received the request (see `handoff::Request`).
+    pub daemon_start: Option<std::time::SystemTime>,
+    /// Which application thread of the process runs the request, from 0
+    /// (`mod_wsgi.thread_id` is this plus one).
     pub thread_index: usize,
     pub request_id: super::RequestId,
     /// Set last, over everything else; an empty value removes the variable.
@@ -191,13 +201,26 @@ pub(crate) fn build<'py>(
         pyo3::intern!(py, "mod_wsgi.request_start"),
         seconds_since_epoch(request.received_at),
     )?;
+    // The template's 0.0 stands in embedded mode, as in mod_wsgi; in daemon mode the
+    // front end queued the request for a daemon thread as it received it.
+    if let Some(daemon_start) = request.daemon_start {
+        environ.set_item(
+            pyo3::intern!(py, "mod_wsgi.queue_start"),
+            seconds_since_epoch(request.received_at),
+        )?;
+        environ.set_item(
+            pyo3::intern!(py, "mod_wsgi.daemon_start"),
+            seconds_since_epoch(daemon_start),
+        )?;
+    }
     environ.set_item(
         pyo3::intern!(py, "mod_wsgi.application_start"),
         seconds_since_epoch(std::time::SystemTime::now()),
     )?;
+    // Counted from 1, as mod_wsgi does (and the `mod_wsgi` module and its events here).
     environ.set_item(
         pyo3::intern!(py, "mod_wsgi.thread_id"),
-        request.thread_index,
+        request.thread_index + 1,
     )?;
     environ.set_item(
         pyo3::intern!(py, "mod_wsgi.request_id"),

@@ -36,6 +36,7 @@ pub(crate) struct Started<'a, 'py> {
     pub(crate) request_id: RequestId,
     pub(crate) thread_index: usize,
     pub(crate) received_at: SystemTime,
+    pub(crate) daemon_start: Option<SystemTime>,
     pub(crate) environ: &'a Bound<'py, PyDict>,
     pub(crate) scope: &'a RequestScope,
     pub(crate) input: &'a Bound<'py, Input>,
@@ -60,9 +61,17 @@ impl<'py> RequestEvents<'py> {
         common.set_item("request_data", started.scope.data(py))?;
         common.set_item("server_pid", std::process::id())?;
         common.set_item("request_start", seconds_since_epoch(started.received_at))?;
-        // As the environ's mod_wsgi.queue_start and mod_wsgi.daemon_start say.
-        common.set_item("queue_start", 0.0)?;
-        common.set_item("daemon_start", 0.0)?;
+        // As the environ's mod_wsgi.queue_start and mod_wsgi.daemon_start say: 0.0 in
+        // embedded mode.
+        let (queue_start, daemon_start) = match started.daemon_start {
+            Some(daemon_start) => (
+                seconds_since_epoch(started.received_at),
+                seconds_since_epoch(daemon_start),
+            ),
+            None => (0.0, 0.0),
+        };
+        common.set_item("queue_start", queue_start)?;
+        common.set_item("daemon_start", daemon_start)?;
         common.set_item("application_start", seconds_since_epoch(application_start))?;
         let event = common.copy()?;
         event.set_item("request_environ", started.environ)?;

@@ -53,7 +53,10 @@ COUNTERS = (
 
 def subscriber(name, **event):
     record = {"name": name, "keys": sorted(event)}
-    for key in ("status", "thread_id", "request_id", "shutdown_reason"):
+    for key in (
+        *("status", "thread_id", "request_id", "shutdown_reason"),
+        *("request_start", "queue_start", "daemon_start", "application_start"),
+    ):
         if key in event:
             record[key] = event[key]
     if name == "request_exception":

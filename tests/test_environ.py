@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from conftest import APPS, run_ferrule
+from conftest import APPS, host_readings, run_ferrule
 
 
 @pytest.fixture
@@ -187,6 +187,13 @@ def test_server_port_is_the_connection_port_when_host_has_none(server):
     environ = environ_of(server.get("/", headers={"Host": "example.com"}))
     assert environ["SERVER_NAME"] == "example.com"
     assert environ["SERVER_PORT"] == str(server.port)
+
+
+def test_server_name_and_port_read_host_as_apache_does(server):
+    for host, name, port in host_readings(server.port):
+        environ = environ_of(server.get("/", headers={"Host": host}))
+        assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == (name, port), host
+        assert environ["HTTP_HOST"] == host
 
 
 def test_server_name_and_port_for_a_plain_request(server):

@@ -146,6 +146,7 @@ fn serve(
             config.server.gateways.cgi,
             config.processes.request_timeout,
             config.server.site.document_root.as_deref(),
+            &config.server.server_name,
         ),
         proxy: config.server.proxy.clone(),
         http2: config.server.http2,

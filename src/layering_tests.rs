@@ -65,6 +65,8 @@ const ALLOWED: &[(&str, &str)] = &[
     ("cli", "front_door"),
     ("frontend", "tls"),
     ("frontend", "front_door"),
+    // The front door reads the Host header as the environ does (`handoff::Host`).
+    ("front_door", "handoff"),
     // FastCGI's records (`fastcgi`: pure, no I/O), which the front end speaks to php-fpm.
     ("frontend", "fastcgi"),
     // Reverse proxying (`proxy`: the rules, the header rules, hyper's client): `cli`

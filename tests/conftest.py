@@ -41,6 +41,23 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
     raise AssertionError(f"condition not met within {timeout} s: {predicate}")
 
 
+def host_readings(port: int) -> list[tuple[str, str, str]]:
+    """Host values a client may send to a server on `port`, each with the SERVER_NAME and
+    SERVER_PORT it must give, whoever answers (WSGI application, CGI script, PHP page):
+    Apache's reading under `UseCanonicalName Off`, the name in lower case without a
+    trailing dot, an IPv6 literal in brackets, Host's port as a number, else `port`."""
+    here = str(port)
+    return [
+        ("example.test:8123", "example.test", "8123"),
+        ("EXAMPLE.Test:8123", "example.test", "8123"),
+        (f"[::1]:{port}", "[::1]", here),
+        ("[::1]", "[::1]", here),
+        ("example.test", "example.test", here),
+        ("Example.Test.:080", "example.test", "80"),
+        ("example.test:", "example.test", here),
+    ]
+
+
 def decode_chunked(raw: bytes) -> tuple[bytes, bool]:
     """The body carried by chunked framing, and whether the terminating chunk arrived."""
     body = b""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPS, run_ferrule, wait_until
+from conftest import APPS, host_readings, run_ferrule, wait_until
 
 ENVIRON_CGI = """#!/usr/bin/env python3
 import json, os, sys
@@ -109,6 +109,18 @@ def test_a_script_gets_the_cgi_variables(cgi_server):
     assert "PATH" in environ
     # Run in its own directory.
     assert report["cwd"].endswith("/htdocs/bin")
+
+
+def test_server_name_and_port_are_the_applications(cgi_server):
+    """One reading of Host for a script and the WSGI application beside it, as under
+    Apache, where both get `ap_get_server_name` and `ap_get_server_port`."""
+    for host, name, port in host_readings(cgi_server.port):
+        seen = [
+            cgi_server.get(path, headers={"Host": host}).json()["environ"]
+            for path in ("/bin/environ.cgi", "/application")
+        ]
+        assert [(e["SERVER_NAME"], e["SERVER_PORT"]) for e in seen] == [(name, port)] * 2, host
+        assert seen[0]["HTTP_HOST"] == host
 
 
 def test_the_request_body_is_the_scripts_stdin(cgi_server):

@@ -12,13 +12,17 @@ import base64
 import http.client
 import json
 import re
+import shlex
 import socket
+import subprocess
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import APPS, run_ferrule
+from conftest import APPS, host_readings, run_ferrule
 
 
 @pytest.fixture
@@ -187,6 +191,38 @@ def test_server_port_is_the_connection_port_when_host_has_none(server):
     environ = environ_of(server.get("/", headers={"Host": "example.com"}))
     assert environ["SERVER_NAME"] == "example.com"
     assert environ["SERVER_PORT"] == str(server.port)
+
+
+def test_server_name_and_port_read_host_as_apache_does(server):
+    for host, name, port in host_readings(server.port):
+        environ = environ_of(server.get("/", headers={"Host": host}))
+        assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == (name, port), host
+        assert environ["HTTP_HOST"] == host
+
+
+def test_the_documented_server_name_example(ferrule_server, mode_options, tmp_path):
+    """docs/http.md's SERVER_NAME example, its commands run as written (the port is ours)."""
+    page = (Path(__file__).parent.parent / "docs" / "http.md").read_text()
+    blocks = [textwrap.dedent(block) for block in re.findall(r"```sh\n(.*?)```", page, re.DOTALL)]
+    at = next(index for index, block in enumerate(blocks) if "where.wsgi <<" in block)
+    setup, command, expectations = blocks[at : at + 3]
+    subprocess.run(["sh", "-e", "-c", setup], cwd=tmp_path, check=True)
+    words = shlex.split(command)
+    assert words == ["ferrule", "start-server", "where.wsgi", "--port", "8000"]
+    server = ferrule_server(str(tmp_path / "where.wsgi"), *mode_options)
+    for line in expectations.strip().splitlines():
+        curl, _, expected = line.partition("#")
+        curl = curl.replace("127.0.0.1:8000", f"127.0.0.1:{server.port}")
+        expected = expected.strip().replace("8000", str(server.port))
+        result = subprocess.run(
+            [*shlex.split(curl), "--silent", "--show-error", "--fail"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, (curl, result.stderr)
+        assert result.stdout == expected + "\n", curl
 
 
 def test_server_name_and_port_for_a_plain_request(server):

@@ -39,6 +39,13 @@ def test_issue_19_server_name_refuses_other_hosts(ferrule_server, mode_options):
     assert environ["SERVER_NAME"] == "example.com"
     assert environ["HTTP_HOST"] == f"Example.com:{server.port}"
     assert get(server, "/", host="api.example.org").status_code == 200
+    # An alias matches whatever the case, port or trailing dot of Host, and the
+    # application sees the name as Apache reads it.
+    for host in ("API.Example.ORG", f"api.EXAMPLE.org:{server.port}", "api.example.org."):
+        served = get(server, "/", host=host)
+        assert served.status_code == 200, host
+        assert served.json()["environ"]["SERVER_NAME"] == "api.example.org", host
+    assert get(server, "/", host="EXAMPLE.COM.").status_code == 200
     refused = get(server, "/", host="other.com")
     assert refused.status_code == 403
     assert "host name" in refused.text
@@ -70,6 +77,7 @@ def test_issue_19_the_parent_of_a_www_name_is_redirected(ferrule_server, mode_op
     moved = get(server, "/a/b?c=1&d", host=f"example.com:{server.port}")
     assert moved.status_code == 301
     assert moved.headers["Location"] == f"http://www.example.com:{server.port}/a/b?c=1&d"
+    assert get(server, "/", host="Example.COM").status_code == 301
     assert get(server, "/", host="www.example.com").status_code == 200
 
 

@@ -18,7 +18,7 @@ import pytest
 import requests
 import trustme
 
-from conftest import APPS, free_port, make_reachable, run_ferrule, wait_until
+from conftest import APPS, free_port, host_readings, make_reachable, run_ferrule, wait_until
 
 PHP_FPM = shutil.which("php-fpm") or next(
     (str(path) for path in sorted(Path("/usr/sbin").glob("php-fpm*"), reverse=True)), None
@@ -146,6 +146,17 @@ def test_a_php_page_gets_the_query_form_cookie_and_headers(php_server):
     assert server["HTTP_X_TEST"] == "sent by the client"
     assert server["GATEWAY_INTERFACE"] == "CGI/1.1"
     assert server["HTTPS"] is None
+
+
+def test_server_name_and_port_are_the_applications(php_server):
+    """One reading of Host for PHP's `$_SERVER` and the WSGI application beside it, as
+    under Apache, where both get `ap_get_server_name` and `ap_get_server_port`."""
+    for host, name, port in host_readings(php_server.port):
+        headers = {"Host": host}
+        page = php_server.get("/report.php", headers=headers).json()["server"]
+        application = php_server.get("/application", headers=headers).json()["environ"]
+        seen = [(e["SERVER_NAME"], e["SERVER_PORT"]) for e in (page, application)]
+        assert seen == [(name, port)] * 2, host
 
 
 def test_a_multipart_upload_reaches_php(php_server):

@@ -1,6 +1,9 @@
 //! `--server-name`, `--server-alias` and `--allow-localhost`: which host names are the
 //! site's, as Apache's name-based virtual hosts match them (case-insensitive, the port
-//! ignored, `*` and `?` wildcards in aliases).
+//! ignored, `*` and `?` wildcards in aliases). The Host header is read by
+//! [`Host::parse`], as everywhere else.
+
+use crate::handoff::Host;
 
 /// The site's names.
 #[derive(Clone, Debug)]
@@ -44,11 +47,14 @@ impl VirtualHost {
         }
     }
 
-    pub(super) fn classify(&self, host_name: Option<&str>) -> Match {
-        let Some(name) = host_name.map(str::to_ascii_lowercase) else {
+    /// Where a request with this Host (`None`: without one) lands.
+    pub(super) fn classify(&self, host: Option<&Host<'_>>) -> Match {
+        let Some(host) = host else {
             return Match::Other;
         };
-        let name = name.trim_end_matches('.');
+        // Already lower case, without its trailing dot (a second one is kept, as the
+        // name `example.com..` is not `example.com`).
+        let name = host.bare_name();
         if name == self.server_name
             || self
                 .aliases
@@ -62,17 +68,6 @@ impl VirtualHost {
             Match::Other
         }
     }
-}
-
-/// The host name of a Host header value: without the port, brackets kept off an IPv6
-/// literal.
-pub(super) fn name_of(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    host.rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|byte| byte.is_ascii_digit()))
-        .map_or(host, |(name, _)| name)
 }
 
 /// Apache's `ServerAlias` wildcards: `*` any run of characters, `?` one character.
@@ -89,11 +84,26 @@ fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    fn classify(host: &VirtualHost, value: Option<&str>) -> Match {
+        host.classify(value.map(Host::parse).as_ref())
+    }
+
     #[test]
-    fn names_lose_their_port() {
-        assert_eq!(name_of("example.com:8000"), "example.com");
-        assert_eq!(name_of("example.com"), "example.com");
-        assert_eq!(name_of("[::1]:8000"), "::1");
+    fn the_port_case_and_trailing_dot_of_host_are_ignored() {
+        let host = VirtualHost::new("Example.com", &[], false);
+        for value in [
+            "example.com",
+            "example.com:8000",
+            "EXAMPLE.com:8000",
+            "example.com.",
+            "Example.Com.:80",
+        ] {
+            assert_eq!(classify(&host, Some(value)), Match::Site, "{value}");
+        }
+        let literal = VirtualHost::new("::1", &[], false);
+        assert_eq!(classify(&literal, Some("[::1]:8000")), Match::Site);
+        assert_eq!(classify(&host, Some("example.com..")), Match::Other);
+        assert_eq!(classify(&host, Some("")), Match::Other);
     }
 
     #[test]
@@ -103,18 +113,18 @@ mod tests {
             &["*.example.com".into(), "api?.test".into()],
             false,
         );
-        assert_eq!(host.classify(Some("example.com")), Match::Site);
-        assert_eq!(host.classify(Some("a.b.EXAMPLE.com")), Match::Site);
-        assert_eq!(host.classify(Some("api1.test")), Match::Site);
-        assert_eq!(host.classify(Some("api12.test")), Match::Other);
-        assert_eq!(host.classify(Some("example.org")), Match::Other);
-        assert_eq!(host.classify(None), Match::Other);
+        assert_eq!(classify(&host, Some("example.com")), Match::Site);
+        assert_eq!(classify(&host, Some("a.b.EXAMPLE.com")), Match::Site);
+        assert_eq!(classify(&host, Some("API1.test:8000")), Match::Site);
+        assert_eq!(classify(&host, Some("api12.test")), Match::Other);
+        assert_eq!(classify(&host, Some("example.org")), Match::Other);
+        assert_eq!(classify(&host, None), Match::Other);
     }
 
     #[test]
     fn a_www_name_knows_its_parent() {
         let host = VirtualHost::new("www.example.com", &[], false);
-        assert_eq!(host.classify(Some("example.com")), Match::Parent);
-        assert_eq!(host.classify(Some("www.example.com")), Match::Site);
+        assert_eq!(classify(&host, Some("example.com")), Match::Parent);
+        assert_eq!(classify(&host, Some("WWW.example.com")), Match::Site);
     }
 }

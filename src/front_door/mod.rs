@@ -16,6 +16,8 @@ pub use proxies::{ProxyTrust, Subnet, known_headers as known_proxy_headers};
 
 use std::net::IpAddr;
 
+use crate::handoff::Host;
+
 /// Everything the front door decides, from the options.
 #[derive(Clone, Debug, Default)]
 pub struct FrontDoor {
@@ -70,10 +72,10 @@ impl FrontDoor {
 
     /// The host and scheme rules: mod_wsgi-express's virtual hosts and `--https-only`.
     pub fn route(&self, arrival: &Arrival<'_>) -> Answer {
-        let host_name = arrival.host.map(hosts::name_of);
+        let host = arrival.host.map(Host::parse);
         let matched = match &self.virtual_host {
             None => hosts::Match::Site,
-            Some(virtual_host) => virtual_host.classify(host_name),
+            Some(virtual_host) => virtual_host.classify(host.as_ref()),
         };
         let local = self
             .virtual_host
@@ -91,8 +93,8 @@ impl FrontDoor {
             _ if self.https_only && !arrival.https => {
                 let name = match &self.virtual_host {
                     Some(virtual_host) => virtual_host.server_name.as_str(),
-                    None => match host_name {
-                        Some(name) if !name.is_empty() => name,
+                    None => match &host {
+                        Some(host) if !host.name.is_empty() => &*host.name,
                         _ => {
                             return Answer::Forbidden(
                                 "This server answers plain HTTP only with a redirect to HTTPS, which needs a Host header.",
@@ -308,6 +310,20 @@ mod tests {
                 location: "https://any.example/a/b?c=1".into()
             }
         );
+        // The name as the environ has it: lower case, an IPv6 literal in brackets.
+        for (host, location) in [
+            ("Any.EXAMPLE.:8000", "https://any.example/a/b?c=1"),
+            ("[::1]:8000", "https://[::1]/a/b?c=1"),
+        ] {
+            assert_eq!(
+                door.route(&arrival(Some(host), false, "10.0.0.1")),
+                Answer::Redirect {
+                    status: 302,
+                    location: location.into()
+                },
+                "{host}"
+            );
+        }
     }
 
     #[test]

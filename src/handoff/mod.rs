@@ -2,6 +2,8 @@
 //! the front end parsed it, the response it gets back, the bodies of both, and the reply
 //! channel between them. No PyO3 here: the front end links nothing of Python.
 //! - `access`: the access-control work the front end leaves to the Python side.
+//! - `host`: the Host header split into the name and port the request asked for (shared
+//!   by the environ, the CGI and PHP variables, the front door and the proxy's routes).
 //! - `reply`: the one-shot channel a response head comes back on, batched per reactor.
 //! - `request_id`: the short unique id of each request (`mod_wsgi.request_id`).
 //! - `request_path`: the target's path, percent-decoded and normalized as mod_wsgi does
@@ -9,6 +11,7 @@
 
 mod access;
 pub mod activity;
+mod host;
 pub mod reply;
 mod request_id;
 pub mod request_path;
@@ -18,6 +21,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 pub use access::{AccessCheck, Credentials};
+pub use host::Host;
 pub use request_id::RequestId;
 
 /// What runs the application inside this process (embedded mode): the front end hands it

@@ -141,10 +141,8 @@ impl Proxy {
     }
 
     fn host_route(&self, host: Option<&str>) -> Option<&HostRoute> {
-        let name = host_name(host?);
-        self.hosts
-            .iter()
-            .find(|route| route.host.eq_ignore_ascii_case(name))
+        let host = crate::handoff::Host::parse(host?);
+        self.hosts.iter().find(|route| route.host == host.name)
     }
 
     /// Where a request for `host` (its Host header) and `raw_path` (as received,
@@ -234,15 +232,6 @@ fn host_route(host: &str, url: &str) -> Result<HostRoute, RuleError> {
         host: host.to_ascii_lowercase(),
         upstream,
     })
-}
-
-/// The host name of a Host header: without the port, and without the brackets' contents
-/// being split for an IPv6 literal.
-fn host_name(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_inclusive(']').next().unwrap_or(host);
-    }
-    host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
 fn without_last_slash(prefix: &str) -> &str {

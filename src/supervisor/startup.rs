@@ -450,6 +450,7 @@ pub(super) fn start_frontend(
             config.server.gateways.cgi,
             config.processes.request_timeout,
             config.server.site.document_root.as_deref(),
+            &config.server.server_name,
         ),
         proxy: config.server.proxy.clone(),
         http2: config.server.http2,

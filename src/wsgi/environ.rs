@@ -226,10 +226,16 @@ pub(crate) fn build<'py>(
         pyo3::intern!(py, "mod_wsgi.request_id"),
         request.request_id.text().as_str(),
     )?;
-    let (server_name, host_port) = server_name_and_port(request);
+    // Apache with `UseCanonicalName Off`: the name and port the client asked for in
+    // Host, else the configured name and the port the connection arrived on.
+    let (server_name, host_port) =
+        crate::handoff::Host::server_name_and_port(request.headers, request.default_server_name);
     environ.set_item(pyo3::intern!(py, "SERVER_NAME"), &*server_name)?;
     match host_port {
-        Some(port) => environ.set_item(pyo3::intern!(py, "SERVER_PORT"), port)?,
+        Some(port) => environ.set_item(
+            pyo3::intern!(py, "SERVER_PORT"),
+            itoa::Buffer::new().format(port),
+        )?,
         None => environ.set_item(pyo3::intern!(py, "SERVER_PORT"), local_port)?,
     }
     if connection.https {
@@ -357,41 +363,6 @@ fn method_name<'py>(py: Python<'py>, method: &http::Method) -> Bound<'py, PyStri
         _ => return PyString::new(py, method.as_str()),
     };
     name.clone()
-}
-
-/// Apache with `UseCanonicalName Off`: the name and port the client asked for in Host,
-/// falling back to the configured name and (`None`) the port the connection arrived on.
-fn server_name_and_port<'a>(
-    request: &RequestFacts<'a>,
-) -> (std::borrow::Cow<'a, str>, Option<&'a str>) {
-    let Some(host) = request
-        .headers
-        .get(http::header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .filter(|host| !host.is_empty())
-    else {
-        return (request.default_server_name.into(), None);
-    };
-    // An IPv6 literal keeps its brackets; only a colon after them starts the port.
-    let split_at = if host.starts_with('[') {
-        host.find(']')
-            .and_then(|end| host[end..].find(':').map(|colon| end + colon))
-    } else {
-        host.rfind(':')
-    };
-    let (name, port) = match split_at {
-        Some(colon) if host[colon + 1..].bytes().all(|b| b.is_ascii_digit()) => {
-            let port = &host[colon + 1..];
-            (&host[..colon], (!port.is_empty()).then_some(port))
-        }
-        _ => (host, None),
-    };
-    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        name.to_ascii_lowercase().into()
-    } else {
-        name.into()
-    };
-    (name, port)
 }
 
 fn add_headers(

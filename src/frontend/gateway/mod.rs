@@ -33,6 +33,8 @@ pub struct Gateways {
     pub request_timeout: Option<Duration>,
     /// `--document-root`, for `DOCUMENT_ROOT` and `PATH_TRANSLATED`.
     pub document_root: PathBuf,
+    /// `SERVER_NAME` of a request without a Host name, as in the WSGI environ.
+    pub server_name: String,
 }
 
 /// Which program answers for a file.
@@ -103,12 +105,15 @@ pub(super) struct GatewayRequest<'a> {
 }
 
 impl Gateways {
-    /// The gateways of a server with a document root, when PHP or CGI is on.
+    /// The gateways of a server with a document root, when PHP or CGI is on;
+    /// `server_name` is the configured name (`--server-name`, else `--host`, else
+    /// `localhost`).
     pub fn new(
         php_socket: Option<PathBuf>,
         cgi: bool,
         request_timeout: Option<Duration>,
         document_root: Option<&std::path::Path>,
+        server_name: &str,
     ) -> Option<std::sync::Arc<Self>> {
         let document_root = document_root?.to_owned();
         (php_socket.is_some() || cgi).then(|| {
@@ -117,6 +122,7 @@ impl Gateways {
                 cgi,
                 request_timeout,
                 document_root,
+                server_name: server_name.to_owned(),
             })
         })
     }
@@ -196,19 +202,16 @@ impl Gateways {
             "DOCUMENT_ROOT",
             self.document_root.as_os_str().as_encoded_bytes(),
         );
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .map(http::HeaderValue::as_bytes)
-            .map(host_without_port);
+        // One reading of Host for the WSGI environ and the gateways, as Apache's
+        // `ap_get_server_name` and `ap_get_server_port` are for mod_wsgi, CGI and PHP.
+        let (server_name, host_port) =
+            handoff::Host::server_name_and_port(&parts.headers, &self.server_name);
+        let port = host_port.unwrap_or_else(|| connection.local_addr.port());
+        set("SERVER_NAME", server_name.as_bytes());
         // An IPv4-mapped IPv6 address as IPv4, as in the WSGI environ.
         let local_ip = connection.local_addr.ip().to_canonical().to_string();
-        set("SERVER_NAME", host.unwrap_or(local_ip.as_bytes()));
         set("SERVER_ADDR", local_ip.as_bytes());
-        set(
-            "SERVER_PORT",
-            connection.local_addr.port().to_string().as_bytes(),
-        );
+        set("SERVER_PORT", itoa::Buffer::new().format(port).as_bytes());
         set(
             "REMOTE_ADDR",
             connection
@@ -267,20 +270,6 @@ impl Gateways {
             set(&variable, &joined);
         }
         variables
-    }
-}
-
-/// `example.org` of `example.org:8000`, `[::1]` of `[::1]:8000`.
-fn host_without_port(host: &[u8]) -> &[u8] {
-    if host.starts_with(b"[") {
-        return match host.iter().position(|&byte| byte == b']') {
-            Some(end) => &host[..=end],
-            None => host,
-        };
-    }
-    match host.iter().rposition(|&byte| byte == b':') {
-        Some(colon) => &host[..colon],
-        None => host,
     }
 }
 
@@ -353,17 +342,5 @@ fn log_stderr(module: &str, remote: &str, text: &[u8]) {
         if !line.is_empty() {
             error_log::log_with_context(Level::Error, module, Some(remote), line);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_port_is_not_part_of_the_server_name() {
-        assert_eq!(host_without_port(b"example.org:8000"), b"example.org");
-        assert_eq!(host_without_port(b"example.org"), b"example.org");
-        assert_eq!(host_without_port(b"[::1]:8000"), b"[::1]");
     }
 }

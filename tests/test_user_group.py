@@ -225,7 +225,9 @@ def test_issue_19_daemon_mode_reads_a_root_only_key_before_giving_up_root(
         "--ssl-certificate",
         str(keys / "site"),
     )
-    assert uid_of(server.process.pid) == other_user.pw_uid
+    # The port takes connections (the kernel's backlog) from its bind, before the
+    # switch to --user: wait for the switch rather than assume it came first.
+    wait_until(lambda: uid_of(server.process.pid) == other_user.pw_uid)
     answer = requests.get(
         f"https://localhost:{port}/pid", verify=str(tmp_path / "ca.pem"), timeout=30
     )

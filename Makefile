@@ -49,8 +49,8 @@ loom:
 	RUSTFLAGS="--cfg ferrule_loom" CARGO_TARGET_DIR=target/loom cargo test --release --lib loom
 
 lint-python: venv
-	$(BIN)/ruff check python tests bench bench/run bench/slow_clients tools
-	$(BIN)/ruff format --check python tests bench bench/run bench/slow_clients tools
+	$(BIN)/ruff check python tests bench bench/run bench/slow_clients bench/pairs tools
+	$(BIN)/ruff format --check python tests bench bench/run bench/slow_clients bench/pairs tools
 
 test-python: develop
 	$(BIN)/python -m pytest -q

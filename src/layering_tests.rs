@@ -42,6 +42,13 @@ const ALLOWED: &[(&str, &str)] = &[
     ("daemon", "wsgi"),
     ("embedded", "cli"),
     ("embedded", "frontend"),
+    // The front end's configuration, built the same way by both modes.
+    ("frontend_setup", "cli"),
+    ("frontend_setup", "frontend"),
+    ("frontend_setup", "process"),
+    ("frontend_setup", "auth"),
+    ("embedded", "frontend_setup"),
+    ("supervisor", "frontend_setup"),
     ("embedded", "logs"),
     ("embedded", "process"),
     ("embedded", "shutdown"),

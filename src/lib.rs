@@ -9,6 +9,7 @@
 //! - `daemon`: daemon mode: the IPC protocol, the front end's pool of daemon threads, and
 //!   the daemon process main.
 //! - `frontend`: accepts connections and speaks HTTP/1 (its own, on httparse); never runs Python.
+//! - `frontend_setup`: the front end's configuration from the `Config`, for both modes.
 //! - `auth`: the HTTP side of the access-control scripts (Authorization, Basic, Digest
 //!   nonces, 400/401 answers); the scripts run on the Python side (no PyO3).
 //! - `handoff`: the request and response passed between the front end and the executor
@@ -38,6 +39,7 @@ pub mod embedded;
 pub mod fastcgi;
 pub mod front_door;
 pub mod frontend;
+pub mod frontend_setup;
 pub mod handoff;
 pub mod logs;
 pub mod process;

@@ -471,6 +471,13 @@ impl Service {
         variables: Vec<(String, String)>,
         handler: Option<handoff::HandlerTarget>,
     ) -> handoff::Response {
+        // `--max-clients` (in embedded mode this process's share): held while the request
+        // waits for an application thread and runs, until its response head; slow clients
+        // never hold it (their body was read ahead, their response is written after).
+        let _admitted = match &self.config.admission {
+            Some(admission) => admission.acquire().await.ok(),
+            None => None,
+        };
         match &self.backend {
             Backend::Embedded(executor) => {
                 let changed = match &self.config.reload_watch {
@@ -487,12 +494,6 @@ impl Service {
                     }
                     executor.reload_before_next_request();
                 }
-                // `--max-clients`, this process's share: held while the request waits
-                // for a thread and runs, until its response head, as in daemon mode.
-                let _admitted = match &self.config.admission {
-                    Some(admission) => admission.acquire().await.ok(),
-                    None => None,
-                };
                 let request = handoff::Request {
                     method: std::mem::take(&mut parts.method),
                     target: std::mem::take(&mut parts.uri),
@@ -518,13 +519,6 @@ impl Service {
                 })
             }
             Backend::Daemon(pool) => {
-                // `--max-clients`: held while the request waits for and runs on a daemon
-                // thread, until its response head; slow clients never hold it (their body
-                // was read ahead, their response is written after).
-                let _admitted = match &self.config.admission {
-                    Some(admission) => admission.acquire().await.ok(),
-                    None => None,
-                };
                 pool.forward(
                     parts,
                     body,
